@@ -1,0 +1,93 @@
+/**
+ * Budget admission as a pure function of what the ledger holds for one session key and for
+ * the whole deployment. The store runs it inside one atomic section (a SQLite write
+ * transaction), so that no two guards, in one process or several, decide on the same snapshot.
+ *
+ * A call is admitted on its *expected* cost while there is plenty of room. Near a cap, where
+ * the *worst-case* costs of the calls in flight no longer fit, only one call may be in flight at
+ * a time, so spend can exceed a cap by at most one call's cost and never by a multiple of the
+ * concurrency.
+ */
+
+/** What the ledger holds for one scope (a session key, or everything) within its window. */
+export interface ScopeUsage {
+  /** Settled spend within the window, micro-dollars. */
+  readonly spentMicros: number;
+  /** Settled calls within the window. */
+  readonly calls: number;
+  /** Reservations not yet settled. */
+  readonly openCount: number;
+  readonly openExpectedMicros: number;
+  readonly openWorstMicros: number;
+}
+
+export interface BudgetSnapshot {
+  readonly session: ScopeUsage;
+  readonly global: ScopeUsage;
+}
+
+export interface BudgetCaps {
+  /** Per session key and window, micro-dollars; Infinity for none. */
+  readonly sessionBudgetMicros: number;
+  /** Per session key and window; Infinity for none. */
+  readonly sessionMaxCalls: number;
+  /** All keys together per global window, micro-dollars; Infinity for none. */
+  readonly globalBudgetMicros: number;
+}
+
+export interface CallEstimate {
+  readonly expectedMicros: number;
+  readonly worstMicros: number;
+}
+
+export type BudgetReason = "session_calls" | "session_budget" | "global_budget";
+
+export interface Refusal {
+  readonly reason: BudgetReason;
+  /** Micro-dollars (or calls, for `session_calls`) already used in the window, reservations included. */
+  readonly used: number;
+  readonly cap: number;
+  /** True when the refusal is because other calls in flight could overspend together. */
+  readonly concurrency: boolean;
+}
+
+function fits(u: ScopeUsage, want: CallEstimate, cap: number): { ok: boolean; concurrency: boolean } {
+  if (cap === Number.POSITIVE_INFINITY) return { ok: true, concurrency: false };
+  if (u.spentMicros + u.openExpectedMicros + want.expectedMicros > cap)
+    return { ok: false, concurrency: false };
+  if (u.openCount > 0 && u.spentMicros + u.openWorstMicros + want.worstMicros > cap) {
+    return { ok: false, concurrency: true };
+  }
+  return { ok: true, concurrency: false };
+}
+
+export function admit(snapshot: BudgetSnapshot, want: CallEstimate, caps: BudgetCaps): Refusal | null {
+  const { session, global } = snapshot;
+  if (session.calls + session.openCount + 1 > caps.sessionMaxCalls) {
+    return {
+      reason: "session_calls",
+      used: session.calls + session.openCount,
+      cap: caps.sessionMaxCalls,
+      concurrency: false,
+    };
+  }
+  const s = fits(session, want, caps.sessionBudgetMicros);
+  if (!s.ok) {
+    return {
+      reason: "session_budget",
+      used: session.spentMicros + session.openExpectedMicros,
+      cap: caps.sessionBudgetMicros,
+      concurrency: s.concurrency,
+    };
+  }
+  const g = fits(global, want, caps.globalBudgetMicros);
+  if (!g.ok) {
+    return {
+      reason: "global_budget",
+      used: global.spentMicros + global.openExpectedMicros,
+      cap: caps.globalBudgetMicros,
+      concurrency: g.concurrency,
+    };
+  }
+  return null;
+}

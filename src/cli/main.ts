@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+import { readFileSync } from "node:fs";
+import { Command, CommanderError } from "commander";
+import { isJudgeGuardError } from "../errors.js";
+import { UsageError } from "./errors.js";
+import { replayCommand } from "./replay.js";
+
+const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+  version: string;
+};
+
+/** Exit statuses: 0 ok, 1 data problems (bad lines, unreadable ledger), 2 usage or configuration errors. */
+async function main(argv: string[]): Promise<number> {
+  const program = new Command()
+    .name("judge-guard")
+    .description("Stops LLM judges from burning money on stuck agent sessions.")
+    .version(pkg.version)
+    .option("--verbose", "print stack traces on errors")
+    .exitOverride()
+    .showHelpAfterError("(run judge-guard --help for usage)");
+
+  let code = 0;
+  program
+    .command("replay")
+    .description(
+      "replay recorded judge traffic (JSON Lines, .gz accepted, - for stdin) and show what the guard would have done",
+    )
+    .argument("<file>", "one judge request per line: {ts, judge, model, session, usage?}")
+    .option("--db <path>", "keep the replay's ledger in this SQLite file (default: a temporary one)")
+    .option("--decisions <file>", "write one JSON decision per input line to this file")
+    .option("--json", "print the summary as one JSON object")
+    .option("--no-progress", "no progress bar, even on a terminal")
+    .action(async (file: string, opts) => {
+      code = await replayCommand(file, opts);
+    });
+
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      return e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.exitCode === 0
+        ? 0
+        : 2;
+    }
+    const verbose = argv.includes("--verbose");
+    const message = (e as Error)?.message ?? String(e);
+    process.stderr.write(`judge-guard: ${message}\n`);
+    if (verbose && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
+    else if (!(e instanceof UsageError) && !isJudgeGuardError(e))
+      process.stderr.write("(run with --verbose for details)\n");
+    return e instanceof UsageError || (isJudgeGuardError(e) && e.code === "CONFIG_INVALID") ? 2 : 1;
+  }
+  return code;
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`judge-guard: ${(e as Error)?.message ?? e}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,115 @@
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fromEnv } from "../config/env.js";
+import { openLines, type ReplaySummary, replay } from "../replay/replay.js";
+import { UsageError } from "./errors.js";
+import { count, ProgressBar, percent, usd } from "./format.js";
+
+export interface ReplayCommandOptions {
+  readonly db?: string;
+  readonly decisions?: string;
+  readonly json?: boolean;
+  readonly progress?: boolean;
+}
+
+const MAX_INVALID_SHOWN = 100;
+
+/** `judge-guard replay FILE`: returns the process exit code. */
+export async function replayCommand(file: string, opts: ReplayCommandOptions): Promise<number> {
+  const options = fromEnv(process.env);
+  let input: Awaited<ReturnType<typeof openLines>>;
+  try {
+    input = await openLines(file);
+  } catch (e) {
+    throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const tempDir = opts.db ? undefined : mkdtempSync(join(tmpdir(), "judge-guard-replay-"));
+  const ledger = opts.db ?? join(tempDir!, "replay.db");
+
+  let decisions: number | undefined;
+  try {
+    decisions = opts.decisions ? openSync(opts.decisions, "w") : undefined;
+  } catch (e) {
+    throw new UsageError(
+      `cannot write --decisions ${opts.decisions}: ${(e as NodeJS.ErrnoException).code ?? e}`,
+    );
+  }
+  let buffered = "";
+  const flush = () => {
+    if (decisions !== undefined && buffered !== "") writeSync(decisions, buffered);
+    buffered = "";
+  };
+  const bar =
+    opts.progress !== false && process.stderr.isTTY ? new ProgressBar(process.stderr, "replay") : undefined;
+  let invalidShown = 0;
+  let invalidTotal = 0;
+  let summary: ReplaySummary;
+  let linesSeen = 0;
+  try {
+    summary = await replay(
+      input.lines,
+      { ...options, ledger },
+      {
+        onDecision: (d) => {
+          linesSeen = d.line;
+          if (decisions !== undefined) {
+            buffered += `${JSON.stringify(d)}\n`;
+            if (buffered.length > 65_536) flush();
+          }
+          bar?.update(input.bytesRead(), input.size, `line ${count(linesSeen)}`);
+        },
+        onInvalid: (bad) => {
+          invalidTotal++;
+          if (invalidShown >= MAX_INVALID_SHOWN) return;
+          invalidShown++;
+          bar?.clear();
+          process.stderr.write(`${file}: line ${bad.line}: ${bad.field}: ${bad.message}\n`);
+        },
+      },
+    );
+    flush();
+  } finally {
+    bar?.clear();
+    if (decisions !== undefined) closeSync(decisions);
+    if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+  }
+  if (invalidTotal > invalidShown) {
+    process.stderr.write(`${file}: ${invalidTotal - invalidShown} more invalid lines not shown\n`);
+  }
+  const shown = { ...summary, ledger: opts.db ?? "(temporary, removed)" };
+  process.stdout.write(opts.json ? `${JSON.stringify(shown, null, 2)}\n` : renderSummary(file, shown));
+  return summary.invalid > 0 ? 1 : 0;
+}
+
+export function renderSummary(file: string, s: ReplaySummary): string {
+  const out: string[] = [];
+  const pad = (label: string) => `  ${label.padEnd(16)}`;
+  out.push(`judge-guard replay of ${file} (${count(s.lines)} lines, ${s.mode} mode)`);
+  out.push(`${pad("judged")}${count(s.judged).padStart(8)} calls   ${usd(s.spent_usd)} spent`);
+  out.push(`${pad("skipped")}${count(s.skipped).padStart(8)} calls   ${usd(s.saved_usd)} saved`);
+  for (const [reason, n] of Object.entries(s.skipped_by_reason).sort((a, b) => b[1] - a[1])) {
+    out.push(`${pad(`  ${reason}`)}${count(n).padStart(8)}`);
+  }
+  for (const [reason, n] of Object.entries(s.would_skip_by_reason).sort((a, b) => b[1] - a[1])) {
+    out.push(`${pad(`  would skip: ${reason}`)}${count(n).padStart(8)}`);
+  }
+  if (s.invalid > 0) out.push(`${pad("invalid")}${count(s.invalid).padStart(8)} lines (see stderr)`);
+  out.push(
+    `${pad("unguarded cost")}${usd(s.unguarded_usd).padStart(8)}   guarded ${usd(s.spent_usd)}: ${percent(s.saved_usd, s.unguarded_usd)} saved`,
+  );
+  if (s.stuck_sessions.length === 0) {
+    out.push("no stuck sessions found");
+  } else {
+    out.push("stuck sessions:");
+    for (const e of s.stuck_sessions) {
+      out.push(
+        `  ${e.session_key}: stuck from line ${e.detected_line} (canned reply ${e.fingerprint} seen ${e.repeats} times), ` +
+          `${count(e.skipped_calls)} judge calls skipped, ${usd(e.saved_usd)} saved`,
+      );
+    }
+  }
+  out.push(`signals to force a fresh session: ${s.signals}`);
+  out.push(`ledger: ${s.ledger}`);
+  return `${out.join("\n")}\n`;
+}

@@ -1,0 +1,66 @@
+/**
+ * What the guard already knows to be canned: fingerprints confirmed in a stuck episode (of any
+ * session, kept in the ledger across restarts) and operator-supplied patterns. A reply it
+ * recognises here needs fewer repeats before its session counts as stuck.
+ */
+
+/** The canned lines Phantom is known to produce (v0.18.2 and current main). */
+export const PHANTOM_CANNED_PATTERNS: readonly RegExp[] = [
+  /still working on your previous message/i,
+  /session busy \(previous execution still running\)/i,
+];
+
+const WHITESPACE = /\s+/g;
+
+export class CannedCatalog {
+  readonly #fingerprints = new Set<string>();
+  readonly #patterns: readonly RegExp[];
+
+  constructor(patterns: readonly RegExp[], fingerprints: Iterable<string> = []) {
+    // Global or sticky flags would make test() stateful between calls.
+    this.#patterns = patterns.map((p) =>
+      p.global || p.sticky ? new RegExp(p.source, p.flags.replace(/[gy]/g, "")) : p,
+    );
+    for (const f of fingerprints) this.#fingerprints.add(f);
+  }
+
+  get size(): number {
+    return this.#fingerprints.size;
+  }
+
+  hasFingerprint(fingerprint: string): boolean {
+    return this.#fingerprints.has(fingerprint);
+  }
+
+  addFingerprint(fingerprint: string): boolean {
+    if (this.#fingerprints.has(fingerprint)) return false;
+    this.#fingerprints.add(fingerprint);
+    return true;
+  }
+
+  /** True when the reply's fingerprint is registered or its text matches an operator pattern. */
+  recognises(fingerprint: string, rawText: string): boolean {
+    if (this.#fingerprints.has(fingerprint)) return true;
+    if (this.#patterns.length === 0) return false;
+    const text = rawText.normalize("NFKC").replace(WHITESPACE, " ");
+    return this.#patterns.some((p) => p.test(text));
+  }
+}
+
+/**
+ * Compiles operator patterns. Each entry is a regular expression source, matched
+ * case-insensitively against the reply with whitespace collapsed; a plain phrase works too.
+ * Throws a TypeError naming the entry when one does not compile.
+ */
+export function compilePatterns(sources: readonly string[], origin = "canned pattern"): RegExp[] {
+  return sources.map((source, i) => {
+    if (source.trim() === "") throw new TypeError(`${origin} #${i + 1} is empty; remove it or give a phrase`);
+    try {
+      return new RegExp(source, "i");
+    } catch (e) {
+      throw new TypeError(
+        `${origin} #${i + 1} (${JSON.stringify(source)}) is not a valid regular expression: ${(e as Error).message}`,
+      );
+    }
+  });
+}

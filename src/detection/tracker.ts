@@ -1,0 +1,291 @@
+import { LRUCache } from "lru-cache";
+import { InvalidRequestError } from "../errors.js";
+import { chainHash, fingerprint, type ReplySignature, signReply } from "../fingerprint/fingerprint.js";
+import { coreWords, type SimilarityLimits, sameReply, wordDifference } from "../fingerprint/similarity.js";
+import { describe } from "../util/describe.js";
+import { type Assessment, assessRun, type DetectionThresholds } from "./assess.js";
+import type { CannedCatalog } from "./catalog.js";
+
+/** Facts about the latest reply, where the runtime reports them. All optional. */
+export interface ReplyFacts {
+  /** What producing the reply cost the agent (Phantom's `cost_usd`). */
+  readonly costUsd?: number | undefined;
+  /** The SDK session id the reply ran in (Phantom's `session_id`); empty when none. */
+  readonly sdkSessionId?: string | null | undefined;
+  /** How long producing the reply took. */
+  readonly durationMs?: number | undefined;
+  /** Tools the agent used for the reply. */
+  readonly toolsUsed?: readonly string[] | undefined;
+  /** The runtime's outcome label ("success", "failure", ...); informational. */
+  readonly outcome?: string | undefined;
+}
+
+/** What one call to {@link SessionTracker.observe} learned about a session key. */
+export interface Observation {
+  readonly sessionKey: string;
+  /** Replies in the transcript. */
+  readonly turns: number;
+  /** Hash of the whole transcript, maintained incrementally. */
+  readonly transcriptHash: string;
+  /** Characters in the whole transcript (user and assistant). */
+  readonly transcriptChars: number;
+  /** Replies processed by this call (0 when the transcript did not grow). */
+  readonly newReplies: number;
+  /** True when the tracker had to start over (first sight of the key, or a rewritten transcript). */
+  readonly rebuilt: boolean;
+  /** The current run of the same reply. */
+  readonly run: RunView | null;
+  readonly assessment: Assessment | null;
+}
+
+export interface RunView {
+  readonly fingerprint: string;
+  readonly length: number;
+  /** Index (0-based) of the run's first reply in the transcript. */
+  readonly startTurn: number;
+  readonly replyChars: number;
+}
+
+export interface TrackerOptions extends DetectionThresholds {
+  readonly similarity: SimilarityLimits;
+  /** Session keys whose state is kept in memory; older ones are rebuilt from their next transcript. */
+  readonly maxSessions: number;
+}
+
+const MAX_INPUTS_PER_RUN = 64;
+
+interface Run {
+  rep: ReplySignature;
+  length: number;
+  startTurn: number;
+  inputs: Set<string>;
+  known: boolean;
+  zeroCost: number;
+  paid: number;
+}
+
+interface KeyState {
+  replies: number;
+  users: number;
+  userChain: string;
+  replyChain: string;
+  chars: number;
+  lastUser: string | undefined;
+  lastReply: string | undefined;
+  prev: ReplySignature | undefined;
+  run: Run | undefined;
+  boilerplate: Set<string>;
+}
+
+function emptyState(): KeyState {
+  return {
+    replies: 0,
+    users: 0,
+    userChain: "",
+    replyChain: "",
+    chars: 0,
+    lastUser: undefined,
+    lastReply: undefined,
+    prev: undefined,
+    run: undefined,
+    boilerplate: new Set(),
+  };
+}
+
+const MAX_BOILERPLATE_LINES = 256;
+
+/**
+ * Keeps, per session key, just enough to extend its analysis when the next, longer transcript
+ * arrives: counts, running hashes, the previous reply and the current run. Work per call is
+ * proportional to the messages added since the last call (plus one string comparison per array
+ * to confirm the transcript was extended rather than rewritten), so a session of T turns costs
+ * O(T) in total, however often its growing transcript is resent.
+ */
+export class SessionTracker {
+  readonly #states: LRUCache<string, KeyState>;
+  readonly #options: TrackerOptions;
+  readonly #catalog: CannedCatalog;
+
+  constructor(options: TrackerOptions, catalog: CannedCatalog) {
+    this.#options = options;
+    this.#catalog = catalog;
+    this.#states = new LRUCache({ max: options.maxSessions });
+  }
+
+  /** Forgets a key's in-memory state; its next transcript is analysed from the start. */
+  forget(sessionKey: string): void {
+    this.#states.delete(sessionKey);
+  }
+
+  observe(
+    sessionKey: string,
+    userMessages: readonly string[],
+    assistantMessages: readonly string[],
+    facts: ReplyFacts | undefined,
+  ): Observation {
+    let state = this.#states.get(sessionKey);
+    let rebuilt = false;
+    if (state === undefined || !extends_(state, userMessages, assistantMessages)) {
+      state = emptyState();
+      rebuilt = true;
+    }
+    checkStrings(userMessages, state.users, "userMessages");
+    checkStrings(assistantMessages, state.replies, "assistantMessages");
+    if (rebuilt) this.#states.set(sessionKey, state);
+
+    for (let i = state.users; i < userMessages.length; i++) {
+      const text = userMessages[i]!;
+      state.userChain = chainHash(state.userChain, text);
+      state.chars += text.length;
+    }
+    const newReplies = assistantMessages.length - state.replies;
+    for (let i = state.replies; i < assistantMessages.length; i++) {
+      const text = assistantMessages[i]!;
+      state.replyChain = chainHash(state.replyChain, text);
+      state.chars += text.length;
+      const isLatest = i === assistantMessages.length - 1;
+      // A reply answers the user message with the same index, or failing that the latest one.
+      const input = userMessages[Math.min(i, userMessages.length - 1)];
+      this.#addReply(state, i, text, input, isLatest ? facts : undefined);
+    }
+    state.users = userMessages.length;
+    state.replies = assistantMessages.length;
+    state.lastUser = userMessages[userMessages.length - 1];
+    state.lastReply = assistantMessages[assistantMessages.length - 1];
+
+    const run = state.run;
+    const assessment = run ? assessRun(this.#runFacts(state, run), this.#options) : null;
+    return {
+      sessionKey,
+      turns: state.replies,
+      transcriptHash: `${state.userChain}${state.replyChain}`,
+      transcriptChars: state.chars,
+      newReplies: Math.max(0, newReplies),
+      rebuilt,
+      run: run
+        ? {
+            fingerprint: run.rep.fingerprint,
+            length: run.length,
+            startTurn: run.startTurn,
+            replyChars: run.rep.rawLength,
+          }
+        : null,
+      assessment,
+    };
+  }
+
+  #addReply(
+    state: KeyState,
+    index: number,
+    text: string,
+    input: string | undefined,
+    facts?: ReplyFacts,
+  ): void {
+    const sig = signReply(text);
+    const prev = state.prev;
+    if (prev !== undefined && prev.fingerprint !== sig.fingerprint)
+      learnBoilerplate(state, prev, sig, this.#options);
+    state.prev = sig;
+
+    const inputFp = input === undefined ? "" : fingerprint(input);
+    let run = state.run;
+    if (run === undefined || !sameReply(sig, run.rep, state.boilerplate, this.#options.similarity)) {
+      run = {
+        rep: sig,
+        length: 0,
+        startTurn: index,
+        inputs: new Set(),
+        known: this.#catalog.recognises(sig.fingerprint, text),
+        zeroCost: 0,
+        paid: 0,
+      };
+      state.run = run;
+    } else if (!run.known && this.#catalog.recognises(sig.fingerprint, text)) {
+      run.known = true;
+    }
+    run.length++;
+    if (run.inputs.size < MAX_INPUTS_PER_RUN) run.inputs.add(inputFp);
+    if (facts !== undefined) {
+      if (isPaid(facts)) run.paid++;
+      else if (isZeroCost(facts)) run.zeroCost++;
+    }
+  }
+
+  #runFacts(state: KeyState, run: Run) {
+    let substanceChars = 0;
+    for (const w of coreWords(run.rep, state.boilerplate)) substanceChars += w.length;
+    return {
+      length: run.length,
+      distinctInputs: run.inputs.size,
+      substanceChars,
+      // The registry may have learned this fingerprint from another session since the run began.
+      known: run.known || this.#catalog.hasFingerprint(run.rep.fingerprint),
+      zeroCostReplies: run.zeroCost,
+      paidReplies: run.paid,
+    };
+  }
+}
+
+function checkStrings(list: readonly unknown[], from: number, field: string): void {
+  for (let i = from; i < list.length; i++) {
+    if (typeof list[i] !== "string") {
+      throw new InvalidRequestError(
+        `${field}[${i}]`,
+        `${field}[${i}] must be a string, got ${describe(list[i])}`,
+      );
+    }
+  }
+}
+
+function extends_(state: KeyState, users: readonly string[], replies: readonly string[]): boolean {
+  if (users.length < state.users || replies.length < state.replies) return false;
+  if (state.users > 0 && users[state.users - 1] !== state.lastUser) return false;
+  if (state.replies > 0 && replies[state.replies - 1] !== state.lastReply) return false;
+  return true;
+}
+
+function isPaid(f: ReplyFacts): boolean {
+  return (
+    (typeof f.costUsd === "number" && f.costUsd > 0) ||
+    (typeof f.sdkSessionId === "string" && f.sdkSessionId !== "") ||
+    (f.toolsUsed !== undefined && f.toolsUsed.length > 0)
+  );
+}
+
+function isZeroCost(f: ReplyFacts): boolean {
+  const noSession = f.sdkSessionId === "" || f.sdkSessionId === null;
+  const free = f.costUsd === 0;
+  const instant = f.durationMs === 0;
+  // Two of the three signs, so that one missing field does not hide the bounce.
+  return (noSession ? 1 : 0) + (free ? 1 : 0) + (instant ? 1 : 0) >= 2;
+}
+
+/**
+ * Lines shared by two consecutive, different replies are boilerplate (a signature, a footer)
+ * when the rest of the two replies differs in substance. When the rest is itself a
+ * near-duplicate, the replies are variants of one multi-line message and nothing is learned.
+ */
+function learnBoilerplate(
+  state: KeyState,
+  a: ReplySignature,
+  b: ReplySignature,
+  options: TrackerOptions,
+): void {
+  const inA = new Set(a.lineFingerprints);
+  const shared = b.lineFingerprints.filter((f) => inA.has(f) && !state.boilerplate.has(f));
+  if (shared.length === 0) return;
+  const sharedSet = new Set(shared);
+  const restA = coreWords(a, sharedSet);
+  const restB = coreWords(b, sharedSet);
+  const diff = wordDifference(restA, restB);
+  const total = restA.length + restB.length;
+  const variants =
+    total > 0 &&
+    diff <= options.similarity.maxWordDifference &&
+    diff / total <= options.similarity.maxRelativeDifference;
+  if (variants) return;
+  for (const f of shared) {
+    if (state.boilerplate.size >= MAX_BOILERPLATE_LINES) return;
+    state.boilerplate.add(f);
+  }
+}

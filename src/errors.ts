@@ -1,0 +1,154 @@
+/**
+ * Every error the guard raises is one of these classes, with a stable `code`. The type guards
+ * check a brand rather than `instanceof`, so they work across two installed copies of the
+ * package (an adapter bundled with one version, the guard with another).
+ */
+
+const BRAND = Symbol.for("judge-guard.error");
+
+export type SkipCode =
+  | "STUCK_SESSION"
+  | "SESSION_BUDGET"
+  | "SESSION_CALLS"
+  | "GLOBAL_BUDGET"
+  | "LEDGER_UNAVAILABLE";
+
+export type ErrorCode = SkipCode | "CONFIG_INVALID" | "REQUEST_INVALID" | "LEDGER_SCHEMA" | "GUARD_CLOSED";
+
+export class JudgeGuardError extends Error {
+  readonly code: ErrorCode;
+  readonly [BRAND] = true;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Details every short-circuit carries, so a caller can act without parsing messages. */
+export interface SkipDetails {
+  readonly sessionKey: string;
+  readonly judge: string;
+  readonly model: string;
+  /** What the skipped call was estimated to cost, USD. */
+  readonly savedUsd: number;
+  /** Stuck sessions: the canned reply's fingerprint, its repeats and the episode. */
+  readonly fingerprint?: string;
+  readonly repeats?: number;
+  readonly episodeId?: string;
+  /** Budget refusals: what was used and the cap (USD, or calls for SESSION_CALLS). */
+  readonly used?: number;
+  readonly cap?: number;
+}
+
+/** Base class of the short-circuits: the judge was not called and nothing was spent. */
+export class JudgeSkippedError extends JudgeGuardError {
+  declare readonly code: SkipCode;
+  readonly details: SkipDetails;
+
+  constructor(code: SkipCode, message: string, details: SkipDetails, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.details = details;
+  }
+}
+
+export class StuckSessionError extends JudgeSkippedError {
+  constructor(details: SkipDetails) {
+    super(
+      "STUCK_SESSION",
+      `session ${details.sessionKey} is stuck (the same canned reply ${details.repeats ?? "several"} times): judge not called`,
+      details,
+    );
+  }
+}
+
+export class SessionBudgetError extends JudgeSkippedError {
+  constructor(details: SkipDetails) {
+    super(
+      "SESSION_BUDGET",
+      `session ${details.sessionKey} reached its judge budget: judge not called`,
+      details,
+    );
+  }
+}
+
+export class SessionCallsError extends JudgeSkippedError {
+  constructor(details: SkipDetails) {
+    super(
+      "SESSION_CALLS",
+      `session ${details.sessionKey} reached its judge call limit: judge not called`,
+      details,
+    );
+  }
+}
+
+export class GlobalBudgetError extends JudgeSkippedError {
+  constructor(details: SkipDetails) {
+    super("GLOBAL_BUDGET", "the global judge budget is used up for this window: judge not called", details);
+  }
+}
+
+export class LedgerUnavailableError extends JudgeSkippedError {
+  constructor(details: SkipDetails, cause: unknown) {
+    super(
+      "LEDGER_UNAVAILABLE",
+      `the judge-guard ledger failed (${(cause as Error)?.message ?? cause}); failing closed: judge not called`,
+      details,
+      { cause },
+    );
+  }
+}
+
+export class ConfigError extends JudgeGuardError {
+  /** The option or environment variable at fault. */
+  readonly setting: string;
+
+  constructor(setting: string, message: string) {
+    super("CONFIG_INVALID", message);
+    this.setting = setting;
+  }
+}
+
+export class InvalidRequestError extends JudgeGuardError {
+  readonly field: string;
+
+  constructor(field: string, message: string) {
+    super("REQUEST_INVALID", message);
+    this.field = field;
+  }
+}
+
+export class LedgerSchemaError extends JudgeGuardError {
+  constructor(message: string) {
+    super("LEDGER_SCHEMA", message);
+  }
+}
+
+export class GuardClosedError extends JudgeGuardError {
+  constructor() {
+    super("GUARD_CLOSED", "the guard is closed: create a new one");
+  }
+}
+
+export function isJudgeGuardError(e: unknown): e is JudgeGuardError {
+  return typeof e === "object" && e !== null && (e as Record<symbol, unknown>)[BRAND] === true;
+}
+
+/** True for any short-circuit; with `code`, only for that one. */
+export function isJudgeSkippedError(e: unknown, code?: SkipCode): e is JudgeSkippedError {
+  if (!isJudgeGuardError(e) || !("details" in e)) return false;
+  return code === undefined || e.code === code;
+}
+
+export function isStuckSessionError(e: unknown): e is StuckSessionError {
+  return isJudgeSkippedError(e, "STUCK_SESSION");
+}
+
+export function isBudgetError(e: unknown): e is SessionBudgetError | SessionCallsError | GlobalBudgetError {
+  return (
+    isJudgeSkippedError(e, "SESSION_BUDGET") ||
+    isJudgeSkippedError(e, "SESSION_CALLS") ||
+    isJudgeSkippedError(e, "GLOBAL_BUDGET")
+  );
+}

@@ -1,0 +1,58 @@
+/**
+ * Normalisation turns a reply into the form its fingerprint is taken from, so that variants of
+ * one canned line (a counter, the elapsed minutes, a request id, curly quotes, a non-breaking
+ * space) collapse onto one string while the words that carry meaning stay.
+ *
+ * Volatile tokens are replaced by placeholders, in an order where the most specific pattern
+ * wins (a UUID is not left as five hex ids, a timestamp not as six numbers).
+ */
+
+const INVISIBLE = /[\u00ad\u200b-\u200f\u2060\ufeff]/g;
+const QUOTES = /[\u2018\u2019\u201a\u201b\u2032\u0060\u00b4]/g;
+const DQUOTES = /[\u201c\u201d\u201e\u201f\u2033]/g;
+
+const VOLATILE: ReadonlyArray<readonly [RegExp, string]> = [
+  [/\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/g, " _uuid_ "],
+  [/\b\d{4}-\d{2}-\d{2}(?:[t ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:z|[+-]\d{2}:?\d{2})?)?\b/g, " _ts_ "],
+  [/\b\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:\s?[ap]\.?m\.?)?(?![\w])/g, " _ts_ "],
+  // Identifiers: hex runs that mix digits and letters, and prefixed ids such as req_8f2c or sdk-91ab.
+  [/\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}\b/g, " _id_ "],
+  [/\b[a-z]{2,12}[_-](?=[a-z0-9]*\d)[a-z0-9]{4,}\b/g, " _id_ "],
+  // Durations, including compound ones such as 3m12s or 1h 05m.
+  [
+    /\b(?:\d+(?:[.,]\d+)?\s?(?:ms|msecs?|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?)(?=\d|\b)\s?)+/g,
+    " _dur_ ",
+  ],
+  [/\d+(?:[.,]\d+)*/g, " _n_ "],
+];
+
+const PUNCTUATION = /[^\p{L}\p{N}_\s]+/gu;
+const SPACES = /\s+/g;
+const REPEATED_PLACEHOLDER = /\b(_(?:uuid|ts|id|dur|n)_)(?: (?:_(?:uuid|ts|id|dur|n)_))+\b/g;
+
+/** Normalises one line of text (no newlines expected, though they are handled). */
+export function normalizeLine(line: string): string {
+  let s = line.normalize("NFKC").toLowerCase().replace(INVISIBLE, "").replace(QUOTES, "'");
+  s = s.replace(DQUOTES, '"');
+  for (const [pattern, placeholder] of VOLATILE) s = s.replace(pattern, placeholder);
+  // Apostrophes inside words ("i'm") are dropped rather than split, so "im" and "i'm" agree.
+  s = s.replace(/(\p{L})'(\p{L})/gu, "$1$2");
+  s = s.replace(PUNCTUATION, " ").replace(SPACES, " ").trim();
+  // "3m12s" becomes two duration placeholders; collapse runs so the count of parts does not matter.
+  return s.replace(REPEATED_PLACEHOLDER, "$1");
+}
+
+/** Normalises a whole reply line by line, dropping lines that normalise to nothing. */
+export function normalizeLines(text: string): string[] {
+  const out: string[] = [];
+  for (const raw of text.split(/\r?\n|\r|\u2028|\u2029/)) {
+    const line = normalizeLine(raw);
+    if (line.length > 0) out.push(line);
+  }
+  return out;
+}
+
+/** The normalised form of a whole reply: its normalised lines joined by single spaces. */
+export function normalize(text: string): string {
+  return normalizeLines(text).join(" ");
+}

@@ -1,0 +1,53 @@
+import type { ReplySignature } from "./fingerprint.js";
+
+/**
+ * When two replies count as "the same reply".
+ *
+ * Equal fingerprints always do. Otherwise the replies are compared on their *core*: the lines
+ * that are not boilerplate for the session (a signature or footer seen under different replies).
+ * Two cores are near-duplicates when the words they do not share are few both in absolute terms
+ * and relative to their length, so "Please wait." and "Please wait a moment." agree while two
+ * answers that only share a footer never do, however long the footer.
+ */
+export interface SimilarityLimits {
+  /** Largest number of words (counted with multiplicity) the two cores may not share. */
+  readonly maxWordDifference: number;
+  /** Largest share of all words in both cores that may differ. */
+  readonly maxRelativeDifference: number;
+}
+
+export const DEFAULT_SIMILARITY: SimilarityLimits = { maxWordDifference: 6, maxRelativeDifference: 0.2 };
+
+/** Words of the lines of `sig` that are not in `boilerplate`. */
+export function coreWords(sig: ReplySignature, boilerplate: ReadonlySet<string>): string[] {
+  const words: string[] = [];
+  for (let i = 0; i < sig.lines.length; i++) {
+    if (boilerplate.has(sig.lineFingerprints[i]!)) continue;
+    for (const w of sig.lines[i]!.split(" ")) words.push(w);
+  }
+  return words;
+}
+
+/** Size of the symmetric difference of two word multisets. */
+export function wordDifference(a: readonly string[], b: readonly string[]): number {
+  const counts = new Map<string, number>();
+  for (const w of a) counts.set(w, (counts.get(w) ?? 0) + 1);
+  for (const w of b) counts.set(w, (counts.get(w) ?? 0) - 1);
+  let diff = 0;
+  for (const c of counts.values()) diff += Math.abs(c);
+  return diff;
+}
+
+export function sameReply(
+  a: ReplySignature,
+  b: ReplySignature,
+  boilerplate: ReadonlySet<string>,
+  limits: SimilarityLimits = DEFAULT_SIMILARITY,
+): boolean {
+  if (a.fingerprint === b.fingerprint) return true;
+  const wa = coreWords(a, boilerplate);
+  const wb = coreWords(b, boilerplate);
+  if (wa.length === 0 || wb.length === 0) return false;
+  const diff = wordDifference(wa, wb);
+  return diff <= limits.maxWordDifference && diff / (wa.length + wb.length) <= limits.maxRelativeDifference;
+}

@@ -1,0 +1,240 @@
+import type { EstimatorOptions } from "../budget/estimator.js";
+import { DEFAULT_ESTIMATOR } from "../budget/estimator.js";
+import { compilePatterns, PHANTOM_CANNED_PATTERNS } from "../detection/catalog.js";
+import { ConfigError } from "../errors.js";
+import { DEFAULT_SIMILARITY, type SimilarityLimits } from "../fingerprint/similarity.js";
+import type { Logger, LogLevel } from "../log/logger.js";
+
+import { DEFAULT_PRICES, type ModelPrice } from "../pricing/prices.js";
+import type { ReportedCost } from "../pricing/usage.js";
+import type { SignalSink } from "../signals/types.js";
+import type { LedgerStore } from "../store/types.js";
+import { describe } from "../util/describe.js";
+
+export interface Clock {
+  now(): number;
+}
+
+export type GuardMode = "enforce" | "shadow";
+export type OnLedgerError = "closed" | "open";
+
+/** Options of {@link createGuard}. Every one has an environment variable (see `fromEnv`). */
+export interface GuardOptions {
+  /**
+   * Where decisions, budgets and stuck state are kept. A path opens (or creates) a SQLite
+   * ledger; ":memory:" keeps everything in process memory; or pass a store.
+   * @default "./data/judge-guard.db"
+   */
+  readonly ledger?: string | LedgerStore;
+  /** `shadow` decides and records everything but never blocks a judge. @default "enforce" */
+  readonly mode?: GuardMode;
+  /** When the ledger itself fails: `closed` skips the judge, `open` judges unguarded. @default "closed" */
+  readonly onError?: OnLedgerError;
+  /** Repeats of the same reply (to different inputs) that make a session stuck. @default 3 */
+  readonly repeatThreshold?: number;
+  /** Repeats needed when the reply is a known canned line or reported as a free bounce. @default 2 */
+  readonly knownRepeatThreshold?: number;
+  /** Replies with less normalised substance than this need strong evidence to count. @default 16 */
+  readonly minReplyChars?: number;
+  /** Operator canned patterns (regular expressions or phrases), added to Phantom's known lines. */
+  readonly cannedPatterns?: readonly (string | RegExp)[];
+  /** Whether Phantom's known canned lines are recognised. @default true */
+  readonly builtinPatterns?: boolean;
+  /** USD per session key per budget window. @default 5 */
+  readonly sessionBudgetUsd?: number;
+  /** Judge calls per session key per budget window. @default 1000 */
+  readonly sessionMaxCalls?: number;
+  /** The rolling window of the per-key caps, in ms. @default 86_400_000 (24 h) */
+  readonly budgetWindowMs?: number;
+  /** USD for all keys together per rolling 24 h. @default 50 */
+  readonly dailyBudgetUsd?: number;
+  /** Judge calls in flight at once, across all keys. @default 8 */
+  readonly concurrency?: number;
+  /** Prices in USD per million tokens, by model id. @default DEFAULT_PRICES */
+  readonly prices?: Readonly<Record<string, ModelPrice>>;
+  /** Where "force a fresh session" signals go. @default [] */
+  readonly signals?: readonly SignalSink[];
+  /** A stuck session is signalled again at most this often while it stays stuck. @default 1_800_000 (30 min) */
+  readonly signalCooldownMs?: number;
+  /** How long an identical request reuses an earlier verdict. @default 3_600_000 (1 h) */
+  readonly verdictTtlMs?: number;
+  /** Verdicts kept for reuse. @default 1000 */
+  readonly verdictCacheSize?: number;
+  /** Session keys whose detection state is kept in memory. @default 10000 */
+  readonly maxSessions?: number;
+  /** Near-duplicate limits. @default {maxWordDifference: 6, maxRelativeDifference: 0.2} */
+  readonly similarity?: SimilarityLimits;
+  /** Cost estimation defaults before judges have been observed. */
+  readonly estimator?: Partial<EstimatorOptions>;
+  /** A reservation whose owner has not refreshed its heartbeat for this long is reclaimed. @default 30000 */
+  readonly leaseMs?: number;
+  /** The clock behind windows and cooldowns. @default Date */
+  readonly clock?: Clock;
+  /** A pino logger, or a level for the default one (stderr). @default "warn" */
+  readonly logger?: Logger | LogLevel;
+  /** Reads the cost from a judge's result. @default readUsage */
+  readonly usageOf?: (result: unknown) => ReportedCost | undefined;
+  /** Reads the cost already incurred from a judge's error (e.g. `partialCost`). @default readUsage */
+  readonly usageOfError?: (error: unknown) => ReportedCost | undefined;
+}
+
+export interface ResolvedOptions {
+  readonly mode: GuardMode;
+  readonly onError: OnLedgerError;
+  readonly repeatThreshold: number;
+  readonly knownRepeatThreshold: number;
+  readonly minReplyChars: number;
+  readonly cannedPatterns: readonly RegExp[];
+  readonly sessionBudgetMicros: number;
+  readonly sessionMaxCalls: number;
+  readonly budgetWindowMs: number;
+  readonly dailyBudgetMicros: number;
+  readonly concurrency: number;
+  readonly prices: Readonly<Record<string, ModelPrice>>;
+  readonly signals: readonly SignalSink[];
+  readonly signalCooldownMs: number;
+  readonly verdictTtlMs: number;
+  readonly verdictCacheSize: number;
+  readonly maxSessions: number;
+  readonly similarity: SimilarityLimits;
+  readonly estimator: EstimatorOptions;
+  readonly leaseMs: number;
+  readonly clock: Clock;
+}
+
+export const DAY_MS = 86_400_000;
+
+export const DEFAULTS = {
+  ledger: "./data/judge-guard.db",
+  mode: "enforce",
+  onError: "closed",
+  repeatThreshold: 3,
+  knownRepeatThreshold: 2,
+  minReplyChars: 16,
+  sessionBudgetUsd: 5,
+  sessionMaxCalls: 1000,
+  budgetWindowMs: DAY_MS,
+  dailyBudgetUsd: 50,
+  concurrency: 8,
+  signalCooldownMs: 30 * 60_000,
+  verdictTtlMs: 60 * 60_000,
+  verdictCacheSize: 1000,
+  maxSessions: 10_000,
+  leaseMs: 30_000,
+} as const;
+
+function bad(option: string, value: unknown, allowed: string): never {
+  throw new ConfigError(option, `option ${option} must be ${allowed}, got ${describe(value)}`);
+}
+
+function int(option: string, value: number | undefined, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < min) bad(option, value, `an integer >= ${min}`);
+  return value;
+}
+
+function nonNegative(
+  option: string,
+  value: number | undefined,
+  fallback: number,
+  allowInfinity = false,
+): number {
+  if (value === undefined) return fallback;
+  const ok =
+    typeof value === "number" &&
+    value >= 0 &&
+    (Number.isFinite(value) || (allowInfinity && value === Infinity));
+  if (!ok) bad(option, value, allowInfinity ? "a number >= 0, or Infinity for no cap" : "a number >= 0");
+  return value;
+}
+
+function oneOf<T extends string>(
+  option: string,
+  value: T | undefined,
+  fallback: T,
+  allowed: readonly T[],
+): T {
+  if (value === undefined) return fallback;
+  if (!allowed.includes(value)) bad(option, value, `one of ${allowed.join(", ")}`);
+  return value;
+}
+
+const usdToMicros = (usd: number): number => (usd === Infinity ? Infinity : Math.round(usd * 1_000_000));
+
+/** Validates options once, at construction; errors name the option and the value received. */
+export function resolveOptions(o: GuardOptions): ResolvedOptions {
+  if (o === null || typeof o !== "object") bad("options", o, "an object");
+  const repeatThreshold = int("repeatThreshold", o.repeatThreshold, DEFAULTS.repeatThreshold, 2);
+  const knownRepeatThreshold = int(
+    "knownRepeatThreshold",
+    o.knownRepeatThreshold,
+    Math.min(DEFAULTS.knownRepeatThreshold, repeatThreshold),
+    1,
+  );
+  if (knownRepeatThreshold > repeatThreshold) {
+    bad("knownRepeatThreshold", knownRepeatThreshold, `at most repeatThreshold (${repeatThreshold})`);
+  }
+  const patterns: RegExp[] = o.builtinPatterns === false ? [] : [...PHANTOM_CANNED_PATTERNS];
+  if (o.cannedPatterns !== undefined) {
+    if (!Array.isArray(o.cannedPatterns))
+      bad("cannedPatterns", o.cannedPatterns, "an array of strings or RegExps");
+    for (const p of o.cannedPatterns) {
+      if (p instanceof RegExp) patterns.push(p);
+      else if (typeof p === "string") {
+        try {
+          patterns.push(...compilePatterns([p]));
+        } catch (e) {
+          throw new ConfigError("cannedPatterns", `option cannedPatterns: ${(e as Error).message}`);
+        }
+      } else bad("cannedPatterns", p, "strings or RegExps");
+    }
+  }
+  if (
+    o.signals !== undefined &&
+    (!Array.isArray(o.signals) || o.signals.some((s) => typeof s?.send !== "function"))
+  ) {
+    bad("signals", o.signals, "an array of sinks ({name, send(event)})");
+  }
+  if (o.clock !== undefined && typeof o.clock?.now !== "function")
+    bad("clock", o.clock, "an object with now()");
+  const est = { ...DEFAULT_ESTIMATOR, ...o.estimator };
+  for (const [k, v] of Object.entries(est)) {
+    if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v))
+      bad(`estimator.${k}`, v, "a positive number");
+  }
+  const sim = o.similarity ?? DEFAULT_SIMILARITY;
+  nonNegative("similarity.maxWordDifference", sim.maxWordDifference, 0);
+  if (!(sim.maxRelativeDifference >= 0 && sim.maxRelativeDifference <= 1)) {
+    bad("similarity.maxRelativeDifference", sim.maxRelativeDifference, "a number from 0 to 1");
+  }
+  return {
+    mode: oneOf("mode", o.mode, DEFAULTS.mode, ["enforce", "shadow"]),
+    onError: oneOf("onError", o.onError, DEFAULTS.onError, ["closed", "open"]),
+    repeatThreshold,
+    knownRepeatThreshold,
+    minReplyChars: int("minReplyChars", o.minReplyChars, DEFAULTS.minReplyChars, 0),
+    cannedPatterns: patterns,
+    sessionBudgetMicros: usdToMicros(
+      nonNegative("sessionBudgetUsd", o.sessionBudgetUsd, DEFAULTS.sessionBudgetUsd, true),
+    ),
+    sessionMaxCalls:
+      o.sessionMaxCalls === Infinity
+        ? Infinity
+        : int("sessionMaxCalls", o.sessionMaxCalls, DEFAULTS.sessionMaxCalls, 1),
+    budgetWindowMs: int("budgetWindowMs", o.budgetWindowMs, DEFAULTS.budgetWindowMs, 60_000),
+    dailyBudgetMicros: usdToMicros(
+      nonNegative("dailyBudgetUsd", o.dailyBudgetUsd, DEFAULTS.dailyBudgetUsd, true),
+    ),
+    concurrency: int("concurrency", o.concurrency, DEFAULTS.concurrency, 1),
+    prices: o.prices ?? DEFAULT_PRICES,
+    signals: o.signals ?? [],
+    signalCooldownMs: int("signalCooldownMs", o.signalCooldownMs, DEFAULTS.signalCooldownMs, 0),
+    verdictTtlMs: int("verdictTtlMs", o.verdictTtlMs, DEFAULTS.verdictTtlMs, 0),
+    verdictCacheSize: int("verdictCacheSize", o.verdictCacheSize, DEFAULTS.verdictCacheSize, 1),
+    maxSessions: int("maxSessions", o.maxSessions, DEFAULTS.maxSessions, 1),
+    similarity: sim,
+    estimator: est,
+    leaseMs: int("leaseMs", o.leaseMs, DEFAULTS.leaseMs, 1000),
+    clock: o.clock ?? Date,
+  };
+}

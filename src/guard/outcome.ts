@@ -1,0 +1,55 @@
+import type { JudgeSkippedError, SkipCode } from "../errors.js";
+import type { Usage } from "../pricing/prices.js";
+import type { SkipReason } from "../store/types.js";
+
+/** The judge ran; `costUsd` is what was charged to the budgets. */
+export interface JudgedOutcome<T> {
+  readonly status: "judged";
+  readonly value: T;
+  readonly costUsd: number;
+  /** Token usage as reported by the judge, where it reported any. */
+  readonly usage: Usage | null;
+  /** What was reserved before the call. */
+  readonly reservedUsd: number;
+  /** In shadow mode, why enforce mode would have skipped this call; otherwise null. */
+  readonly shadowReason: SkipReason | null;
+}
+
+/** An identical request was judged before (or is being judged): its verdict is reused at no cost. */
+export interface ReusedOutcome<T> {
+  readonly status: "reused";
+  readonly value: T;
+  readonly savedUsd: number;
+}
+
+/** The judge was not called and nothing was spent. */
+export interface SkippedOutcome {
+  readonly status: "skipped";
+  readonly reason: Exclude<SkipReason, "duplicate">;
+  readonly code: SkipCode;
+  /** The error to throw, for callers that surface skips as errors. */
+  readonly error: JudgeSkippedError;
+  /** What the call was estimated to cost. */
+  readonly savedUsd: number;
+}
+
+export type Outcome<T> = JudgedOutcome<T> | ReusedOutcome<T> | SkippedOutcome;
+
+export interface RunOptions<T> {
+  /** Reads the cost from this judge's result; overrides the guard's `usageOf`. */
+  readonly usageOf?: (result: T) => import("../pricing/usage.js").ReportedCost | undefined;
+  /**
+   * For replays of recorded traffic: what this call really cost when it ran. The guard decides
+   * without it; it is used as the saving when the call is skipped, and as the charge when the
+   * judge function reports no usage.
+   */
+  readonly knownUsage?: Usage;
+}
+
+export interface CallOptions<T> extends RunOptions<T> {
+  /**
+   * Produces the value to return instead of throwing when the call is skipped, e.g. Phantom's
+   * gate answer `{evolve: false}`, whose errors would otherwise fail towards running.
+   */
+  readonly substitute?: (skip: SkippedOutcome) => T;
+}

@@ -1,0 +1,139 @@
+import type { ReplyFacts } from "../detection/tracker.js";
+import { InvalidRequestError } from "../errors.js";
+import { describe } from "../util/describe.js";
+
+/** Phantom's `SessionSummary` (evolution engine), field names verbatim. */
+export interface PhantomSessionSummary {
+  session_id?: string;
+  session_key: string;
+  user_id?: string;
+  user_messages: readonly string[];
+  assistant_messages: readonly string[];
+  tools_used?: readonly string[];
+  files_tracked?: readonly string[];
+  outcome?: string;
+  cost_usd?: number;
+  started_at?: string;
+  ended_at?: string;
+}
+
+/** Phantom's `SessionData` (memory consolidation): the same data in camelCase. */
+export interface PhantomSessionData {
+  sessionId?: string;
+  sessionKey: string;
+  userId?: string;
+  userMessages: readonly string[];
+  assistantMessages: readonly string[];
+  toolsUsed?: readonly string[];
+  filesTracked?: readonly string[];
+  outcome?: string;
+  costUsd?: number;
+  startedAt?: string;
+  endedAt?: string;
+}
+
+/**
+ * One judge call the guard is asked to admit. Give the transcript either as a Phantom
+ * `session` (either casing) or as `sessionKey` plus the two message arrays; explicit fields win
+ * over the session's. The arrays are the whole transcript so far, as Phantom sends it.
+ */
+export interface JudgeRequest {
+  /** Judge kind, e.g. "observation_extraction" or "quality_assessment". */
+  readonly judge: string;
+  /** Model id the judge will call, e.g. "claude-sonnet-4-6". */
+  readonly model: string;
+  readonly session?: PhantomSessionSummary | PhantomSessionData;
+  readonly sessionKey?: string;
+  readonly userMessages?: readonly string[];
+  readonly assistantMessages?: readonly string[];
+  /** Facts about the latest reply; taken from `session` (cost_usd, session_id, outcome) when absent. */
+  readonly reply?: ReplyFacts;
+  /** The judge's max_tokens, which bounds its output cost. */
+  readonly maxTokens?: number;
+  /**
+   * Tells apart calls of one judge kind on one transcript that are not interchangeable, e.g.
+   * the golden case of a regression judge or a hash of the prompt. Identical requests (same
+   * key, judge, model, variant and transcript) reuse one verdict.
+   */
+  readonly variant?: string;
+}
+
+export interface NormalizedRequest {
+  readonly sessionKey: string;
+  readonly judge: string;
+  readonly model: string;
+  readonly userMessages: readonly string[];
+  readonly assistantMessages: readonly string[];
+  readonly facts: ReplyFacts | undefined;
+  readonly maxTokens: number | undefined;
+  readonly variant: string;
+}
+
+const MAX_LABEL = 256;
+
+function label(value: unknown, field: string): string {
+  if (typeof value !== "string" || value.length === 0) {
+    throw new InvalidRequestError(field, `${field} must be a non-empty string, got ${describe(value)}`);
+  }
+  if (value.length > MAX_LABEL) {
+    throw new InvalidRequestError(
+      field,
+      `${field} is ${value.length} characters long; the limit is ${MAX_LABEL}`,
+    );
+  }
+  return value;
+}
+
+function messages(value: unknown, field: string): readonly string[] {
+  // Elements are checked by the tracker as they are first seen, so a resent transcript is not
+  // walked again on every call.
+  if (!Array.isArray(value))
+    throw new InvalidRequestError(field, `${field} must be an array of strings, got ${describe(value)}`);
+  return value as readonly string[];
+}
+
+export function normalizeRequest(r: JudgeRequest): NormalizedRequest {
+  if (r === null || typeof r !== "object")
+    throw new InvalidRequestError("request", `the request must be an object, got ${describe(r)}`);
+  const s = r.session as (Partial<PhantomSessionSummary> & Partial<PhantomSessionData>) | undefined;
+  if (s !== undefined && (s === null || typeof s !== "object")) {
+    throw new InvalidRequestError("session", `session must be an object, got ${describe(s)}`);
+  }
+  const sessionKey = label(
+    r.sessionKey ?? s?.session_key ?? s?.sessionKey,
+    r.sessionKey !== undefined || !s ? "sessionKey" : "session.session_key",
+  );
+  const userMessages = messages(
+    r.userMessages ?? s?.user_messages ?? s?.userMessages ?? [],
+    r.userMessages !== undefined ? "userMessages" : "session.user_messages",
+  );
+  const assistantMessages = messages(
+    r.assistantMessages ?? s?.assistant_messages ?? s?.assistantMessages ?? [],
+    r.assistantMessages !== undefined ? "assistantMessages" : "session.assistant_messages",
+  );
+  if (r.maxTokens !== undefined && (!Number.isInteger(r.maxTokens) || r.maxTokens <= 0)) {
+    throw new InvalidRequestError(
+      "maxTokens",
+      `maxTokens must be a positive integer, got ${describe(r.maxTokens)}`,
+    );
+  }
+  let facts = r.reply;
+  if (facts === undefined && s !== undefined) {
+    const costUsd = s.cost_usd ?? s.costUsd;
+    const sdkSessionId = s.session_id ?? s.sessionId;
+    const toolsUsed = s.tools_used ?? s.toolsUsed;
+    if (costUsd !== undefined || sdkSessionId !== undefined || toolsUsed !== undefined) {
+      facts = { costUsd, sdkSessionId, toolsUsed, outcome: s.outcome };
+    }
+  }
+  return {
+    sessionKey,
+    judge: label(r.judge, "judge"),
+    model: label(r.model, "model"),
+    userMessages,
+    assistantMessages,
+    facts,
+    maxTokens: r.maxTokens,
+    variant: r.variant === undefined ? "" : label(r.variant, "variant"),
+  };
+}

@@ -1,0 +1,40 @@
+export {
+  admit,
+  type BudgetCaps,
+  type BudgetSnapshot,
+  type Refusal,
+  type ScopeUsage,
+} from "./budget/admission.js";
+export { CostEstimator, type EstimateStats } from "./budget/estimator.js";
+export { ENV_VARIABLES, fromEnv, parseDuration } from "./config/env.js";
+export { type Assessment, assessRun, type RunFacts, type StuckEvidence } from "./detection/assess.js";
+export { CannedCatalog, compilePatterns, PHANTOM_CANNED_PATTERNS } from "./detection/catalog.js";
+export { type Observation, type ReplyFacts, SessionTracker } from "./detection/tracker.js";
+export * from "./errors.js";
+export { fingerprint, type ReplySignature, signReply } from "./fingerprint/fingerprint.js";
+export { normalize, normalizeLine } from "./fingerprint/normalize.js";
+export { DEFAULT_SIMILARITY, type SimilarityLimits, sameReply } from "./fingerprint/similarity.js";
+export { createGuard, Guard, type GuardStats, type SessionState } from "./guard/guard.js";
+export {
+  type Clock,
+  DEFAULTS,
+  type GuardMode,
+  type GuardOptions,
+  type OnLedgerError,
+} from "./guard/options.js";
+export type {
+  CallOptions,
+  JudgedOutcome,
+  Outcome,
+  ReusedOutcome,
+  RunOptions,
+  SkippedOutcome,
+} from "./guard/outcome.js";
+export type { JudgeRequest, PhantomSessionData, PhantomSessionSummary } from "./guard/request.js";
+export { DEFAULT_PRICES, loadPriceFile, type ModelPrice, PriceTable, type Usage } from "./pricing/prices.js";
+export { type ReportedCost, readUsage } from "./pricing/usage.js";
+export { type ReplayDecision, type ReplaySummary, replay } from "./replay/replay.js";
+export { callbackSink, type GuardEvent, type SignalSink, type StuckSessionEvent } from "./signals/types.js";
+export { MemoryStore } from "./store/memory.js";
+export { SqliteStore, type SqliteStoreOptions } from "./store/sqlite.js";
+export type { DecisionRecord, LedgerStore, SkipReason } from "./store/types.js";

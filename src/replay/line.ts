@@ -1,0 +1,106 @@
+import { z } from "zod";
+import type { PhantomSessionSummary } from "../guard/request.js";
+import type { Usage } from "../pricing/prices.js";
+
+/** Limits that reject absurd input before it reaches the guard. */
+export const LIMITS = {
+  lineBytes: 64 * 1024 * 1024,
+  messages: 200_000,
+  tokens: 10_000_000,
+  label: 256,
+} as const;
+
+const tokens = z.number().int().nonnegative().max(LIMITS.tokens, `at most ${LIMITS.tokens} tokens`);
+const label = z.string().min(1).max(LIMITS.label);
+const iso = z.string().refine((s) => /^\d{4}-\d{2}-\d{2}T/.test(s) && !Number.isNaN(Date.parse(s)), {
+  message: "expected an ISO-8601 time such as 2026-11-20T08:00:00Z",
+});
+
+const sessionSchema = z.object({
+  session_key: label,
+  session_id: z.string().max(LIMITS.label).optional(),
+  user_id: z.string().max(LIMITS.label).optional(),
+  user_messages: z.array(z.string()).max(LIMITS.messages),
+  assistant_messages: z.array(z.string()).max(LIMITS.messages),
+  tools_used: z.array(z.string()).optional(),
+  files_tracked: z.array(z.string()).optional(),
+  outcome: z.enum(["success", "failure", "partial", "abandoned"]).optional(),
+  cost_usd: z.number().nonnegative().max(1_000_000).optional(),
+  started_at: z.string().optional(),
+  ended_at: z.string().optional(),
+});
+
+const lineSchema = z.object({
+  ts: iso,
+  judge: label,
+  model: label,
+  session: sessionSchema,
+  usage: z
+    .object({
+      input_tokens: tokens,
+      output_tokens: tokens,
+      cache_read_input_tokens: tokens.optional(),
+      cache_creation_input_tokens: tokens.optional(),
+    })
+    .optional(),
+  max_tokens: z.number().int().positive().max(1_000_000).optional(),
+  variant: label.optional(),
+});
+
+export interface ReplayLine {
+  readonly ts: number;
+  readonly judge: string;
+  readonly model: string;
+  readonly session: PhantomSessionSummary;
+  readonly usage: Usage | undefined;
+  readonly maxTokens: number | undefined;
+  readonly variant: string | undefined;
+}
+
+export type ParsedLine = { ok: true; line: ReplayLine } | { ok: false; field: string; message: string };
+
+function fieldPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const p of path) out += typeof p === "number" ? `[${p}]` : out === "" ? String(p) : `.${String(p)}`;
+  return out || "(line)";
+}
+
+/** Parses one JSON Lines record; on failure names the field and what was expected. */
+export function parseLine(text: string): ParsedLine {
+  if (text.length > LIMITS.lineBytes) {
+    return {
+      ok: false,
+      field: "(line)",
+      message: `line is ${text.length} bytes; the limit is ${LIMITS.lineBytes}`,
+    };
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    return { ok: false, field: "(line)", message: `not valid JSON: ${(e as Error).message}` };
+  }
+  const parsed = lineSchema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    return { ok: false, field: fieldPath(issue.path), message: issue.message };
+  }
+  const d = parsed.data;
+  return {
+    ok: true,
+    line: {
+      ts: Date.parse(d.ts),
+      judge: d.judge,
+      model: d.model,
+      session: d.session,
+      usage: d.usage && {
+        inputTokens: d.usage.input_tokens,
+        outputTokens: d.usage.output_tokens,
+        cacheReadTokens: d.usage.cache_read_input_tokens ?? 0,
+        cacheWriteTokens: d.usage.cache_creation_input_tokens ?? 0,
+      },
+      maxTokens: d.max_tokens,
+      variant: d.variant,
+    },
+  };
+}

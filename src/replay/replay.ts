@@ -1,0 +1,224 @@
+import { createReadStream } from "node:fs";
+import { open } from "node:fs/promises";
+import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
+import { createGunzip } from "node:zlib";
+import { Guard } from "../guard/guard.js";
+import type { GuardOptions } from "../guard/options.js";
+import type { SkipReason } from "../store/types.js";
+import { parseLine } from "./line.js";
+
+/** One line of `--decisions` output, in input order. */
+export interface ReplayDecision {
+  readonly line: number;
+  readonly session_key: string | null;
+  readonly judge: string | null;
+  readonly decision: "judged" | "skipped" | "invalid";
+  readonly reason: SkipReason | null;
+  readonly cost_usd: number;
+  readonly saved_usd: number;
+}
+
+export interface ReplayStuckSession {
+  readonly session_key: string;
+  readonly episode_id: string;
+  /** Input line at which the guard first skipped the key for this episode. */
+  readonly detected_line: number;
+  readonly fingerprint: string;
+  /** Repeats of the canned reply when detected. */
+  readonly repeats: number;
+  readonly skipped_calls: number;
+  readonly saved_usd: number;
+}
+
+export interface ReplayInvalidLine {
+  readonly line: number;
+  readonly field: string;
+  readonly message: string;
+}
+
+export interface ReplaySummary {
+  readonly lines: number;
+  readonly judged: number;
+  readonly skipped: number;
+  readonly skipped_by_reason: Record<string, number>;
+  /** Shadow mode: calls judged that enforce mode would have skipped, by reason. */
+  readonly would_skip_by_reason: Record<string, number>;
+  readonly invalid: number;
+  readonly spent_usd: number;
+  readonly saved_usd: number;
+  /** What every valid line would have cost with no guard. */
+  readonly unguarded_usd: number;
+  readonly stuck_sessions: ReplayStuckSession[];
+  readonly signals: number;
+  readonly mode: "enforce" | "shadow";
+  readonly ledger: string;
+}
+
+export interface ReplayHooks {
+  /** Called for every input line, in order. */
+  onDecision?(d: ReplayDecision): void;
+  onInvalid?(bad: ReplayInvalidLine): void;
+  /** Called as input is consumed (bytes read so far, of the compressed file where it is compressed). */
+  onProgress?(bytesRead: number): void;
+}
+
+/** Opens a JSON Lines file, gzip-compressed or not ("-" for standard input). */
+export async function openLines(
+  path: string,
+): Promise<{ lines: AsyncIterable<string>; size: number; bytesRead: () => number }> {
+  if (path === "-")
+    return {
+      lines: createInterface({ input: process.stdin, crlfDelay: Infinity }),
+      size: 0,
+      bytesRead: () => 0,
+    };
+  const fh = await open(path, "r");
+  const head = Buffer.alloc(2);
+  let size: number;
+  try {
+    await fh.read(head, 0, 2, 0);
+    size = (await fh.stat()).size;
+  } finally {
+    await fh.close();
+  }
+  const file = createReadStream(path);
+  let read = 0;
+  file.on("data", (chunk) => {
+    read += chunk.length;
+  });
+  let input: Readable = file;
+  if (head[0] === 0x1f && head[1] === 0x8b) {
+    const gunzip = createGunzip();
+    file.on("error", (e) => gunzip.destroy(e));
+    input = file.pipe(gunzip);
+  }
+  return { lines: createInterface({ input, crlfDelay: Infinity }), size, bytesRead: () => read };
+}
+
+const round6 = (n: number): number => Math.round(n * 1e6) / 1e6;
+
+/**
+ * Replays recorded judge traffic through a guard: what would it have done? Each line's `ts` is
+ * the guard's clock; a line's `usage` is what the call really cost, used to settle a judged call
+ * and as the saving of a skipped one. Lines are processed in order, one at a time.
+ */
+export async function replay(
+  lines: AsyncIterable<string>,
+  options: GuardOptions & { ledger: string },
+  hooks: ReplayHooks = {},
+): Promise<ReplaySummary> {
+  let now = 0;
+  let signals = 0;
+  const guard = new Guard({
+    ...options,
+    clock: { now: () => now },
+    signals: [...(options.signals ?? []), { name: "replay", send: () => void signals++ }],
+  });
+  const byReason: Record<string, number> = {};
+  const wouldSkip: Record<string, number> = {};
+  const episodes = new Map<string, ReplayStuckSession & { skipped_calls: number; saved_usd: number }>();
+  let n = 0;
+  let judged = 0;
+  let skipped = 0;
+  let invalid = 0;
+  let spent = 0;
+  let saved = 0;
+  try {
+    for await (const text of lines) {
+      n++;
+      if (text.trim() === "") continue;
+      const parsed = parseLine(text);
+      if (!parsed.ok) {
+        invalid++;
+        hooks.onInvalid?.({ line: n, field: parsed.field, message: parsed.message });
+        hooks.onDecision?.({
+          line: n,
+          session_key: null,
+          judge: null,
+          decision: "invalid",
+          reason: null,
+          cost_usd: 0,
+          saved_usd: 0,
+        });
+        continue;
+      }
+      const l = parsed.line;
+      now = l.ts;
+      const usage = l.usage;
+      const outcome = await guard.run(
+        { judge: l.judge, model: l.model, session: l.session, maxTokens: l.maxTokens, variant: l.variant },
+        () => ({ usage }),
+        usage ? { knownUsage: usage } : {},
+      );
+      const key = l.session.session_key;
+      let d: ReplayDecision;
+      if (outcome.status === "judged") {
+        judged++;
+        spent += outcome.costUsd;
+        const would = outcome.shadowReason;
+        if (would !== null) wouldSkip[would] = (wouldSkip[would] ?? 0) + 1;
+        d = {
+          line: n,
+          session_key: key,
+          judge: l.judge,
+          decision: "judged",
+          reason: would,
+          cost_usd: round6(outcome.costUsd),
+          saved_usd: 0,
+        };
+      } else {
+        skipped++;
+        const reason: SkipReason = outcome.status === "reused" ? "duplicate" : outcome.reason;
+        byReason[reason] = (byReason[reason] ?? 0) + 1;
+        saved += outcome.savedUsd;
+        d = {
+          line: n,
+          session_key: key,
+          judge: l.judge,
+          decision: "skipped",
+          reason,
+          cost_usd: 0,
+          saved_usd: round6(outcome.savedUsd),
+        };
+        if (outcome.status === "skipped" && outcome.reason === "stuck_session") {
+          const det = outcome.error.details;
+          const id = det.episodeId ?? `${key}`;
+          let ep = episodes.get(id);
+          if (!ep) {
+            ep = {
+              session_key: key,
+              episode_id: id,
+              detected_line: n,
+              fingerprint: det.fingerprint ?? "",
+              repeats: det.repeats ?? 0,
+              skipped_calls: 0,
+              saved_usd: 0,
+            };
+            episodes.set(id, ep);
+          }
+          ep.skipped_calls++;
+          ep.saved_usd += outcome.savedUsd;
+        }
+      }
+      hooks.onDecision?.(d);
+    }
+  } finally {
+    await guard.close();
+  }
+  return {
+    lines: n,
+    judged,
+    skipped,
+    skipped_by_reason: byReason,
+    would_skip_by_reason: wouldSkip,
+    invalid,
+    spent_usd: round6(spent),
+    saved_usd: round6(saved),
+    unguarded_usd: round6(spent + saved),
+    stuck_sessions: [...episodes.values()].map((e) => ({ ...e, saved_usd: round6(e.saved_usd) })),
+    signals,
+    mode: options.mode ?? "enforce",
+    ledger: options.ledger,
+  };
+}

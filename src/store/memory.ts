@@ -1,0 +1,178 @@
+import type { ScopeUsage } from "../budget/admission.js";
+import type { EstimateStats } from "../budget/estimator.js";
+import { bucketStart, DEFAULT_BUCKET_MS } from "./buckets.js";
+import type {
+  DecisionRecord,
+  EpisodeRecord,
+  KeyStateRecord,
+  LedgerStore,
+  OwnerRecord,
+  ReservationRecord,
+  SignalRecord,
+} from "./types.js";
+
+interface Episode extends EpisodeRecord {
+  endedMs: number | null;
+}
+
+/**
+ * The ledger in process memory: same contract as the SQLite ledger, nothing survives the
+ * process. Decisions, episodes and signals are kept so tests and embedders can inspect them.
+ */
+export class MemoryStore implements LedgerStore {
+  readonly location = ":memory:";
+  readonly decisions: DecisionRecord[] = [];
+  readonly signals: SignalRecord[] = [];
+  readonly episodes = new Map<string, Episode>();
+  readonly #usage = new Map<string, Map<number, { micros: number; calls: number }>>();
+  readonly #reservations = new Map<string, ReservationRecord>();
+  readonly #owners = new Map<string, OwnerRecord>();
+  readonly #keys = new Map<string, KeyStateRecord>();
+  readonly #canned = new Map<string, { source: string; firstMs: number }>();
+  readonly #stats = new Map<string, EstimateStats>();
+  readonly #bucketMs: number;
+
+  constructor(options: { bucketMs?: number } = {}) {
+    this.#bucketMs = options.bucketMs ?? DEFAULT_BUCKET_MS;
+  }
+
+  atomically<T>(fn: () => T): T {
+    return fn();
+  }
+
+  scopeUsage(sessionKey: string | null, sinceMs: number): ScopeUsage {
+    let spentMicros = 0;
+    let calls = 0;
+    const buckets = this.#usage.get(scopeOf(sessionKey));
+    if (buckets) {
+      for (const [start, b] of buckets) {
+        if (start + this.#bucketMs > sinceMs) {
+          spentMicros += b.micros;
+          calls += b.calls;
+        }
+      }
+    }
+    let openCount = 0;
+    let openExpectedMicros = 0;
+    let openWorstMicros = 0;
+    for (const r of this.#reservations.values()) {
+      if (sessionKey !== null && r.sessionKey !== sessionKey) continue;
+      openCount++;
+      openExpectedMicros += r.expectedMicros;
+      openWorstMicros += r.worstMicros;
+    }
+    return { spentMicros, calls, openCount, openExpectedMicros, openWorstMicros };
+  }
+
+  addUsage(sessionKey: string, atMs: number, micros: number, calls: number): void {
+    const start = bucketStart(atMs, this.#bucketMs);
+    for (const scope of [scopeOf(sessionKey), scopeOf(null)]) {
+      let buckets = this.#usage.get(scope);
+      if (!buckets) {
+        buckets = new Map();
+        this.#usage.set(scope, buckets);
+      }
+      const b = buckets.get(start);
+      if (b) {
+        b.micros += micros;
+        b.calls += calls;
+      } else buckets.set(start, { micros, calls });
+    }
+  }
+
+  openReservation(r: ReservationRecord): void {
+    this.#reservations.set(r.id, r);
+  }
+
+  deleteReservation(id: string): boolean {
+    return this.#reservations.delete(id);
+  }
+
+  /** Reservations currently open (for tests and diagnostics). */
+  get openReservations(): number {
+    return this.#reservations.size;
+  }
+
+  recordDecision(d: DecisionRecord): void {
+    this.decisions.push(d);
+  }
+
+  registerOwner(o: OwnerRecord): void {
+    this.#owners.set(o.id, o);
+  }
+
+  heartbeat(ownerId: string, nowMs: number): void {
+    const o = this.#owners.get(ownerId);
+    if (o) this.#owners.set(ownerId, { ...o, heartbeatMs: nowMs });
+  }
+
+  removeOwner(ownerId: string): void {
+    this.#owners.delete(ownerId);
+  }
+
+  owners(): OwnerRecord[] {
+    return [...this.#owners.values()];
+  }
+
+  reclaimReservations(ownerIds: readonly string[]): number {
+    const dead = new Set(ownerIds);
+    let n = 0;
+    for (const [id, r] of this.#reservations) {
+      if (dead.has(r.ownerId) || !this.#owners.has(r.ownerId)) {
+        this.#reservations.delete(id);
+        n++;
+      }
+    }
+    for (const id of ownerIds) this.#owners.delete(id);
+    return n;
+  }
+
+  pruneUsage(beforeMs: number): void {
+    for (const buckets of this.#usage.values()) {
+      for (const start of buckets.keys()) if (start + this.#bucketMs <= beforeMs) buckets.delete(start);
+    }
+  }
+
+  keyState(sessionKey: string): KeyStateRecord | undefined {
+    return this.#keys.get(sessionKey);
+  }
+
+  saveKeyState(s: KeyStateRecord): void {
+    this.#keys.set(s.sessionKey, s);
+  }
+
+  openEpisode(e: EpisodeRecord): void {
+    this.episodes.set(e.id, { ...e, endedMs: null });
+  }
+
+  closeEpisode(id: string, endedMs: number): void {
+    const e = this.episodes.get(id);
+    if (e && e.endedMs === null) e.endedMs = endedMs;
+  }
+
+  cannedFingerprints(): string[] {
+    return [...this.#canned.keys()];
+  }
+
+  addCannedFingerprint(fingerprint: string, source: "episode" | "operator", atMs: number): void {
+    if (!this.#canned.has(fingerprint)) this.#canned.set(fingerprint, { source, firstMs: atMs });
+  }
+
+  recordSignal(s: SignalRecord): void {
+    this.signals.push(s);
+  }
+
+  estimateStats(): EstimateStats[] {
+    return [...this.#stats.values()];
+  }
+
+  saveEstimateStats(s: EstimateStats): void {
+    this.#stats.set(`${s.judge}\u0000${s.model}`, s);
+  }
+
+  close(): void {}
+}
+
+export function scopeOf(sessionKey: string | null): string {
+  return sessionKey === null ? "*" : `k:${sessionKey}`;
+}

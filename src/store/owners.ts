@@ -1,0 +1,59 @@
+import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import type { OwnerRecord } from "./types.js";
+
+/**
+ * Who holds a reservation, and whether that holder is gone.
+ *
+ * Each guard registers itself as an owner and refreshes a heartbeat. A reservation is
+ * reclaimed when its owner is provably dead: on this host, its pid no longer runs or now
+ * belongs to a process that started at another time (a container restart reuses pid 1);
+ * anywhere, its heartbeat is older than the lease. A live guard in another process keeps its
+ * heartbeat fresh and its process running, so its reservations are never mistaken for leftovers.
+ */
+
+/** Linux process start time (field 22 of /proc/PID/stat), or null elsewhere. */
+export function processStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) may contain spaces and parentheses: split after its last ')'.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return fields[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export function currentOwner(nowMs: number): OwnerRecord {
+  return {
+    id: randomUUID(),
+    pid: process.pid,
+    hostname: hostname(),
+    procStart: processStart(process.pid),
+    startedMs: nowMs,
+    heartbeatMs: nowMs,
+  };
+}
+
+function pidRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: it runs, under another user.
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+export function isOwnerDead(owner: OwnerRecord, self: OwnerRecord, nowMs: number, leaseMs: number): boolean {
+  if (owner.id === self.id) return false;
+  if (nowMs - owner.heartbeatMs > leaseMs) return true;
+  if (owner.hostname !== self.hostname) return false;
+  if (!pidRuns(owner.pid)) return true;
+  // Same pid running, but a different process if it started at another time.
+  if (owner.procStart !== null && self.procStart !== null) {
+    return processStart(owner.pid) !== owner.procStart;
+  }
+  return false;
+}

@@ -1,0 +1,351 @@
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import type { ScopeUsage } from "../budget/admission.js";
+import type { EstimateStats } from "../budget/estimator.js";
+import type { StuckEvidence } from "../detection/assess.js";
+import { LedgerSchemaError } from "../errors.js";
+import { bucketStart, DEFAULT_BUCKET_MS } from "./buckets.js";
+import { scopeOf } from "./memory.js";
+import { MIGRATIONS, SCHEMA_VERSION } from "./migrations.js";
+import type {
+  DecisionRecord,
+  EpisodeRecord,
+  KeyStateRecord,
+  LedgerStore,
+  OwnerRecord,
+  ReservationRecord,
+  SignalRecord,
+} from "./types.js";
+
+export interface SqliteStoreOptions {
+  /** How long a write waits for another process's lock before failing. @default 5000 */
+  readonly busyTimeoutMs?: number;
+  /** Width of the spend buckets behind rolling windows. @default 60000 */
+  readonly bucketMs?: number;
+}
+
+type Row = Record<string, unknown>;
+
+/**
+ * The ledger in one SQLite file (WAL, short transactions, a busy timeout), shared safely by
+ * several processes on one host. The file and its WAL are created mode 0600.
+ */
+export class SqliteStore implements LedgerStore {
+  readonly location: string;
+  readonly db: Database.Database;
+  readonly #bucketMs: number;
+  readonly #s: ReturnType<typeof prepare>;
+
+  constructor(path: string, options: SqliteStoreOptions = {}) {
+    this.location = path;
+    this.#bucketMs = options.bucketMs ?? DEFAULT_BUCKET_MS;
+    if (path !== ":memory:") createPrivateFile(path);
+    this.db = new Database(path);
+    try {
+      this.db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
+      if (path !== ":memory:" && this.db.pragma("journal_mode", { simple: true }) !== "wal") {
+        this.db.pragma("journal_mode = WAL");
+      }
+      this.db.pragma("synchronous = NORMAL");
+      migrate(this.db, path);
+      this.#s = prepare(this.db);
+    } catch (e) {
+      this.db.close();
+      throw e;
+    }
+  }
+
+  atomically<T>(fn: () => T): T {
+    if (this.db.inTransaction) return fn();
+    this.#s.begin.run();
+    try {
+      const out = fn();
+      this.#s.commit.run();
+      return out;
+    } catch (e) {
+      if (this.db.inTransaction) this.#s.rollback.run();
+      throw e;
+    }
+  }
+
+  scopeUsage(sessionKey: string | null, sinceMs: number): ScopeUsage {
+    const u = this.#s.usage.get(scopeOf(sessionKey), sinceMs - this.#bucketMs) as Row;
+    const r = (sessionKey === null ? this.#s.openAll.get() : this.#s.openKey.get(sessionKey)) as Row;
+    return {
+      spentMicros: Number(u.m),
+      calls: Number(u.c),
+      openCount: Number(r.n),
+      openExpectedMicros: Number(r.e),
+      openWorstMicros: Number(r.w),
+    };
+  }
+
+  addUsage(sessionKey: string, atMs: number, micros: number, calls: number): void {
+    const b = bucketStart(atMs, this.#bucketMs);
+    this.#s.addUsage.run(scopeOf(sessionKey), b, micros, calls);
+    this.#s.addUsage.run(scopeOf(null), b, micros, calls);
+  }
+
+  openReservation(r: ReservationRecord): void {
+    this.#s.openReservation.run(
+      r.id,
+      r.ownerId,
+      r.sessionKey,
+      r.judge,
+      r.model,
+      r.expectedMicros,
+      r.worstMicros,
+      r.createdMs,
+    );
+  }
+
+  deleteReservation(id: string): boolean {
+    return this.#s.deleteReservation.run(id).changes > 0;
+  }
+
+  recordDecision(d: DecisionRecord): void {
+    this.#s.decision.run(
+      d.ts,
+      d.sessionKey,
+      d.judge,
+      d.model,
+      d.decision,
+      d.reason,
+      d.shadow ? 1 : 0,
+      d.reservedMicros,
+      d.chargedMicros,
+      d.savedMicros,
+      d.inputTokens,
+      d.outputTokens,
+      d.cacheReadTokens,
+      d.cacheWriteTokens,
+      d.turns,
+      d.transcriptChars,
+      d.transcriptHash,
+      d.durationMs,
+      d.episodeId,
+    );
+  }
+
+  registerOwner(o: OwnerRecord): void {
+    this.#s.owner.run(o.id, o.pid, o.hostname, o.procStart, o.startedMs, o.heartbeatMs);
+  }
+
+  heartbeat(ownerId: string, nowMs: number): void {
+    this.#s.heartbeat.run(nowMs, ownerId);
+  }
+
+  removeOwner(ownerId: string): void {
+    this.#s.removeOwner.run(ownerId);
+  }
+
+  owners(): OwnerRecord[] {
+    return (this.#s.owners.all() as Row[]).map((r) => ({
+      id: String(r.id),
+      pid: Number(r.pid),
+      hostname: String(r.hostname),
+      procStart: r.proc_start === null ? null : String(r.proc_start),
+      startedMs: Number(r.started_ms),
+      heartbeatMs: Number(r.heartbeat_ms),
+    }));
+  }
+
+  reclaimReservations(ownerIds: readonly string[]): number {
+    return this.atomically(() => {
+      let n = 0;
+      for (const id of ownerIds) {
+        n += this.#s.reclaimOwner.run(id).changes;
+        this.#s.removeOwner.run(id);
+      }
+      n += this.#s.reclaimOrphans.run().changes;
+      return n;
+    });
+  }
+
+  pruneUsage(beforeMs: number): void {
+    this.#s.prune.run(beforeMs - this.#bucketMs);
+  }
+
+  keyState(sessionKey: string): KeyStateRecord | undefined {
+    const r = this.#s.keyState.get(sessionKey) as Row | undefined;
+    if (r === undefined) return undefined;
+    return {
+      sessionKey,
+      stuck: r.stuck === 1,
+      episodeId: r.episode_id === null ? null : String(r.episode_id),
+      fingerprint: r.fingerprint === null ? null : String(r.fingerprint),
+      repeats: Number(r.repeats),
+      lastSignalMs: r.last_signal_ms === null ? null : Number(r.last_signal_ms),
+      signalled: r.signalled === 1,
+      updatedMs: Number(r.updated_ms),
+    };
+  }
+
+  saveKeyState(s: KeyStateRecord): void {
+    this.#s.saveKeyState.run(
+      s.sessionKey,
+      s.stuck ? 1 : 0,
+      s.episodeId,
+      s.fingerprint,
+      s.repeats,
+      s.lastSignalMs,
+      s.signalled ? 1 : 0,
+      s.updatedMs,
+    );
+  }
+
+  openEpisode(e: EpisodeRecord): void {
+    this.#s.openEpisode.run(
+      e.id,
+      e.sessionKey,
+      e.fingerprint,
+      e.evidence,
+      e.repeats,
+      e.detectedTurn,
+      e.startedMs,
+    );
+  }
+
+  closeEpisode(id: string, endedMs: number): void {
+    this.#s.closeEpisode.run(endedMs, id);
+  }
+
+  /** Episodes, newest first (for reports and tests). */
+  episodes(): Array<EpisodeRecord & { endedMs: number | null }> {
+    return (this.#s.episodes.all() as Row[]).map((r) => ({
+      id: String(r.id),
+      sessionKey: String(r.session_key),
+      fingerprint: String(r.fingerprint),
+      evidence: String(r.evidence) as StuckEvidence,
+      repeats: Number(r.repeats),
+      detectedTurn: Number(r.detected_turn),
+      startedMs: Number(r.started_ms),
+      endedMs: r.ended_ms === null ? null : Number(r.ended_ms),
+    }));
+  }
+
+  cannedFingerprints(): string[] {
+    return (this.#s.canned.all() as Row[]).map((r) => String(r.fingerprint));
+  }
+
+  addCannedFingerprint(fingerprint: string, source: "episode" | "operator", atMs: number): void {
+    this.#s.addCanned.run(fingerprint, source, atMs);
+  }
+
+  recordSignal(s: SignalRecord): void {
+    this.#s.signal.run(s.ts, s.episodeId, s.sessionKey, s.channel, s.event, s.status, s.attempts, s.error);
+  }
+
+  estimateStats(): EstimateStats[] {
+    return (this.#s.estimates.all() as Row[]).map((r) => ({
+      judge: String(r.judge),
+      model: String(r.model),
+      samples: Number(r.samples),
+      outputMean: Number(r.output_mean),
+      outputVar: Number(r.output_var),
+      outputMax: Number(r.output_max),
+      inputRatio: Number(r.input_ratio),
+      inputRatioMax: Number(r.input_ratio_max),
+    }));
+  }
+
+  saveEstimateStats(s: EstimateStats): void {
+    this.#s.saveEstimate.run(
+      s.judge,
+      s.model,
+      s.samples,
+      s.outputMean,
+      s.outputVar,
+      s.outputMax,
+      s.inputRatio,
+      s.inputRatioMax,
+    );
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+/** Creates the file (and its folder) readable by its owner only, before SQLite opens it. */
+function createPrivateFile(path: string): void {
+  if (existsSync(path)) return;
+  mkdirSync(dirname(path), { recursive: true });
+  closeSync(openSync(path, "a", 0o600));
+  chmodSync(path, 0o600);
+}
+
+function migrate(db: Database.Database, path: string): void {
+  const version = Number(db.pragma("user_version", { simple: true }));
+  if (version > SCHEMA_VERSION) {
+    throw new LedgerSchemaError(
+      `the ledger ${path} has schema version ${version}, newer than this judge-guard understands (${SCHEMA_VERSION}): upgrade judge-guard or use another --db`,
+    );
+  }
+  if (version === SCHEMA_VERSION) return;
+  db.transaction(() => {
+    // Re-read inside the write lock: another process may have migrated meanwhile.
+    const current = Number(db.pragma("user_version", { simple: true }));
+    for (let v = current; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]!);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  }).immediate();
+}
+
+function prepare(db: Database.Database) {
+  return {
+    begin: db.prepare("BEGIN IMMEDIATE"),
+    commit: db.prepare("COMMIT"),
+    rollback: db.prepare("ROLLBACK"),
+    usage: db.prepare(
+      "SELECT coalesce(sum(micros), 0) AS m, coalesce(sum(calls), 0) AS c FROM usage WHERE scope = ? AND bucket > ?",
+    ),
+    openKey: db.prepare(
+      "SELECT count(*) AS n, coalesce(sum(expected_micros), 0) AS e, coalesce(sum(worst_micros), 0) AS w FROM reservations WHERE session_key = ?",
+    ),
+    openAll: db.prepare(
+      "SELECT count(*) AS n, coalesce(sum(expected_micros), 0) AS e, coalesce(sum(worst_micros), 0) AS w FROM reservations",
+    ),
+    addUsage: db.prepare(
+      "INSERT INTO usage (scope, bucket, micros, calls) VALUES (?, ?, ?, ?) ON CONFLICT (scope, bucket) DO UPDATE SET micros = micros + excluded.micros, calls = calls + excluded.calls",
+    ),
+    prune: db.prepare("DELETE FROM usage WHERE bucket <= ?"),
+    openReservation: db.prepare(
+      "INSERT INTO reservations (id, owner_id, session_key, judge, model, expected_micros, worst_micros, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    ),
+    deleteReservation: db.prepare("DELETE FROM reservations WHERE id = ?"),
+    reclaimOwner: db.prepare("DELETE FROM reservations WHERE owner_id = ?"),
+    reclaimOrphans: db.prepare("DELETE FROM reservations WHERE owner_id NOT IN (SELECT id FROM owners)"),
+    decision: db.prepare(
+      `INSERT INTO decisions (ts, session_key, judge, model, decision, reason, shadow, reserved_micros, charged_micros,
+        saved_micros, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, turns, transcript_chars,
+        transcript_hash, duration_ms, episode_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    owner: db.prepare(
+      "INSERT OR REPLACE INTO owners (id, pid, hostname, proc_start, started_ms, heartbeat_ms) VALUES (?, ?, ?, ?, ?, ?)",
+    ),
+    heartbeat: db.prepare("UPDATE owners SET heartbeat_ms = ? WHERE id = ?"),
+    removeOwner: db.prepare("DELETE FROM owners WHERE id = ?"),
+    owners: db.prepare("SELECT * FROM owners"),
+    keyState: db.prepare("SELECT * FROM key_state WHERE session_key = ?"),
+    saveKeyState: db.prepare(
+      "INSERT OR REPLACE INTO key_state (session_key, stuck, episode_id, fingerprint, repeats, last_signal_ms, signalled, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    ),
+    openEpisode: db.prepare(
+      "INSERT OR IGNORE INTO episodes (id, session_key, fingerprint, evidence, repeats, detected_turn, started_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    ),
+    closeEpisode: db.prepare("UPDATE episodes SET ended_ms = ? WHERE id = ? AND ended_ms IS NULL"),
+    episodes: db.prepare("SELECT * FROM episodes ORDER BY started_ms DESC"),
+    canned: db.prepare("SELECT fingerprint FROM canned_fingerprints"),
+    addCanned: db.prepare(
+      "INSERT OR IGNORE INTO canned_fingerprints (fingerprint, source, first_seen_ms) VALUES (?, ?, ?)",
+    ),
+    signal: db.prepare(
+      "INSERT INTO signals (ts, episode_id, session_key, channel, event, status, attempts, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    ),
+    estimates: db.prepare("SELECT * FROM estimates"),
+    saveEstimate: db.prepare(
+      "INSERT OR REPLACE INTO estimates (judge, model, samples, output_mean, output_var, output_max, input_ratio, input_ratio_max) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    ),
+  };
+}

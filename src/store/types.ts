@@ -1,0 +1,140 @@
+import type { ScopeUsage } from "../budget/admission.js";
+import type { EstimateStats } from "../budget/estimator.js";
+import type { StuckEvidence } from "../detection/assess.js";
+
+/** Why a request was not judged. */
+export type SkipReason =
+  | "stuck_session"
+  | "session_budget"
+  | "session_calls"
+  | "global_budget"
+  | "duplicate"
+  | "ledger_error";
+
+/** One decision of the guard. Fingerprints, sizes and counts only: never transcript text. */
+export interface DecisionRecord {
+  readonly ts: number;
+  readonly sessionKey: string;
+  readonly judge: string;
+  readonly model: string;
+  /** `judged`: the judge ran and returned; `failed`: it ran and threw; `skipped`: it did not run. */
+  readonly decision: "judged" | "failed" | "skipped";
+  /** Why it was skipped, or (in shadow mode, with `decision: "judged"`) why it would have been. */
+  readonly reason: SkipReason | null;
+  readonly shadow: boolean;
+  readonly reservedMicros: number;
+  readonly chargedMicros: number;
+  /** What a skipped call would have cost (its estimate, or its known cost in a replay). */
+  readonly savedMicros: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly cacheReadTokens: number;
+  readonly cacheWriteTokens: number;
+  readonly turns: number;
+  readonly transcriptChars: number;
+  readonly transcriptHash: string;
+  readonly durationMs: number;
+  readonly episodeId: string | null;
+}
+
+export interface ReservationRecord {
+  readonly id: string;
+  readonly ownerId: string;
+  readonly sessionKey: string;
+  readonly judge: string;
+  readonly model: string;
+  readonly expectedMicros: number;
+  readonly worstMicros: number;
+  readonly createdMs: number;
+}
+
+/** A guard instance that may hold reservations. */
+export interface OwnerRecord {
+  readonly id: string;
+  readonly pid: number;
+  readonly hostname: string;
+  /** Process start marker (Linux: start time in clock ticks), to tell a reused pid apart. */
+  readonly procStart: string | null;
+  readonly startedMs: number;
+  readonly heartbeatMs: number;
+}
+
+/** Persisted detection state of one session key, so a restart does not forget a stuck session. */
+export interface KeyStateRecord {
+  readonly sessionKey: string;
+  readonly stuck: boolean;
+  readonly episodeId: string | null;
+  readonly fingerprint: string | null;
+  readonly repeats: number;
+  readonly lastSignalMs: number | null;
+  /** Every signal channel has delivered this episode's signal: it is not sent again. */
+  readonly signalled: boolean;
+  readonly updatedMs: number;
+}
+
+export interface EpisodeRecord {
+  readonly id: string;
+  readonly sessionKey: string;
+  readonly fingerprint: string;
+  readonly evidence: StuckEvidence;
+  /** Repeats of the canned reply when the episode was detected. */
+  readonly repeats: number;
+  /** Index (1-based) of the reply at which the episode was detected. */
+  readonly detectedTurn: number;
+  readonly startedMs: number;
+}
+
+export interface SignalRecord {
+  readonly ts: number;
+  readonly episodeId: string | null;
+  readonly sessionKey: string;
+  readonly channel: string;
+  readonly event: string;
+  readonly status: "delivered" | "failed";
+  readonly attempts: number;
+  readonly error: string | null;
+}
+
+/**
+ * Where the guard keeps what must survive a restart and be shared between processes. The
+ * SQLite ledger is the default; the in-memory store serves tests and embedding. All methods
+ * are synchronous: both implementations are, and it keeps the atomic sections honest.
+ */
+export interface LedgerStore {
+  /** A file path, or ":memory:". */
+  readonly location: string;
+  /**
+   * Runs `fn` so that no other guard sharing the store interleaves its own atomic section
+   * (SQLite: one `BEGIN IMMEDIATE` transaction). Nested calls join the outer section.
+   */
+  atomically<T>(fn: () => T): T;
+
+  /** Settled usage since `sinceMs` and open reservations, for one key or (null) for all keys. */
+  scopeUsage(sessionKey: string | null, sinceMs: number): ScopeUsage;
+  addUsage(sessionKey: string, atMs: number, micros: number, calls: number): void;
+  openReservation(r: ReservationRecord): void;
+  /** Removes a reservation; false when it was no longer there (reclaimed meanwhile). */
+  deleteReservation(id: string): boolean;
+  recordDecision(d: DecisionRecord): void;
+
+  registerOwner(o: OwnerRecord): void;
+  heartbeat(ownerId: string, nowMs: number): void;
+  removeOwner(ownerId: string): void;
+  owners(): OwnerRecord[];
+  /** Deletes the reservations of the given owners (and reservations with no owner); returns how many. */
+  reclaimReservations(ownerIds: readonly string[]): number;
+  /** Drops usage buckets that ended before `beforeMs`. */
+  pruneUsage(beforeMs: number): void;
+
+  keyState(sessionKey: string): KeyStateRecord | undefined;
+  saveKeyState(s: KeyStateRecord): void;
+  openEpisode(e: EpisodeRecord): void;
+  closeEpisode(id: string, endedMs: number): void;
+  cannedFingerprints(): string[];
+  addCannedFingerprint(fingerprint: string, source: "episode" | "operator", atMs: number): void;
+  recordSignal(s: SignalRecord): void;
+  estimateStats(): EstimateStats[];
+  saveEstimateStats(s: EstimateStats): void;
+
+  close(): void;
+}
