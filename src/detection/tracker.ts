@@ -1,6 +1,6 @@
 import { LRUCache } from "lru-cache";
 import { InvalidRequestError } from "../errors.js";
-import { chainHash, fingerprint, type ReplySignature, signReply } from "../fingerprint/fingerprint.js";
+import { chainHash, type ReplySignature, signReply } from "../fingerprint/fingerprint.js";
 import { coreWords, type SimilarityLimits, sameReply, wordDifference } from "../fingerprint/similarity.js";
 import { describe } from "../util/describe.js";
 import { type Assessment, assessRun, type DetectionThresholds } from "./assess.js";
@@ -53,12 +53,14 @@ export interface TrackerOptions extends DetectionThresholds {
 }
 
 const MAX_INPUTS_PER_RUN = 64;
+const NO_BOILERPLATE: ReadonlySet<string> = new Set();
 
 interface Run {
   rep: ReplySignature;
   length: number;
   startTurn: number;
-  inputs: Set<string>;
+  /** One signature per distinct user input the run answered (near-duplicates count once). */
+  inputs: ReplySignature[];
   known: boolean;
   zeroCost: number;
   paid: number;
@@ -187,14 +189,13 @@ export class SessionTracker {
       learnBoilerplate(state, prev, sig, this.#options);
     state.prev = sig;
 
-    const inputFp = input === undefined ? "" : fingerprint(input);
     let run = state.run;
     if (run === undefined || !sameReply(sig, run.rep, state.boilerplate, this.#options.similarity)) {
       run = {
         rep: sig,
         length: 0,
         startTurn: index,
-        inputs: new Set(),
+        inputs: [],
         known: this.#catalog.recognises(sig.fingerprint, text),
         zeroCost: 0,
         paid: 0,
@@ -204,7 +205,13 @@ export class SessionTracker {
       run.known = true;
     }
     run.length++;
-    if (run.inputs.size < MAX_INPUTS_PER_RUN) run.inputs.add(inputFp);
+    if (run.inputs.length < MAX_INPUTS_PER_RUN) {
+      // "when is the branch cut?" and "sorry, when exactly is the branch cut?" are one question.
+      const asked = signReply(input ?? "");
+      if (!run.inputs.some((prior) => sameReply(asked, prior, NO_BOILERPLATE, this.#options.similarity))) {
+        run.inputs.push(asked);
+      }
+    }
     if (facts !== undefined) {
       if (isPaid(facts)) run.paid++;
       else if (isZeroCost(facts)) run.zeroCost++;
@@ -216,7 +223,7 @@ export class SessionTracker {
     for (const w of coreWords(run.rep, state.boilerplate)) substanceChars += w.length;
     return {
       length: run.length,
-      distinctInputs: run.inputs.size,
+      distinctInputs: run.inputs.length,
       substanceChars,
       // The registry may have learned this fingerprint from another session since the run began.
       known: run.known || this.#catalog.hasFingerprint(run.rep.fingerprint),

@@ -24,14 +24,17 @@ export interface ReplySignature {
   readonly lines: readonly string[];
   /** Length of the raw reply in UTF-16 code units. */
   readonly rawLength: number;
+  /** Values of the plain numbers in the reply, in order. */
+  readonly numbers: readonly string[];
 }
 
 /** Fingerprints a reply: normalise, then hash the whole and each line. */
 export function signReply(text: string): ReplySignature {
-  const lines = normalizeLines(text);
+  const numbers: string[] = [];
+  const lines = normalizeLines(text, numbers);
   const lineFingerprints = lines.length === 1 ? [hash64(lines[0]!)] : lines.map(hash64);
   const fingerprint = lines.length === 1 ? lineFingerprints[0]! : hash64(lines.join(" "));
-  return { fingerprint, lineFingerprints, lines, rawLength: text.length };
+  return { fingerprint, lineFingerprints, lines, rawLength: text.length, numbers };
 }
 
 /** Fingerprint of any text after normalisation (used for user inputs and canned lines). */

@@ -23,18 +23,27 @@ const VOLATILE: ReadonlyArray<readonly [RegExp, string]> = [
     /\b(?:\d+(?:[.,]\d+)?\s?(?:ms|msecs?|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?)(?=\d|\b)\s?)+/g,
     " _dur_ ",
   ],
-  [/\d+(?:[.,]\d+)*/g, " _n_ "],
 ];
+
+const NUMBER = /\d+(?:[.,]\d+)*/g;
 
 const PUNCTUATION = /[^\p{L}\p{N}_\s]+/gu;
 const SPACES = /\s+/g;
 const REPEATED_PLACEHOLDER = /\b(_(?:uuid|ts|id|dur|n)_)(?: (?:_(?:uuid|ts|id|dur|n)_))+\b/g;
 
-/** Normalises one line of text (no newlines expected, though they are handled). */
-export function normalizeLine(line: string): string {
+/**
+ * Normalises one line of text. Plain numbers (what is left once ids, times and durations are
+ * replaced) become `_n_`; when `numbers` is given, their values are appended to it, so that
+ * replies built from one template but carrying different data can still be told apart.
+ */
+export function normalizeLine(line: string, numbers?: string[]): string {
   let s = line.normalize("NFKC").toLowerCase().replace(INVISIBLE, "").replace(QUOTES, "'");
   s = s.replace(DQUOTES, '"');
   for (const [pattern, placeholder] of VOLATILE) s = s.replace(pattern, placeholder);
+  s = s.replace(NUMBER, (n) => {
+    numbers?.push(n);
+    return " _n_ ";
+  });
   // Apostrophes inside words ("i'm") are dropped rather than split, so "im" and "i'm" agree.
   s = s.replace(/(\p{L})'(\p{L})/gu, "$1$2");
   s = s.replace(PUNCTUATION, " ").replace(SPACES, " ").trim();
@@ -43,10 +52,10 @@ export function normalizeLine(line: string): string {
 }
 
 /** Normalises a whole reply line by line, dropping lines that normalise to nothing. */
-export function normalizeLines(text: string): string[] {
+export function normalizeLines(text: string, numbers?: string[]): string[] {
   const out: string[] = [];
   for (const raw of text.split(/\r?\n|\r|\u2028|\u2029/)) {
-    const line = normalizeLine(raw);
+    const line = normalizeLine(raw, numbers);
     if (line.length > 0) out.push(line);
   }
   return out;

@@ -3,7 +3,8 @@ import type { ReplySignature } from "./fingerprint.js";
 /**
  * When two replies count as "the same reply".
  *
- * Equal fingerprints always do. Otherwise the replies are compared on their *core*: the lines
+ * Equal fingerprints do, unless the replies fill one template with different data: a canned
+ * line varies a counter or two, a status report varies many numbers. Otherwise the replies are compared on their *core*: the lines
  * that are not boilerplate for the session (a signature or footer seen under different replies).
  * Two cores are near-duplicates when the words they do not share are few both in absolute terms
  * and relative to their length, so "Please wait." and "Please wait a moment." agree while two
@@ -14,9 +15,23 @@ export interface SimilarityLimits {
   readonly maxWordDifference: number;
   /** Largest share of all words in both cores that may differ. */
   readonly maxRelativeDifference: number;
+  /** Plain numbers that may differ between two replies of one template before they carry different data. */
+  readonly maxNumberDifference: number;
 }
 
-export const DEFAULT_SIMILARITY: SimilarityLimits = { maxWordDifference: 6, maxRelativeDifference: 0.2 };
+export const DEFAULT_SIMILARITY: SimilarityLimits = {
+  maxWordDifference: 6,
+  maxRelativeDifference: 0.2,
+  maxNumberDifference: 2,
+};
+
+/** Positions at which two lists of numbers differ, counting any extra ones. */
+export function numberDifference(a: readonly string[], b: readonly string[]): number {
+  let diff = Math.abs(a.length - b.length);
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) diff++;
+  return diff;
+}
 
 /** Words of the lines of `sig` that are not in `boilerplate`. */
 export function coreWords(sig: ReplySignature, boilerplate: ReadonlySet<string>): string[] {
@@ -44,7 +59,9 @@ export function sameReply(
   boilerplate: ReadonlySet<string>,
   limits: SimilarityLimits = DEFAULT_SIMILARITY,
 ): boolean {
-  if (a.fingerprint === b.fingerprint) return true;
+  if (a.fingerprint === b.fingerprint) {
+    return numberDifference(a.numbers, b.numbers) <= limits.maxNumberDifference;
+  }
   const wa = coreWords(a, boilerplate);
   const wb = coreWords(b, boilerplate);
   if (wa.length === 0 || wb.length === 0) return false;

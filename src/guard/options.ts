@@ -62,8 +62,8 @@ export interface GuardOptions {
   readonly verdictCacheSize?: number;
   /** Session keys whose detection state is kept in memory. @default 10000 */
   readonly maxSessions?: number;
-  /** Near-duplicate limits. @default {maxWordDifference: 6, maxRelativeDifference: 0.2} */
-  readonly similarity?: SimilarityLimits;
+  /** Near-duplicate limits. @default {maxWordDifference: 6, maxRelativeDifference: 0.2, maxNumberDifference: 2} */
+  readonly similarity?: Partial<SimilarityLimits>;
   /** Cost estimation defaults before judges have been observed. */
   readonly estimator?: Partial<EstimatorOptions>;
   /** A reservation whose owner has not refreshed its heartbeat for this long is reclaimed. @default 30000 */
@@ -202,8 +202,9 @@ export function resolveOptions(o: GuardOptions): ResolvedOptions {
     if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v))
       bad(`estimator.${k}`, v, "a positive number");
   }
-  const sim = o.similarity ?? DEFAULT_SIMILARITY;
+  const sim = { ...DEFAULT_SIMILARITY, ...o.similarity };
   nonNegative("similarity.maxWordDifference", sim.maxWordDifference, 0);
+  nonNegative("similarity.maxNumberDifference", sim.maxNumberDifference, 0);
   if (!(sim.maxRelativeDifference >= 0 && sim.maxRelativeDifference <= 1)) {
     bad("similarity.maxRelativeDifference", sim.maxRelativeDifference, "a number from 0 to 1");
   }
