@@ -5,8 +5,9 @@
  *
  * A call is admitted on its *expected* cost while there is plenty of room. Near a cap, where
  * the *worst-case* costs of the calls in flight no longer fit, only one call may be in flight at
- * a time, so spend can exceed a cap by at most one call's cost and never by a multiple of the
- * concurrency.
+ * a time (the refusal says `concurrency: true`, and the guard waits for the call in flight to
+ * settle before asking again), so spend can exceed a cap by at most one call's cost and never
+ * by a multiple of the concurrency.
  */
 
 /** What the ledger holds for one scope (a session key, or everything) within its window. */

@@ -38,6 +38,13 @@ export const DEFAULT_ESTIMATOR: EstimatorOptions = {
 };
 
 const ALPHA = 0.2;
+
+/**
+ * The worst case of a judge never seen before is unknown (its prompt may be any size): it is
+ * reserved as effectively unbounded, so its first call runs alone within its scope. The value
+ * is large but finite so that sums of a few thousand stay exact integers in SQLite.
+ */
+export const UNKNOWN_WORST_MICROS = 1e15;
 const WARM_UP = 3;
 
 export interface Estimate extends CallEstimate {
@@ -81,7 +88,7 @@ export class CostEstimator {
       expected,
       worst,
       expectedMicros: this.#prices.costMicros(model, expected),
-      worstMicros: this.#prices.costMicros(model, worst),
+      worstMicros: s === undefined ? UNKNOWN_WORST_MICROS : this.#prices.costMicros(model, worst),
     };
   }
 

@@ -77,6 +77,21 @@ const CODES: Record<Exclude<SkipReason, "duplicate">, SkipCode> = {
 };
 
 const HEARTBEAT_MS = 5_000;
+const ADMISSION_POLL_MS = 50;
+
+/** A call admitted by the budgets, on its way to the judge. */
+interface Admitted {
+  readonly req: NormalizedRequest;
+  readonly obs: Observation;
+  readonly estimate: Estimate;
+  /** Guard-clock time of admission; the charge lands in this time's bucket. */
+  readonly at: number;
+  readonly reservationId: string;
+  /** False when the ledger failed and the call runs unguarded (onError "open"). */
+  readonly reserved: boolean;
+  readonly shadowReason: SkipReason | null;
+  readonly knownUsage: Usage | undefined;
+}
 const micros = (usd: number): number => Math.round(usd * 1_000_000);
 const usd = (m: number): number => m / 1_000_000;
 
@@ -100,6 +115,7 @@ export class Guard {
   readonly #inflight = new Map<string, Promise<Outcome<unknown>>>();
   readonly #keyStates: LRUCache<string, KeyStateRecord>;
   readonly #pending = new Set<Promise<unknown>>();
+  readonly #waiters = new Set<() => void>();
   /** Channels that delivered each episode's signal, while some have not. */
   readonly #delivered = new Map<string, Set<string>>();
   readonly #caps: BudgetCaps;
@@ -239,9 +255,7 @@ export class Guard {
       }
     }
 
-    const work = this.#limit(() =>
-      this.#admitAndCall(req, obs, estimate, savedMicros, judge, options, shadowReason),
-    );
+    const work = this.#judgeOnce(req, obs, estimate, savedMicros, judge, options, shadowReason);
     if (reusable) this.#inflight.set(cacheKey, work);
     this.#track(work);
     try {
@@ -311,7 +325,8 @@ export class Guard {
 
   // ---------------------------------------------------------------------------------------
 
-  async #admitAndCall<T>(
+  /** Admission, then the call within the concurrency limit, then settlement. */
+  async #judgeOnce<T>(
     req: NormalizedRequest,
     obs: Observation,
     estimate: Estimate,
@@ -320,107 +335,127 @@ export class Guard {
     options: RunOptions<T>,
     shadowReason: SkipReason | null,
   ): Promise<Outcome<T>> {
-    const now = this.#o.clock.now();
-    const shadow = this.#o.mode === "shadow";
-    const reservationId = randomUUID();
-    let refusal: Refusal | null = null;
-    let reserved = true;
-    try {
-      refusal = this.#store.atomically(() => {
-        const snapshot = {
-          session: this.#store.scopeUsage(req.sessionKey, now - this.#o.budgetWindowMs),
-          global: this.#store.scopeUsage(null, now - DAY_MS),
-        };
-        const r = admit(snapshot, estimate, this.#caps);
-        if (r !== null && !shadow) return r;
-        this.#store.openReservation({
-          id: reservationId,
-          ownerId: this.#owner.id,
-          sessionKey: req.sessionKey,
-          judge: req.judge,
-          model: req.model,
-          expectedMicros: estimate.expectedMicros,
-          worstMicros: estimate.worstMicros,
-          createdMs: now,
-        });
-        return r;
-      });
-    } catch (e) {
-      this.#ledgerFailed(e, "admission");
-      if (this.#o.onError === "closed") {
-        return this.#skip(req, obs, now, "ledger_error", savedMicros, { cause: e });
-      }
-      reserved = false;
-    }
-    if (refusal !== null) {
-      if (!shadow) return this.#skip(req, obs, now, refusal.reason, savedMicros, { refusal });
-      shadowReason ??= refusal.reason;
-    }
+    const admitted = await this.#admit(req, obs, estimate, savedMicros, shadowReason, options.knownUsage);
+    if ("status" in admitted) return admitted;
+    return this.#limit(() => this.#call(admitted, judge, options));
+  }
 
+  /**
+   * Reserves the call's expected cost atomically, or refuses it. A refusal only because other
+   * calls in flight could overspend together is not final: the guard waits for a settlement
+   * (here, or seen through the ledger from another process) and asks again, up to
+   * `admissionWaitMs`.
+   */
+  async #admit(
+    req: NormalizedRequest,
+    obs: Observation,
+    first: Estimate,
+    savedMicros: number,
+    shadowReason: SkipReason | null,
+    knownUsage: Usage | undefined,
+  ): Promise<Admitted | SkippedOutcome> {
+    const shadow = this.#o.mode === "shadow";
+    const deadline = Date.now() + this.#o.admissionWaitMs;
+    const reservationId = randomUUID();
+    let estimate = first;
+    for (;;) {
+      const now = this.#o.clock.now();
+      let refusal: Refusal | null;
+      try {
+        refusal = this.#store.atomically(() => {
+          const snapshot = {
+            session: this.#store.scopeUsage(req.sessionKey, now - this.#o.budgetWindowMs),
+            global: this.#store.scopeUsage(null, now - DAY_MS),
+          };
+          const r = admit(snapshot, estimate, this.#caps);
+          if (r !== null && !shadow) return r;
+          this.#store.openReservation({
+            id: reservationId,
+            ownerId: this.#owner.id,
+            sessionKey: req.sessionKey,
+            judge: req.judge,
+            model: req.model,
+            expectedMicros: estimate.expectedMicros,
+            worstMicros: estimate.worstMicros,
+            createdMs: now,
+          });
+          return r;
+        });
+      } catch (e) {
+        this.#ledgerFailed(e, "admission");
+        if (this.#o.onError === "closed")
+          return this.#skip(req, obs, now, "ledger_error", savedMicros, { cause: e });
+        return { req, obs, estimate, at: now, reservationId, reserved: false, shadowReason, knownUsage };
+      }
+      if (refusal === null)
+        return { req, obs, estimate, at: now, reservationId, reserved: true, shadowReason, knownUsage };
+      if (shadow) {
+        return {
+          req,
+          obs,
+          estimate,
+          at: now,
+          reservationId,
+          reserved: true,
+          shadowReason: shadowReason ?? refusal.reason,
+          knownUsage,
+        };
+      }
+      if (!refusal.concurrency || Date.now() >= deadline) {
+        return this.#skip(req, obs, now, refusal.reason, savedMicros, { refusal });
+      }
+      await this.#nextSettlement(Math.min(ADMISSION_POLL_MS, Math.max(1, deadline - Date.now())));
+      // A settlement meanwhile may have taught the estimator this judge's worst case.
+      estimate = this.#estimator.estimate(req.judge, req.model, obs.transcriptChars, req.maxTokens);
+    }
+  }
+
+  /** Resolves at the next settlement in this process, or after `ms` (another process may have settled). */
+  #nextSettlement(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const waiters = this.#waiters;
+      function done() {
+        clearTimeout(timer);
+        waiters.delete(done);
+        resolve();
+      }
+      waiters.add(done);
+    });
+  }
+
+  async #call<T>(a: Admitted, judge: () => Promise<T> | T, options: RunOptions<T>): Promise<Outcome<T>> {
     const started = performance.now();
     let value: T;
     try {
       value = await judge();
     } catch (error) {
-      const reported = this.#usageOfError(error);
-      this.#settle(
-        req,
-        obs,
-        now,
-        reservationId,
-        reserved,
-        "failed",
-        reported,
-        estimate,
-        shadowReason,
-        started,
-        options.knownUsage,
-        true,
-      );
+      this.#settle(a, "failed", this.#usageOfError(error), started);
       throw error;
     }
-    const reported = (
-      (options.usageOf as ((r: unknown) => ReportedCost | undefined) | undefined) ?? this.#usageOf
-    )(value);
-    const charged = this.#settle(
-      req,
-      obs,
-      now,
-      reservationId,
-      reserved,
-      "judged",
-      reported,
-      estimate,
-      shadowReason,
-      started,
-      options.knownUsage,
-      false,
-    );
+    const usageOf =
+      (options.usageOf as ((r: unknown) => ReportedCost | undefined) | undefined) ?? this.#usageOf;
+    const charged = this.#settle(a, "judged", usageOf(value), started);
     return {
       status: "judged",
       value,
       costUsd: usd(charged.micros),
       usage: charged.usage,
-      reservedUsd: usd(estimate.expectedMicros),
-      shadowReason,
+      reservedUsd: usd(a.estimate.expectedMicros),
+      shadowReason: a.shadowReason,
     };
   }
 
+  /** Settles to the actual cost: releases the reservation, charges the budgets, records the decision. */
   #settle(
-    req: NormalizedRequest,
-    obs: Observation,
-    at: number,
-    reservationId: string,
-    reserved: boolean,
+    a: Admitted,
     decision: "judged" | "failed",
     reported: ReportedCost | undefined,
-    estimate: Estimate,
-    shadowReason: SkipReason | null,
     started: number,
-    knownUsage: Usage | undefined,
-    failed: boolean,
   ): { micros: number; usage: Usage | null } {
-    const usage = reported?.usage ?? (failed ? null : (knownUsage ?? null));
+    const { req, obs, estimate } = a;
+    const failed = decision === "failed";
+    const usage = reported?.usage ?? (failed ? null : (a.knownUsage ?? null));
     let charged: number;
     if (usage) charged = this.#prices.costMicros(req.model, usage);
     else if (reported?.costUsd !== undefined) charged = micros(reported.costUsd);
@@ -434,14 +469,14 @@ export class Guard {
       );
     }
     const record: DecisionRecord = {
-      ts: at,
+      ts: a.at,
       sessionKey: req.sessionKey,
       judge: req.judge,
       model: req.model,
       decision,
-      reason: shadowReason,
-      shadow: shadowReason !== null,
-      reservedMicros: reserved ? estimate.expectedMicros : 0,
+      reason: a.shadowReason,
+      shadow: a.shadowReason !== null,
+      reservedMicros: a.reserved ? estimate.expectedMicros : 0,
       chargedMicros: charged,
       savedMicros: 0,
       inputTokens: usage?.inputTokens ?? 0,
@@ -454,12 +489,14 @@ export class Guard {
       durationMs: Math.round(performance.now() - started),
       episodeId: null,
     };
-    const learned =
-      usage && !failed ? this.#estimator.learn(req.judge, req.model, obs.transcriptChars, usage) : null;
+    // A judge that reports no usage is learned from its estimate, so its worst case becomes known.
+    const learned = failed
+      ? null
+      : this.#estimator.learn(req.judge, req.model, obs.transcriptChars, usage ?? estimate.expected);
     this.#ledger(() =>
       this.#store.atomically(() => {
-        if (reserved) this.#store.deleteReservation(reservationId);
-        if (charged > 0 || !failed) this.#store.addUsage(req.sessionKey, at, charged, 1);
+        if (a.reserved) this.#store.deleteReservation(a.reservationId);
+        if (charged > 0 || !failed) this.#store.addUsage(req.sessionKey, a.at, charged, 1);
         this.#store.recordDecision(record);
         if (learned) this.#store.saveEstimateStats(learned);
       }),
@@ -467,6 +504,7 @@ export class Guard {
     if (failed) this.#stats.failed++;
     else this.#stats.judged++;
     this.#stats.chargedUsd += usd(charged);
+    for (const wake of [...this.#waiters]) wake();
     return { micros: charged, usage };
   }
 

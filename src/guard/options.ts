@@ -66,6 +66,11 @@ export interface GuardOptions {
   readonly similarity?: Partial<SimilarityLimits>;
   /** Cost estimation defaults before judges have been observed. */
   readonly estimator?: Partial<EstimatorOptions>;
+  /**
+   * Near a cap, calls in flight could overspend together, so a call waits for them to settle;
+   * after this long it is skipped with the budget reason instead. @default 60000
+   */
+  readonly admissionWaitMs?: number;
   /** A reservation whose owner has not refreshed its heartbeat for this long is reclaimed. @default 30000 */
   readonly leaseMs?: number;
   /** The clock behind windows and cooldowns. @default Date */
@@ -99,6 +104,7 @@ export interface ResolvedOptions {
   readonly similarity: SimilarityLimits;
   readonly estimator: EstimatorOptions;
   readonly leaseMs: number;
+  readonly admissionWaitMs: number;
   readonly clock: Clock;
 }
 
@@ -121,6 +127,7 @@ export const DEFAULTS = {
   verdictCacheSize: 1000,
   maxSessions: 10_000,
   leaseMs: 30_000,
+  admissionWaitMs: 60_000,
 } as const;
 
 function bad(option: string, value: unknown, allowed: string): never {
@@ -236,6 +243,7 @@ export function resolveOptions(o: GuardOptions): ResolvedOptions {
     similarity: sim,
     estimator: est,
     leaseMs: int("leaseMs", o.leaseMs, DEFAULTS.leaseMs, 1000),
+    admissionWaitMs: int("admissionWaitMs", o.admissionWaitMs, DEFAULTS.admissionWaitMs, 0),
     clock: o.clock ?? Date,
   };
 }
