@@ -7,6 +7,6 @@ export default defineConfig({
     hookTimeout: 30_000,
     // Real child processes and SQLite files: two workers fit the 2-core machines.
     maxWorkers: 2,
-    reporters: ["default"],
+    reporters: ["default", "./test/summary-reporter.ts"],
   },
 });

@@ -214,7 +214,7 @@ export const ENV_VARIABLES: readonly Variable[] = [
     name: "JUDGE_GUARD_SIGNAL_COOLDOWN",
     option: "signalCooldownMs",
     defaultText: "30m",
-    doc: "least time between two signals for one stuck episode",
+    doc: "a stuck episode is signalled once; a failed delivery is retried at most this often",
     parse: (v, n) => parseDuration(v, n),
   },
   {
@@ -237,6 +237,13 @@ export const ENV_VARIABLES: readonly Variable[] = [
     defaultText: "10000",
     doc: "session keys whose detection state is kept in memory",
     parse: intAtLeast(1),
+  },
+  {
+    name: "JUDGE_GUARD_ADMISSION_WAIT",
+    option: "admissionWaitMs",
+    defaultText: "60s",
+    doc: "near a cap, how long a call waits for calls in flight to settle before it is skipped",
+    parse: (v, n) => parseDuration(v, n),
   },
   {
     name: "JUDGE_GUARD_LEASE",

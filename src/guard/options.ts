@@ -54,7 +54,10 @@ export interface GuardOptions {
   readonly prices?: Readonly<Record<string, ModelPrice>>;
   /** Where "force a fresh session" signals go. @default [] */
   readonly signals?: readonly SignalSink[];
-  /** A stuck session is signalled again at most this often while it stays stuck. @default 1_800_000 (30 min) */
+  /**
+   * A stuck episode is signalled once; a channel whose delivery failed is retried at most this
+   * often while the session stays stuck. @default 1_800_000 (30 min)
+   */
   readonly signalCooldownMs?: number;
   /** How long an identical request reuses an earlier verdict. @default 3_600_000 (1 h) */
   readonly verdictTtlMs?: number;
