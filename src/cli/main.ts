@@ -42,12 +42,14 @@ async function main(argv: string[]): Promise<number> {
         ? 0
         : 2;
     }
-    const verbose = argv.includes("--verbose");
     const message = (e as Error)?.message ?? String(e);
     process.stderr.write(`judge-guard: ${message}\n`);
-    if (verbose && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
-    else if (!(e instanceof UsageError) && !isJudgeGuardError(e))
-      process.stderr.write("(run with --verbose for details)\n");
+    // Errors we raise on purpose say all there is to say; a stack helps only with the others.
+    const expected = e instanceof UsageError || isJudgeGuardError(e);
+    if (!expected) {
+      if (argv.includes("--verbose") && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
+      else process.stderr.write("(run with --verbose for details)\n");
+    }
     return e instanceof UsageError || (isJudgeGuardError(e) && e.code === "CONFIG_INVALID") ? 2 : 1;
   }
   return code;

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { compilePatterns } from "../detection/catalog.js";
 import { ConfigError } from "../errors.js";
-import { DEFAULTS, type GuardOptions } from "../guard/options.js";
+import { DEFAULTS, type GuardOptions, resolveOptions } from "../guard/options.js";
 import { LOG_LEVELS, type LogLevel } from "../log/logger.js";
 import { loadPriceFile } from "../pricing/prices.js";
 
@@ -25,7 +25,7 @@ const NONE = /^(none|off|unlimited|infinity)$/i;
 function usdOrNone(value: string, name: string): number {
   if (NONE.test(value)) return Infinity;
   const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n < 0)
+  if (!/^\d+(\.\d+)?$/.test(value.trim()) || !Number.isFinite(n) || n < 0)
     fail(name, value, 'an amount in USD >= 0 such as "5" or "0.50", or "none"');
   return n;
 }
@@ -89,7 +89,10 @@ function patterns(value: string, name: string): string[] {
         `${name}: cannot read the patterns file ${value} (${(e as NodeJS.ErrnoException).code ?? e})`,
       );
     }
-    list = text.split(/\r?\n/).filter((l) => l.trim() !== "" && !l.trimStart().startsWith("#"));
+    list = text
+      .split(/\r?\n/)
+      .map((l) => l.trim())
+      .filter((l) => l !== "" && !l.startsWith("#"));
     origin = `${name} (${value}) pattern`;
   }
   if (!Array.isArray(list) || list.some((p) => typeof p !== "string"))
@@ -267,10 +270,24 @@ export const ENV_VARIABLES: readonly Variable[] = [
  */
 export function fromEnv(env: Env = process.env, overrides: GuardOptions = {}): GuardOptions {
   const options: Record<string, unknown> = {};
+  const given = new Map<string, Variable>();
   for (const v of ENV_VARIABLES) {
     const raw = env[v.name];
     if (raw === undefined || raw.trim() === "") continue;
     options[v.option] = v.parse(raw.trim(), v.name);
+    given.set(v.option, v);
   }
-  return { ...(options as GuardOptions), ...overrides };
+  const result = { ...(options as GuardOptions), ...overrides };
+  // Each value was valid alone; check how they combine, and blame the variables, not the options.
+  try {
+    resolveOptions(result);
+  } catch (e) {
+    const v = e instanceof ConfigError ? given.get(e.setting) : undefined;
+    if (v === undefined) throw e;
+    let why = (e as ConfigError).message.replace(/^option \S+ /, "");
+    for (const other of ENV_VARIABLES)
+      why = why.replace(new RegExp(`\\b${other.option}\\b`, "g"), other.name);
+    throw new ConfigError(v.name, `${v.name}=${JSON.stringify(env[v.name]?.trim())} is not valid: ${why}`);
+  }
+  return result;
 }

@@ -1,0 +1,443 @@
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
+import { beforeAll, describe, expect, it } from "vitest";
+import { useTempDir } from "../helpers/tmp.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const BIN = join(ROOT, "dist", "cli", "main.js");
+const SMALL = join(ROOT, "examples", "small.jsonl");
+const INCIDENT = join(ROOT, "examples", "phantom-incident.jsonl.gz");
+const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+
+/** The deliberately bad lines of small.jsonl (examples/README.md), 1-based, with the field at fault. */
+const BAD_LINES = new Map([
+  [9, "(line)"],
+  [21, "usage.output_tokens"],
+]);
+/** Lines of small.jsonl whose latest reply is Phantom's canned line (examples/README.md). */
+const CANNED_LINES = [12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 25, 26, 27, 28, 31, 32];
+const STACK_FRAME = /^\s+at /m;
+const HELP_HINT = /^\(run judge-guard --help for usage\)$/;
+
+const tempDir = useTempDir();
+
+beforeAll(() => {
+  // `npm test` builds first; build here only when the binary is missing (e.g. vitest run alone).
+  if (existsSync(BIN)) return;
+  const r = spawnSync("npx", ["tsc", "-p", "tsconfig.build.json"], { cwd: ROOT, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`build failed:\n${r.stdout}${r.stderr}`);
+}, 120_000);
+
+interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+interface RunOptions {
+  /** Variables added to the child's environment (after JUDGE_GUARD_* are removed). */
+  readonly env?: Record<string, string>;
+  readonly cwd?: string;
+  /** Written to the child's standard input. */
+  readonly stdin?: string | Buffer;
+}
+
+/** Runs the real CLI binary in a child process. */
+function cli(args: readonly string[], opts: RunOptions = {}): Promise<Run> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && !k.startsWith("JUDGE_GUARD_")) env[k] = v;
+  }
+  Object.assign(env, { NO_COLOR: "1" }, opts.env);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? ROOT, env });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding("utf8").on("data", (d: string) => {
+      stderr += d;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.on("error", () => {}); // the CLI may exit before reading all of it
+    child.stdin.end(opts.stdin ?? "");
+  });
+}
+
+const linesOf = (text: string): string[] => text.split("\n").filter((l) => l !== "");
+
+interface Decision {
+  line: number;
+  session_key: string | null;
+  judge: string | null;
+  decision: "judged" | "skipped" | "invalid";
+  reason: string | null;
+  cost_usd: number;
+  saved_usd: number;
+}
+
+interface Summary {
+  lines: number;
+  judged: number;
+  skipped: number;
+  skipped_by_reason: Record<string, number>;
+  would_skip_by_reason: Record<string, number>;
+  invalid: number;
+  spent_usd: number;
+  saved_usd: number;
+  unguarded_usd: number;
+  stuck_sessions: Array<{
+    session_key: string;
+    episode_id: string;
+    detected_line: number;
+    fingerprint: string;
+    repeats: number;
+    skipped_calls: number;
+    saved_usd: number;
+  }>;
+  signals: number;
+  mode: string;
+  ledger: string;
+}
+
+const readDecisions = (path: string): Decision[] =>
+  linesOf(readFileSync(path, "utf8")).map((l) => JSON.parse(l) as Decision);
+const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
+const cents = (usd: number): number => Math.round(usd * 100);
+
+/** small.jsonl without its bad lines, in a temporary file. */
+function cleanSmall(): string {
+  const kept = readFileSync(SMALL, "utf8")
+    .split("\n")
+    .filter((l, i) => l !== "" && !BAD_LINES.has(i + 1));
+  const path = join(tempDir(), "clean.jsonl");
+  writeFileSync(path, `${kept.join("\n")}\n`);
+  return path;
+}
+
+describe("judge-guard replay examples/small.jsonl", () => {
+  it("prints a summary, reports each bad line with its number and field, and exits 1", async () => {
+    const r = await cli(["replay", SMALL]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^judge-guard replay of .*small\.jsonl \(32 lines, enforce mode\)$/m);
+    expect(r.stdout).toMatch(/^\s+judged\s+16 calls\s+\$\S+ spent$/m);
+    expect(r.stdout).toMatch(/^\s+skipped\s+14 calls\s+\$\S+ saved$/m);
+    expect(r.stdout).toMatch(/^\s+stuck_session\s+14$/m);
+    expect(r.stdout).toMatch(/^\s+invalid\s+2 lines/m);
+    expect(r.stdout).toMatch(
+      /^ {2}cli:cli:local: stuck from line 14 \(canned reply [0-9a-f]+ seen 2 times\)/m,
+    );
+    expect(r.stdout).toContain("signals to force a fresh session: 1");
+    expect(r.stdout).toContain("ledger: (temporary, removed)");
+
+    const errors = linesOf(r.stderr);
+    expect(errors).toHaveLength(BAD_LINES.size);
+    for (const [[line, field], message] of [...BAD_LINES].map((b, i) => [b, errors[i]!] as const)) {
+      expect(message).toContain(`small.jsonl: line ${line}: ${field}: `);
+    }
+    expect(errors[0]).toMatch(/not valid JSON/);
+    expect(errors[1]).toMatch(/>=\s*0/);
+  });
+
+  describe("--decisions FILE with --json", () => {
+    let run: Run;
+    let decisions: Decision[];
+    let summary: Summary;
+
+    beforeAll(async () => {
+      const path = join(tempDir(), "decisions.jsonl");
+      run = await cli(["replay", SMALL, "--json", "--decisions", path]);
+      decisions = readDecisions(path);
+      summary = JSON.parse(run.stdout) as Summary;
+    });
+
+    it("exits 1 and prints only the JSON summary on stdout", () => {
+      expect(run.code).toBe(1);
+      expect(summary).toMatchObject({
+        lines: 32,
+        invalid: 2,
+        mode: "enforce",
+        ledger: "(temporary, removed)",
+      });
+    });
+
+    it("writes one JSON object per input line, in input order, with the documented fields", () => {
+      expect(decisions.map((d) => d.line)).toEqual(Array.from({ length: 32 }, (_, i) => i + 1));
+      for (const d of decisions) {
+        expect(Object.keys(d).sort()).toEqual(
+          ["cost_usd", "decision", "judge", "line", "reason", "saved_usd", "session_key"].sort(),
+        );
+      }
+    });
+
+    it("marks the bad lines invalid, with no key, judge or money", () => {
+      for (const d of decisions.filter((d) => BAD_LINES.has(d.line))) {
+        expect(d).toEqual({
+          line: d.line,
+          session_key: null,
+          judge: null,
+          decision: "invalid",
+          reason: null,
+          cost_usd: 0,
+          saved_usd: 0,
+        });
+      }
+      expect(decisions.filter((d) => d.decision === "invalid").map((d) => d.line)).toEqual([
+        ...BAD_LINES.keys(),
+      ]);
+    });
+
+    it("skips the stuck key from the second canned reply on, and nothing else", () => {
+      const skipped = decisions.filter((d) => d.decision === "skipped");
+      // Phantom's line is known: stuck at its 2nd repeat (lines 14-15 answer the 2nd stuck message).
+      expect(skipped.map((d) => d.line)).toEqual(CANNED_LINES.filter((l) => l >= 14));
+      for (const d of skipped)
+        expect(d).toMatchObject({ session_key: "cli:cli:local", reason: "stuck_session" });
+    });
+
+    it("charges judged lines and credits skipped lines, never both", () => {
+      for (const d of decisions) {
+        if (d.decision === "judged") {
+          expect(d.cost_usd).toBeGreaterThan(0);
+          expect(d.saved_usd).toBe(0);
+          expect(d.reason).toBeNull();
+        } else {
+          expect(d.cost_usd).toBe(0);
+          if (d.decision === "skipped") expect(d.saved_usd).toBeGreaterThan(0);
+        }
+      }
+    });
+
+    it("agrees with the summary: counts, reasons and money", () => {
+      const of = (kind: Decision["decision"]) => decisions.filter((d) => d.decision === kind);
+      expect(summary.judged).toBe(of("judged").length);
+      expect(summary.skipped).toBe(of("skipped").length);
+      expect(summary.invalid).toBe(of("invalid").length);
+      expect(summary.judged + summary.skipped + summary.invalid).toBe(summary.lines);
+      const reasons: Record<string, number> = {};
+      for (const d of of("skipped")) reasons[d.reason!] = (reasons[d.reason!] ?? 0) + 1;
+      expect(summary.skipped_by_reason).toEqual(reasons);
+      expect(cents(summary.spent_usd)).toBe(cents(sum(decisions.map((d) => d.cost_usd))));
+      expect(cents(summary.saved_usd)).toBe(cents(sum(decisions.map((d) => d.saved_usd))));
+      expect(cents(summary.unguarded_usd)).toBe(cents(summary.spent_usd + summary.saved_usd));
+      expect(summary.stuck_sessions).toHaveLength(1);
+      expect(summary.stuck_sessions[0]).toMatchObject({
+        session_key: "cli:cli:local",
+        detected_line: 14,
+        repeats: 2,
+        skipped_calls: summary.skipped,
+      });
+      expect(cents(summary.stuck_sessions[0]!.saved_usd)).toBe(cents(summary.saved_usd));
+    });
+
+    it("a clean copy (bad lines removed) exits 0 with nothing on stderr and the same decisions", async () => {
+      const clean = cleanSmall();
+      const path = join(tempDir(), "clean-decisions.jsonl");
+      const r = await cli(["replay", clean, "--json", "--decisions", path]);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      const s = JSON.parse(r.stdout) as Summary;
+      expect(s).toMatchObject({ lines: 30, invalid: 0, judged: summary.judged, skipped: summary.skipped });
+      expect(s.spent_usd).toBe(summary.spent_usd);
+      expect(s.saved_usd).toBe(summary.saved_usd);
+      const strip = ({ line: _line, ...d }: Decision) => d;
+      expect(readDecisions(path).map(strip)).toEqual(
+        decisions.filter((d) => d.decision !== "invalid").map(strip),
+      );
+    });
+
+    it("reads standard input for - and decides the same", async () => {
+      const r = await cli(["replay", "-", "--json"], { stdin: readFileSync(SMALL) });
+      expect(r.code).toBe(1);
+      const fromStdin = JSON.parse(r.stdout) as Summary;
+      const withoutEpisodeIds = (s: Summary) => ({
+        ...s,
+        stuck_sessions: s.stuck_sessions.map(({ episode_id: _e, ...rest }) => rest),
+      });
+      expect(withoutEpisodeIds(fromStdin)).toEqual(withoutEpisodeIds(summary));
+      expect(linesOf(r.stderr).map((l) => l.slice(0, l.indexOf(": ", 3)))).toEqual([
+        "-: line 9",
+        "-: line 21",
+      ]);
+    });
+  });
+
+  it("--db PATH keeps a SQLite ledger, mode 0600, with one decision row per valid line", async () => {
+    const db = join(tempDir(), "ledger.db");
+    const r = await cli(["replay", SMALL, "--db", db, "--json"]);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ledger: db });
+    expect(existsSync(db)).toBe(true);
+    if (process.platform !== "win32") expect(statSync(db).mode & 0o777).toBe(0o600);
+    const ledger = new Database(db, { readonly: true, fileMustExist: true });
+    try {
+      const rows = ledger
+        .prepare("SELECT decision, COUNT(*) AS n FROM decisions GROUP BY decision")
+        .all() as Array<{
+        decision: string;
+        n: number;
+      }>;
+      expect(Object.fromEntries(rows.map((x) => [x.decision, x.n]))).toEqual({ judged: 16, skipped: 14 });
+    } finally {
+      ledger.close();
+    }
+  });
+
+  it("without --db leaves no ledger behind, neither in the working folder nor in the temp folder", async () => {
+    const cwd = tempDir();
+    const tmp = tempDir();
+    const r = await cli(["replay", SMALL], { cwd, env: { TMPDIR: tmp, TMP: tmp, TEMP: tmp } });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain("ledger: (temporary, removed)");
+    expect(readdirSync(cwd)).toEqual([]);
+    expect(readdirSync(tmp)).toEqual([]);
+  });
+});
+
+describe("judge-guard replay examples/phantom-incident.jsonl.gz", () => {
+  let summary: Summary;
+  let decisions: Decision[];
+  let run: Run;
+
+  beforeAll(async () => {
+    const path = join(tempDir(), "incident-decisions.jsonl");
+    run = await cli(["replay", INCIDENT, "--json", "--decisions", path]);
+    summary = JSON.parse(run.stdout) as Summary;
+    decisions = readDecisions(path);
+  });
+
+  it("reads the gzip file and exits 0", () => {
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(summary).toMatchObject({ lines: 1076, invalid: 0, judged: 1076 - summary.skipped });
+    expect(decisions).toHaveLength(1076);
+    // examples/README.md: $26.38 of judge spend in total.
+    expect(cents(summary.unguarded_usd)).toBe(2638);
+  });
+
+  it("reports cli:cli:local as the one stuck session, with exactly one signal", () => {
+    expect(summary.signals).toBe(1);
+    expect(summary.stuck_sessions).toHaveLength(1);
+    const [stuck] = summary.stuck_sessions;
+    expect(stuck).toMatchObject({ session_key: "cli:cli:local", repeats: 2 });
+    // The first stuck message (lines 83-84) is judged; the 2nd of its 700 canned lines onwards are not.
+    expect(stuck!.detected_line).toBeGreaterThan(84);
+    expect(stuck!.skipped_calls).toBe(698);
+    expect(decisions[stuck!.detected_line - 1]).toMatchObject({
+      session_key: "cli:cli:local",
+      decision: "skipped",
+      reason: "stuck_session",
+    });
+  });
+
+  it("skips nothing on the five healthy keys: no stuck or budget skips there", () => {
+    const otherKeys = decisions.filter((d) => d.session_key !== "cli:cli:local");
+    expect(new Set(otherKeys.map((d) => d.session_key)).size).toBe(5);
+    expect(otherKeys.filter((d) => d.decision !== "judged")).toEqual([]);
+    expect(Object.keys(summary.skipped_by_reason)).toEqual(["stuck_session"]);
+  });
+});
+
+describe.concurrent("judge-guard usage and configuration errors", () => {
+  // [case, arguments, what the one error line says]
+  it.each<[string, string[], RegExp]>([
+    ["an unknown option", ["replay", SMALL, "--bogus"], /unknown option '--bogus'/],
+    ["a missing file argument", ["replay"], /missing required argument 'file'/],
+    [
+      "a nonexistent input file",
+      ["replay", "/nonexistent/traffic.jsonl"],
+      /cannot read \/nonexistent\/traffic\.jsonl: ENOENT/,
+    ],
+    ["an unknown command", ["frobnicate"], /unknown command 'frobnicate'/],
+    [
+      "an unwritable --decisions file",
+      ["replay", SMALL, "--decisions", "/nonexistent/d.jsonl"],
+      /--decisions/,
+    ],
+  ])("%s is a usage error: exit 2, one line on stderr, no stack", async (_name, args, message) => {
+    const r = await cli(args);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).not.toMatch(STACK_FRAME);
+    // One error line; commander may add its "(run judge-guard --help for usage)" hint after it.
+    const [first, ...rest] = linesOf(r.stderr);
+    expect(first).toMatch(message);
+    expect(rest.filter((l) => !HELP_HINT.test(l))).toEqual([]);
+  });
+
+  it.each<[string, Record<string, string>, string]>([
+    [
+      "a threshold that is not a number",
+      { JUDGE_GUARD_REPEAT_THRESHOLD: "zero" },
+      "JUDGE_GUARD_REPEAT_THRESHOLD",
+    ],
+    ["a budget below zero", { JUDGE_GUARD_SESSION_BUDGET_USD: "-5" }, "JUDGE_GUARD_SESSION_BUDGET_USD"],
+    ["a missing price file", { JUDGE_GUARD_PRICES: "/nonexistent/prices.json" }, "JUDGE_GUARD_PRICES"],
+  ])("a configuration error (%s) exits 2 and names the variable", async (_name, env, variable) => {
+    const r = await cli(["replay", SMALL], { env });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).not.toMatch(STACK_FRAME);
+    expect(linesOf(r.stderr)).toHaveLength(1);
+    expect(r.stderr).toContain(variable);
+    expect(r.stderr).toContain(Object.values(env)[0]);
+  });
+
+  // Each variable is valid alone; the conflict between them must still name the variables.
+  it("two conflicting variables: the message names the variables", async () => {
+    const r = await cli(["replay", SMALL], {
+      env: { JUDGE_GUARD_REPEAT_THRESHOLD: "3", JUDGE_GUARD_KNOWN_REPEAT_THRESHOLD: "5" },
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("JUDGE_GUARD_KNOWN_REPEAT_THRESHOLD");
+  });
+
+  // Errors raised on purpose carry their whole story; --verbose adds stacks only to the others.
+  it.each<[string, string[], Record<string, string>]>([
+    ["a usage error", ["--verbose", "replay", "/nonexistent/traffic.jsonl"], {}],
+    ["a configuration error", ["--verbose", "replay", SMALL], { JUDGE_GUARD_REPEAT_THRESHOLD: "zero" }],
+  ])("--verbose shows no stack for %s", async (_name, args, env) => {
+    const r = await cli(args, { env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).not.toMatch(STACK_FRAME);
+  });
+});
+
+describe("judge-guard unexpected errors", () => {
+  it("an unexpected error exits 1 with one line and a hint; --verbose adds the stack", async () => {
+    const dir = tempDir(); // a folder is no SQLite file
+    const plain = await cli(["replay", SMALL, "--db", dir]);
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).not.toMatch(STACK_FRAME);
+    expect(linesOf(plain.stderr)).toEqual([
+      expect.stringMatching(/^judge-guard: /),
+      "(run with --verbose for details)",
+    ]);
+
+    const verbose = await cli(["--verbose", "replay", SMALL, "--db", dir]);
+    expect(verbose.code).toBe(1);
+    expect(verbose.stderr).toMatch(STACK_FRAME);
+  });
+});
+
+describe.concurrent("judge-guard --help and --version", () => {
+  it.each<[string, string[], RegExp]>([
+    ["--help", ["--help"], /^Usage: judge-guard .*\n[\s\S]*\breplay\b/],
+    [
+      "replay --help",
+      ["replay", "--help"],
+      /^Usage: judge-guard replay (?=[\s\S]*--decisions <file>)(?=[\s\S]*--db <path>)/,
+    ],
+    ["--version", ["--version"], new RegExp(`^${VERSION.replaceAll(".", "\\.")}\\n$`)],
+  ])("%s prints to stdout and exits 0", async (_name, args, expected) => {
+    const r = await cli(args);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toMatch(expected);
+  });
+});
