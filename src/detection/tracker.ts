@@ -1,7 +1,7 @@
 import { LRUCache } from "lru-cache";
 import { InvalidRequestError } from "../errors.js";
 import { chainHash, type ReplySignature, signReply } from "../fingerprint/fingerprint.js";
-import { coreWords, type SimilarityLimits, sameReply, wordDifference } from "../fingerprint/similarity.js";
+import { coreWords, nearWords, type SimilarityLimits, sameReply } from "../fingerprint/similarity.js";
 import { describe } from "../util/describe.js";
 import { type Assessment, assessRun, type DetectionThresholds } from "./assess.js";
 import type { CannedCatalog } from "./catalog.js";
@@ -52,16 +52,21 @@ export interface TrackerOptions extends DetectionThresholds {
   readonly maxSessions: number;
 }
 
-const MAX_INPUTS_PER_RUN = 64;
 const NO_BOILERPLATE: ReadonlySet<string> = new Set();
 
 interface Run {
   rep: ReplySignature;
   length: number;
   startTurn: number;
-  /** One signature per distinct user input the run answered (near-duplicates count once). */
+  /**
+   * Distinct user inputs the run answered (near-duplicates count once), collected only up to
+   * two: the stuck rule asks whether there were at least two.
+   */
   inputs: ReplySignature[];
-  known: boolean;
+  /** The first reply's input, signed only if the run grows past one reply. */
+  firstInput: string | undefined;
+  /** Whether the reply is a known canned line; asked only once the run repeats. */
+  known: boolean | undefined;
   zeroCost: number;
   paid: number;
 }
@@ -185,7 +190,7 @@ export class SessionTracker {
   ): void {
     const sig = signReply(text);
     const prev = state.prev;
-    if (prev !== undefined && prev.fingerprint !== sig.fingerprint)
+    if (prev !== undefined && prev.normalized !== sig.normalized)
       learnBoilerplate(state, prev, sig, this.#options);
     state.prev = sig;
 
@@ -196,16 +201,23 @@ export class SessionTracker {
         length: 0,
         startTurn: index,
         inputs: [],
-        known: this.#catalog.recognises(sig.fingerprint, text),
+        firstInput: input,
+        known: undefined,
         zeroCost: 0,
         paid: 0,
       };
       state.run = run;
-    } else if (!run.known && this.#catalog.recognises(sig.fingerprint, text)) {
-      run.known = true;
     }
     run.length++;
-    if (run.inputs.length < MAX_INPUTS_PER_RUN) {
+    // Work that only matters for a repeated reply is done once it repeats, so a healthy
+    // session's varied replies cost one normalisation each and nothing more.
+    if (run.known === undefined && run.length >= Math.min(2, this.#options.knownRepeatThreshold)) {
+      run.known =
+        this.#catalog.hasFingerprint(run.rep.fingerprint) || this.#catalog.recognises(sig.fingerprint, text);
+    }
+    if (run.length >= 2 && run.inputs.length < 2) {
+      if (run.inputs.length === 0) run.inputs.push(signReply(run.firstInput ?? ""));
+      run.firstInput = undefined;
       // "when is the branch cut?" and "sorry, when exactly is the branch cut?" are one question.
       const asked = signReply(input ?? "");
       if (!run.inputs.some((prior) => sameReply(asked, prior, NO_BOILERPLATE, this.#options.similarity))) {
@@ -223,10 +235,10 @@ export class SessionTracker {
     for (const w of coreWords(run.rep, state.boilerplate)) substanceChars += w.length;
     return {
       length: run.length,
-      distinctInputs: run.inputs.length,
+      distinctInputs: Math.max(run.inputs.length, run.length > 0 ? 1 : 0),
       substanceChars,
       // The registry may have learned this fingerprint from another session since the run began.
-      known: run.known || this.#catalog.hasFingerprint(run.rep.fingerprint),
+      known: run.known === true || (run.length >= 2 && this.#catalog.hasFingerprint(run.rep.fingerprint)),
       zeroCostReplies: run.zeroCost,
       paidReplies: run.paid,
     };
@@ -278,19 +290,14 @@ function learnBoilerplate(
   b: ReplySignature,
   options: TrackerOptions,
 ): void {
-  const inA = new Set(a.lineFingerprints);
-  const shared = b.lineFingerprints.filter((f) => inA.has(f) && !state.boilerplate.has(f));
+  if (a.lines.length < 2 && b.lines.length < 2) return; // one-line replies have no footer
+  const inA = new Set(a.lines);
+  const shared = b.lines.filter((l) => inA.has(l) && !state.boilerplate.has(l));
   if (shared.length === 0) return;
   const sharedSet = new Set(shared);
   const restA = coreWords(a, sharedSet);
   const restB = coreWords(b, sharedSet);
-  const diff = wordDifference(restA, restB);
-  const total = restA.length + restB.length;
-  const variants =
-    total > 0 &&
-    diff <= options.similarity.maxWordDifference &&
-    diff / total <= options.similarity.maxRelativeDifference;
-  if (variants) return;
+  if (restA.length + restB.length > 0 && nearWords(restA, restB, options.similarity)) return;
   for (const f of shared) {
     if (state.boilerplate.size >= MAX_BOILERPLATE_LINES) return;
     state.boilerplate.add(f);

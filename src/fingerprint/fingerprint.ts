@@ -13,28 +13,45 @@ export function chainHash(previous: string, next: string): string {
 
 /**
  * Everything the detector needs to know about one reply, computed once when the reply is first
- * seen. It holds hashes and normalised tokens, never the raw text, and is never persisted.
+ * seen. It holds normalised text and numbers in memory only; what leaves the process (the
+ * ledger, logs, signals) is the fingerprint, a hash.
  */
-export interface ReplySignature {
-  /** Fingerprint of the whole normalised reply. */
-  readonly fingerprint: string;
-  /** Fingerprint of each normalised line, in order. */
-  readonly lineFingerprints: readonly string[];
-  /** Normalised lines, kept so that near-duplicates can be compared without boilerplate. */
+export class ReplySignature {
+  /** Normalised lines, so that near-duplicates can be compared without boilerplate lines. */
   readonly lines: readonly string[];
+  /** The normalised reply: its lines joined by spaces. Equal iff the fingerprints are equal. */
+  readonly normalized: string;
   /** Length of the raw reply in UTF-16 code units. */
   readonly rawLength: number;
   /** Values of the plain numbers in the reply, in order. */
   readonly numbers: readonly string[];
+  #fingerprint: string | undefined;
+  #words: string[] | undefined;
+
+  constructor(text: string) {
+    const numbers: string[] = [];
+    this.lines = normalizeLines(text, numbers);
+    this.normalized = this.lines.length === 1 ? this.lines[0]! : this.lines.join(" ");
+    this.rawLength = text.length;
+    this.numbers = numbers;
+  }
+
+  /** 64-bit hex hash of the normalised reply, computed when first asked for. */
+  get fingerprint(): string {
+    this.#fingerprint ??= hash64(this.normalized);
+    return this.#fingerprint;
+  }
+
+  /** All normalised words, in order. */
+  get words(): readonly string[] {
+    this.#words ??= this.normalized === "" ? [] : this.normalized.split(" ");
+    return this.#words;
+  }
 }
 
-/** Fingerprints a reply: normalise, then hash the whole and each line. */
+/** Fingerprints a reply: normalise it, keep what comparisons need, hash on demand. */
 export function signReply(text: string): ReplySignature {
-  const numbers: string[] = [];
-  const lines = normalizeLines(text, numbers);
-  const lineFingerprints = lines.length === 1 ? [hash64(lines[0]!)] : lines.map(hash64);
-  const fingerprint = lines.length === 1 ? lineFingerprints[0]! : hash64(lines.join(" "));
-  return { fingerprint, lineFingerprints, lines, rawLength: text.length, numbers };
+  return new ReplySignature(text);
 }
 
 /** Fingerprint of any text after normalisation (used for user inputs and canned lines). */

@@ -28,6 +28,9 @@ const VOLATILE: ReadonlyArray<readonly [RegExp, string]> = [
 const NUMBER = /\d+(?:[.,]\d+)*/g;
 
 const PUNCTUATION = /[^\p{L}\p{N}_\s]+/gu;
+const ASCII_PUNCTUATION = /[^a-z0-9_\s]+/g;
+const NON_ASCII = /[^\u0000-\u007f]/;
+const DIGIT = /\d/;
 const SPACES = /\s+/g;
 const REPEATED_PLACEHOLDER = /\b(_(?:uuid|ts|id|dur|n)_)(?: (?:_(?:uuid|ts|id|dur|n)_))+\b/g;
 
@@ -37,18 +40,27 @@ const REPEATED_PLACEHOLDER = /\b(_(?:uuid|ts|id|dur|n)_)(?: (?:_(?:uuid|ts|id|du
  * replies built from one template but carrying different data can still be told apart.
  */
 export function normalizeLine(line: string, numbers?: string[]): string {
-  let s = line.normalize("NFKC").toLowerCase().replace(INVISIBLE, "").replace(QUOTES, "'");
-  s = s.replace(DQUOTES, '"');
-  for (const [pattern, placeholder] of VOLATILE) s = s.replace(pattern, placeholder);
-  s = s.replace(NUMBER, (n) => {
-    numbers?.push(n);
-    return " _n_ ";
-  });
+  // Most replies are plain ASCII: the Unicode steps, and the volatile patterns when there is no
+  // digit to replace, are skipped rather than run for nothing (this is the guard's hot path).
+  const ascii = !NON_ASCII.test(line);
+  let s = ascii
+    ? line.toLowerCase().replaceAll("`", "'")
+    : line.normalize("NFKC").toLowerCase().replace(INVISIBLE, "").replace(QUOTES, "'").replace(DQUOTES, '"');
+  if (DIGIT.test(s)) {
+    for (const [pattern, placeholder] of VOLATILE) s = s.replace(pattern, placeholder);
+    s = s.replace(NUMBER, (n) => {
+      numbers?.push(n);
+      return " _n_ ";
+    });
+  }
   // Apostrophes inside words ("i'm") are dropped rather than split, so "im" and "i'm" agree.
-  s = s.replace(/(\p{L})'(\p{L})/gu, "$1$2");
-  s = s.replace(PUNCTUATION, " ").replace(SPACES, " ").trim();
+  if (s.includes("'")) s = s.replace(/(\p{L})'(\p{L})/gu, "$1$2");
+  s = s
+    .replace(ascii ? ASCII_PUNCTUATION : PUNCTUATION, " ")
+    .replace(SPACES, " ")
+    .trim();
   // "3m12s" becomes two duration placeholders; collapse runs so the count of parts does not matter.
-  return s.replace(REPEATED_PLACEHOLDER, "$1");
+  return s.includes("_ _") ? s.replace(REPEATED_PLACEHOLDER, "$1") : s;
 }
 
 /** Normalises a whole reply line by line, dropping lines that normalise to nothing. */

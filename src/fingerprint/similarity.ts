@@ -33,12 +33,13 @@ export function numberDifference(a: readonly string[], b: readonly string[]): nu
   return diff;
 }
 
-/** Words of the lines of `sig` that are not in `boilerplate`. */
-export function coreWords(sig: ReplySignature, boilerplate: ReadonlySet<string>): string[] {
+/** Words of the lines of `sig` that are not in `boilerplate` (normalised lines). */
+export function coreWords(sig: ReplySignature, boilerplate: ReadonlySet<string>): readonly string[] {
+  if (boilerplate.size === 0 || !sig.lines.some((l) => boilerplate.has(l))) return sig.words;
   const words: string[] = [];
-  for (let i = 0; i < sig.lines.length; i++) {
-    if (boilerplate.has(sig.lineFingerprints[i]!)) continue;
-    for (const w of sig.lines[i]!.split(" ")) words.push(w);
+  for (const line of sig.lines) {
+    if (boilerplate.has(line)) continue;
+    for (const w of line.split(" ")) words.push(w);
   }
   return words;
 }
@@ -53,18 +54,27 @@ export function wordDifference(a: readonly string[], b: readonly string[]): numb
   return diff;
 }
 
+/** Whether two word lists are near-duplicates under `limits` (cheap length check first). */
+export function nearWords(a: readonly string[], b: readonly string[], limits: SimilarityLimits): boolean {
+  const total = a.length + b.length;
+  const lengthGap = Math.abs(a.length - b.length);
+  // The multiset difference is at least the difference in length.
+  if (lengthGap > limits.maxWordDifference || lengthGap / total > limits.maxRelativeDifference) return false;
+  const diff = wordDifference(a, b);
+  return diff <= limits.maxWordDifference && diff / total <= limits.maxRelativeDifference;
+}
+
 export function sameReply(
   a: ReplySignature,
   b: ReplySignature,
   boilerplate: ReadonlySet<string>,
   limits: SimilarityLimits = DEFAULT_SIMILARITY,
 ): boolean {
-  if (a.fingerprint === b.fingerprint) {
+  if (a.normalized === b.normalized) {
     return numberDifference(a.numbers, b.numbers) <= limits.maxNumberDifference;
   }
   const wa = coreWords(a, boilerplate);
   const wb = coreWords(b, boilerplate);
   if (wa.length === 0 || wb.length === 0) return false;
-  const diff = wordDifference(wa, wb);
-  return diff <= limits.maxWordDifference && diff / (wa.length + wb.length) <= limits.maxRelativeDifference;
+  return nearWords(wa, wb, limits);
 }

@@ -6,6 +6,7 @@ import type { EstimateStats } from "../budget/estimator.js";
 import type { StuckEvidence } from "../detection/assess.js";
 import { LedgerSchemaError } from "../errors.js";
 import { bucketStart, DEFAULT_BUCKET_MS } from "./buckets.js";
+import { type Checkpointer, startCheckpointer } from "./checkpointer.js";
 import { scopeOf } from "./memory.js";
 import { MIGRATIONS, SCHEMA_VERSION } from "./migrations.js";
 import type {
@@ -23,6 +24,13 @@ export interface SqliteStoreOptions {
   readonly busyTimeoutMs?: number;
   /** Width of the spend buckets behind rolling windows. @default 60000 */
   readonly bucketMs?: number;
+  /**
+   * Run WAL checkpoints on a worker thread instead of inside whichever commit crosses the
+   * automatic threshold (see `checkpointer.ts`). @default true for files
+   */
+  readonly backgroundCheckpoints?: boolean;
+  /** How often the worker checkpoints. @default 250 */
+  readonly checkpointIntervalMs?: number;
 }
 
 type Row = Record<string, unknown>;
@@ -36,6 +44,7 @@ export class SqliteStore implements LedgerStore {
   readonly db: Database.Database;
   readonly #bucketMs: number;
   readonly #s: ReturnType<typeof prepare>;
+  readonly #checkpointer: Checkpointer | undefined;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.location = path;
@@ -54,7 +63,18 @@ export class SqliteStore implements LedgerStore {
       this.db.close();
       throw e;
     }
+    if (path !== ":memory:" && options.backgroundCheckpoints !== false) {
+      this.db.pragma("wal_autocheckpoint = 0");
+      this.#checkpointer = startCheckpointer(path, options.checkpointIntervalMs ?? 250, (message) => {
+        // Without the worker the WAL would grow without bound: go back to inline checkpoints.
+        this.checkpointError = message;
+        if (this.db.open) this.db.pragma("wal_autocheckpoint = 1000");
+      });
+    }
   }
+
+  /** The last error of the background checkpointer, if it failed (checkpoints are then inline). */
+  checkpointError: string | undefined;
 
   atomically<T>(fn: () => T): T {
     if (this.db.inTransaction) return fn();
@@ -264,6 +284,7 @@ export class SqliteStore implements LedgerStore {
   }
 
   close(): void {
+    void this.#checkpointer?.stop();
     if (this.db.open) this.db.close();
   }
 }

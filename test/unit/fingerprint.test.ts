@@ -27,7 +27,7 @@ describe("normalize", () => {
   it("keeps line structure for signatures but joins lines for the whole", () => {
     const sig = signReply("Done.\n\n-- \nSent by Phantom");
     expect(sig.lines).toEqual(["done", "sent by phantom"]);
-    expect(sig.lineFingerprints).toHaveLength(2);
+    expect(sig.normalized).toBe("done sent by phantom");
   });
 });
 
@@ -80,7 +80,7 @@ describe("sameReply", () => {
       "\n--\nPhantom, your AI co-worker. Replies may be inaccurate; verify before acting.\nReply STOP to pause me.";
     const a = signReply(`I renamed the function and updated both callers.${footer}`);
     const b = signReply(`The migration ran; 3 rows needed a manual fix.${footer}`);
-    const boilerplate = new Set(a.lineFingerprints.slice(1));
+    const boilerplate = new Set(a.lines.slice(1));
     expect(sameReply(a, b, boilerplate)).toBe(false);
   });
 
