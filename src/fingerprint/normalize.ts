@@ -11,27 +11,36 @@ const INVISIBLE = /[\u00ad\u200b-\u200f\u2060\ufeff]/g;
 const QUOTES = /[\u2018\u2019\u201a\u201b\u2032\u0060\u00b4]/g;
 const DQUOTES = /[\u201c\u201d\u201e\u201f\u2033]/g;
 
-const VOLATILE: ReadonlyArray<readonly [RegExp, string]> = [
-  [/\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/g, " _uuid_ "],
-  [/\b\d{4}-\d{2}-\d{2}(?:[t ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:z|[+-]\d{2}:?\d{2})?)?\b/g, " _ts_ "],
-  [/\b\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:\s?[ap]\.?m\.?)?(?![\w])/g, " _ts_ "],
-  // Identifiers: hex runs that mix digits and letters, and prefixed ids such as req_8f2c or sdk-91ab.
-  [/\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}\b/g, " _id_ "],
-  [/\b[a-z]{2,12}[_-](?=[a-z0-9]*\d)[a-z0-9]{4,}\b/g, " _id_ "],
-  // Durations, including compound ones such as 3m12s or 1h 05m.
+/**
+ * Every volatile token in one pass. At each position the first alternative that matches wins,
+ * so the more specific kinds come first: a UUID is not read as hex ids, a timestamp not as
+ * numbers, "3m12s" not as two numbers. A plain number is what is left.
+ */
+const VOLATILE = new RegExp(
   [
-    /\b(?:\d+(?:[.,]\d+)?\s?(?:ms|msecs?|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?)(?=\d|\b)\s?)+/g,
-    " _dur_ ",
-  ],
-];
-
-const NUMBER = /\d+(?:[.,]\d+)*/g;
+    String.raw`\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`,
+    String.raw`\b\d{4}-\d{2}-\d{2}(?:[t ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:z|[+-]\d{2}:?\d{2})?)?\b`,
+    String.raw`\b\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:\s?[ap]\.?m\.?)?(?!\w)`,
+    // Identifiers: hex runs that mix digits and letters, and prefixed ids such as req_8f2c or sdk-91ab.
+    String.raw`\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}\b`,
+    String.raw`\b[a-z]{2,12}[_-](?=[a-z0-9]*\d)[a-z0-9]{4,}\b`,
+    // Durations, including compound ones such as 3m12s or 1h 05m.
+    String.raw`\b(?:\d+(?:[.,]\d+)?\s?(?:ms|msecs?|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?)(?=\d|\b)\s?)+`,
+    String.raw`\d+(?:[.,]\d+)*`,
+  ]
+    .map((p) => `(${p})`)
+    .join("|"),
+  "g",
+);
+const PLACEHOLDERS = [" _uuid_ ", " _ts_ ", " _ts_ ", " _id_ ", " _id_ ", " _dur_ "];
 
 const PUNCTUATION = /[^\p{L}\p{N}_\s]+/gu;
 const ASCII_PUNCTUATION = /[^a-z0-9_\s]+/g;
 const NON_ASCII = /[^\u0000-\u007f]/;
 const DIGIT = /\d/;
-const SPACES = /\s+/g;
+// Runs of blanks and any whitespace other than a single space: replacing every lone space by
+// itself would cost a match per word.
+const SPACES = /\s{2,}|[^\S ]/g;
 const REPEATED_PLACEHOLDER = /\b(_(?:uuid|ts|id|dur|n)_)(?: (?:_(?:uuid|ts|id|dur|n)_))+\b/g;
 
 /**
@@ -47,9 +56,10 @@ export function normalizeLine(line: string, numbers?: string[]): string {
     ? line.toLowerCase().replaceAll("`", "'")
     : line.normalize("NFKC").toLowerCase().replace(INVISIBLE, "").replace(QUOTES, "'").replace(DQUOTES, '"');
   if (DIGIT.test(s)) {
-    for (const [pattern, placeholder] of VOLATILE) s = s.replace(pattern, placeholder);
-    s = s.replace(NUMBER, (n) => {
-      numbers?.push(n);
+    s = s.replace(VOLATILE, (match: string, ...groups: unknown[]) => {
+      const kind = groups.findIndex((g) => g !== undefined);
+      if (kind < PLACEHOLDERS.length) return PLACEHOLDERS[kind]!;
+      numbers?.push(match);
       return " _n_ ";
     });
   }

@@ -8,6 +8,7 @@ const PHANTOM = "I'm still working on your previous message. Please wait.";
 describe("normalize", () => {
   it.each([
     ["case and punctuation", "PLEASE   wait!!", "please wait"],
+    ["mixed blanks", "please \t wait\u3000now", "please wait now"],
     ["NFKC fullwidth letters", "Ｐｌｅａｓｅ ｗａｉｔ", "please wait"],
     ["non-breaking and zero-width spaces", "please\u00a0wait\u200b.", "please wait"],
     ["curly apostrophe", "I\u2019m busy", "im busy"],
