@@ -36,7 +36,7 @@ const PLACEHOLDERS = [" _uuid_ ", " _ts_ ", " _ts_ ", " _id_ ", " _id_ ", " _dur
 
 const PUNCTUATION = /[^\p{L}\p{N}_\s]+/gu;
 const ASCII_PUNCTUATION = /[^a-z0-9_\s]+/g;
-const NON_ASCII = /[^\u0000-\u007f]/;
+const NON_ASCII = /[\u0080-\uffff]/;
 const DIGIT = /\d/;
 // Runs of blanks and any whitespace other than a single space: replacing every lone space by
 // itself would cost a match per word.

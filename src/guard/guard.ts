@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import pLimit, { type LimitFunction } from "p-limit";
 import { admit, type BudgetCaps, type Refusal } from "../budget/admission.js";
-import { CostEstimator, type Estimate } from "../budget/estimator.js";
+import { CostEstimator, type Estimate, type EstimateStats } from "../budget/estimator.js";
 import { CannedCatalog } from "../detection/catalog.js";
 import { type Observation, SessionTracker } from "../detection/tracker.js";
 import {
@@ -116,6 +116,8 @@ export class Guard {
   readonly #keyStates: LRUCache<string, KeyStateRecord>;
   readonly #pending = new Set<Promise<unknown>>();
   readonly #waiters = new Set<() => void>();
+  /** Estimator rows learned since they were last written to the ledger. */
+  readonly #learned = new Map<string, EstimateStats>();
   /** Channels that delivered each episode's signal, while some have not. */
   readonly #delivered = new Map<string, Set<string>>();
   readonly #caps: BudgetCaps;
@@ -319,6 +321,7 @@ export class Guard {
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    this.#saveLearned();
     this.#ledger(() => this.#store.removeOwner(this.#owner.id));
     if (this.#ownsStore) this.#store.close();
   }
@@ -490,15 +493,20 @@ export class Guard {
       episodeId: null,
     };
     // A judge that reports no usage is learned from its estimate, so its worst case becomes known.
-    const learned = failed
-      ? null
-      : this.#estimator.learn(req.judge, req.model, obs.transcriptChars, usage ?? estimate.expected);
+    if (!failed) {
+      const learned = this.#estimator.learn(
+        req.judge,
+        req.model,
+        obs.transcriptChars,
+        usage ?? estimate.expected,
+      );
+      this.#learned.set(`${learned.judge}\u0000${learned.model}`, learned);
+    }
     this.#ledger(() =>
       this.#store.atomically(() => {
         if (a.reserved) this.#store.deleteReservation(a.reservationId);
         if (charged > 0 || !failed) this.#store.addUsage(req.sessionKey, a.at, charged, 1);
         this.#store.recordDecision(record);
-        if (learned) this.#store.saveEstimateStats(learned);
       }),
     );
     if (failed) this.#stats.failed++;
@@ -798,6 +806,23 @@ export class Guard {
       this.#reclaim();
       this.#store.pruneUsage(this.#o.clock.now() - Math.max(this.#o.budgetWindowMs, DAY_MS) * 2);
     });
+    this.#saveLearned();
+  }
+
+  /**
+   * Learned sizes are written on the heartbeat and at close, not in every settlement: they
+   * only shape estimates, and a lost few seconds of learning costs nothing, while one more
+   * page in each settlement's commit costs every call.
+   */
+  #saveLearned(): void {
+    if (this.#learned.size === 0) return;
+    const rows = [...this.#learned.values()];
+    this.#learned.clear();
+    this.#ledger(() =>
+      this.#store.atomically(() => {
+        for (const r of rows) this.#store.saveEstimateStats(r);
+      }),
+    );
   }
 }
 

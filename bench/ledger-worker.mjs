@@ -1,0 +1,26 @@
+// One of the processes of the shared-ledger case in ledger-throughput.mjs.
+import { createGuard } from "../dist/index.js";
+
+const [path, calls, id] = process.argv.slice(2);
+const guard = createGuard({
+  ledger: path,
+  logger: "silent",
+  sessionBudgetUsd: 1e9,
+  dailyBudgetUsd: 1e9,
+  sessionMaxCalls: 1e9,
+  verdictTtlMs: 0,
+});
+const noop = async () => ({ inputTokens: 1200, outputTokens: 300 });
+for (let i = 0; i < Number(calls); i++) {
+  await guard.run(
+    {
+      judge: "observation_extraction",
+      model: "claude-sonnet-4-6",
+      sessionKey: `p${id}-k${i % 25}`,
+      userMessages: [`q${i}`],
+      assistantMessages: [`answer ${i} with enough substance`],
+    },
+    noop,
+  );
+}
+await guard.close();
