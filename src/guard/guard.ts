@@ -79,6 +79,20 @@ const CODES: Record<Exclude<SkipReason, "duplicate">, SkipCode> = {
 const HEARTBEAT_MS = 5_000;
 const ADMISSION_POLL_MS = 50;
 
+/** A call waiting for admission near a cap. */
+interface Waiter {
+  readonly req: NormalizedRequest;
+  readonly obs: Observation;
+  readonly savedMicros: number;
+  readonly shadowReason: SkipReason | null;
+  readonly knownUsage: Usage | undefined;
+  readonly reservationId: string;
+  readonly deadline: number;
+  resolve: (r: Admitted | SkippedOutcome) => void;
+  /** The scope that refused it last: a session key, or null for the global budget. */
+  blockedBy?: string | null;
+}
+
 /** A call admitted by the budgets, on its way to the judge. */
 interface Admitted {
   readonly req: NormalizedRequest;
@@ -115,7 +129,9 @@ export class Guard {
   readonly #inflight = new Map<string, Promise<Outcome<unknown>>>();
   readonly #keyStates: LRUCache<string, KeyStateRecord>;
   readonly #pending = new Set<Promise<unknown>>();
-  readonly #waiters = new Set<() => void>();
+  /** Admissions waiting for calls in flight to settle, in arrival order. */
+  #queue: Waiter[] = [];
+  #pumpTimer: NodeJS.Timeout | undefined;
   /** Estimator rows learned since they were last written to the ledger. */
   readonly #learned = new Map<string, EstimateStats>();
   /** Channels that delivered each episode's signal, while some have not. */
@@ -352,79 +368,126 @@ export class Guard {
   async #admit(
     req: NormalizedRequest,
     obs: Observation,
-    first: Estimate,
+    estimate: Estimate,
     savedMicros: number,
     shadowReason: SkipReason | null,
     knownUsage: Usage | undefined,
   ): Promise<Admitted | SkippedOutcome> {
-    const shadow = this.#o.mode === "shadow";
-    const deadline = Date.now() + this.#o.admissionWaitMs;
-    const reservationId = randomUUID();
-    let estimate = first;
-    for (;;) {
-      const now = this.#o.clock.now();
-      let refusal: Refusal | null;
-      try {
-        refusal = this.#store.atomically(() => {
-          const snapshot = {
-            session: this.#store.scopeUsage(req.sessionKey, now - this.#o.budgetWindowMs),
-            global: this.#store.scopeUsage(null, now - DAY_MS),
-          };
-          const r = admit(snapshot, estimate, this.#caps);
-          if (r !== null && !shadow) return r;
-          this.#store.openReservation({
-            id: reservationId,
-            ownerId: this.#owner.id,
-            sessionKey: req.sessionKey,
-            judge: req.judge,
-            model: req.model,
-            expectedMicros: estimate.expectedMicros,
-            worstMicros: estimate.worstMicros,
-            createdMs: now,
-          });
-          return r;
-        });
-      } catch (e) {
-        this.#ledgerFailed(e, "admission");
-        if (this.#o.onError === "closed")
-          return this.#skip(req, obs, now, "ledger_error", savedMicros, { cause: e });
-        return { req, obs, estimate, at: now, reservationId, reserved: false, shadowReason, knownUsage };
-      }
-      if (refusal === null)
-        return { req, obs, estimate, at: now, reservationId, reserved: true, shadowReason, knownUsage };
-      if (shadow) {
-        return {
-          req,
-          obs,
-          estimate,
-          at: now,
-          reservationId,
-          reserved: true,
-          shadowReason: shadowReason ?? refusal.reason,
-          knownUsage,
-        };
-      }
-      if (!refusal.concurrency || Date.now() >= deadline) {
-        return this.#skip(req, obs, now, refusal.reason, savedMicros, { refusal });
-      }
-      await this.#nextSettlement(Math.min(ADMISSION_POLL_MS, Math.max(1, deadline - Date.now())));
-      // A settlement meanwhile may have taught the estimator this judge's worst case.
-      estimate = this.#estimator.estimate(req.judge, req.model, obs.transcriptChars, req.maxTokens);
-    }
+    const w: Waiter = {
+      req,
+      obs,
+      savedMicros,
+      shadowReason,
+      knownUsage,
+      reservationId: randomUUID(),
+      deadline: Date.now() + this.#o.admissionWaitMs,
+      resolve: () => {},
+    };
+    const first = this.#tryAdmit(w, estimate);
+    if (first !== "wait") return first;
+    return new Promise((resolve) => {
+      w.resolve = resolve;
+      this.#queue.push(w);
+      this.#schedulePump(ADMISSION_POLL_MS);
+    });
   }
 
-  /** Resolves at the next settlement in this process, or after `ms` (another process may have settled). */
-  #nextSettlement(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const waiters = this.#waiters;
-      function done() {
-        clearTimeout(timer);
-        waiters.delete(done);
-        resolve();
-      }
-      waiters.add(done);
+  /**
+   * One admission attempt in one write transaction: an admitted call, a final skip, or "wait"
+   * when only calls in flight stand in the way (and there is time left to wait).
+   */
+  #tryAdmit(w: Waiter, estimate: Estimate): Admitted | SkippedOutcome | "wait" {
+    const { req } = w;
+    const shadow = this.#o.mode === "shadow";
+    const now = this.#o.clock.now();
+    const admitted = (reserved: boolean, shadowReason: SkipReason | null): Admitted => ({
+      req,
+      obs: w.obs,
+      estimate,
+      at: now,
+      reservationId: w.reservationId,
+      reserved,
+      shadowReason,
+      knownUsage: w.knownUsage,
     });
+    let refusal: Refusal | null;
+    try {
+      refusal = this.#store.atomically(() => {
+        const snapshot = {
+          session: this.#store.scopeUsage(req.sessionKey, now - this.#o.budgetWindowMs),
+          global: this.#store.scopeUsage(null, now - DAY_MS),
+        };
+        const r = admit(snapshot, estimate, this.#caps);
+        if (r !== null && !shadow) return r;
+        this.#store.openReservation({
+          id: w.reservationId,
+          ownerId: this.#owner.id,
+          sessionKey: req.sessionKey,
+          judge: req.judge,
+          model: req.model,
+          expectedMicros: estimate.expectedMicros,
+          worstMicros: estimate.worstMicros,
+          createdMs: now,
+        });
+        return r;
+      });
+    } catch (e) {
+      this.#ledgerFailed(e, "admission");
+      if (this.#o.onError === "closed")
+        return this.#skip(req, w.obs, now, "ledger_error", w.savedMicros, { cause: e });
+      return admitted(false, w.shadowReason);
+    }
+    if (refusal === null) return admitted(true, w.shadowReason);
+    if (shadow) return admitted(true, w.shadowReason ?? refusal.reason);
+    if (refusal.concurrency && Date.now() < w.deadline) {
+      w.blockedBy = refusal.reason === "global_budget" ? null : req.sessionKey;
+      return "wait";
+    }
+    return this.#skip(req, w.obs, now, refusal.reason, w.savedMicros, { refusal });
+  }
+
+  #schedulePump(ms: number): void {
+    if (this.#pumpTimer !== undefined || this.#queue.length === 0) return;
+    this.#pumpTimer = setTimeout(() => {
+      this.#pumpTimer = undefined;
+      this.#pump();
+    }, ms);
+  }
+
+  /**
+   * Retries waiting admissions in arrival order, after a settlement here or on the poll timer
+   * (a settlement in another process shows only in the ledger). Each round stops trying a scope
+   * at its first refusal, so a round costs at most one transaction per waiting key, not one per
+   * waiting call.
+   */
+  #pump(): void {
+    const blockedKeys = new Set<string>();
+    let globalBlocked = false;
+    const still: Waiter[] = [];
+    for (const w of this.#queue) {
+      const scopeBlocked = globalBlocked || blockedKeys.has(w.req.sessionKey);
+      if (scopeBlocked && Date.now() < w.deadline) {
+        still.push(w);
+        continue;
+      }
+      // A settlement meanwhile may have taught the estimator this judge's worst case.
+      const estimate = this.#estimator.estimate(
+        w.req.judge,
+        w.req.model,
+        w.obs.transcriptChars,
+        w.req.maxTokens,
+      );
+      const r = this.#tryAdmit(w, estimate);
+      if (r !== "wait") {
+        w.resolve(r);
+        continue;
+      }
+      still.push(w);
+      if (w.blockedBy === null) globalBlocked = true;
+      else if (w.blockedBy !== undefined) blockedKeys.add(w.blockedBy);
+    }
+    this.#queue = still;
+    this.#schedulePump(ADMISSION_POLL_MS);
   }
 
   async #call<T>(a: Admitted, judge: () => Promise<T> | T, options: RunOptions<T>): Promise<Outcome<T>> {
@@ -512,7 +575,11 @@ export class Guard {
     if (failed) this.#stats.failed++;
     else this.#stats.judged++;
     this.#stats.chargedUsd += usd(charged);
-    for (const wake of [...this.#waiters]) wake();
+    if (this.#queue.length > 0) {
+      clearTimeout(this.#pumpTimer);
+      this.#pumpTimer = undefined;
+      this.#schedulePump(0);
+    }
     return { micros: charged, usage };
   }
 
