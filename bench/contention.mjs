@@ -32,21 +32,52 @@ async function unguarded() {
 }
 
 async function guarded(path) {
-  const guard = createGuard({ ledger: path, logger: "silent", concurrency: 1000, sessionBudgetUsd: SESSION_CAP, dailyBudgetUsd: GLOBAL_CAP, verdictTtlMs: 0, sessionMaxCalls: 1e6 });
+  const guard = createGuard({
+    ledger: path,
+    logger: "silent",
+    concurrency: 1000,
+    sessionBudgetUsd: SESSION_CAP,
+    dailyBudgetUsd: GLOBAL_CAP,
+    verdictTtlMs: 0,
+    sessionMaxCalls: 1e6,
+  });
   // Teach the estimator this judge first, as a running deployment would have.
-  for (let i = 0; i < 5; i++) await guard.run({ judge: "j", model: "claude-sonnet-4-6", sessionKey: "warm", userMessages: [`w${i}`], assistantMessages: [`warm ${i}`] }, async () => usage);
+  for (let i = 0; i < 5; i++)
+    await guard.run(
+      {
+        judge: "j",
+        model: "claude-sonnet-4-6",
+        sessionKey: "warm",
+        userMessages: [`w${i}`],
+        assistantMessages: [`warm ${i}`],
+      },
+      async () => usage,
+    );
   const t0 = process.hrtime.bigint();
   const outs = await Promise.all(
     delays.map(async (_, i) => {
       const a = process.hrtime.bigint();
-      const o = await guard.run({ judge: "j", model: "claude-sonnet-4-6", sessionKey: `k${i % KEYS}`, userMessages: [`q${i}`], assistantMessages: [`answer ${i} with substance`] }, judge(i));
+      const o = await guard.run(
+        {
+          judge: "j",
+          model: "claude-sonnet-4-6",
+          sessionKey: `k${i % KEYS}`,
+          userMessages: [`q${i}`],
+          assistantMessages: [`answer ${i} with substance`],
+        },
+        judge(i),
+      );
       return { o, us: Number(process.hrtime.bigint() - a) / 1000 };
     }),
   );
   const wallMs = Number(process.hrtime.bigint() - t0) / 1e6;
   await guard.close();
   const db = new Database(path, { readonly: true });
-  const perKey = db.prepare("SELECT session_key AS k, sum(charged_micros) / 1e6 AS usd FROM decisions WHERE session_key != 'warm' GROUP BY session_key").all();
+  const perKey = db
+    .prepare(
+      "SELECT session_key AS k, sum(charged_micros) / 1e6 AS usd FROM decisions WHERE session_key != 'warm' GROUP BY session_key",
+    )
+    .all();
   const total = db.prepare("SELECT sum(charged_micros) / 1e6 AS usd FROM decisions").get().usd;
   db.close();
   const maxKey = Math.max(...perKey.map((r) => r.usd));
@@ -72,10 +103,14 @@ export async function run() {
       "total spend $": `${fmt(g.total, 3)} (cap ${GLOBAL_CAP})`,
     },
   ];
-  console.log(`\n## contention (${CALLS} concurrent calls, ${KEYS} keys, judge takes 1-20 ms; SQLite file ledger)`);
+  console.log(
+    `\n## contention (${CALLS} concurrent calls, ${KEYS} keys, judge takes 1-20 ms; SQLite file ledger)`,
+  );
   table(rows);
   const ok = g.maxKey <= SESSION_CAP + CALL_USD + 1e-9 && g.total <= GLOBAL_CAP + CALL_USD + 1e-9;
-  console.log(ok ? "no overspend beyond one call per scope" : "OVERSPEND: a cap was exceeded by more than one call");
+  console.log(
+    ok ? "no overspend beyond one call per scope" : "OVERSPEND: a cap was exceeded by more than one call",
+  );
   return rows;
 }
 
