@@ -152,3 +152,16 @@ export function isBudgetError(e: unknown): e is SessionBudgetError | SessionCall
     isJudgeSkippedError(e, "GLOBAL_BUDGET")
   );
 }
+
+const SKIP_ERRORS: Record<SkipCode, (details: SkipDetails, cause?: unknown) => JudgeSkippedError> = {
+  STUCK_SESSION: (d) => new StuckSessionError(d),
+  SESSION_BUDGET: (d) => new SessionBudgetError(d),
+  SESSION_CALLS: (d) => new SessionCallsError(d),
+  GLOBAL_BUDGET: (d) => new GlobalBudgetError(d),
+  LEDGER_UNAVAILABLE: (d, cause) => new LedgerUnavailableError(d, cause),
+};
+
+/** The error class of a short-circuit, by its code. */
+export function skipError(code: SkipCode, details: SkipDetails, cause?: unknown): JudgeSkippedError {
+  return SKIP_ERRORS[code](details, cause);
+}

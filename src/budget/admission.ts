@@ -54,8 +54,11 @@ export interface Refusal {
 
 function fits(u: ScopeUsage, want: CallEstimate, cap: number): { ok: boolean; concurrency: boolean } {
   if (cap === Number.POSITIVE_INFINITY) return { ok: true, concurrency: false };
-  if (u.spentMicros + u.openExpectedMicros + want.expectedMicros > cap)
-    return { ok: false, concurrency: false };
+  if (u.spentMicros + u.openExpectedMicros + want.expectedMicros > cap) {
+    // Calls in flight may settle for less than they reserved: while the call would fit without
+    // them, the refusal is not final.
+    return { ok: false, concurrency: u.openCount > 0 && u.spentMicros + want.expectedMicros <= cap };
+  }
   if (u.openCount > 0 && u.spentMicros + u.openWorstMicros + want.worstMicros > cap) {
     return { ok: false, concurrency: true };
   }

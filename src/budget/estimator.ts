@@ -40,11 +40,12 @@ export const DEFAULT_ESTIMATOR: EstimatorOptions = {
 const ALPHA = 0.2;
 
 /**
- * The worst case of a judge never seen before is unknown (its prompt may be any size): it is
- * reserved as effectively unbounded, so its first call runs alone within its scope. The value
- * is large but finite so that sums of a few thousand stay exact integers in SQLite.
+ * Before a judge has been seen, its prompt size is unknown: its worst-case input is taken as one
+ * token per transcript character (tokenizers average three to four characters a token) plus
+ * four times the assumed prompt overhead. Once observed, the largest input ratio seen, with a
+ * margin, replaces it.
  */
-export const UNKNOWN_WORST_MICROS = 1e15;
+const COLD_OVERHEAD_FACTOR = 4;
 const WARM_UP = 3;
 
 export interface Estimate extends CallEstimate {
@@ -67,10 +68,6 @@ export class CostEstimator {
     for (const s of initial) this.#stats.set(statKey(s.judge, s.model), s);
   }
 
-  stats(judge: string, model: string): EstimateStats | undefined {
-    return this.#stats.get(statKey(judge, model));
-  }
-
   estimate(judge: string, model: string, transcriptChars: number, maxTokens?: number): Estimate {
     const o = this.#options;
     const s = this.#stats.get(statKey(judge, model));
@@ -81,14 +78,17 @@ export class CostEstimator {
       ? Math.min(ceiling, Math.ceil(s.outputMean + Math.sqrt(s.outputVar)))
       : Math.min(ceiling, o.defaultOutputTokens);
     const expectedIn = Math.ceil(base * (warm ? s.inputRatio : 1));
-    const worstIn = Math.ceil(base * Math.max(1.5, (s?.inputRatioMax ?? 1) * 1.25));
+    const worstIn =
+      s === undefined
+        ? Math.ceil(transcriptChars + COLD_OVERHEAD_FACTOR * o.promptOverheadTokens)
+        : Math.ceil(base * Math.max(1.5, s.inputRatioMax * 1.25));
     const expected: Usage = { inputTokens: expectedIn, outputTokens: Math.max(1, expectedOut) };
     const worst: Usage = { inputTokens: worstIn, outputTokens: ceiling };
     return {
       expected,
       worst,
       expectedMicros: this.#prices.costMicros(model, expected),
-      worstMicros: s === undefined ? UNKNOWN_WORST_MICROS : this.#prices.costMicros(model, worst),
+      worstMicros: this.#prices.costMicros(model, worst),
     };
   }
 

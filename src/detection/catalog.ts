@@ -32,6 +32,10 @@ export class CannedCatalog {
     return this.#fingerprints.has(fingerprint);
   }
 
+  removeFingerprint(fingerprint: string): boolean {
+    return this.#fingerprints.delete(fingerprint);
+  }
+
   addFingerprint(fingerprint: string): boolean {
     if (this.#fingerprints.has(fingerprint)) return false;
     this.#fingerprints.add(fingerprint);

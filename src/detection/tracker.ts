@@ -1,6 +1,7 @@
 import { LRUCache } from "lru-cache";
 import { InvalidRequestError } from "../errors.js";
 import { chainHash, type ReplySignature, signReply } from "../fingerprint/fingerprint.js";
+import { normalize } from "../fingerprint/normalize.js";
 import { coreWords, nearWords, type SimilarityLimits, sameReply } from "../fingerprint/similarity.js";
 import { describe } from "../util/describe.js";
 import { type Assessment, assessRun, type DetectionThresholds } from "./assess.js";
@@ -33,6 +34,11 @@ export interface Observation {
   readonly newReplies: number;
   /** True when the tracker had to start over (first sight of the key, or a rewritten transcript). */
   readonly rebuilt: boolean;
+  /**
+   * True when the transcript is one the tracker had already moved past (a request that arrived
+   * late): the observation is the one made then, and must not change the key's state.
+   */
+  readonly stale: boolean;
   /** The current run of the same reply. */
   readonly run: RunView | null;
   readonly assessment: Assessment | null;
@@ -43,7 +49,6 @@ export interface RunView {
   readonly length: number;
   /** Index (0-based) of the run's first reply in the transcript. */
   readonly startTurn: number;
-  readonly replyChars: number;
 }
 
 export interface TrackerOptions extends DetectionThresholds {
@@ -82,6 +87,14 @@ interface KeyState {
   prev: ReplySignature | undefined;
   run: Run | undefined;
   boilerplate: Set<string>;
+  /** The last few observations, newest first, for requests that arrive late. */
+  history: Array<{
+    users: number;
+    replies: number;
+    lastUser: string | undefined;
+    lastReply: string | undefined;
+    observation: Observation;
+  }>;
 }
 
 function emptyState(): KeyState {
@@ -96,10 +109,13 @@ function emptyState(): KeyState {
     prev: undefined,
     run: undefined,
     boilerplate: new Set(),
+    history: [],
   };
 }
 
 const MAX_BOILERPLATE_LINES = 256;
+/** How many turns back a late request is still answered from memory. */
+const HISTORY = 8;
 
 /**
  * Keeps, per session key, just enough to extend its analysis when the next, longer transcript
@@ -119,9 +135,16 @@ export class SessionTracker {
     this.#states = new LRUCache({ max: options.maxSessions });
   }
 
-  /** Forgets a key's in-memory state; its next transcript is analysed from the start. */
-  forget(sessionKey: string): void {
-    this.#states.delete(sessionKey);
+  /**
+   * Ends the key's current run: the replies so far no longer count, and the next reply starts
+   * a new run. The transcript's hashes and counts are kept.
+   */
+  resetRun(sessionKey: string): void {
+    const state = this.#states.get(sessionKey);
+    if (state) {
+      state.run = undefined;
+      state.history.length = 0;
+    }
   }
 
   observe(
@@ -133,6 +156,16 @@ export class SessionTracker {
     let state = this.#states.get(sessionKey);
     let rebuilt = false;
     if (state === undefined || !extends_(state, userMessages, assistantMessages)) {
+      // Requests are not always in order (Phantom fires its judges without awaiting them): a
+      // transcript a few turns behind is answered from what was seen then, not re-analysed.
+      const earlier = state?.history.find(
+        (h) =>
+          h.users === userMessages.length &&
+          h.replies === assistantMessages.length &&
+          h.lastUser === userMessages[h.users - 1] &&
+          h.lastReply === assistantMessages[h.replies - 1],
+      );
+      if (earlier) return { ...earlier.observation, newReplies: 0, stale: true };
       state = emptyState();
       rebuilt = true;
     }
@@ -162,23 +195,28 @@ export class SessionTracker {
 
     const run = state.run;
     const assessment = run ? assessRun(this.#runFacts(state, run), this.#options) : null;
-    return {
+    const observation: Observation = {
       sessionKey,
       turns: state.replies,
       transcriptHash: `${state.userChain}${state.replyChain}`,
       transcriptChars: state.chars,
       newReplies: Math.max(0, newReplies),
       rebuilt,
-      run: run
-        ? {
-            fingerprint: run.rep.fingerprint,
-            length: run.length,
-            startTurn: run.startTurn,
-            replyChars: run.rep.rawLength,
-          }
-        : null,
+      stale: false,
+      run: run ? { fingerprint: run.rep.fingerprint, length: run.length, startTurn: run.startTurn } : null,
       assessment,
     };
+    if (newReplies > 0 || rebuilt) {
+      state.history.unshift({
+        users: state.users,
+        replies: state.replies,
+        lastUser: state.lastUser,
+        lastReply: state.lastReply,
+        observation,
+      });
+      if (state.history.length > HISTORY) state.history.pop();
+    }
+    return observation;
   }
 
   #addReply(
@@ -195,7 +233,11 @@ export class SessionTracker {
     state.prev = sig;
 
     let run = state.run;
-    if (run === undefined || !sameReply(sig, run.rep, state.boilerplate, this.#options.similarity)) {
+    const same =
+      run !== undefined &&
+      sameReply(sig, run.rep, state.boilerplate, this.#options.similarity) &&
+      !echoesInput(sig, run.rep, input, state.boilerplate);
+    if (run === undefined || !same) {
       run = {
         rep: sig,
         length: 0,
@@ -243,6 +285,26 @@ export class SessionTracker {
       paidReplies: run.paid,
     };
   }
+}
+
+/**
+ * A reply that differs from the run's reply in a word the user just wrote is answering the
+ * user ("Deployed web to staging" after "deploy web"), not repeating a canned line.
+ */
+function echoesInput(
+  sig: ReplySignature,
+  rep: ReplySignature,
+  input: string | undefined,
+  boilerplate: ReadonlySet<string>,
+): boolean {
+  if (input === undefined || sig.normalized === rep.normalized) return false;
+  const counts = new Map<string, number>();
+  for (const w of coreWords(sig, boilerplate)) counts.set(w, (counts.get(w) ?? 0) + 1);
+  for (const w of coreWords(rep, boilerplate)) counts.set(w, (counts.get(w) ?? 0) - 1);
+  const asked = new Set(normalize(input).split(" "));
+  for (const [w, c] of counts)
+    if (c !== 0 && w.length >= 3 && !w.startsWith("_") && asked.has(w)) return true;
+  return false;
 }
 
 function checkStrings(list: readonly unknown[], from: number, field: string): void {

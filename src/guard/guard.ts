@@ -4,26 +4,18 @@ import pLimit, { type LimitFunction } from "p-limit";
 import { admit, type BudgetCaps, type Refusal } from "../budget/admission.js";
 import { CostEstimator, type Estimate, type EstimateStats } from "../budget/estimator.js";
 import { CannedCatalog } from "../detection/catalog.js";
+import { EpisodeBook, type StuckVerdict } from "../detection/episodes.js";
 import { type Observation, SessionTracker } from "../detection/tracker.js";
-import {
-  GlobalBudgetError,
-  GuardClosedError,
-  type JudgeSkippedError,
-  LedgerUnavailableError,
-  SessionBudgetError,
-  SessionCallsError,
-  type SkipCode,
-  type SkipDetails,
-  StuckSessionError,
-} from "../errors.js";
+import { GuardClosedError, type SkipCode, type SkipDetails, skipError } from "../errors.js";
 import { createLogger, LOG_LEVELS, type Logger } from "../log/logger.js";
 import { PriceTable, type Usage } from "../pricing/prices.js";
 import { type ReportedCost, readUsage } from "../pricing/usage.js";
-import type { GuardEvent } from "../signals/types.js";
+import { SignalDispatcher } from "../signals/dispatcher.js";
 import { MemoryStore } from "../store/memory.js";
 import { currentOwner, isOwnerDead } from "../store/owners.js";
 import { SqliteStore } from "../store/sqlite.js";
-import type { DecisionRecord, KeyStateRecord, LedgerStore, OwnerRecord, SkipReason } from "../store/types.js";
+import type { DecisionRecord, LedgerStore, OwnerRecord, SkipReason } from "../store/types.js";
+import { toMicros, toUsd } from "../util/money.js";
 import { DAY_MS, DEFAULTS, type GuardOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 import type { CallOptions, Outcome, RunOptions, SkippedOutcome } from "./outcome.js";
 import { type JudgeRequest, type NormalizedRequest, normalizeRequest } from "./request.js";
@@ -41,6 +33,8 @@ export interface GuardStats {
   signalsFailed: number;
   ledgerErrors: number;
   reclaimedReservations: number;
+  /** Settlements the ledger refused, waiting to be written again. */
+  unsettled: number;
 }
 
 /** What {@link Guard.session} reports about one key. */
@@ -56,19 +50,9 @@ export interface SessionState {
   readonly maxCalls: number;
 }
 
-interface Verdict {
-  readonly value: unknown;
-  readonly chargedMicros: number;
-}
+type SkipReasonNotDuplicate = Exclude<SkipReason, "duplicate">;
 
-interface StuckVerdict {
-  readonly stuck: boolean;
-  readonly episodeId: string | null;
-  readonly fingerprint: string | null;
-  readonly repeats: number;
-}
-
-const CODES: Record<Exclude<SkipReason, "duplicate">, SkipCode> = {
+const CODES: Record<SkipReasonNotDuplicate, SkipCode> = {
   stuck_session: "STUCK_SESSION",
   session_budget: "SESSION_BUDGET",
   session_calls: "SESSION_CALLS",
@@ -78,6 +62,11 @@ const CODES: Record<Exclude<SkipReason, "duplicate">, SkipCode> = {
 
 const HEARTBEAT_MS = 5_000;
 const ADMISSION_POLL_MS = 50;
+
+interface Verdict {
+  readonly value: unknown;
+  readonly chargedMicros: number;
+}
 
 /** A call waiting for admission near a cap. */
 interface Waiter {
@@ -106,8 +95,6 @@ interface Admitted {
   readonly shadowReason: SkipReason | null;
   readonly knownUsage: Usage | undefined;
 }
-const micros = (usd: number): number => Math.round(usd * 1_000_000);
-const usd = (m: number): number => m / 1_000_000;
 
 /**
  * The guard in front of every judge call. One verb, {@link Guard.run}: it fingerprints the
@@ -124,31 +111,31 @@ export class Guard {
   readonly #estimator: CostEstimator;
   readonly #catalog: CannedCatalog;
   readonly #tracker: SessionTracker;
+  readonly #episodes: EpisodeBook;
+  readonly #signals: SignalDispatcher;
   readonly #limit: LimitFunction;
   readonly #verdicts: LRUCache<string, Verdict>;
   readonly #inflight = new Map<string, Promise<Outcome<unknown>>>();
-  readonly #keyStates: LRUCache<string, KeyStateRecord>;
   readonly #pending = new Set<Promise<unknown>>();
   /** Admissions waiting for calls in flight to settle, in arrival order. */
   #queue: Waiter[] = [];
   #pumpTimer: NodeJS.Timeout | undefined;
   /** Estimator rows learned since they were last written to the ledger. */
   readonly #learned = new Map<string, EstimateStats>();
-  /** Channels that delivered each episode's signal, while some have not. */
-  readonly #delivered = new Map<string, Set<string>>();
+  /** Settlements the ledger refused; retried on the heartbeat so no reservation leaks. */
+  readonly #unsettled: Array<() => void> = [];
   readonly #caps: BudgetCaps;
   readonly #owner: OwnerRecord;
-  readonly #timer: NodeJS.Timeout | undefined;
-  readonly #stats: GuardStats = {
+  readonly #timer: NodeJS.Timeout;
+  readonly #usageOf: (result: unknown) => ReportedCost | undefined;
+  readonly #usageOfError: (error: unknown) => ReportedCost | undefined;
+  readonly #stats = {
     judged: 0,
     failed: 0,
     reused: 0,
     skipped: { stuck_session: 0, session_budget: 0, session_calls: 0, global_budget: 0, ledger_error: 0 },
-    chargedUsd: 0,
-    savedUsd: 0,
-    stuckEpisodes: 0,
-    signalsDelivered: 0,
-    signalsFailed: 0,
+    chargedMicros: 0,
+    savedMicros: 0,
     ledgerErrors: 0,
     reclaimedReservations: 0,
   };
@@ -164,13 +151,13 @@ export class Guard {
     }
     this.#log = typeof logger === "string" ? createLogger(logger) : logger;
     const ledger = options.ledger ?? DEFAULTS.ledger;
-    if (typeof ledger === "string") {
-      this.#store = ledger === ":memory:" ? new MemoryStore() : new SqliteStore(ledger);
-      this.#ownsStore = true;
-    } else {
-      this.#store = ledger;
-      this.#ownsStore = false;
-    }
+    this.#ownsStore = typeof ledger === "string";
+    this.#store =
+      typeof ledger !== "string"
+        ? ledger
+        : ledger === ":memory:"
+          ? new MemoryStore()
+          : new SqliteStore(ledger);
     this.#prices = new PriceTable(this.#o.prices, (model) =>
       this.#log.warn({ model }, "no price for this model: charging it at the highest known rate"),
     );
@@ -182,14 +169,15 @@ export class Guard {
       globalBudgetMicros: this.#o.dailyBudgetMicros,
     };
     this.#limit = pLimit(this.#o.concurrency);
+    // Verdicts age on the guard's clock, so a replay reuses them only within its own hour.
+    const clock = this.#o.clock;
     this.#verdicts = new LRUCache({
       max: this.#o.verdictCacheSize,
       ttl: this.#o.verdictTtlMs || 1,
-      ttlAutopurge: false,
+      ttlResolution: 0,
+      perf: clock,
     });
-    this.#keyStates = new LRUCache({ max: this.#o.maxSessions });
     this.#owner = currentOwner(Date.now());
-
     try {
       this.#estimator = new CostEstimator(this.#prices, this.#o.estimator, this.#store.estimateStats());
       this.#catalog = new CannedCatalog(this.#o.cannedPatterns, this.#store.cannedFingerprints());
@@ -209,14 +197,20 @@ export class Guard {
       },
       this.#catalog,
     );
-    if (!(this.#store instanceof MemoryStore)) {
-      this.#timer = setInterval(() => this.#tick(), HEARTBEAT_MS);
-      this.#timer.unref();
-    }
+    const safely = <R>(fn: () => R) => this.#safely(fn);
+    this.#signals = new SignalDispatcher(this.#o.signals, this.#store, this.#log, {
+      shadow: this.#o.mode === "shadow",
+      track: (p) => this.#track(p),
+      safely,
+    });
+    this.#episodes = new EpisodeBook(this.#store, this.#catalog, this.#signals, this.#log, {
+      maxSessions: this.#o.maxSessions,
+      signalCooldownMs: this.#o.signalCooldownMs,
+      safely,
+    });
+    this.#timer = setInterval(() => this.#tick(), HEARTBEAT_MS);
+    this.#timer.unref();
   }
-
-  readonly #usageOf: (result: unknown) => ReportedCost | undefined;
-  readonly #usageOfError: (error: unknown) => ReportedCost | undefined;
 
   /** The ledger behind this guard. */
   get store(): LedgerStore {
@@ -225,7 +219,21 @@ export class Guard {
 
   /** Counters since creation (a snapshot). */
   get stats(): GuardStats {
-    return structuredClone(this.#stats);
+    const s = this.#stats;
+    return {
+      judged: s.judged,
+      failed: s.failed,
+      reused: s.reused,
+      skipped: { ...s.skipped },
+      chargedUsd: toUsd(s.chargedMicros),
+      savedUsd: toUsd(s.savedMicros),
+      stuckEpisodes: this.#episodes.opened,
+      signalsDelivered: this.#signals.delivered,
+      signalsFailed: this.#signals.failed,
+      ledgerErrors: s.ledgerErrors,
+      reclaimedReservations: s.reclaimedReservations,
+      unsettled: this.#unsettled.length,
+    };
   }
 
   /**
@@ -242,7 +250,7 @@ export class Guard {
     const req = normalizeRequest(request);
     const now = this.#o.clock.now();
     const obs = this.#tracker.observe(req.sessionKey, req.userMessages, req.assistantMessages, req.facts);
-    const stuck = this.#updateStuckState(req, obs, now);
+    const stuck = this.#episodes.update(obs, now);
     const estimate = this.#estimator.estimate(req.judge, req.model, obs.transcriptChars, req.maxTokens);
     const savedMicros = options.knownUsage
       ? this.#prices.costMicros(req.model, options.knownUsage)
@@ -254,36 +262,37 @@ export class Guard {
       if (!shadow) return this.#skip(req, obs, now, "stuck_session", savedMicros, { stuck });
       shadowReason = "stuck_session";
     }
+    if (this.#o.verdictTtlMs === 0 || shadow) {
+      return this.#judgeOnce(req, obs, estimate, savedMicros, judge, options, shadowReason);
+    }
 
     const cacheKey = `${req.sessionKey}\u0000${req.judge}\u0000${req.model}\u0000${req.variant}\u0000${obs.transcriptHash}`;
-    const reusable = this.#o.verdictTtlMs > 0 && !shadow;
-    if (reusable) {
-      let known = this.#verdicts.get(cacheKey);
-      const shared = known === undefined ? this.#inflight.get(cacheKey) : undefined;
-      if (shared !== undefined) {
-        // An identical call is in flight: share its verdict rather than pay twice.
-        const o = await shared.catch(() => undefined);
-        if (o?.status === "judged") known = { value: o.value, chargedMicros: micros(o.costUsd) };
-      }
+    let awaited: Promise<unknown> | undefined;
+    for (;;) {
+      const known = this.#verdicts.get(cacheKey);
       if (known !== undefined) {
         this.#recordSkip(req, obs, now, "duplicate", known.chargedMicros, null);
         this.#stats.reused++;
-        this.#stats.savedUsd += usd(known.chargedMicros);
-        return { status: "reused", value: known.value as T, savedUsd: usd(known.chargedMicros) };
+        this.#stats.savedMicros += known.chargedMicros;
+        return { status: "reused", value: known.value as T, savedUsd: toUsd(known.chargedMicros) };
       }
+      const shared = this.#inflight.get(cacheKey);
+      if (shared === undefined || shared === awaited) break;
+      awaited = shared;
+      // An identical call is in flight: wait for its verdict rather than pay twice. If it
+      // fails, look again: another waiter may already be retrying it.
+      await shared.catch(() => undefined);
     }
-
     const work = this.#judgeOnce(req, obs, estimate, savedMicros, judge, options, shadowReason);
-    if (reusable) this.#inflight.set(cacheKey, work);
-    this.#track(work);
+    this.#inflight.set(cacheKey, work);
     try {
       const outcome = await work;
-      if (reusable && outcome.status === "judged") {
-        this.#verdicts.set(cacheKey, { value: outcome.value, chargedMicros: micros(outcome.costUsd) });
+      if (outcome.status === "judged") {
+        this.#verdicts.set(cacheKey, { value: outcome.value, chargedMicros: toMicros(outcome.costUsd) });
       }
       return outcome;
     } finally {
-      if (reusable) this.#inflight.delete(cacheKey);
+      if (this.#inflight.get(cacheKey) === work) this.#inflight.delete(cacheKey);
     }
   }
 
@@ -305,47 +314,55 @@ export class Guard {
   /** A key's current state: stuck or not, and its spend against its caps within the window. */
   session(sessionKey: string): SessionState {
     const now = this.#o.clock.now();
-    const ks = this.#keyState(sessionKey);
+    const ks = this.#episodes.state(sessionKey);
     const u = this.#store.scopeUsage(sessionKey, now - this.#o.budgetWindowMs);
     return {
       sessionKey,
-      stuck: ks?.stuck ?? false,
-      episodeId: ks?.episodeId ?? null,
-      fingerprint: ks?.fingerprint ?? null,
-      repeats: ks?.repeats ?? 0,
-      spentUsd: usd(u.spentMicros),
+      stuck: ks.stuck,
+      episodeId: ks.episodeId,
+      fingerprint: ks.fingerprint,
+      repeats: ks.repeats,
+      spentUsd: toUsd(u.spentMicros),
       calls: u.calls,
-      budgetUsd: usd(this.#o.sessionBudgetMicros),
+      budgetUsd: toUsd(this.#o.sessionBudgetMicros),
       maxCalls: this.#o.sessionMaxCalls,
     };
   }
 
-  /** Operator action: clears a key's stuck state; its next transcript is analysed afresh. */
+  /**
+   * Operator action: ends a key's stuck episode. The replies so far stop counting; judging
+   * resumes, and only new canned replies can make the key stuck again.
+   */
   resetSession(sessionKey: string): void {
-    const now = this.#o.clock.now();
-    const ks = this.#keyState(sessionKey);
-    if (ks?.stuck && ks.episodeId) this.#ledger(() => this.#store.closeEpisode(ks.episodeId!, now));
-    const cleared = clearedState(sessionKey, now);
-    this.#keyStates.set(sessionKey, cleared);
-    this.#ledger(() => this.#store.saveKeyState(cleared));
-    this.#tracker.forget(sessionKey);
+    this.#episodes.reset(sessionKey, this.#o.clock.now());
+    this.#tracker.resetRun(sessionKey);
+  }
+
+  /**
+   * Operator action: removes a fingerprint from the registry of known canned replies (after a
+   * false positive), in this process and in the ledger.
+   */
+  forgetCanned(fingerprint: string): void {
+    this.#catalog.removeFingerprint(fingerprint);
+    this.#safely(() => this.#store.removeCannedFingerprint(fingerprint));
   }
 
   /** Waits for judge calls and signal deliveries in flight, then releases the ledger. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer) clearInterval(this.#timer);
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+    clearInterval(this.#timer);
+    this.#retryUnsettled();
     this.#saveLearned();
-    this.#ledger(() => this.#store.removeOwner(this.#owner.id));
+    this.#safely(() => this.#store.removeOwner(this.#owner.id));
     if (this.#ownsStore) this.#store.close();
   }
 
   // ---------------------------------------------------------------------------------------
 
   /** Admission, then the call within the concurrency limit, then settlement. */
-  async #judgeOnce<T>(
+  #judgeOnce<T>(
     req: NormalizedRequest,
     obs: Observation,
     estimate: Estimate,
@@ -354,17 +371,15 @@ export class Guard {
     options: RunOptions<T>,
     shadowReason: SkipReason | null,
   ): Promise<Outcome<T>> {
-    const admitted = await this.#admit(req, obs, estimate, savedMicros, shadowReason, options.knownUsage);
-    if ("status" in admitted) return admitted;
-    return this.#limit(() => this.#call(admitted, judge, options));
+    const work = (async (): Promise<Outcome<T>> => {
+      const admitted = await this.#admit(req, obs, estimate, savedMicros, shadowReason, options.knownUsage);
+      if ("status" in admitted) return admitted;
+      return this.#limit(() => this.#call(admitted, judge, options));
+    })();
+    this.#track(work);
+    return work;
   }
 
-  /**
-   * Reserves the call's expected cost atomically, or refuses it. A refusal only because other
-   * calls in flight could overspend together is not final: the guard waits for a settlement
-   * (here, or seen through the ledger from another process) and asks again, up to
-   * `admissionWaitMs`.
-   */
   async #admit(
     req: NormalizedRequest,
     obs: Observation,
@@ -505,9 +520,9 @@ export class Guard {
     return {
       status: "judged",
       value,
-      costUsd: usd(charged.micros),
+      costUsd: toUsd(charged.micros),
       usage: charged.usage,
-      reservedUsd: usd(a.estimate.expectedMicros),
+      reservedUsd: toUsd(a.estimate.expectedMicros),
       shadowReason: a.shadowReason,
     };
   }
@@ -522,9 +537,11 @@ export class Guard {
     const { req, obs, estimate } = a;
     const failed = decision === "failed";
     const usage = reported?.usage ?? (failed ? null : (a.knownUsage ?? null));
+    // Price at the model that really ran, where the judge says (an escalated Haiku call is Sonnet's price).
+    const model = reported?.model ?? req.model;
     let charged: number;
-    if (usage) charged = this.#prices.costMicros(req.model, usage);
-    else if (reported?.costUsd !== undefined) charged = micros(reported.costUsd);
+    if (usage) charged = this.#prices.costMicros(model, usage);
+    else if (reported?.costUsd !== undefined) charged = toMicros(reported.costUsd);
     else if (failed) charged = 0;
     else {
       // The judge reported nothing: charge the estimate rather than pretend it was free.
@@ -538,7 +555,7 @@ export class Guard {
       ts: a.at,
       sessionKey: req.sessionKey,
       judge: req.judge,
-      model: req.model,
+      model,
       decision,
       reason: a.shadowReason,
       shadow: a.shadowReason !== null,
@@ -555,8 +572,8 @@ export class Guard {
       durationMs: Math.round(performance.now() - started),
       episodeId: null,
     };
-    // A judge that reports no usage is learned from its estimate, so its worst case becomes known.
     if (!failed) {
+      // A judge that reports no usage is learned from its estimate, so its estimate settles.
       const learned = this.#estimator.learn(
         req.judge,
         req.model,
@@ -565,16 +582,22 @@ export class Guard {
       );
       this.#learned.set(`${learned.judge}\u0000${learned.model}`, learned);
     }
-    this.#ledger(() =>
+    const write = () =>
       this.#store.atomically(() => {
         if (a.reserved) this.#store.deleteReservation(a.reservationId);
         if (charged > 0 || !failed) this.#store.addUsage(req.sessionKey, a.at, charged, 1);
         this.#store.recordDecision(record);
-      }),
-    );
+      });
+    try {
+      write();
+    } catch (e) {
+      // The spend happened: keep it, and write it once the ledger answers again.
+      this.#ledgerFailed(e, "settlement");
+      this.#unsettled.push(write);
+    }
     if (failed) this.#stats.failed++;
     else this.#stats.judged++;
-    this.#stats.chargedUsd += usd(charged);
+    this.#stats.chargedMicros += charged;
     if (this.#queue.length > 0) {
       clearTimeout(this.#pumpTimer);
       this.#pumpTimer = undefined;
@@ -587,52 +610,38 @@ export class Guard {
     req: NormalizedRequest,
     obs: Observation,
     now: number,
-    reason: Exclude<SkipReason, "duplicate">,
+    reason: SkipReasonNotDuplicate,
     savedMicros: number,
     why: { stuck?: StuckVerdict; refusal?: Refusal; cause?: unknown },
   ): SkippedOutcome {
+    const inCalls = why.refusal?.reason === "session_calls";
     const details: SkipDetails = {
       sessionKey: req.sessionKey,
       judge: req.judge,
       model: req.model,
-      savedUsd: usd(savedMicros),
-      ...(why.stuck
-        ? {
-            fingerprint: why.stuck.fingerprint ?? undefined,
-            repeats: why.stuck.repeats,
-            episodeId: why.stuck.episodeId ?? undefined,
-          }
-        : {}),
-      ...(why.refusal
-        ? {
-            used: why.refusal.reason === "session_calls" ? why.refusal.used : usd(why.refusal.used),
-            cap: why.refusal.reason === "session_calls" ? why.refusal.cap : usd(why.refusal.cap),
-          }
-        : {}),
+      savedUsd: toUsd(savedMicros),
+      ...(why.stuck && {
+        fingerprint: why.stuck.fingerprint ?? undefined,
+        repeats: why.stuck.repeats,
+        episodeId: why.stuck.episodeId ?? undefined,
+      }),
+      ...(why.refusal && {
+        used: inCalls ? why.refusal.used : toUsd(why.refusal.used),
+        cap: inCalls ? why.refusal.cap : toUsd(why.refusal.cap),
+      }),
     };
-    let error: JudgeSkippedError;
-    switch (reason) {
-      case "stuck_session":
-        error = new StuckSessionError(details);
-        break;
-      case "session_budget":
-        error = new SessionBudgetError(details);
-        break;
-      case "session_calls":
-        error = new SessionCallsError(details);
-        break;
-      case "global_budget":
-        error = new GlobalBudgetError(details);
-        break;
-      case "ledger_error":
-        error = new LedgerUnavailableError(details, why.cause);
-        break;
-    }
+    const code = CODES[reason];
     if (reason !== "ledger_error")
       this.#recordSkip(req, obs, now, reason, savedMicros, why.stuck?.episodeId ?? null);
     this.#stats.skipped[reason]++;
-    this.#stats.savedUsd += usd(savedMicros);
-    return { status: "skipped", reason, code: CODES[reason], error, savedUsd: usd(savedMicros) };
+    this.#stats.savedMicros += savedMicros;
+    return {
+      status: "skipped",
+      reason,
+      code,
+      error: skipError(code, details, why.cause),
+      savedUsd: toUsd(savedMicros),
+    };
   }
 
   #recordSkip(
@@ -643,7 +652,7 @@ export class Guard {
     savedMicros: number,
     episodeId: string | null,
   ): void {
-    this.#ledger(() =>
+    this.#safely(() =>
       this.#store.recordDecision({
         ts: now,
         sessionKey: req.sessionKey,
@@ -668,173 +677,14 @@ export class Guard {
     );
   }
 
-  /**
-   * Turns the tracker's assessment into episodes: opens one when a key becomes stuck (and
-   * registers its canned fingerprint for every session), signals the runtime once per
-   * episode and again only after the cooldown, and closes it when a different reply arrives.
-   */
-  #updateStuckState(req: NormalizedRequest, obs: Observation, now: number): StuckVerdict {
-    const run = obs.run;
-    const stuckNow = obs.assessment?.stuck === true && run !== null;
-    const ks = this.#keyState(req.sessionKey);
-    if (!stuckNow) {
-      if (ks?.stuck) {
-        this.#log.info(
-          { sessionKey: req.sessionKey, episodeId: ks.episodeId },
-          "session recovered: judging resumes",
-        );
-        const cleared = clearedState(req.sessionKey, now);
-        this.#keyStates.set(req.sessionKey, cleared);
-        this.#ledger(() =>
-          this.#store.atomically(() => {
-            if (ks.episodeId) this.#store.closeEpisode(ks.episodeId, now);
-            this.#store.saveKeyState(cleared);
-          }),
-        );
-      }
-      return { stuck: false, episodeId: null, fingerprint: null, repeats: 0 };
-    }
-
-    let next: KeyStateRecord;
-    if (ks?.stuck && ks.fingerprint === run.fingerprint && ks.episodeId) {
-      if (ks.repeats === run.length && !this.#signalDue(ks, now)) {
-        return { stuck: true, episodeId: ks.episodeId, fingerprint: ks.fingerprint, repeats: ks.repeats };
-      }
-      next = { ...ks, repeats: run.length, updatedMs: now };
-    } else {
-      const episodeId = randomUUID();
-      next = {
-        sessionKey: req.sessionKey,
-        stuck: true,
-        episodeId,
-        fingerprint: run.fingerprint,
-        repeats: run.length,
-        lastSignalMs: null,
-        signalled: false,
-        updatedMs: now,
-      };
-      this.#stats.stuckEpisodes++;
-      this.#catalog.addFingerprint(run.fingerprint);
-      this.#log.info(
-        {
-          sessionKey: req.sessionKey,
-          episodeId,
-          fingerprint: run.fingerprint,
-          repeats: run.length,
-          evidence: obs.assessment?.evidence,
-        },
-        "session is stuck: judging stops until it recovers",
-      );
-      this.#ledger(() =>
-        this.#store.atomically(() => {
-          if (ks?.stuck && ks.episodeId) this.#store.closeEpisode(ks.episodeId, now);
-          this.#store.openEpisode({
-            id: episodeId,
-            sessionKey: req.sessionKey,
-            fingerprint: run.fingerprint,
-            evidence: obs.assessment!.evidence,
-            repeats: run.length,
-            detectedTurn: obs.turns,
-            startedMs: now,
-          });
-          this.#store.addCannedFingerprint(run.fingerprint, "episode", now);
-        }),
-      );
-    }
-    if (this.#signalDue(next, now)) {
-      next = { ...next, lastSignalMs: now };
-      this.#signal(
-        {
-          type: "stuck_session",
-          session_key: req.sessionKey,
-          reason: "stuck_session",
-          fingerprint: run.fingerprint,
-          repeats: run.length,
-          episode_id: next.episodeId!,
-          ts: new Date(now).toISOString(),
-        },
-        now,
-      );
-    }
-    this.#keyStates.set(req.sessionKey, next);
-    this.#ledger(() => this.#store.saveKeyState(next));
-    return { stuck: true, episodeId: next.episodeId, fingerprint: next.fingerprint, repeats: next.repeats };
-  }
-
-  /**
-   * One signal per episode: once every channel has delivered it, it is not sent again (if the
-   * runtime acts on it the next reply differs and the episode ends; if not, an operator must
-   * look). A channel that failed is retried, at most once per cooldown.
-   */
-  #signalDue(ks: KeyStateRecord, now: number): boolean {
-    if (this.#o.signals.length === 0 || ks.signalled) return false;
-    return ks.lastSignalMs === null || now - ks.lastSignalMs >= this.#o.signalCooldownMs;
-  }
-
-  #signal(event: GuardEvent, now: number): void {
-    let delivered = this.#delivered.get(event.episode_id);
-    if (delivered === undefined) {
-      delivered = new Set();
-      this.#delivered.set(event.episode_id, delivered);
-    }
-    const sinks = this.#o.signals.filter((s) => !delivered.has(s.name));
-    const deliveries = sinks.map(async (sink) => {
-      let error: string | null = null;
-      try {
-        await sink.send(event);
-        delivered.add(sink.name);
-        this.#stats.signalsDelivered++;
-      } catch (e) {
-        error = (e as Error)?.message ?? String(e);
-        this.#stats.signalsFailed++;
-        this.#log.warn(
-          { channel: sink.name, sessionKey: event.session_key, err: error },
-          "signal delivery failed",
-        );
-      }
-      this.#ledger(() =>
-        this.#store.recordSignal({
-          ts: now,
-          episodeId: event.episode_id,
-          sessionKey: event.session_key,
-          channel: sink.name,
-          event: event.type,
-          status: error === null ? "delivered" : "failed",
-          attempts: 1,
-          error,
-        }),
-      );
-    });
-    this.#track(
-      Promise.allSettled(deliveries).then(() => {
-        if (delivered.size < this.#o.signals.length) return;
-        this.#delivered.delete(event.episode_id);
-        const ks = this.#keyStates.get(event.session_key);
-        if (ks?.episodeId !== event.episode_id) return;
-        const done = { ...ks, signalled: true };
-        this.#keyStates.set(event.session_key, done);
-        this.#ledger(() => this.#store.saveKeyState(done));
-      }),
-    );
-  }
-
-  #keyState(sessionKey: string): KeyStateRecord | undefined {
-    let ks = this.#keyStates.get(sessionKey);
-    if (ks === undefined) {
-      ks = this.#ledger(() => this.#store.keyState(sessionKey));
-      if (ks !== undefined) this.#keyStates.set(sessionKey, ks);
-    }
-    return ks;
-  }
-
   #track(p: Promise<unknown>): void {
     this.#pending.add(p);
     const done = () => this.#pending.delete(p);
     p.then(done, done);
   }
 
-  /** Runs a ledger write that must not break the caller: failures are logged and counted. */
-  #ledger<R>(fn: () => R): R | undefined {
+  /** Runs a ledger operation that must not break the caller: failures are logged and counted. */
+  #safely<R>(fn: () => R): R | undefined {
     try {
       return fn();
     } catch (e) {
@@ -867,11 +717,27 @@ export class Guard {
     }
   }
 
+  #retryUnsettled(): void {
+    while (this.#unsettled.length > 0) {
+      try {
+        this.#unsettled[0]!();
+        this.#unsettled.shift();
+      } catch {
+        return;
+      }
+    }
+  }
+
   #tick(): void {
-    this.#ledger(() => {
-      this.#store.heartbeat(this.#owner.id, Date.now());
+    this.#retryUnsettled();
+    this.#safely(() => {
+      // A row removed while this process stalled is put back: its reservations are live.
+      if (!this.#store.heartbeat(this.#owner.id, Date.now()))
+        this.#store.registerOwner({ ...this.#owner, heartbeatMs: Date.now() });
       this.#reclaim();
       this.#store.pruneUsage(this.#o.clock.now() - Math.max(this.#o.budgetWindowMs, DAY_MS) * 2);
+      // Canned lines confirmed by other processes sharing the ledger.
+      for (const f of this.#store.cannedFingerprints()) this.#catalog.addFingerprint(f);
     });
     this.#saveLearned();
   }
@@ -885,25 +751,12 @@ export class Guard {
     if (this.#learned.size === 0) return;
     const rows = [...this.#learned.values()];
     this.#learned.clear();
-    this.#ledger(() =>
+    this.#safely(() =>
       this.#store.atomically(() => {
         for (const r of rows) this.#store.saveEstimateStats(r);
       }),
     );
   }
-}
-
-function clearedState(sessionKey: string, now: number): KeyStateRecord {
-  return {
-    sessionKey,
-    stuck: false,
-    episodeId: null,
-    fingerprint: null,
-    repeats: 0,
-    lastSignalMs: null,
-    signalled: false,
-    updatedMs: now,
-  };
 }
 
 /** Creates a guard. See {@link GuardOptions}; `fromEnv()` builds the options from the environment. */

@@ -5,11 +5,12 @@ import { ConfigError } from "../errors.js";
 import { DEFAULT_SIMILARITY, type SimilarityLimits } from "../fingerprint/similarity.js";
 import type { Logger, LogLevel } from "../log/logger.js";
 
-import { DEFAULT_PRICES, type ModelPrice } from "../pricing/prices.js";
+import { DEFAULT_PRICES, type ModelPrice, parsePrices } from "../pricing/prices.js";
 import type { ReportedCost } from "../pricing/usage.js";
 import type { SignalSink } from "../signals/types.js";
 import type { LedgerStore } from "../store/types.js";
 import { describe } from "../util/describe.js";
+import { toMicros } from "../util/money.js";
 
 export interface Clock {
   now(): number;
@@ -50,7 +51,7 @@ export interface GuardOptions {
   readonly dailyBudgetUsd?: number;
   /** Judge calls in flight at once, across all keys. @default 8 */
   readonly concurrency?: number;
-  /** Prices in USD per million tokens, by model id. @default DEFAULT_PRICES */
+  /** Prices in USD per million tokens, by model id, merged over the built-in table. @default DEFAULT_PRICES */
   readonly prices?: Readonly<Record<string, ModelPrice>>;
   /** Where "force a fresh session" signals go. @default [] */
   readonly signals?: readonly SignalSink[];
@@ -169,7 +170,13 @@ function oneOf<T extends string>(
   return value;
 }
 
-const usdToMicros = (usd: number): number => (usd === Infinity ? Infinity : Math.round(usd * 1_000_000));
+function mergePrices(prices: Readonly<Record<string, ModelPrice>>): Record<string, ModelPrice> {
+  try {
+    return { ...DEFAULT_PRICES, ...parsePrices(prices, "option prices") };
+  } catch (e) {
+    throw new ConfigError("prices", (e as Error).message);
+  }
+}
 
 /** Validates options once, at construction; errors name the option and the value received. */
 export function resolveOptions(o: GuardOptions): ResolvedOptions {
@@ -199,11 +206,17 @@ export function resolveOptions(o: GuardOptions): ResolvedOptions {
       } else bad("cannedPatterns", p, "strings or RegExps");
     }
   }
-  if (
-    o.signals !== undefined &&
-    (!Array.isArray(o.signals) || o.signals.some((s) => typeof s?.send !== "function"))
-  ) {
-    bad("signals", o.signals, "an array of sinks ({name, send(event)})");
+  if (o.signals !== undefined) {
+    if (
+      !Array.isArray(o.signals) ||
+      o.signals.some((x) => typeof x?.send !== "function" || typeof x?.name !== "string")
+    ) {
+      bad("signals", o.signals, "an array of sinks ({name, send(event)})");
+    }
+    const names = o.signals.map((x) => x.name);
+    const twice = names.find((n, i) => names.indexOf(n) !== i);
+    if (twice !== undefined)
+      bad("signals", twice, "sinks with distinct names (deliveries are recorded by name)");
   }
   if (o.clock !== undefined && typeof o.clock?.now !== "function")
     bad("clock", o.clock, "an object with now()");
@@ -225,7 +238,7 @@ export function resolveOptions(o: GuardOptions): ResolvedOptions {
     knownRepeatThreshold,
     minReplyChars: int("minReplyChars", o.minReplyChars, DEFAULTS.minReplyChars, 0),
     cannedPatterns: patterns,
-    sessionBudgetMicros: usdToMicros(
+    sessionBudgetMicros: toMicros(
       nonNegative("sessionBudgetUsd", o.sessionBudgetUsd, DEFAULTS.sessionBudgetUsd, true),
     ),
     sessionMaxCalls:
@@ -233,11 +246,11 @@ export function resolveOptions(o: GuardOptions): ResolvedOptions {
         ? Infinity
         : int("sessionMaxCalls", o.sessionMaxCalls, DEFAULTS.sessionMaxCalls, 1),
     budgetWindowMs: int("budgetWindowMs", o.budgetWindowMs, DEFAULTS.budgetWindowMs, 60_000),
-    dailyBudgetMicros: usdToMicros(
+    dailyBudgetMicros: toMicros(
       nonNegative("dailyBudgetUsd", o.dailyBudgetUsd, DEFAULTS.dailyBudgetUsd, true),
     ),
     concurrency: int("concurrency", o.concurrency, DEFAULTS.concurrency, 1),
-    prices: o.prices ?? DEFAULT_PRICES,
+    prices: o.prices === undefined ? DEFAULT_PRICES : mergePrices(o.prices),
     signals: o.signals ?? [],
     signalCooldownMs: int("signalCooldownMs", o.signalCooldownMs, DEFAULTS.signalCooldownMs, 0),
     verdictTtlMs: int("verdictTtlMs", o.verdictTtlMs, DEFAULTS.verdictTtlMs, 0),

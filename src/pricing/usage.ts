@@ -5,6 +5,8 @@ export interface ReportedCost {
   readonly usage?: Usage;
   /** A cost in USD reported without token counts. */
   readonly costUsd?: number;
+  /** The model that really ran, where the judge says (Phantom escalates Haiku to Sonnet or Opus). */
+  readonly model?: string;
 }
 
 const count = (v: unknown): number | undefined =>
@@ -33,6 +35,7 @@ export function readUsage(value: unknown): ReportedCost | undefined {
         cacheWriteTokens: count(v.cacheWriteTokens) ?? count(v.cacheCreationInputTokens) ?? 0,
       },
       ...(count(v.costUsd) === undefined ? {} : { costUsd: count(v.costUsd) }),
+      ...(typeof v.model === "string" && v.model !== "" ? { model: v.model } : {}),
     };
   }
   const snakeIn = count(v.input_tokens);
@@ -52,7 +55,11 @@ export function readUsage(value: unknown): ReportedCost | undefined {
       },
     };
   }
-  if (v.usage !== undefined) return readUsage(v.usage);
+  if (v.usage !== undefined) {
+    const inner = readUsage(v.usage);
+    // An Anthropic Message names its model beside its usage.
+    return inner && typeof v.model === "string" && v.model !== "" ? { ...inner, model: v.model } : inner;
+  }
   if (v.partialCost !== undefined) return readUsage(v.partialCost);
   const cost = count(v.costUsd) ?? count(v.cost_usd);
   return cost === undefined ? undefined : { costUsd: cost };

@@ -17,7 +17,9 @@ interface Episode extends EpisodeRecord {
 
 /**
  * The ledger in process memory: same contract as the SQLite ledger, nothing survives the
- * process. Decisions, episodes and signals are kept so tests and embedders can inspect them.
+ * process. Decisions (the latest 100,000), episodes and signals are kept so tests and embedders
+ * can inspect them. Its atomic sections need no lock (one thread) and never fail, so they have
+ * nothing to roll back.
  */
 export class MemoryStore implements LedgerStore {
   readonly location = ":memory:";
@@ -32,8 +34,11 @@ export class MemoryStore implements LedgerStore {
   readonly #stats = new Map<string, EstimateStats>();
   readonly #bucketMs: number;
 
-  constructor(options: { bucketMs?: number } = {}) {
+  readonly #maxDecisions: number;
+
+  constructor(options: { bucketMs?: number; maxDecisions?: number } = {}) {
     this.#bucketMs = options.bucketMs ?? DEFAULT_BUCKET_MS;
+    this.#maxDecisions = options.maxDecisions ?? 100_000;
   }
 
   atomically<T>(fn: () => T): T {
@@ -95,15 +100,19 @@ export class MemoryStore implements LedgerStore {
 
   recordDecision(d: DecisionRecord): void {
     this.decisions.push(d);
+    // A long-running in-memory guard keeps the latest decisions only.
+    if (this.decisions.length > this.#maxDecisions * 1.25)
+      this.decisions.splice(0, this.decisions.length - this.#maxDecisions);
   }
 
   registerOwner(o: OwnerRecord): void {
     this.#owners.set(o.id, o);
   }
 
-  heartbeat(ownerId: string, nowMs: number): void {
+  heartbeat(ownerId: string, nowMs: number): boolean {
     const o = this.#owners.get(ownerId);
     if (o) this.#owners.set(ownerId, { ...o, heartbeatMs: nowMs });
+    return o !== undefined;
   }
 
   removeOwner(ownerId: string): void {
@@ -156,6 +165,10 @@ export class MemoryStore implements LedgerStore {
 
   addCannedFingerprint(fingerprint: string, source: "episode" | "operator", atMs: number): void {
     if (!this.#canned.has(fingerprint)) this.#canned.set(fingerprint, { source, firstMs: atMs });
+  }
+
+  removeCannedFingerprint(fingerprint: string): void {
+    this.#canned.delete(fingerprint);
   }
 
   recordSignal(s: SignalRecord): void {

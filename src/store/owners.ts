@@ -6,11 +6,11 @@ import type { OwnerRecord } from "./types.js";
 /**
  * Who holds a reservation, and whether that holder is gone.
  *
- * Each guard registers itself as an owner and refreshes a heartbeat. A reservation is
- * reclaimed when its owner is provably dead: on this host, its pid no longer runs or now
- * belongs to a process that started at another time (a container restart reuses pid 1);
- * anywhere, its heartbeat is older than the lease. A live guard in another process keeps its
- * heartbeat fresh and its process running, so its reservations are never mistaken for leftovers.
+ * Each guard registers itself as an owner and refreshes a heartbeat. On this host an owner is
+ * dead exactly when its pid no longer runs or now belongs to a process that started at another
+ * time (a container restart reuses pid 1): a live process is never declared dead because it
+ * stalled (a long GC pause, a suspended laptop). Only an owner on another host (or one whose
+ * start time cannot be read) is judged by its heartbeat, older than the lease meaning dead.
  */
 
 /** Linux process start time (field 22 of /proc/PID/stat), or null elsewhere. */
@@ -48,12 +48,10 @@ function pidRuns(pid: number): boolean {
 
 export function isOwnerDead(owner: OwnerRecord, self: OwnerRecord, nowMs: number, leaseMs: number): boolean {
   if (owner.id === self.id) return false;
-  if (nowMs - owner.heartbeatMs > leaseMs) return true;
-  if (owner.hostname !== self.hostname) return false;
+  const stale = nowMs - owner.heartbeatMs > leaseMs;
+  if (owner.hostname !== self.hostname) return stale;
   if (!pidRuns(owner.pid)) return true;
-  // Same pid running, but a different process if it started at another time.
-  if (owner.procStart !== null && self.procStart !== null) {
-    return processStart(owner.pid) !== owner.procStart;
-  }
-  return false;
+  // The pid runs: it is the same process only if it started at the same time.
+  if (owner.procStart !== null && self.procStart !== null) return processStart(owner.pid) !== owner.procStart;
+  return stale;
 }

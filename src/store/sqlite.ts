@@ -152,8 +152,8 @@ export class SqliteStore implements LedgerStore {
     this.#s.owner.run(o.id, o.pid, o.hostname, o.procStart, o.startedMs, o.heartbeatMs);
   }
 
-  heartbeat(ownerId: string, nowMs: number): void {
-    this.#s.heartbeat.run(nowMs, ownerId);
+  heartbeat(ownerId: string, nowMs: number): boolean {
+    return this.#s.heartbeat.run(nowMs, ownerId).changes > 0;
   }
 
   removeOwner(ownerId: string): void {
@@ -251,6 +251,10 @@ export class SqliteStore implements LedgerStore {
 
   addCannedFingerprint(fingerprint: string, source: "episode" | "operator", atMs: number): void {
     this.#s.addCanned.run(fingerprint, source, atMs);
+  }
+
+  removeCannedFingerprint(fingerprint: string): void {
+    this.#s.removeCanned.run(fingerprint);
   }
 
   recordSignal(s: SignalRecord): void {
@@ -361,6 +365,7 @@ function prepare(db: Database.Database) {
     addCanned: db.prepare(
       "INSERT OR IGNORE INTO canned_fingerprints (fingerprint, source, first_seen_ms) VALUES (?, ?, ?)",
     ),
+    removeCanned: db.prepare("DELETE FROM canned_fingerprints WHERE fingerprint = ?"),
     signal: db.prepare(
       "INSERT INTO signals (ts, episode_id, session_key, channel, event, status, attempts, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     ),

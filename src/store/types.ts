@@ -90,7 +90,8 @@ export interface SignalRecord {
   readonly sessionKey: string;
   readonly channel: string;
   readonly event: string;
-  readonly status: "delivered" | "failed";
+  /** `shadow`: shadow mode recorded what it would have sent, and sent nothing. */
+  readonly status: "delivered" | "failed" | "shadow";
   readonly attempts: number;
   readonly error: string | null;
 }
@@ -118,7 +119,8 @@ export interface LedgerStore {
   recordDecision(d: DecisionRecord): void;
 
   registerOwner(o: OwnerRecord): void;
-  heartbeat(ownerId: string, nowMs: number): void;
+  /** Refreshes an owner's heartbeat; false when its row is gone (it must register again). */
+  heartbeat(ownerId: string, nowMs: number): boolean;
   removeOwner(ownerId: string): void;
   owners(): OwnerRecord[];
   /** Deletes the reservations of the given owners (and reservations with no owner); returns how many. */
@@ -132,6 +134,7 @@ export interface LedgerStore {
   closeEpisode(id: string, endedMs: number): void;
   cannedFingerprints(): string[];
   addCannedFingerprint(fingerprint: string, source: "episode" | "operator", atMs: number): void;
+  removeCannedFingerprint(fingerprint: string): void;
   recordSignal(s: SignalRecord): void;
   estimateStats(): EstimateStats[];
   saveEstimateStats(s: EstimateStats): void;

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import {
   createGuard,
@@ -417,10 +418,11 @@ describe("budgets", () => {
       dailyBudgetUsd: 5,
       verdictTtlMs: 0,
     });
-    const callCost = 0.3; // 100k input tokens on Sonnet
+    // A judge that writes up to its max_tokens: 500 input and 20,000 output tokens on Sonnet.
+    const callCost = 0.0015 + 0.3;
     const judge = async () => {
       await new Promise((r) => setTimeout(r, Math.random() * 5));
-      return usage;
+      return { inputTokens: 500, outputTokens: 20_000 };
     };
     const runs = [];
     for (let k = 0; k < 4; k++) {
@@ -433,6 +435,7 @@ describe("budgets", () => {
               sessionKey: `key${k}`,
               userMessages: [`q${i}`],
               assistantMessages: [`a${i} with substance`],
+              maxTokens: 20_000,
             },
             judge,
           ),
@@ -448,8 +451,113 @@ describe("budgets", () => {
   });
 });
 
-// The concurrent-cap test needs a folder per parameter; useTempDir registers cleanup per test.
+// Tests that need a folder; useTempDir registers cleanup per test.
 const tempDir = useTempDir();
 function useTempDirInline(): string {
   return tempDir();
 }
+
+describe("operator actions and options", () => {
+  it("shadow mode records the signal it would send and sends nothing", async () => {
+    const events: GuardEvent[] = [];
+    const store = new MemoryStore();
+    const guard = createGuard(
+      quiet({ ledger: store, mode: "shadow", signals: [{ name: "cb", send: (e) => void events.push(e) }] }),
+    );
+    const s = new Session();
+    for (let i = 0; i < 4; i++) await guard.run(s.turn(`m${i}`, CANNED), fakeJudge());
+    await guard.close();
+    expect(events).toEqual([]);
+    expect(store.signals).toEqual([expect.objectContaining({ channel: "cb", status: "shadow" })]);
+  });
+
+  it("resetSession ends the episode: judging resumes until new canned replies pile up again", async () => {
+    const guard = createGuard(quiet({ builtinPatterns: false }));
+    const judge = fakeJudge();
+    const s = new Session();
+    const line = "Sorry, I am unable to process requests right now. Try again later.";
+    for (const q of ["deploy it", "are you there?", "status please"]) await guard.run(s.turn(q, line), judge);
+    expect(guard.session("cli:cli:local").stuck).toBe(true);
+    guard.resetSession("cli:cli:local");
+    expect(guard.session("cli:cli:local").stuck).toBe(false);
+    // The line is now a known canned line: 2 new repeats make the key stuck again, 1 does not.
+    expect((await guard.run(s.turn("hello?", line), judge)).status).toBe("judged");
+    expect((await guard.run(s.turn("anyone", line), judge)).status).toBe("skipped");
+    await guard.close();
+  });
+
+  it("forgetCanned removes a false positive from the registry", async () => {
+    const store = new MemoryStore();
+    const guard = createGuard(quiet({ ledger: store, builtinPatterns: false }));
+    const line = "Your report is being generated and will be emailed to you shortly.";
+    const s = new Session("k");
+    for (const q of ["weekly report", "monthly numbers", "the churn chart"])
+      await guard.run(s.turn(q, line), fakeJudge());
+    const fp = guard.session("k").fingerprint!;
+    expect(store.cannedFingerprints()).toEqual([fp]);
+    guard.forgetCanned(fp);
+    expect(store.cannedFingerprints()).toEqual([]);
+    // Another session repeating the line twice is no longer flagged.
+    const other = new Session("k2");
+    await guard.run(other.turn("sales report", line), fakeJudge());
+    expect((await guard.run(other.turn("costs report", line), fakeJudge())).status).toBe("judged");
+    await guard.close();
+  });
+
+  it("refuses two signal sinks with the same name", () => {
+    const sink = { name: "callback", send: () => {} };
+    expect(() => createGuard(quiet({ signals: [sink, { ...sink }] }))).toThrow(
+      /option signals must be sinks with distinct names .*got "callback"/,
+    );
+  });
+
+  it("charges the model that really ran when the judge reports it", async () => {
+    const guard = createGuard(quiet());
+    const out = await guard.run(
+      { ...new Session("k").turn("q", "An answer."), model: "claude-haiku-4-5" },
+      async () => ({
+        model: "claude-opus-4-6",
+        inputTokens: 1000,
+        outputTokens: 100,
+      }),
+    );
+    // Opus 4.6: 1000 x $5/M + 100 x $25/M, not Haiku's $0.0015.
+    expect(out.status === "judged" && out.costUsd).toBeCloseTo(0.0075, 9);
+    await guard.close();
+  });
+
+  it("verdicts for identical requests expire on the guard's clock", async () => {
+    const clock = new FakeClock();
+    const guard = createGuard(quiet({ clock, verdictTtlMs: 60_000 }));
+    const judge = fakeJudge();
+    const req = new Session("k").turn("q", "An answer with substance.");
+    await guard.run(req, judge);
+    clock.advance(30_000);
+    expect((await guard.run(req, judge)).status).toBe("reused");
+    clock.advance(31_000);
+    expect((await guard.run(req, judge)).status).toBe("judged");
+    expect(judge.calls).toBe(2);
+    await guard.close();
+  });
+
+  it("a settlement the ledger refuses (locked beyond its busy timeout) is kept and written once it answers again", async () => {
+    const path = join(tempDir(), "ledger.db");
+    const store = new SqliteStore(path, { busyTimeoutMs: 20, backgroundCheckpoints: false });
+    const guard = createGuard({ ledger: store, logger: "silent" });
+    const other = new Database(path);
+    const out = await guard.run(new Session("k").turn("q", "An answer."), async () => {
+      other.exec("BEGIN IMMEDIATE"); // another process takes the write lock while the judge runs
+      return { inputTokens: 2000, outputTokens: 600 };
+    });
+    expect(out.status).toBe("judged");
+    expect(guard.stats.unsettled).toBe(1);
+    other.exec("COMMIT");
+    other.close();
+    await guard.close();
+    const decisions = store.db.prepare("SELECT decision, charged_micros AS c FROM decisions").all();
+    expect(decisions).toEqual([{ decision: "judged", c: 15_000 }]);
+    expect(store.db.prepare("SELECT count(*) AS n FROM reservations").get()).toEqual({ n: 0 });
+    expect(guard.session("k").spentUsd).toBeCloseTo(0.015, 9);
+    store.close();
+  });
+});

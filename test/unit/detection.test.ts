@@ -187,6 +187,38 @@ describe("SessionTracker", () => {
     expect(rewritten).toMatchObject({ rebuilt: true, turns: 1 });
   });
 
+  it("does not flag short templated replies that echo what each user asked", () => {
+    const { t } = tracker([]);
+    const obs = feed(t, "k", [
+      ["deploy api to staging", "Deployed service api to staging successfully."],
+      ["now deploy web", "Deployed service web to staging successfully."],
+      ["and the worker", "Deployed service worker to staging successfully."],
+      ["also billing please", "Deployed service billing to staging successfully."],
+      ["finally search", "Deployed service search to staging successfully."],
+    ]);
+    expect(obs.some((o) => o.assessment?.stuck)).toBe(false);
+  });
+
+  it("answers a late, shorter transcript from memory instead of starting over", () => {
+    const { t } = tracker([]);
+    const users = Array.from({ length: 30 }, (_, i) => `question number ${i} about the deploy`);
+    const replies = Array.from(
+      { length: 30 },
+      (_, i) => `Answer ${i}: ${"the pipeline is fine ".repeat(1 + (i % 3))}`,
+    );
+    let rebuilt = 0;
+    for (let i = 1; i <= 30; i++) {
+      const now = t.observe("k", users.slice(0, i), replies.slice(0, i), undefined);
+      if (now.rebuilt) rebuilt++;
+      if (i > 2) {
+        // The second judge of the previous turn arrives after this turn's first.
+        const late = t.observe("k", users.slice(0, i - 1), replies.slice(0, i - 1), undefined);
+        expect(late).toMatchObject({ stale: true, rebuilt: false, turns: i - 1 });
+      }
+    }
+    expect(rebuilt).toBe(1);
+  });
+
   it("rejects a non-string message with its index", () => {
     const { t } = tracker([]);
     expect(() => t.observe("k", ["a", 3 as unknown as string], ["x"], undefined)).toThrow(

@@ -128,10 +128,12 @@ describe("readUsage", () => {
 describe("CostEstimator", () => {
   const prices = new PriceTable(DEFAULT_PRICES);
 
-  it("reserves an unknown judge's worst case as unbounded, then learns a realistic one", () => {
+  it("bounds an unknown judge's worst case by its transcript and ceiling, then learns a realistic estimate", () => {
     const e = new CostEstimator(prices);
     const cold = e.estimate("quality_assessment", "claude-sonnet-4-6", 4000);
-    expect(cold.worstMicros).toBeGreaterThan(1e12);
+    // One token per character plus 4 x 600 tokens of prompt, and 4096 output tokens.
+    expect(cold.worst).toEqual({ inputTokens: 4000 + 2400, outputTokens: 4096 });
+    expect(cold.worstMicros).toBe(6400 * 3 + 4096 * 15);
     for (let i = 0; i < 10; i++)
       e.learn("quality_assessment", "claude-sonnet-4-6", 4000, {
         inputTokens: 1600,
