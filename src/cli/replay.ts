@@ -1,10 +1,12 @@
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fromEnv } from "../config/env.js";
+import type { LogLevel } from "../log/logger.js";
 import { openLines, type ReplaySummary, replay } from "../replay/replay.js";
 import { UsageError } from "./errors.js";
 import { count, ProgressBar, percent, usd } from "./format.js";
+import { createCliLogger } from "./log.js";
 
 export interface ReplayCommandOptions {
   readonly db?: string;
@@ -15,9 +17,45 @@ export interface ReplayCommandOptions {
 
 const MAX_INVALID_SHOWN = 100;
 
+/** What stat says about a path: "folder", "file" (anything else that exists) or an error code. */
+function kindOf(path: string): "folder" | "file" | string {
+  try {
+    return statSync(path).isDirectory() ? "folder" : "file";
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? String(e);
+  }
+}
+
+/**
+ * Checks `--db PATH` before anything opens it: its folder must exist (it is not created) and
+ * PATH must not be a folder. Throws a one-line UsageError naming the option, the path and the fault.
+ */
+export function checkDbPath(path: string): void {
+  if (path === ":memory:") return;
+  const bad = (what: string): never => {
+    throw new UsageError(`--db ${path}: ${what}`);
+  };
+  if (path === "") throw new UsageError("--db: the path is empty; give the path of a SQLite file");
+  const full = resolve(path);
+  const self = kindOf(full);
+  if (self === "folder") bad("is a folder; give the path of a SQLite file");
+  if (self === "file") return;
+  const parent = dirname(full);
+  const folder = kindOf(parent);
+  if (folder === "folder") {
+    if (self !== "ENOENT") bad(`cannot be used (${self})`);
+    return;
+  }
+  if (folder === "file") bad(`${parent} is not a folder`);
+  if (folder === "ENOENT") bad(`the folder ${parent} does not exist (create it first)`);
+  if (folder === "ENOTDIR") bad(`the folder ${parent} does not exist: part of it is a file, not a folder`);
+  bad(`cannot use the folder ${parent} (${folder})`);
+}
+
 /** `judge-guard replay FILE`: returns the process exit code. */
 export async function replayCommand(file: string, opts: ReplayCommandOptions): Promise<number> {
   const options = fromEnv(process.env);
+  if (opts.db !== undefined) checkDbPath(opts.db);
   let input: Awaited<ReturnType<typeof openLines>>;
   try {
     input = await openLines(file);
@@ -42,6 +80,9 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
   };
   const bar =
     opts.progress !== false && process.stderr.isTTY ? new ProgressBar(process.stderr, "replay") : undefined;
+  // The guard's logs as lines for people, not JSON, and never drawn over the progress bar.
+  const level: LogLevel = typeof options.logger === "string" ? options.logger : "warn";
+  const logger = createCliLogger(level, () => bar?.clear());
   let invalidShown = 0;
   let invalidTotal = 0;
   let summary: ReplaySummary;
@@ -49,7 +90,7 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
   try {
     summary = await replay(
       input.lines,
-      { ...options, ledger },
+      { ...options, ledger, logger },
       {
         onDecision: (d) => {
           linesSeen = d.line;

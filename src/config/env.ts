@@ -1,20 +1,57 @@
 import { readFileSync } from "node:fs";
+import { DEFAULT_ESTIMATOR, type EstimatorOptions } from "../budget/estimator.js";
 import { compilePatterns } from "../detection/catalog.js";
 import { ConfigError } from "../errors.js";
+import { DEFAULT_SIMILARITY, type SimilarityLimits } from "../fingerprint/similarity.js";
 import { DEFAULTS, type GuardOptions, resolveOptions } from "../guard/options.js";
 import { LOG_LEVELS, type LogLevel } from "../log/logger.js";
-import { loadPriceFile } from "../pricing/prices.js";
+import { DEFAULT_PRICES, loadPriceFile, parsePrices } from "../pricing/prices.js";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** The options that group several settings in one object, and their fields. */
+interface NestedOptions {
+  readonly similarity: SimilarityLimits;
+  readonly estimator: EstimatorOptions;
+}
+
+/**
+ * What a variable sets: an option of {@link GuardOptions} (`"mode"`), or one field of a nested
+ * option (`"similarity.maxWordDifference"`).
+ */
+export type OptionPath =
+  | Exclude<keyof GuardOptions, keyof NestedOptions>
+  | { [K in keyof NestedOptions]: `${K}.${keyof NestedOptions[K] & string}` }[keyof NestedOptions];
+
 /** One environment variable: its option, default (as documented) and parser. */
-interface Variable {
+export interface Variable {
   readonly name: string;
-  readonly option: keyof GuardOptions;
+  readonly option: OptionPath;
   readonly doc: string;
   readonly defaultText: string;
   readonly parse: (value: string, name: string) => unknown;
 }
+
+/** The value at `path` in `options` (`undefined` when unset). */
+export function optionAt(options: GuardOptions, path: OptionPath): unknown {
+  const [head, field] = path.split(".", 2) as [string, string | undefined];
+  const value = (options as Record<string, unknown>)[head];
+  if (field === undefined) return value;
+  return value !== null && typeof value === "object" ? (value as Record<string, unknown>)[field] : undefined;
+}
+
+/** Sets `path` in `options` (a plain object being built), copying a nested object it changes. */
+function setOption(options: Record<string, unknown>, path: OptionPath, value: unknown): void {
+  const [head, field] = path.split(".", 2) as [string, string | undefined];
+  if (field === undefined) options[head] = value;
+  else options[head] = { ...(options[head] as object | undefined), [field]: value };
+}
+
+/** The documented default of every nested field, as the guard applies it. */
+export const NESTED_DEFAULTS: { readonly [K in keyof NestedOptions]: NestedOptions[K] } = {
+  similarity: DEFAULT_SIMILARITY,
+  estimator: DEFAULT_ESTIMATOR,
+};
 
 function fail(name: string, value: string, allowed: string): never {
   throw new ConfigError(name, `${name}=${JSON.stringify(value)} is not valid: expected ${allowed}`);
@@ -40,12 +77,34 @@ function intAtLeast(min: number, allowNone = false) {
   };
 }
 
+/** A number written plainly ("0.2", "4"), between `min` and `max`; `above` excludes `min` itself. */
+function numberIn(min: number, max: number, above = false) {
+  return (value: string, name: string): number => {
+    const n = Number(value);
+    const ok = /^\d+(\.\d+)?$/.test(value.trim()) && (above ? n > min : n >= min) && n <= max;
+    if (!ok) {
+      fail(
+        name,
+        value,
+        max === Infinity ? `a number ${above ? ">" : ">="} ${min}` : `a number from ${min} to ${max}`,
+      );
+    }
+    return n;
+  };
+}
+
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Parses "90s", "30m", "24h", "7d" or a bare number of milliseconds. */
+/**
+ * Parses "250ms", "90s", "30m", "24h" or "7d". A unit is required, since a bare "24" could mean
+ * hours as well as milliseconds; only "0" may go without one, where 0 is allowed (`minMs` 0).
+ */
 export function parseDuration(value: string, name: string, minMs = 0): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(value);
-  if (!m) fail(name, value, 'a duration such as "90s", "30m", "24h" or "7d"');
+  const withUnit = 'a duration with a unit such as "90s", "30m", "24h" or "7d"';
+  const allowed = minMs === 0 ? `${withUnit}, or "0"` : withUnit;
+  if (!m) fail(name, value, allowed);
+  if (m[2] === undefined && Number(m[1]) !== 0) fail(name, value, allowed);
   const ms = Math.round(Number(m[1]) * UNITS[(m[2] ?? "ms").toLowerCase()]!);
   if (ms < minMs) fail(name, value, `a duration of at least ${minMs / 1000}s`);
   return ms;
@@ -86,7 +145,8 @@ function patterns(value: string, name: string): string[] {
     } catch (e) {
       throw new ConfigError(
         name,
-        `${name}: cannot read the patterns file ${value} (${(e as NodeJS.ErrnoException).code ?? e})`,
+        `${name}: cannot read the patterns file ${value} (${(e as NodeJS.ErrnoException).code ?? e}) ` +
+          '(to give patterns inline, use a JSON array such as ["session busy"])',
       );
     }
     list = text
@@ -105,7 +165,22 @@ function patterns(value: string, name: string): string[] {
   return list as string[];
 }
 
+/** Prices: inline JSON (a value starting with "{") or the path of a JSON file. */
 function prices(value: string, name: string) {
+  // "[" too: an inline array is a mistake to report as such, not a file that cannot be read.
+  if (/^[{[]/.test(value.trim())) {
+    let data: unknown;
+    try {
+      data = JSON.parse(value);
+    } catch (e) {
+      throw new ConfigError(name, `${name} is not valid JSON: ${(e as Error).message}`);
+    }
+    try {
+      return { ...DEFAULT_PRICES, ...parsePrices(data, name) };
+    } catch (e) {
+      throw new ConfigError(name, (e as Error).message);
+    }
+  }
   try {
     return loadPriceFile(value);
   } catch (e) {
@@ -172,6 +247,27 @@ export const ENV_VARIABLES: readonly Variable[] = [
     parse: bool,
   },
   {
+    name: "JUDGE_GUARD_MAX_WORD_DIFFERENCE",
+    option: "similarity.maxWordDifference",
+    defaultText: String(DEFAULT_SIMILARITY.maxWordDifference),
+    doc: "near-duplicates: the most words two replies may differ in and still be one reply",
+    parse: intAtLeast(0),
+  },
+  {
+    name: "JUDGE_GUARD_MAX_RELATIVE_DIFFERENCE",
+    option: "similarity.maxRelativeDifference",
+    defaultText: String(DEFAULT_SIMILARITY.maxRelativeDifference),
+    doc: "near-duplicates: the largest share of their words two replies may differ in (0 to 1)",
+    parse: numberIn(0, 1),
+  },
+  {
+    name: "JUDGE_GUARD_MAX_NUMBER_DIFFERENCE",
+    option: "similarity.maxNumberDifference",
+    defaultText: String(DEFAULT_SIMILARITY.maxNumberDifference),
+    doc: "replies of one template whose numbers differ in more places than this are different replies",
+    parse: intAtLeast(0),
+  },
+  {
     name: "JUDGE_GUARD_SESSION_BUDGET_USD",
     option: "sessionBudgetUsd",
     defaultText: "5",
@@ -189,7 +285,7 @@ export const ENV_VARIABLES: readonly Variable[] = [
     name: "JUDGE_GUARD_BUDGET_WINDOW",
     option: "budgetWindowMs",
     defaultText: "24h",
-    doc: "rolling window of the per-key caps (`90m`, `24h`, `7d`)",
+    doc: "rolling window of the per-key caps (`90m`, `24h`, `7d`: every duration needs its unit)",
     parse: (v, n) => parseDuration(v, n, 60_000),
   },
   {
@@ -210,8 +306,36 @@ export const ENV_VARIABLES: readonly Variable[] = [
     name: "JUDGE_GUARD_PRICES",
     option: "prices",
     defaultText: "(built in)",
-    doc: "JSON file of prices in USD per million tokens, merged over the built-in table",
+    doc: "prices in USD per million tokens, merged over the built-in table: a JSON file, or inline JSON",
     parse: prices,
+  },
+  {
+    name: "JUDGE_GUARD_DEFAULT_OUTPUT_TOKENS",
+    option: "estimator.defaultOutputTokens",
+    defaultText: String(DEFAULT_ESTIMATOR.defaultOutputTokens),
+    doc: "output tokens expected of a judge before its sizes are learned",
+    parse: intAtLeast(1),
+  },
+  {
+    name: "JUDGE_GUARD_DEFAULT_MAX_TOKENS",
+    option: "estimator.defaultMaxTokens",
+    defaultText: String(DEFAULT_ESTIMATOR.defaultMaxTokens),
+    doc: "output ceiling of a request that gives no `maxTokens`",
+    parse: intAtLeast(1),
+  },
+  {
+    name: "JUDGE_GUARD_CHARS_PER_TOKEN",
+    option: "estimator.charsPerToken",
+    defaultText: String(DEFAULT_ESTIMATOR.charsPerToken),
+    doc: "transcript characters per input token, for estimates",
+    parse: numberIn(0, Infinity, true),
+  },
+  {
+    name: "JUDGE_GUARD_PROMPT_OVERHEAD_TOKENS",
+    option: "estimator.promptOverheadTokens",
+    defaultText: String(DEFAULT_ESTIMATOR.promptOverheadTokens),
+    doc: "input tokens of a judge's own prompt around the transcript, for estimates",
+    parse: intAtLeast(1),
   },
   {
     name: "JUDGE_GUARD_SIGNAL_COOLDOWN",
@@ -259,35 +383,50 @@ export const ENV_VARIABLES: readonly Variable[] = [
     name: "JUDGE_GUARD_LOG_LEVEL",
     option: "logger",
     defaultText: "warn",
-    doc: `log level on stderr: ${LOG_LEVELS.join(", ")}`,
+    doc: `log level on stderr (the CLI prints logs as text lines): ${LOG_LEVELS.join(", ")}`,
     parse: oneOf(LOG_LEVELS) as (v: string, n: string) => LogLevel,
   },
 ];
 
 /**
  * Builds guard options from environment variables (default `process.env`). An invalid value
- * throws a `ConfigError` naming the variable, the value and what is allowed. `overrides` win.
+ * throws a `ConfigError` naming the variable, the value and what is allowed. `overrides` win;
+ * in `similarity` and `estimator`, field by field.
  */
 export function fromEnv(env: Env = process.env, overrides: GuardOptions = {}): GuardOptions {
   const options: Record<string, unknown> = {};
-  const given = new Map<string, Variable>();
+  const given: Array<{ variable: Variable; value: unknown }> = [];
   for (const v of ENV_VARIABLES) {
     const raw = env[v.name];
     if (raw === undefined || raw.trim() === "") continue;
-    options[v.option] = v.parse(raw.trim(), v.name);
-    given.set(v.option, v);
+    const value = v.parse(raw.trim(), v.name);
+    setOption(options, v.option, value);
+    given.push({ variable: v, value });
   }
-  const result = { ...(options as GuardOptions), ...overrides };
+  const result: Record<string, unknown> = { ...options, ...overrides };
+  for (const key of Object.keys(NESTED_DEFAULTS)) {
+    const fromOverrides = (overrides as Record<string, unknown>)[key];
+    if (options[key] !== undefined && fromOverrides !== null && typeof fromOverrides === "object")
+      result[key] = { ...(options[key] as object), ...fromOverrides };
+  }
   // Each value was valid alone; check how they combine, and blame the variables, not the options.
   try {
-    resolveOptions(result);
+    resolveOptions(result as GuardOptions);
   } catch (e) {
-    const v = e instanceof ConfigError ? given.get(e.setting) : undefined;
-    if (v === undefined) throw e;
+    // Only a variable whose value is still in effect (not overridden) is to blame.
+    const g =
+      e instanceof ConfigError
+        ? given.find(
+            ({ variable, value }) =>
+              variable.option === e.setting && optionAt(result as GuardOptions, variable.option) === value,
+          )
+        : undefined;
+    if (g === undefined) throw e;
+    const v = g.variable;
     let why = (e as ConfigError).message.replace(/^option \S+ /, "");
     for (const other of ENV_VARIABLES)
-      why = why.replace(new RegExp(`\\b${other.option}\\b`, "g"), other.name);
+      why = why.replace(new RegExp(`\\b${other.option.replace(".", "\\.")}\\b`, "g"), other.name);
     throw new ConfigError(v.name, `${v.name}=${JSON.stringify(env[v.name]?.trim())} is not valid: ${why}`);
   }
-  return result;
+  return result as GuardOptions;
 }

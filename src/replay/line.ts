@@ -24,7 +24,8 @@ const sessionSchema = z.object({
   assistant_messages: z.array(z.string()).max(LIMITS.messages),
   tools_used: z.array(z.string()).optional(),
   files_tracked: z.array(z.string()).optional(),
-  outcome: z.enum(["success", "failure", "partial", "abandoned"]).optional(),
+  // Informational only (the guard never acts on it), so any string goes.
+  outcome: z.string().optional(),
   cost_usd: z.number().nonnegative().max(1_000_000).optional(),
   started_at: z.string().optional(),
   ended_at: z.string().optional(),
@@ -65,7 +66,14 @@ function fieldPath(path: readonly PropertyKey[]): string {
   return out || "(line)";
 }
 
-/** Parses one JSON Lines record; on failure names the field and what was expected. */
+/** A field that is absent says so, rather than "expected string, received undefined". */
+const missingField: z.core.$ZodErrorMap = (issue) =>
+  issue.code === "invalid_type" && issue.input === undefined ? "missing (required)" : undefined;
+
+/**
+ * Parses one JSON Lines record; on failure names the field and what was expected. A blank
+ * line is invalid too, so that every input line has its decision.
+ */
 export function parseLine(text: string): ParsedLine {
   if (text.length > LIMITS.lineBytes) {
     return {
@@ -74,13 +82,14 @@ export function parseLine(text: string): ParsedLine {
       message: `line is ${text.length} bytes; the limit is ${LIMITS.lineBytes}`,
     };
   }
+  if (text.trim() === "") return { ok: false, field: "(line)", message: "empty line" };
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch (e) {
     return { ok: false, field: "(line)", message: `not valid JSON: ${(e as Error).message}` };
   }
-  const parsed = lineSchema.safeParse(data);
+  const parsed = lineSchema.safeParse(data, { error: missingField });
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     return { ok: false, field: fieldPath(issue.path), message: issue.message };

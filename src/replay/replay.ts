@@ -127,7 +127,6 @@ export async function replay(
   try {
     for await (const text of lines) {
       n++;
-      if (text.trim() === "") continue;
       const parsed = parseLine(text);
       if (!parsed.ok) {
         invalid++;

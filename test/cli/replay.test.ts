@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
@@ -43,6 +43,8 @@ interface RunOptions {
   readonly cwd?: string;
   /** Written to the child's standard input. */
   readonly stdin?: string | Buffer;
+  /** Kills the child after this long (a hang then fails the test instead of outliving it). */
+  readonly timeoutMs?: number;
 }
 
 /** Runs the real CLI binary in a child process. */
@@ -53,7 +55,11 @@ function cli(args: readonly string[], opts: RunOptions = {}): Promise<Run> {
   }
   Object.assign(env, { NO_COLOR: "1" }, opts.env);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? ROOT, env });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: opts.cwd ?? ROOT,
+      env,
+      ...(opts.timeoutMs === undefined ? {} : { timeout: opts.timeoutMs, killSignal: "SIGKILL" }),
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => {
@@ -343,6 +349,220 @@ describe("judge-guard replay examples/phantom-incident.jsonl.gz", () => {
   });
 });
 
+/** A valid line of small.jsonl (its first), as an object to vary. */
+const firstLine = (): Record<string, unknown> & { session: Record<string, unknown> } =>
+  JSON.parse(readFileSync(SMALL, "utf8").split("\n")[0]!) as Record<string, unknown> & {
+    session: Record<string, unknown>;
+  };
+
+/** Writes JSON Lines (objects are serialised, strings written as they are) to a temporary file. */
+function jsonl(lines: ReadonlyArray<string | object>): string {
+  const path = join(tempDir(), "traffic.jsonl");
+  writeFileSync(path, `${lines.map((l) => (typeof l === "string" ? l : JSON.stringify(l))).join("\n")}\n`);
+  return path;
+}
+
+describe("judge-guard replay: bad lines", () => {
+  it.each<[string, (l: ReturnType<typeof firstLine>) => void, string]>([
+    ["no judge", (l) => delete l.judge, "judge: missing (required)"],
+    ["no ts", (l) => delete l.ts, "ts: missing (required)"],
+    ["no session", (l) => delete (l as Record<string, unknown>).session, "session: missing (required)"],
+    [
+      "no session.session_key",
+      (l) => delete l.session.session_key,
+      "session.session_key: missing (required)",
+    ],
+    [
+      "no usage.input_tokens",
+      (l) => delete (l.usage as Record<string, unknown>).input_tokens,
+      "usage.input_tokens: missing (required)",
+    ],
+  ])("a line with %s says the field is missing", async (_name, change, message) => {
+    const bad = firstLine();
+    change(bad);
+    const r = await cli(["replay", jsonl([firstLine(), bad])]);
+    expect(r.code).toBe(1);
+    expect(linesOf(r.stderr)).toEqual([expect.stringMatching(/traffic\.jsonl: line 2: /)]);
+    expect(r.stderr).toContain(`traffic.jsonl: line 2: ${message}\n`);
+    expect(r.stderr).not.toContain("undefined");
+  });
+
+  it.each<[string, (l: ReturnType<typeof firstLine>) => void, string, string]>([
+    [
+      "a number for judge",
+      (l) => {
+        l.judge = 5;
+      },
+      "judge",
+      "expected string, received number",
+    ],
+    [
+      "null for session_key",
+      (l) => {
+        l.session.session_key = null;
+      },
+      "session.session_key",
+      "received null",
+    ],
+    [
+      "a number for outcome",
+      (l) => {
+        l.session.outcome = 3;
+      },
+      "session.outcome",
+      "expected string",
+    ],
+  ])(
+    "a line with %s names the field, what was expected and what was received",
+    async (_n, change, field, says) => {
+      const bad = firstLine();
+      change(bad);
+      const r = await cli(["replay", jsonl([bad])]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        new RegExp(`^.*traffic\\.jsonl: line 1: ${field.replace(".", "\\.")}: .*${says}`, "m"),
+      );
+      expect(r.stderr).not.toContain("missing");
+    },
+  );
+
+  it("session.outcome may be any string", async () => {
+    const lines = ["interrupted", "stale_resume", "", "success"].map((outcome, i) => {
+      const l = firstLine();
+      l.session.outcome = outcome;
+      l.judge = `judge-${i}`; // not a reuse of the previous verdict
+      return l;
+    });
+    const r = await cli(["replay", jsonl(lines), "--json"]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ lines: 4, judged: 4, invalid: 0 });
+  });
+
+  it("a blank line is an invalid line with its own decision, so there is one decision per line", async () => {
+    const l = firstLine();
+    const second = { ...l, judge: "consolidation" };
+    const input = jsonl([l, "", "  \t ", second]);
+    const path = join(tempDir(), "decisions.jsonl");
+    const r = await cli(["replay", input, "--json", "--decisions", path]);
+    expect(r.code).toBe(1);
+    expect(linesOf(r.stderr)).toEqual([
+      `${input}: line 2: (line): empty line`,
+      `${input}: line 3: (line): empty line`,
+    ]);
+    const decisions = readDecisions(path);
+    expect(decisions.map((d) => [d.line, d.decision])).toEqual([
+      [1, "judged"],
+      [2, "invalid"],
+      [3, "invalid"],
+      [4, "judged"],
+    ]);
+    expect(JSON.parse(r.stdout)).toMatchObject({ lines: 4, judged: 2, invalid: 2 });
+  });
+
+  it("a blank line in standard input is reported the same way", async () => {
+    const l = JSON.stringify(firstLine());
+    const r = await cli(["replay", "-", "--json"], {
+      stdin: `${l}\n\n${l.replace("observation_extraction", "x")}\n`,
+    });
+    expect(r.code).toBe(1);
+    expect(linesOf(r.stderr)).toEqual(["-: line 2: (line): empty line"]);
+    expect(JSON.parse(r.stdout)).toMatchObject({ lines: 3, invalid: 1 });
+  });
+});
+
+describe("judge-guard replay --db PATH that cannot be a ledger", () => {
+  // [case, how to make the path in a fresh folder, what the message says besides --db and the path]
+  it.each<[string, (dir: string) => string, RegExp]>([
+    [
+      "a parent that is a file",
+      (dir) => {
+        writeFileSync(join(dir, "somefile"), "");
+        return join(dir, "somefile", "x.db");
+      },
+      /somefile is not a folder/,
+    ],
+    [
+      "a parent below a file",
+      (dir) => {
+        writeFileSync(join(dir, "somefile"), "");
+        return join(dir, "somefile", "sub", "x.db");
+      },
+      /somefile\/sub does not exist: part of it is a file/,
+    ],
+    ["a missing parent folder", (dir) => join(dir, "missing", "x.db"), /folder .*missing does not exist/],
+    ["a missing parent folder under /proc", () => "/proc/nope/x.db", /folder \/proc\/nope does not exist/],
+    [
+      "a path that is a folder",
+      (dir) => {
+        mkdirSync(join(dir, "ledger.db"));
+        return join(dir, "ledger.db");
+      },
+      /is a folder/,
+    ],
+  ])(
+    "%s is a usage error: exit 2, one line naming --db and the path, nothing created",
+    async (_n, make, why) => {
+      const dir = tempDir();
+      const db = make(dir);
+      const before = readdirSync(dir).sort();
+      const r = await cli(["replay", SMALL, "--db", db]);
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe("");
+      expect(r.stderr).not.toMatch(STACK_FRAME);
+      expect(linesOf(r.stderr)).toHaveLength(1);
+      expect(r.stderr).toContain(`judge-guard: --db ${db}: `);
+      expect(r.stderr).toMatch(why);
+      expect(readdirSync(dir).sort()).toEqual(before);
+    },
+    15_000,
+  );
+
+  it("a relative path in the working folder is fine", async () => {
+    const cwd = tempDir();
+    const r = await cli(["replay", SMALL, "--db", "ledger.db", "--json"], { cwd });
+    expect(r.code).toBe(1); // small.jsonl has two bad lines
+    expect(existsSync(join(cwd, "ledger.db"))).toBe(true);
+  });
+});
+
+describe("judge-guard logs", () => {
+  const mystery = () => {
+    const a = { ...firstLine(), model: "claude-mystery-9" };
+    const b = { ...a, judge: "consolidation", ts: "2026-11-20T08:01:00Z" };
+    return jsonl([a, b]);
+  };
+
+  it("prints the guard's warnings as lines for people, once, not as JSON", async () => {
+    const r = await cli(["replay", mystery(), "--json"]);
+    expect(r.code).toBe(0);
+    expect(linesOf(r.stderr)).toEqual([
+      "judge-guard: warning: no price for this model: charging it at the highest known rate (model=claude-mystery-9)",
+    ]);
+    expect(JSON.parse(r.stdout)).toMatchObject({ judged: 2 });
+  });
+
+  it.each(["error", "silent"])("JUDGE_GUARD_LOG_LEVEL=%s hides warnings", async (level) => {
+    const r = await cli(["replay", mystery()], { env: { JUDGE_GUARD_LOG_LEVEL: level } });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe("");
+  });
+
+  it("JUDGE_GUARD_LOG_LEVEL=info adds info lines, also for people", async () => {
+    const r = await cli(["replay", cleanSmall()], { env: { JUDGE_GUARD_LOG_LEVEL: "info" } });
+    expect(r.code).toBe(0);
+    const lines = linesOf(r.stderr);
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect(l).toMatch(/^judge-guard: (info|warning|debug): /);
+    expect(lines).toContainEqual(
+      expect.stringMatching(
+        /^judge-guard: info: session is stuck: judging stops until it recovers \(sessionKey=cli:cli:local, .*fingerprint=[0-9a-f]+, repeats=2/,
+      ),
+    );
+    expect(r.stderr).not.toContain('{"level"');
+  });
+});
+
 describe.concurrent("judge-guard usage and configuration errors", () => {
   // [case, arguments, what the one error line says]
   it.each<[string, string[], RegExp]>([
@@ -410,8 +630,9 @@ describe.concurrent("judge-guard usage and configuration errors", () => {
 
 describe("judge-guard unexpected errors", () => {
   it("an unexpected error exits 1 with one line and a hint; --verbose adds the stack", async () => {
-    const dir = tempDir(); // a folder is no SQLite file
-    const plain = await cli(["replay", SMALL, "--db", dir]);
+    const db = join(tempDir(), "notes.db");
+    writeFileSync(db, "these are notes, not a SQLite database\n".repeat(200)); // passes the --db checks
+    const plain = await cli(["replay", SMALL, "--db", db]);
     expect(plain.code).toBe(1);
     expect(plain.stderr).not.toMatch(STACK_FRAME);
     expect(linesOf(plain.stderr)).toEqual([
@@ -419,7 +640,7 @@ describe("judge-guard unexpected errors", () => {
       "(run with --verbose for details)",
     ]);
 
-    const verbose = await cli(["--verbose", "replay", SMALL, "--db", dir]);
+    const verbose = await cli(["--verbose", "replay", SMALL, "--db", db]);
     expect(verbose.code).toBe(1);
     expect(verbose.stderr).toMatch(STACK_FRAME);
   });

@@ -1,6 +1,8 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { NESTED_DEFAULTS, type OptionPath, optionAt } from "../../src/config/env.js";
+import { resolveOptions } from "../../src/guard/options.js";
 import {
   ConfigError,
   createGuard,
@@ -33,6 +35,12 @@ function configErrorOf(env: Record<string, string>): ConfigError {
   throw new Error(`fromEnv(${JSON.stringify(env)}) did not throw`);
 }
 
+/** The options object that sets only `option` ("mode", or a nested "similarity.maxWordDifference"). */
+function only(option: OptionPath, value: unknown): GuardOptions {
+  const [head, field] = option.split(".");
+  return (field === undefined ? { [head!]: value } : { [head!]: { [field]: value } }) as GuardOptions;
+}
+
 describe("fromEnv: each variable sets its option", () => {
   // One sample per variable: [raw value, parsed option value]. Every variable of ENV_VARIABLES
   // must appear here, so a new variable cannot go untested.
@@ -45,12 +53,19 @@ describe("fromEnv: each variable sets its option", () => {
     JUDGE_GUARD_MIN_REPLY_CHARS: ["0", 0],
     JUDGE_GUARD_CANNED_PATTERNS: ['["session busy", "^please hold"]', ["session busy", "^please hold"]],
     JUDGE_GUARD_BUILTIN_PATTERNS: ["false", false],
+    JUDGE_GUARD_MAX_WORD_DIFFERENCE: ["0", 0],
+    JUDGE_GUARD_MAX_RELATIVE_DIFFERENCE: ["0.35", 0.35],
+    JUDGE_GUARD_MAX_NUMBER_DIFFERENCE: ["5", 5],
     JUDGE_GUARD_SESSION_BUDGET_USD: ["2.5", 2.5],
     JUDGE_GUARD_SESSION_MAX_CALLS: ["200", 200],
     JUDGE_GUARD_BUDGET_WINDOW: ["7d", 7 * 86_400_000],
     JUDGE_GUARD_DAILY_BUDGET_USD: ["0.50", 0.5],
     JUDGE_GUARD_CONCURRENCY: ["2", 2],
     JUDGE_GUARD_PRICES: ["(written per test)", undefined],
+    JUDGE_GUARD_DEFAULT_OUTPUT_TOKENS: ["300", 300],
+    JUDGE_GUARD_DEFAULT_MAX_TOKENS: ["8192", 8192],
+    JUDGE_GUARD_CHARS_PER_TOKEN: ["3.6", 3.6],
+    JUDGE_GUARD_PROMPT_OVERHEAD_TOKENS: ["1200", 1200],
     JUDGE_GUARD_SIGNAL_COOLDOWN: ["90s", 90_000],
     JUDGE_GUARD_VERDICT_TTL: ["0", 0],
     JUDGE_GUARD_VERDICT_CACHE_SIZE: ["50", 50],
@@ -68,9 +83,56 @@ describe("fromEnv: each variable sets its option", () => {
     "%s sets %s",
     (name, option) => {
       const [raw, expected] = samples[name]!;
-      expect(fromEnv({ [name]: raw })).toEqual({ [option]: expected });
+      expect(fromEnv({ [name]: raw })).toEqual(only(option, expected));
     },
   );
+
+  it("each nested variable names a field its option really has", () => {
+    const nested = ENV_VARIABLES.filter((v) => v.option.includes("."));
+    expect(nested.map((v) => v.option).sort()).toEqual(
+      Object.entries(NESTED_DEFAULTS)
+        .flatMap(([head, fields]) => Object.keys(fields).map((f) => `${head}.${f}`))
+        .sort(),
+    );
+  });
+
+  it("nested variables combine into one object per option", () => {
+    expect(
+      fromEnv({
+        JUDGE_GUARD_MAX_WORD_DIFFERENCE: "3",
+        JUDGE_GUARD_MAX_NUMBER_DIFFERENCE: "1",
+        JUDGE_GUARD_CHARS_PER_TOKEN: "3",
+        JUDGE_GUARD_DEFAULT_MAX_TOKENS: "2048",
+      }),
+    ).toEqual({
+      similarity: { maxWordDifference: 3, maxNumberDifference: 1 },
+      estimator: { charsPerToken: 3, defaultMaxTokens: 2048 },
+    });
+  });
+
+  it("overrides of a nested option win field by field", () => {
+    expect(
+      fromEnv(
+        { JUDGE_GUARD_MAX_WORD_DIFFERENCE: "3", JUDGE_GUARD_MAX_NUMBER_DIFFERENCE: "1" },
+        { similarity: { maxWordDifference: 5 }, estimator: { charsPerToken: 3 } },
+      ),
+    ).toEqual({
+      similarity: { maxWordDifference: 5, maxNumberDifference: 1 },
+      estimator: { charsPerToken: 3 },
+    });
+  });
+
+  it("an invalid override is not blamed on the variable it overrides", () => {
+    let error: unknown;
+    try {
+      fromEnv({ JUDGE_GUARD_MAX_RELATIVE_DIFFERENCE: "0.5" }, { similarity: { maxRelativeDifference: 2 } });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).setting).toBe("similarity.maxRelativeDifference");
+    expect((error as ConfigError).message).not.toContain("JUDGE_GUARD_");
+  });
 
   it("JUDGE_GUARD_PRICES reads a JSON file and merges it over the built-in table", () => {
     const path = file(
@@ -117,8 +179,19 @@ describe("fromEnv: each variable sets its option", () => {
     const withDefault = ENV_VARIABLES.filter((v) => v.option in DEFAULTS);
     expect(withDefault.length).toBeGreaterThan(10);
     for (const v of withDefault) {
-      expect(fromEnv({ [v.name]: v.defaultText })[v.option], v.name).toBe(
+      expect(optionAt(fromEnv({ [v.name]: v.defaultText }), v.option), v.name).toBe(
         DEFAULTS[v.option as keyof typeof DEFAULTS],
+      );
+    }
+  });
+
+  it("documents defaults of nested options that are the guard's defaults", () => {
+    const nested = ENV_VARIABLES.filter((v) => v.option.includes("."));
+    expect(nested).toHaveLength(7);
+    const resolved = resolveOptions({}) as unknown as GuardOptions;
+    for (const v of nested) {
+      expect(optionAt(fromEnv({ [v.name]: v.defaultText }), v.option), v.name).toBe(
+        optionAt(resolved, v.option),
       );
     }
   });
@@ -144,12 +217,68 @@ describe("fromEnv: value formats", () => {
     ["7d", 604_800_000],
     ["1.5h", 5_400_000],
     ["250ms", 250],
-    ["250", 250],
     ["10M", 600_000],
+    ["0", 0],
+    ["0s", 0],
   ])("duration %s is %d ms", (raw, ms) => {
     expect(fromEnv({ JUDGE_GUARD_SIGNAL_COOLDOWN: raw })).toEqual({ signalCooldownMs: ms });
   });
 
+  it.each<[string, string]>([
+    ["JUDGE_GUARD_VERDICT_TTL", "verdictTtlMs"],
+    ["JUDGE_GUARD_SIGNAL_COOLDOWN", "signalCooldownMs"],
+    ["JUDGE_GUARD_ADMISSION_WAIT", "admissionWaitMs"],
+  ])('%s accepts a bare "0"', (name, option) => {
+    expect(fromEnv({ [name]: "0" })).toEqual({ [option]: 0 });
+  });
+
+  // A bare number is ambiguous: "24" for a window could mean hours as well as milliseconds.
+  it.each<[string, string]>([
+    ["JUDGE_GUARD_BUDGET_WINDOW", "24"],
+    ["JUDGE_GUARD_BUDGET_WINDOW", "86400000"],
+    ["JUDGE_GUARD_SIGNAL_COOLDOWN", "250"],
+    ["JUDGE_GUARD_VERDICT_TTL", "3600"],
+    ["JUDGE_GUARD_ADMISSION_WAIT", "1.5"],
+    ["JUDGE_GUARD_LEASE", "30000"],
+  ])("%s=%s (a number without a unit) is invalid", (name, value) => {
+    const e = configErrorOf({ [name]: value });
+    expect(e.setting).toBe(name);
+    expect(e.message).toContain(
+      `${name}="${value}" is not valid: expected a duration with a unit such as "90s", "30m", "24h" or "7d"`,
+    );
+  });
+
+  it("JUDGE_GUARD_BUDGET_WINDOW=24 says exactly what is wrong", () => {
+    expect(configErrorOf({ JUDGE_GUARD_BUDGET_WINDOW: "24" }).message).toBe(
+      'JUDGE_GUARD_BUDGET_WINDOW="24" is not valid: expected a duration with a unit such as "90s", "30m", "24h" or "7d"',
+    );
+  });
+
+  it.each(["JUDGE_GUARD_BUDGET_WINDOW", "JUDGE_GUARD_LEASE"])(
+    "%s=0 is invalid: 0 is no valid value",
+    (name) => {
+      expect(configErrorOf({ [name]: "0" }).message).toMatch(/at least/);
+    },
+  );
+
+  it("JUDGE_GUARD_PRICES as inline JSON merges over the built-in table like a file", () => {
+    const { prices } = fromEnv({
+      JUDGE_GUARD_PRICES:
+        ' {"claude-sonnet-4-6": {"input": 4, "output": 20}, "acme-judge-1": {"input": 2, "output": 8}}',
+    });
+    expect(prices).toEqual({
+      ...DEFAULT_PRICES,
+      "claude-sonnet-4-6": { input: 4, output: 20 },
+      "acme-judge-1": { input: 2, output: 8 },
+    });
+  });
+
+  it("JUDGE_GUARD_PRICES inline and in a file give the same table", () => {
+    const json = JSON.stringify({ "acme-judge-1": { input: 2, output: 8, cacheRead: 0.2 } });
+    expect(fromEnv({ JUDGE_GUARD_PRICES: json })).toEqual(
+      fromEnv({ JUDGE_GUARD_PRICES: file("prices.json", json) }),
+    );
+  });
   it.each<[string, boolean]>([
     ["true", true],
     ["1", true],
@@ -226,6 +355,26 @@ describe("fromEnv: invalid values", () => {
     ["JUDGE_GUARD_CANNED_PATTERNS", '[""]', ["#1", "empty"]],
     ["JUDGE_GUARD_CANNED_PATTERNS", "/nonexistent/canned.txt", ["/nonexistent/canned.txt", "ENOENT"]],
     ["JUDGE_GUARD_PRICES", "/nonexistent/prices.json", ["/nonexistent/prices.json", "ENOENT"]],
+    ["JUDGE_GUARD_PRICES", '{"acme-judge-1": {"input": 2,', ["not valid JSON"]],
+    ["JUDGE_GUARD_PRICES", '{"acme-judge-1": {"input": 2}}', ['"acme-judge-1"', '"output"']],
+    [
+      "JUDGE_GUARD_PRICES",
+      '{"acme-judge-1": {"input": 2, "output": -8}}',
+      ['"acme-judge-1"', "output", "-8"],
+    ],
+    ["JUDGE_GUARD_PRICES", '{"acme-judge-1": 3}', ['"acme-judge-1"']],
+    ["JUDGE_GUARD_PRICES", "[1, 2]", ["JSON object"]],
+    ["JUDGE_GUARD_MAX_WORD_DIFFERENCE", "-1", ['"-1"', ">= 0"]],
+    ["JUDGE_GUARD_MAX_WORD_DIFFERENCE", "2.5", ['"2.5"', "whole number"]],
+    ["JUDGE_GUARD_MAX_RELATIVE_DIFFERENCE", "1.5", ['"1.5"', "from 0 to 1"]],
+    ["JUDGE_GUARD_MAX_RELATIVE_DIFFERENCE", "20%", ['"20%"', "from 0 to 1"]],
+    ["JUDGE_GUARD_MAX_RELATIVE_DIFFERENCE", "-0.1", ['"-0.1"']],
+    ["JUDGE_GUARD_MAX_NUMBER_DIFFERENCE", "many", ['"many"', ">= 0"]],
+    ["JUDGE_GUARD_DEFAULT_OUTPUT_TOKENS", "0", ['"0"', ">= 1"]],
+    ["JUDGE_GUARD_DEFAULT_MAX_TOKENS", "4k", ['"4k"', ">= 1"]],
+    ["JUDGE_GUARD_CHARS_PER_TOKEN", "0", ['"0"', "> 0"]],
+    ["JUDGE_GUARD_CHARS_PER_TOKEN", "Infinity", ['"Infinity"', "> 0"]],
+    ["JUDGE_GUARD_PROMPT_OVERHEAD_TOKENS", "0", ['"0"', ">= 1"]],
   ])("%s=%s", (name, value, mentions) => {
     const e = configErrorOf({ [name]: value });
     expect(e.setting).toBe(name);
@@ -233,6 +382,22 @@ describe("fromEnv: invalid values", () => {
     expect(isJudgeGuardError(e)).toBe(true);
     expect(e.message).toContain(name);
     for (const m of mentions) expect(e.message).toContain(m);
+  });
+
+  it.each(["/nonexistent/canned.txt", "session busy", "^please hold"])(
+    "JUDGE_GUARD_CANNED_PATTERNS=%s (no file, no JSON array) says how to give patterns inline",
+    (value) => {
+      const e = configErrorOf({ JUDGE_GUARD_CANNED_PATTERNS: value });
+      expect(e.message).toContain(value);
+      expect(e.message).toMatch(/\(to give patterns inline, use a JSON array such as \["session busy"\]\)$/);
+    },
+  );
+
+  it("JUDGE_GUARD_PRICES inline: an error names the variable, not a file", () => {
+    const e = configErrorOf({ JUDGE_GUARD_PRICES: '{"acme-judge-1": {"input": 2}}' });
+    expect(e.setting).toBe("JUDGE_GUARD_PRICES");
+    expect(e.message).toMatch(/^JUDGE_GUARD_PRICES\b/);
+    expect(e.message).not.toContain("file");
   });
 
   it("an unreadable patterns path (a folder) names the variable and the path", () => {
@@ -299,11 +464,19 @@ describe("createGuard honours fromEnv options", () => {
    * One healthy turn, then the same reply to every later message, one judge call per turn on the
    * whole transcript (as Phantom does). Returns each turn's status ("judged" or the skip reason).
    */
-  async function play(env: Record<string, string>, canned: string, extra: GuardOptions = {}) {
+  async function play(
+    env: Record<string, string>,
+    canned: string | readonly string[],
+    extra: GuardOptions = {},
+  ) {
+    const cannedAt = (i: number) => (typeof canned === "string" ? canned : canned[i % canned.length]!);
     const guard = createGuard(
       fromEnv(env, { ledger: ":memory:", logger: "silent", verdictTtlMs: 0, ...extra }),
     );
-    const replies = ["Deployed version 4 to staging; smoke tests pass.", ...users.slice(1).map(() => canned)];
+    const replies = [
+      "Deployed version 4 to staging; smoke tests pass.",
+      ...users.slice(1).map((_, i) => cannedAt(i)),
+    ];
     const statuses: string[] = [];
     try {
       for (let i = 0; i < users.length; i++) {
@@ -333,7 +506,8 @@ describe("createGuard honours fromEnv options", () => {
 
   const J = "judged";
   const S = "stuck_session";
-  it.each<[string, Record<string, string>, string, string[]]>([
+  const NEAR_DUPLICATES = [UNKNOWN_CANNED, UNKNOWN_CANNED.replace("later", "in a few minutes")];
+  it.each<[string, Record<string, string>, string | readonly string[], string[]]>([
     [
       "an unknown canned line is skipped from its 3rd repeat by default",
       {},
@@ -353,6 +527,18 @@ describe("createGuard honours fromEnv options", () => {
       [J, J, S, S, S, S, S],
     ],
     ["Phantom's canned line is known by default", {}, PHANTOM_CANNED, [J, J, S, S, S, S, S]],
+    [
+      "near-duplicates of an unknown line are one reply by default",
+      {},
+      NEAR_DUPLICATES,
+      [J, J, J, S, S, S, S],
+    ],
+    [
+      "JUDGE_GUARD_MAX_WORD_DIFFERENCE=0 makes near-duplicates different replies",
+      { JUDGE_GUARD_MAX_WORD_DIFFERENCE: "0" },
+      NEAR_DUPLICATES,
+      [J, J, J, J, J, J, J],
+    ],
     [
       "JUDGE_GUARD_BUILTIN_PATTERNS=false forgets Phantom's line",
       { JUDGE_GUARD_BUILTIN_PATTERNS: "false" },
