@@ -1,5 +1,5 @@
-// Scenario 5: contention. 1,000 concurrent calls over 100 keys with tight caps (per key $0.60,
-// global $20; each call costs about $0.009 and takes 1-20 ms): the guard's overhead per call
+// Scenario 5: contention. 1,000 concurrent calls over 100 keys with tight caps (per key $0.05,
+// global $5; each call costs about $0.009 and takes 1-20 ms): the guard's overhead per call
 // against the same calls made unguarded, and the overspend, which must stay within one call's
 // cost per scope.
 import Database from "better-sqlite3";
@@ -8,8 +8,8 @@ import { fmt, summarize, table, tempDir } from "./lib.mjs";
 
 const CALLS = 1000;
 const KEYS = 100;
-const SESSION_CAP = 0.6;
-const GLOBAL_CAP = 20;
+const SESSION_CAP = 0.05;
+const GLOBAL_CAP = 5;
 const usage = { inputTokens: 1500, outputTokens: 300 }; // $0.009 on Sonnet
 const CALL_USD = 0.009;
 
