@@ -13,7 +13,13 @@ export type SkipCode =
   | "GLOBAL_BUDGET"
   | "LEDGER_UNAVAILABLE";
 
-export type ErrorCode = SkipCode | "CONFIG_INVALID" | "REQUEST_INVALID" | "LEDGER_SCHEMA" | "GUARD_CLOSED";
+export type ErrorCode =
+  | SkipCode
+  | "CONFIG_INVALID"
+  | "REQUEST_INVALID"
+  | "LEDGER_SCHEMA"
+  | "GUARD_CLOSED"
+  | "SIGNAL_DELIVERY";
 
 export class JudgeGuardError extends Error {
   readonly code: ErrorCode;
@@ -122,6 +128,16 @@ export class InvalidRequestError extends JudgeGuardError {
 export class LedgerSchemaError extends JudgeGuardError {
   constructor(message: string) {
     super("LEDGER_SCHEMA", message);
+  }
+}
+
+/** A signal sink could not deliver an event; `attempts` says how many tries were made. */
+export class SignalDeliveryError extends JudgeGuardError {
+  readonly attempts: number;
+
+  constructor(message: string, attempts: number, options?: { cause?: unknown }) {
+    super("SIGNAL_DELIVERY", message, options);
+    this.attempts = attempts;
   }
 }
 

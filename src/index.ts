@@ -1,3 +1,4 @@
+export * from "./adapters/phantom.js";
 export {
   admit,
   type BudgetCaps,
@@ -6,9 +7,10 @@ export {
   type ScopeUsage,
 } from "./budget/admission.js";
 export { CostEstimator, type EstimateStats } from "./budget/estimator.js";
-export { ENV_VARIABLES, fromEnv, parseDuration } from "./config/env.js";
+export { ENV_VARIABLES, fromEnv, parseDuration, SIGNAL_VARIABLES } from "./config/env.js";
 export { type Assessment, assessRun, type RunFacts, type StuckEvidence } from "./detection/assess.js";
 export { CannedCatalog, compilePatterns, PHANTOM_CANNED_PATTERNS } from "./detection/catalog.js";
+export type { StuckVerdict } from "./detection/episodes.js";
 export { type Observation, type ReplyFacts, SessionTracker } from "./detection/tracker.js";
 export * from "./errors.js";
 export { fingerprint, type ReplySignature, signReply } from "./fingerprint/fingerprint.js";
@@ -34,7 +36,23 @@ export type { JudgeRequest, PhantomSessionData, PhantomSessionSummary } from "./
 export { DEFAULT_PRICES, loadPriceFile, type ModelPrice, PriceTable, type Usage } from "./pricing/prices.js";
 export { type ReportedCost, readUsage } from "./pricing/usage.js";
 export { type ReplayDecision, type ReplaySummary, replay } from "./replay/replay.js";
-export { callbackSink, type GuardEvent, type SignalSink, type StuckSessionEvent } from "./signals/types.js";
+export { type PhantomSqliteOptions, phantomSqliteSink } from "./signals/phantom-sqlite.js";
+export {
+  type BudgetAlertEvent,
+  callbackSink,
+  type DeliveryReport,
+  type GuardEvent,
+  type SignalSink,
+  type StuckSessionEvent,
+} from "./signals/types.js";
+export {
+  SIGNATURE_HEADER,
+  sign,
+  type VerifyResult,
+  verifyWebhook,
+  type WebhookOptions,
+  webhookSink,
+} from "./signals/webhook.js";
 export { MemoryStore } from "./store/memory.js";
 export { SqliteStore, type SqliteStoreOptions } from "./store/sqlite.js";
 export type { DecisionRecord, LedgerStore, SkipReason } from "./store/types.js";

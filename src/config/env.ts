@@ -6,6 +6,9 @@ import { DEFAULT_SIMILARITY, type SimilarityLimits } from "../fingerprint/simila
 import { DEFAULTS, type GuardOptions, resolveOptions } from "../guard/options.js";
 import { LOG_LEVELS, type LogLevel } from "../log/logger.js";
 import { DEFAULT_PRICES, loadPriceFile, parsePrices } from "../pricing/prices.js";
+import { phantomSqliteSink } from "../signals/phantom-sqlite.js";
+import type { SignalSink } from "../signals/types.js";
+import { webhookSink } from "../signals/webhook.js";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -380,6 +383,19 @@ export const ENV_VARIABLES: readonly Variable[] = [
     parse: (v, n) => parseDuration(v, n, 1000),
   },
   {
+    name: "JUDGE_GUARD_ALERT_AT",
+    option: "alertAt",
+    defaultText: "0.8",
+    doc: "budget alerts go out when a key or the global window uses this fraction of its cap (`off` for none)",
+    parse: (v, n) => {
+      if (/^(off|none|0)$/i.test(v)) return 0;
+      const x = Number(v);
+      if (!/^(0?\.\d+|1(\.0+)?)$/.test(v) || !(x > 0 && x <= 1))
+        fail(n, v, 'a fraction such as "0.8", or "off"');
+      return x;
+    },
+  },
+  {
     name: "JUDGE_GUARD_LOG_LEVEL",
     option: "logger",
     defaultText: "warn",
@@ -387,6 +403,75 @@ export const ENV_VARIABLES: readonly Variable[] = [
     parse: oneOf(LOG_LEVELS) as (v: string, n: string) => LogLevel,
   },
 ];
+
+/**
+ * The variables that choose where signals go. They build sinks rather than set one option, so
+ * they are read apart from {@link ENV_VARIABLES}; the documentation lists them together.
+ */
+export const SIGNAL_VARIABLES = [
+  {
+    name: "JUDGE_GUARD_SIGNAL",
+    defaultText: "none",
+    doc: "where signals go, comma-separated: `none`, `callback` (a function passed in code), `phantom-sqlite`, `webhook`",
+  },
+  {
+    name: "JUDGE_GUARD_PHANTOM_DB",
+    defaultText: "(none)",
+    doc: "`phantom-sqlite`: Phantom's database, e.g. `data/phantom.db` (same host only)",
+  },
+  { name: "JUDGE_GUARD_WEBHOOK_URL", defaultText: "(none)", doc: "`webhook`: where events are POSTed" },
+  {
+    name: "JUDGE_GUARD_WEBHOOK_SECRET",
+    defaultText: "(none)",
+    doc: "`webhook`: HMAC-SHA256 secret for `X-Judge-Guard-Signature` (16+ characters; never logged)",
+  },
+] as const;
+
+const CHANNELS = ["none", "callback", "phantom-sqlite", "webhook"] as const;
+
+/** The sinks JUDGE_GUARD_SIGNAL asks for; `callback` must come from code (`overrides.signals`). */
+function sinksFromEnv(env: Env, fromCode: readonly SignalSink[] | undefined): SignalSink[] | undefined {
+  const raw = env.JUDGE_GUARD_SIGNAL?.trim();
+  if (!raw) return fromCode === undefined ? undefined : [...fromCode];
+  const channels = raw.split(",").map((c) => c.trim().toLowerCase());
+  for (const c of channels) {
+    if (!(CHANNELS as readonly string[]).includes(c))
+      fail("JUDGE_GUARD_SIGNAL", raw, `a comma-separated list of ${CHANNELS.join(", ")}`);
+  }
+  if (channels.includes("none") && channels.length > 1)
+    fail("JUDGE_GUARD_SIGNAL", raw, '"none" alone, or a list of channels');
+  const sinks: SignalSink[] = [];
+  const need = (name: string, channel: string): string => {
+    const v = env[name]?.trim();
+    if (!v) throw new ConfigError(name, `JUDGE_GUARD_SIGNAL includes ${channel}, which needs ${name}`);
+    return v;
+  };
+  if (channels.includes("phantom-sqlite"))
+    sinks.push(phantomSqliteSink({ path: need("JUDGE_GUARD_PHANTOM_DB", "phantom-sqlite") }));
+  if (channels.includes("webhook")) {
+    const url = need("JUDGE_GUARD_WEBHOOK_URL", "webhook");
+    const secret = need("JUDGE_GUARD_WEBHOOK_SECRET", "webhook");
+    try {
+      sinks.push(webhookSink({ url, secret }));
+    } catch (e) {
+      const variable = /secret/.test((e as Error).message)
+        ? "JUDGE_GUARD_WEBHOOK_SECRET"
+        : "JUDGE_GUARD_WEBHOOK_URL";
+      // Never echo the secret.
+      throw new ConfigError(
+        variable,
+        `${variable} is not valid: ${(e as Error).message.replace(/^webhookSink: /, "")}`,
+      );
+    }
+  }
+  if (channels.includes("callback") && (fromCode === undefined || fromCode.length === 0)) {
+    throw new ConfigError(
+      "JUDGE_GUARD_SIGNAL",
+      "JUDGE_GUARD_SIGNAL includes callback, which needs the function from code: createGuard(fromEnv(process.env, { signals: [callbackSink(fn)] }))",
+    );
+  }
+  return [...sinks, ...(fromCode ?? [])];
+}
 
 /**
  * Builds guard options from environment variables (default `process.env`). An invalid value
@@ -404,6 +489,8 @@ export function fromEnv(env: Env = process.env, overrides: GuardOptions = {}): G
     given.push({ variable: v, value });
   }
   const result: Record<string, unknown> = { ...options, ...overrides };
+  const signals = sinksFromEnv(env, overrides.signals);
+  if (signals !== undefined) result.signals = signals;
   for (const key of Object.keys(NESTED_DEFAULTS)) {
     const fromOverrides = (overrides as Record<string, unknown>)[key];
     if (options[key] !== undefined && fromOverrides !== null && typeof fromOverrides === "object")

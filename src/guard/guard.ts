@@ -18,7 +18,13 @@ import type { DecisionRecord, LedgerStore, OwnerRecord, SkipReason } from "../st
 import { toMicros, toUsd } from "../util/money.js";
 import { DAY_MS, DEFAULTS, type GuardOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 import type { CallOptions, Outcome, RunOptions, SkippedOutcome } from "./outcome.js";
-import { type JudgeRequest, type NormalizedRequest, normalizeRequest } from "./request.js";
+import {
+  type JudgeRequest,
+  type NormalizedRequest,
+  normalizeRequest,
+  normalizeSession,
+  type SessionRef,
+} from "./request.js";
 
 /** Read-only counters since the guard was created. */
 export interface GuardStats {
@@ -125,6 +131,8 @@ export class Guard {
   /** Settlements the ledger refused; retried on the heartbeat so no reservation leaks. */
   readonly #unsettled: Array<() => void> = [];
   readonly #caps: BudgetCaps;
+  /** Budget alerts already sent, by alert id. */
+  readonly #alerted = new LRUCache<string, true>({ max: 10_000 });
   readonly #owner: OwnerRecord;
   readonly #timer: NodeJS.Timeout;
   readonly #usageOf: (result: unknown) => ReportedCost | undefined;
@@ -311,6 +319,18 @@ export class Guard {
     throw outcome.error;
   }
 
+  /**
+   * Looks at a session without calling a judge: is it stuck? Updates the stuck state exactly as
+   * `run` would (an episode opens, the runtime is signalled), records no decision. The pipeline
+   * adapters use it to skip a whole evolution cycle.
+   */
+  assess(session: SessionRef): StuckVerdict {
+    if (this.#closed) throw new GuardClosedError();
+    const s = normalizeSession(session);
+    const obs = this.#tracker.observe(s.sessionKey, s.userMessages, s.assistantMessages, s.facts);
+    return this.#episodes.update(obs, this.#o.clock.now());
+  }
+
   /** A key's current state: stuck or not, and its spend against its caps within the window. */
   session(sessionKey: string): SessionState {
     const now = this.#o.clock.now();
@@ -355,6 +375,7 @@ export class Guard {
     clearInterval(this.#timer);
     this.#retryUnsettled();
     this.#saveLearned();
+    await this.#signals.close();
     this.#safely(() => this.#store.removeOwner(this.#owner.id));
     if (this.#ownsStore) this.#store.close();
   }
@@ -598,6 +619,7 @@ export class Guard {
     if (failed) this.#stats.failed++;
     else this.#stats.judged++;
     this.#stats.chargedMicros += charged;
+    if (charged > 0) this.#checkAlerts(req.sessionKey, a.at);
     if (this.#queue.length > 0) {
       clearTimeout(this.#pumpTimer);
       this.#pumpTimer = undefined;
@@ -631,6 +653,8 @@ export class Guard {
       }),
     };
     const code = CODES[reason];
+    if (why.refusal)
+      this.#alert("cap_reached", why.refusal.reason, req.sessionKey, why.refusal.used, why.refusal.cap, now);
     if (reason !== "ledger_error")
       this.#recordSkip(req, obs, now, reason, savedMicros, why.stuck?.episodeId ?? null);
     this.#stats.skipped[reason]++;
@@ -674,6 +698,61 @@ export class Guard {
         durationMs: 0,
         episodeId,
       }),
+    );
+  }
+
+  /** Sends a "warning" alert when a budget's use crosses `alertAt` of its cap. */
+  #checkAlerts(sessionKey: string, now: number): void {
+    if (!this.#signals.enabled || this.#o.alertAt === 0) return;
+    const at = this.#o.alertAt;
+    const key = this.#safely(() => this.#store.scopeUsage(sessionKey, now - this.#o.budgetWindowMs));
+    const all = this.#safely(() => this.#store.scopeUsage(null, now - DAY_MS));
+    const over = (used: number, cap: number) => cap !== Number.POSITIVE_INFINITY && used >= at * cap;
+    if (key && over(key.spentMicros, this.#o.sessionBudgetMicros)) {
+      this.#alert("warning", "session_budget", sessionKey, key.spentMicros, this.#o.sessionBudgetMicros, now);
+    }
+    if (key && over(key.calls, this.#o.sessionMaxCalls)) {
+      this.#alert("warning", "session_calls", sessionKey, key.calls, this.#o.sessionMaxCalls, now);
+    }
+    if (all && over(all.spentMicros, this.#o.dailyBudgetMicros)) {
+      this.#alert("warning", "global_budget", null, all.spentMicros, this.#o.dailyBudgetMicros, now);
+    }
+  }
+
+  /**
+   * A budget alert, once per scope, reason, level and window (windows counted from the epoch,
+   * so every process sharing a ledger names the same one). Amounts are micro-dollars in, USD out.
+   */
+  #alert(
+    level: "warning" | "cap_reached",
+    reason: "session_budget" | "session_calls" | "global_budget",
+    sessionKey: string | null,
+    used: number,
+    cap: number,
+    now: number,
+  ): void {
+    if (!this.#signals.enabled || this.#o.alertAt === 0) return;
+    const global = reason === "global_budget";
+    const windowMs = global ? DAY_MS : this.#o.budgetWindowMs;
+    const windowStart = Math.floor(now / windowMs) * windowMs;
+    const alertId = `${global ? "global" : `session:${sessionKey}`}:${reason}:${level}:${windowStart}`;
+    if (this.#alerted.has(alertId)) return;
+    this.#alerted.set(alertId, true);
+    const money = reason !== "session_calls";
+    this.#signals.send(
+      {
+        type: "budget_alert",
+        level,
+        scope: global ? "global" : "session",
+        session_key: global ? null : sessionKey,
+        reason,
+        used: money ? toUsd(used) : used,
+        cap: money ? toUsd(cap) : cap,
+        window_start: new Date(windowStart).toISOString(),
+        alert_id: alertId,
+        ts: new Date(now).toISOString(),
+      },
+      now,
     );
   }
 

@@ -53,8 +53,13 @@ export interface GuardOptions {
   readonly concurrency?: number;
   /** Prices in USD per million tokens, by model id, merged over the built-in table. @default DEFAULT_PRICES */
   readonly prices?: Readonly<Record<string, ModelPrice>>;
-  /** Where "force a fresh session" signals go. @default [] */
+  /** Where "force a fresh session" signals and budget alerts go. @default [] */
   readonly signals?: readonly SignalSink[];
+  /**
+   * A budget alert goes out when a key or the global window uses this fraction of its cap, and
+   * another when a cap refuses a call; each once per window. 0 turns alerts off. @default 0.8
+   */
+  readonly alertAt?: number;
   /**
    * A stuck episode is signalled once; a channel whose delivery failed is retried at most this
    * often while the session stays stuck. @default 1_800_000 (30 min)
@@ -101,6 +106,7 @@ export interface ResolvedOptions {
   readonly concurrency: number;
   readonly prices: Readonly<Record<string, ModelPrice>>;
   readonly signals: readonly SignalSink[];
+  readonly alertAt: number;
   readonly signalCooldownMs: number;
   readonly verdictTtlMs: number;
   readonly verdictCacheSize: number;
@@ -132,6 +138,7 @@ export const DEFAULTS = {
   maxSessions: 10_000,
   leaseMs: 30_000,
   admissionWaitMs: 60_000,
+  alertAt: 0.8,
 } as const;
 
 function bad(option: string, value: unknown, allowed: string): never {
@@ -156,6 +163,13 @@ function nonNegative(
     value >= 0 &&
     (Number.isFinite(value) || (allowInfinity && value === Infinity));
   if (!ok) bad(option, value, allowInfinity ? "a number >= 0, or Infinity for no cap" : "a number >= 0");
+  return value;
+}
+
+function fraction(option: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !(value >= 0 && value <= 1))
+    bad(option, value, "a fraction from 0 to 1 (0 turns it off)");
   return value;
 }
 
@@ -252,6 +266,7 @@ export function resolveOptions(o: GuardOptions): ResolvedOptions {
     concurrency: int("concurrency", o.concurrency, DEFAULTS.concurrency, 1),
     prices: o.prices === undefined ? DEFAULT_PRICES : mergePrices(o.prices),
     signals: o.signals ?? [],
+    alertAt: fraction("alertAt", o.alertAt, DEFAULTS.alertAt),
     signalCooldownMs: int("signalCooldownMs", o.signalCooldownMs, DEFAULTS.signalCooldownMs, 0),
     verdictTtlMs: int("verdictTtlMs", o.verdictTtlMs, DEFAULTS.verdictTtlMs, 0),
     verdictCacheSize: int("verdictCacheSize", o.verdictCacheSize, DEFAULTS.verdictCacheSize, 1),

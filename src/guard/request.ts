@@ -92,9 +92,21 @@ function messages(value: unknown, field: string): readonly string[] {
   return value as readonly string[];
 }
 
-export function normalizeRequest(r: JudgeRequest): NormalizedRequest {
-  if (r === null || typeof r !== "object")
+/** The session part of a request: a Phantom `session`, or a key and the two message arrays. */
+export type SessionRef = Pick<
+  JudgeRequest,
+  "session" | "sessionKey" | "userMessages" | "assistantMessages" | "reply"
+>;
+
+export type NormalizedSession = Pick<
+  NormalizedRequest,
+  "sessionKey" | "userMessages" | "assistantMessages" | "facts"
+>;
+
+export function normalizeSession(r: SessionRef): NormalizedSession {
+  if (r === null || typeof r !== "object") {
     throw new InvalidRequestError("request", `the request must be an object, got ${describe(r)}`);
+  }
   const s = r.session as (Partial<PhantomSessionSummary> & Partial<PhantomSessionData>) | undefined;
   if (s !== undefined && (s === null || typeof s !== "object")) {
     throw new InvalidRequestError("session", `session must be an object, got ${describe(s)}`);
@@ -111,12 +123,6 @@ export function normalizeRequest(r: JudgeRequest): NormalizedRequest {
     r.assistantMessages ?? s?.assistant_messages ?? s?.assistantMessages ?? [],
     r.assistantMessages !== undefined ? "assistantMessages" : "session.assistant_messages",
   );
-  if (r.maxTokens !== undefined && (!Number.isInteger(r.maxTokens) || r.maxTokens <= 0)) {
-    throw new InvalidRequestError(
-      "maxTokens",
-      `maxTokens must be a positive integer, got ${describe(r.maxTokens)}`,
-    );
-  }
   let facts = r.reply;
   if (facts === undefined && s !== undefined) {
     const costUsd = s.cost_usd ?? s.costUsd;
@@ -126,13 +132,21 @@ export function normalizeRequest(r: JudgeRequest): NormalizedRequest {
       facts = { costUsd, sdkSessionId, toolsUsed, outcome: s.outcome };
     }
   }
+  return { sessionKey, userMessages, assistantMessages, facts };
+}
+
+export function normalizeRequest(r: JudgeRequest): NormalizedRequest {
+  const session = normalizeSession(r);
+  if (r.maxTokens !== undefined && (!Number.isInteger(r.maxTokens) || r.maxTokens <= 0)) {
+    throw new InvalidRequestError(
+      "maxTokens",
+      `maxTokens must be a positive integer, got ${describe(r.maxTokens)}`,
+    );
+  }
   return {
-    sessionKey,
+    ...session,
     judge: label(r.judge, "judge"),
     model: label(r.model, "model"),
-    userMessages,
-    assistantMessages,
-    facts,
     maxTokens: r.maxTokens,
     variant: r.variant === undefined ? "" : label(r.variant, "variant"),
   };

@@ -1,6 +1,6 @@
 import type { Logger } from "../log/logger.js";
 import type { LedgerStore } from "../store/types.js";
-import type { GuardEvent, SignalSink } from "./types.js";
+import { eventId, type GuardEvent, type SignalSink } from "./types.js";
 
 export interface DispatcherOptions {
   /** Shadow mode: record what would have been sent, send nothing. */
@@ -22,7 +22,7 @@ export class SignalDispatcher {
   readonly #store: LedgerStore;
   readonly #log: Logger;
   readonly #o: DispatcherOptions;
-  /** Channels that delivered each episode's event, while some have not. */
+  /** Channels that delivered each event (an episode or an alert), while some have not. */
   readonly #delivered = new Map<string, Set<string>>();
   delivered = 0;
   failed = 0;
@@ -38,46 +38,32 @@ export class SignalDispatcher {
     return this.#sinks.length > 0;
   }
 
-  send(event: GuardEvent, now: number, onDelivered: () => void): void {
-    const key = event.episode_id;
+  send(event: GuardEvent, now: number, onDelivered: () => void = () => {}): void {
+    const key = eventId(event);
     let done = this.#delivered.get(key);
     if (done === undefined) {
       done = new Set();
       this.#delivered.set(key, done);
     }
     const delivered = done;
-    const pending = this.#sinks.filter((s) => !delivered.has(s.name));
-    const deliveries = pending.map(async (sink) => {
-      let error: string | null = null;
-      if (this.#o.shadow) {
-        delivered.add(sink.name);
-      } else {
-        try {
-          await sink.send(event);
-          delivered.add(sink.name);
-          this.delivered++;
-        } catch (e) {
-          error = (e as Error)?.message ?? String(e);
-          this.failed++;
-          this.#log.warn(
-            { channel: sink.name, sessionKey: event.session_key, err: error },
-            "signal delivery failed",
-          );
-        }
-      }
-      this.#o.safely(() =>
-        this.#store.recordSignal({
-          ts: now,
-          episodeId: event.episode_id,
-          sessionKey: event.session_key,
-          channel: sink.name,
-          event: event.type,
-          status: this.#o.shadow ? "shadow" : error === null ? "delivered" : "failed",
-          attempts: 1,
-          error,
-        }),
-      );
-    });
+    const deliveries = this.#sinks
+      .filter((s) => !delivered.has(s.name))
+      .map(async (sink) => {
+        const result = this.#o.shadow ? { error: null, attempts: 0 } : await this.#deliver(sink, event);
+        if (result.error === null) delivered.add(sink.name);
+        this.#o.safely(() =>
+          this.#store.recordSignal({
+            ts: now,
+            episodeId: event.type === "stuck_session" ? event.episode_id : null,
+            sessionKey: event.session_key ?? "*",
+            channel: sink.name,
+            event: event.type === "stuck_session" ? event.type : `${event.type}:${event.level}`,
+            status: this.#o.shadow ? "shadow" : result.error === null ? "delivered" : "failed",
+            attempts: result.attempts,
+            error: result.error,
+          }),
+        );
+      });
     this.#o.track(
       Promise.allSettled(deliveries).then(() => {
         if (delivered.size < this.#sinks.length) return;
@@ -85,5 +71,37 @@ export class SignalDispatcher {
         onDelivered();
       }),
     );
+  }
+
+  async #deliver(sink: SignalSink, event: GuardEvent): Promise<{ error: string | null; attempts: number }> {
+    try {
+      const report = await sink.send(event);
+      this.delivered++;
+      return { error: null, attempts: report?.attempts ?? 1 };
+    } catch (e) {
+      const error = (e as Error)?.message ?? String(e);
+      const tried = (e as { attempts?: unknown })?.attempts;
+      const attempts = typeof tried === "number" ? tried : 1;
+      this.failed++;
+      this.#log.warn(
+        { channel: sink.name, event: event.type, sessionKey: event.session_key, attempts, err: error },
+        "signal delivery failed",
+      );
+      return { error, attempts };
+    }
+  }
+
+  /** Closes the sinks that hold resources. */
+  async close(): Promise<void> {
+    for (const sink of this.#sinks) {
+      try {
+        await sink.close?.();
+      } catch (e) {
+        this.#log.warn(
+          { channel: sink.name, err: (e as Error)?.message },
+          "signal sink did not close cleanly",
+        );
+      }
+    }
   }
 }

@@ -1,0 +1,253 @@
+/**
+ * Adapters for Phantom's judge pipeline, typed structurally (no dependency on Phantom's code).
+ *
+ * This module loads no native code, so it runs under Bun (Phantom's runtime) as well as Node:
+ * import it as `judge-guard/phantom` and give it either the in-process guard (Node) or the
+ * sidecar client (Bun), both of which satisfy {@link GuardLike}.
+ *
+ * | Phantom                      | adapter                  | a skip surfaces as                      |
+ * |------------------------------|--------------------------|-----------------------------------------|
+ * | `afterSession(summary)`      | `guardAfterSession`      | the whole cycle skipped: `skipped(...)`  |
+ * | v0.18.2 `callJudge(params)`  | `guardCallJudge`         | the typed error (call sites catch it)   |
+ * | main `runJudgeQuery(c, p)`   | `guardRunJudgeQuery`     | the error; the gate gets `evolve: false` |
+ * | an Anthropic client          | `guardAnthropicClient`   | the typed error                         |
+ *
+ * The judge-level adapters learn which session a call belongs to from an async context that
+ * `guardAfterSession` (or `withSession`) sets, because judge calls themselves carry no session.
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import { createHash } from "node:crypto";
+import type { StuckVerdict } from "../detection/episodes.js";
+import type { CallOptions, SkippedOutcome } from "../guard/outcome.js";
+import type {
+  JudgeRequest,
+  PhantomSessionData,
+  PhantomSessionSummary,
+  SessionRef,
+} from "../guard/request.js";
+
+/** What the adapters need of a guard: the in-process `Guard` and the sidecar client both fit. */
+export interface GuardLike {
+  call<T>(request: JudgeRequest, judge: () => Promise<T> | T, options?: CallOptions<T>): Promise<T>;
+  assess(session: SessionRef): StuckVerdict | Promise<StuckVerdict>;
+}
+
+export type PhantomSession = PhantomSessionSummary | PhantomSessionData;
+
+const context = new AsyncLocalStorage<PhantomSession>();
+
+/** Runs `fn` with `session` as the session the judge-level adapters charge their calls to. */
+export function withSession<R>(session: PhantomSession, fn: () => R): R {
+  return context.run(session, fn);
+}
+
+/** The session set by {@link withSession} or {@link guardAfterSession}, if any. */
+export function currentSession(): PhantomSession | undefined {
+  return context.getStore();
+}
+
+/**
+ * Tells apart calls of one judge kind on one transcript that use different prompts (the
+ * regression gate's golden cases): a hash of the prompt, never the prompt itself.
+ */
+export function promptVariant(...parts: readonly unknown[]): string {
+  const h = createHash("sha256");
+  for (const p of parts) h.update(typeof p === "string" ? p : JSON.stringify(p ?? null)).update("\u0000");
+  return h.digest("hex").slice(0, 16);
+}
+
+/**
+ * Pipeline level: wraps `afterSession(summary)`. A stuck session skips the whole evolution
+ * cycle (no judge is called) and returns what `skipped` builds; a healthy one runs inside the
+ * session's context, so every guarded judge call in it is charged to the session.
+ */
+export function guardAfterSession<S extends PhantomSession, R>(
+  guard: GuardLike,
+  afterSession: (summary: S) => Promise<R>,
+  options: { skipped: (verdict: StuckVerdict, summary: S) => R | Promise<R> },
+): (summary: S) => Promise<R> {
+  if (typeof options?.skipped !== "function") {
+    throw new TypeError(
+      "guardAfterSession needs options.skipped: what afterSession returns for a skipped cycle",
+    );
+  }
+  return async (summary: S) => {
+    const verdict = await guard.assess({ session: summary });
+    if (verdict.stuck) return options.skipped(verdict, summary);
+    return withSession(summary, () => afterSession(summary));
+  };
+}
+
+/** v0.18.2's `callJudge` parameters (the fields the guard reads). */
+export interface CallJudgeParams {
+  readonly model: string;
+  readonly systemPrompt: string;
+  readonly userMessage: string;
+  readonly schemaName?: string;
+  readonly maxTokens?: number;
+}
+
+export interface JudgeAdapterOptions<P> {
+  /** The judge kind (cost bucket) of a call. @default params.schemaName ?? "judge" */
+  readonly judgeOf?: (params: P) => string;
+  /** max_tokens when the call does not say. @default 4096 (Phantom's) */
+  readonly maxTokens?: number;
+}
+
+function kind<P extends { schemaName?: string }>(params: P, options: JudgeAdapterOptions<P>): string {
+  return options.judgeOf?.(params) ?? params.schemaName ?? "judge";
+}
+
+/**
+ * Judge level, v0.18.2: wraps `callJudge(params)`. Each call inside a session's context is
+ * admitted, budgeted and settled with the `JudgeResult`'s tokens; a skip throws the typed error
+ * (every v0.18.2 call site catches judge errors and falls back). Outside a session's context
+ * the call goes through unguarded.
+ */
+export function guardCallJudge<P extends CallJudgeParams, R>(
+  guard: GuardLike,
+  callJudge: (params: P) => Promise<R>,
+  options: JudgeAdapterOptions<P> = {},
+): (params: P) => Promise<R> {
+  return (params: P) => {
+    const session = currentSession();
+    if (session === undefined) return callJudge(params);
+    return guard.call(
+      {
+        judge: kind(params, options),
+        model: params.model,
+        session,
+        maxTokens: params.maxTokens ?? options.maxTokens ?? 4096,
+        variant: promptVariant(params.systemPrompt, params.userMessage),
+      },
+      () => callJudge(params),
+    );
+  };
+}
+
+/** Current main's `runJudgeQuery(config, params)` parameters (the fields the guard reads). */
+export interface JudgeQueryParams {
+  readonly systemPrompt: string;
+  readonly userMessage: string;
+  readonly model?: string;
+  readonly maxTokens?: number;
+  readonly schemaName?: string;
+}
+
+export interface RunJudgeQueryOptions<P, R> extends JudgeAdapterOptions<P> {
+  /** The model when a call names none (the Agent SDK default). @default "claude-haiku-4-5" */
+  readonly defaultModel?: string;
+  /** Which calls are the evolution gate, whose errors fail towards running evolution. */
+  readonly isGate?: (params: P) => boolean;
+  /** The gate's answer for a skipped call. @default a JudgeQueryResult with data `{evolve: false}` */
+  readonly gateResult?: (skip: SkippedOutcome, params: P) => R;
+}
+
+/** A `JudgeQueryResult` that says "do not evolve", for a gate call the guard skipped. */
+export function doNotEvolve(skip: SkippedOutcome, model: string) {
+  return {
+    verdict: "fail" as const,
+    confidence: 1,
+    reasoning: `judge-guard skipped this gate: ${skip.reason}`,
+    data: { evolve: false, reason: `judge-guard: ${skip.reason}` },
+    model,
+    inputTokens: 0,
+    outputTokens: 0,
+    costUsd: 0,
+    durationMs: 0,
+  };
+}
+
+/**
+ * Judge level, current main: wraps `runJudgeQuery(config, params)`. A failed subprocess's
+ * `JudgeSubprocessError.partialCost` is charged (the spend was real). The gate never receives an
+ * error for a skip (its errors fail towards firing evolution): it gets `{evolve: false}`.
+ */
+export function guardRunJudgeQuery<C, P extends JudgeQueryParams, R>(
+  guard: GuardLike,
+  runJudgeQuery: (config: C, params: P) => Promise<R>,
+  options: RunJudgeQueryOptions<P, R> = {},
+): (config: C, params: P) => Promise<R> {
+  return (config: C, params: P) => {
+    const session = currentSession();
+    if (session === undefined) return runJudgeQuery(config, params);
+    const model = params.model ?? options.defaultModel ?? "claude-haiku-4-5";
+    const gate = options.isGate?.(params) === true;
+    return guard.call(
+      {
+        judge: kind(params, options),
+        model,
+        session,
+        maxTokens: params.maxTokens ?? options.maxTokens ?? 4096,
+        variant: promptVariant(params.systemPrompt, params.userMessage),
+      },
+      () => runJudgeQuery(config, params),
+      gate
+        ? {
+            substitute: (skip) =>
+              options.gateResult ? options.gateResult(skip, params) : (doNotEvolve(skip, model) as R),
+          }
+        : {},
+    );
+  };
+}
+
+/** The part of an Anthropic SDK client the guard wraps. */
+export interface AnthropicLike {
+  readonly messages: {
+    create(params: AnthropicParams, ...rest: unknown[]): Promise<unknown>;
+    parse?(params: AnthropicParams, ...rest: unknown[]): Promise<unknown>;
+  };
+}
+
+export interface AnthropicParams {
+  readonly model: string;
+  readonly max_tokens?: number;
+  readonly system?: unknown;
+  readonly messages?: unknown;
+  readonly [key: string]: unknown;
+}
+
+/**
+ * Client level: wraps an Anthropic-SDK-shaped client so every `messages.create` and
+ * `messages.parse` made inside a session's context is guarded; its `usage` (cache tokens
+ * included) is what is charged. Give the wrapped client to Phantom's `setClient(...)` and wrap
+ * `afterSession` with {@link guardAfterSession}: every v0.18.2 judge is then guarded.
+ */
+export function guardAnthropicClient<C extends AnthropicLike>(
+  guard: GuardLike,
+  client: C,
+  options: { judgeOf?: (params: AnthropicParams) => string } = {},
+): C {
+  const wrap =
+    (method: "create" | "parse") =>
+    (params: AnthropicParams, ...rest: unknown[]) => {
+      const original = client.messages[method]!.bind(client.messages) as (
+        p: AnthropicParams,
+        ...r: unknown[]
+      ) => Promise<unknown>;
+      const session = currentSession();
+      if (session === undefined) return original(params, ...rest);
+      return guard.call(
+        {
+          judge: options.judgeOf?.(params) ?? "judge",
+          model: params.model,
+          session,
+          maxTokens: params.max_tokens ?? 4096,
+          variant: promptVariant(params.system, params.messages),
+        },
+        () => original(params, ...rest),
+      );
+    };
+  const messages = new Proxy(client.messages, {
+    get(target, prop, receiver) {
+      if (prop === "create" || (prop === "parse" && typeof target.parse === "function")) return wrap(prop);
+      return Reflect.get(target, prop, receiver);
+    },
+  });
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      return prop === "messages" ? messages : Reflect.get(target, prop, receiver);
+    },
+  });
+}

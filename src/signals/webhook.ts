@@ -1,0 +1,123 @@
+import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { SignalDeliveryError } from "../errors.js";
+import type { GuardEvent, SignalSink } from "./types.js";
+
+export const SIGNATURE_HEADER = "x-judge-guard-signature";
+export const IDEMPOTENCY_HEADER = "idempotency-key";
+
+export interface WebhookOptions {
+  readonly url: string;
+  /** Shared secret for the HMAC-SHA256 signature of each body. */
+  readonly secret: string;
+  /** Per attempt. @default 5000 */
+  readonly timeoutMs?: number;
+  /** Further attempts after a timeout, a network error, a 429 or a 5xx. @default 3 */
+  readonly retries?: number;
+  /** First delay between attempts, doubled each time. @default 500 */
+  readonly backoffMs?: number;
+  /** Sink name in the ledger. @default "webhook" */
+  readonly name?: string;
+  /** For tests and runtimes without a global fetch. @default globalThis.fetch */
+  readonly fetch?: typeof fetch;
+}
+
+/** `sha256=<hex HMAC-SHA256 of the raw body with the secret>`. */
+export function sign(body: string | Uint8Array, secret: string): string {
+  return `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * POSTs each event as JSON, signed with `X-Judge-Guard-Signature: sha256=<hex HMAC>` of the raw
+ * body. A retried delivery sends the same body with the same `Idempotency-Key` (a hash of the
+ * body), so the receiver can recognise it. 4xx answers other than 429 are final; timeouts,
+ * network errors, 429 and 5xx are retried with exponential backoff.
+ */
+export function webhookSink(options: WebhookOptions): SignalSink {
+  let url: URL;
+  try {
+    url = new URL(options.url);
+  } catch {
+    throw new TypeError(`webhookSink: url ${JSON.stringify(options.url)} is not a valid URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new TypeError(`webhookSink: url must be http or https, got ${url.protocol}`);
+  }
+  if (typeof options.secret !== "string" || options.secret.length < 16) {
+    throw new TypeError("webhookSink: secret must be a string of at least 16 characters");
+  }
+  const doFetch = options.fetch ?? globalThis.fetch;
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const retries = options.retries ?? 3;
+  const backoffMs = options.backoffMs ?? 500;
+
+  return {
+    name: options.name ?? "webhook",
+    async send(event: GuardEvent) {
+      const body = JSON.stringify(event);
+      const headers = {
+        "content-type": "application/json",
+        [SIGNATURE_HEADER]: sign(body, options.secret),
+        [IDEMPOTENCY_HEADER]: createHash("sha256").update(body).digest("hex").slice(0, 32),
+        "user-agent": "judge-guard",
+      };
+      let last = "";
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const res = await doFetch(url, {
+            method: "POST",
+            headers,
+            body,
+            signal: AbortSignal.timeout(timeoutMs),
+          });
+          await res.body?.cancel().catch(() => {});
+          if (res.ok) return { attempts: attempt };
+          last = `HTTP ${res.status}`;
+          if (res.status < 500 && res.status !== 429)
+            throw new SignalDeliveryError(`webhook: ${url.host} answered ${last}`, attempt);
+        } catch (e) {
+          if (e instanceof SignalDeliveryError) throw e;
+          last =
+            (e as Error)?.name === "TimeoutError"
+              ? `no answer within ${timeoutMs} ms`
+              : ((e as Error)?.message ?? String(e));
+        }
+        if (attempt > retries)
+          throw new SignalDeliveryError(`webhook: ${url.host}: ${last} (after ${attempt} attempts)`, attempt);
+        await sleep(backoffMs * 2 ** (attempt - 1));
+      }
+    },
+  };
+}
+
+export type VerifyResult = { ok: true; event: GuardEvent } | { ok: false; reason: string };
+
+/**
+ * For the receiving side: checks a delivery's signature (in constant time) against the raw
+ * body, exactly as received, and rejects events older than `toleranceMs` (a replayed capture).
+ */
+export function verifyWebhook(
+  rawBody: string | Uint8Array,
+  signatureHeader: string | null | undefined,
+  secret: string,
+  options: { toleranceMs?: number; now?: number } = {},
+): VerifyResult {
+  if (!signatureHeader) return { ok: false, reason: `missing ${SIGNATURE_HEADER} header` };
+  const expected = Buffer.from(sign(rawBody, secret));
+  const given = Buffer.from(signatureHeader.trim());
+  if (given.length !== expected.length || !timingSafeEqual(given, expected))
+    return { ok: false, reason: "bad signature" };
+  let event: GuardEvent;
+  try {
+    event = JSON.parse(typeof rawBody === "string" ? rawBody : Buffer.from(rawBody).toString("utf8"));
+  } catch {
+    return { ok: false, reason: "body is not JSON" };
+  }
+  const ts = Date.parse(event?.ts);
+  if (Number.isNaN(ts)) return { ok: false, reason: "event has no valid ts" };
+  const age = (options.now ?? Date.now()) - ts;
+  if (Math.abs(age) > (options.toleranceMs ?? 300_000))
+    return { ok: false, reason: "stale event (ts outside the tolerance)" };
+  return { ok: true, event };
+}
