@@ -55,7 +55,7 @@ export interface SignalSink {
    * Delivers one event; throws (or rejects) when delivery failed. An error may carry
    * `attempts` (a number) to record how many were made.
    */
-  send(event: GuardEvent): void | DeliveryReport | Promise<void | DeliveryReport>;
+  send(event: GuardEvent): undefined | DeliveryReport | Promise<undefined | DeliveryReport | void> | void;
   /** Releases what the sink holds (a database handle), when the guard closes. */
   close?(): void | Promise<void>;
 }

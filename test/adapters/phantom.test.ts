@@ -72,7 +72,7 @@ describe("guardAfterSession", () => {
     const guard = createGuard({ ledger: new MemoryStore(), logger: "silent" });
     const seen: Array<string | undefined> = [];
     const afterSession = async (s: PhantomSessionSummary) => {
-      seen.push(currentSession()?.session_key ?? s.session_key);
+      seen.push((currentSession() as PhantomSessionSummary | undefined)?.session_key ?? s.session_key);
       return { changes: 1 };
     };
     const wrapped = guardAfterSession(guard, afterSession, {
@@ -203,7 +203,7 @@ describe("guardAnthropicClient", () => {
     const client = {
       apiKey: "sk-test",
       messages: {
-        async create(p: { model: string }) {
+        async create(p: { model: string; [k: string]: unknown }) {
           created++;
           return {
             id: "msg_1",
@@ -212,7 +212,7 @@ describe("guardAnthropicClient", () => {
             usage: { input_tokens: 1000, output_tokens: 100, cache_read_input_tokens: 5000 },
           };
         },
-        async parse(p: { model: string }) {
+        async parse(p: { model: string; [k: string]: unknown }) {
           return this.create(p);
         },
         countTokens: () => 42,

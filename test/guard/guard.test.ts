@@ -12,6 +12,7 @@ import {
   MemoryStore,
   SqliteStore,
   StuckSessionError,
+  type StuckSessionEvent,
 } from "../../src/index.js";
 import { FakeClock, useTempDir } from "../helpers/tmp.js";
 
@@ -297,7 +298,7 @@ describe("signals", () => {
       reason: "stuck_session",
       repeats: 2,
     });
-    expect(events[0]!.episode_id).toMatch(/^[0-9a-f-]{36}$/);
+    expect((events[0] as StuckSessionEvent).episode_id).toMatch(/^[0-9a-f-]{36}$/);
     expect(store.signals).toEqual([expect.objectContaining({ channel: "callback", status: "delivered" })]);
   });
 
@@ -342,7 +343,7 @@ describe("signals", () => {
     }
     await guard.close();
     expect(events).toHaveLength(2);
-    expect(events[0]!.episode_id).not.toBe(events[1]!.episode_id);
+    expect((events[0] as StuckSessionEvent).episode_id).not.toBe((events[1] as StuckSessionEvent).episode_id);
   });
 });
 
