@@ -1,6 +1,6 @@
 import type { Logger } from "../log/logger.js";
 import type { LedgerStore } from "../store/types.js";
-import { eventId, type GuardEvent, type SignalSink } from "./types.js";
+import { type DeliveryReport, eventId, type GuardEvent, type SignalSink } from "./types.js";
 
 export interface DispatcherOptions {
   /** Shadow mode: record what would have been sent, send nothing. */
@@ -75,9 +75,9 @@ export class SignalDispatcher {
 
   async #deliver(sink: SignalSink, event: GuardEvent): Promise<{ error: string | null; attempts: number }> {
     try {
-      const report = await sink.send(event);
+      const report = (await sink.send(event)) as DeliveryReport | undefined;
       this.delivered++;
-      return { error: null, attempts: report?.attempts ?? 1 };
+      return { error: null, attempts: typeof report?.attempts === "number" ? report.attempts : 1 };
     } catch (e) {
       const error = (e as Error)?.message ?? String(e);
       const tried = (e as { attempts?: unknown })?.attempts;

@@ -52,10 +52,10 @@ export interface SignalSink {
   /** Short name recorded with each delivery ("callback", "webhook", ...); unique per guard. */
   readonly name: string;
   /**
-   * Delivers one event; throws (or rejects) when delivery failed. An error may carry
-   * `attempts` (a number) to record how many were made.
+   * Delivers one event; throws (or rejects) when delivery failed. It may resolve with a
+   * {@link DeliveryReport}; an error may carry `attempts` (a number) to record how many were made.
    */
-  send(event: GuardEvent): undefined | DeliveryReport | Promise<undefined | DeliveryReport | void> | void;
+  send(event: GuardEvent): unknown;
   /** Releases what the sink holds (a database handle), when the guard closes. */
   close?(): void | Promise<void>;
 }
