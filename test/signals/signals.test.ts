@@ -97,7 +97,9 @@ describe("phantomSqliteSink", () => {
     const phantom = new Database(path);
     phantom.exec("BEGIN IMMEDIATE"); // Phantom mid-write
     const sink = phantomSqliteSink({ path, busyTimeoutMs: 10, retries: 2, backoffMs: 5 });
-    const err = await Promise.resolve(sink.send(stuckEvent)).catch((e) => e);
+    const err = await Promise.resolve(sink.send(stuckEvent)).catch(
+      (e: unknown) => e as Error & { attempts?: number },
+    );
     expect(err).toMatchObject({ code: "SIGNAL_DELIVERY", attempts: 3 });
     expect(String(err.message)).toMatch(/locked|busy/i);
     phantom.exec("COMMIT");
@@ -214,7 +216,7 @@ describe("webhookSink and verifyWebhook", () => {
     const bad = await receiver([400]);
     const err = await Promise.resolve(
       webhookSink({ url: bad.url, secret, backoffMs: 5 }).send(stuckEvent),
-    ).catch((e) => e);
+    ).catch((e: unknown) => e as Error & { attempts?: number });
     expect(err).toMatchObject({ code: "SIGNAL_DELIVERY", attempts: 1 });
     expect(String(err.message)).toMatch(/answered HTTP 400/);
   });
@@ -225,7 +227,7 @@ describe("webhookSink and verifyWebhook", () => {
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
     const err = await Promise.resolve(
       webhookSink({ url, secret, timeoutMs: 50, retries: 1, backoffMs: 5 }).send(stuckEvent),
-    ).catch((e) => e);
+    ).catch((e: unknown) => e as Error & { attempts?: number });
     expect(err).toMatchObject({ attempts: 2 });
     expect(String(err.message)).toMatch(/no answer within 50 ms/);
     server.closeAllConnections();
