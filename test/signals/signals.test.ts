@@ -20,6 +20,16 @@ import { FakeClock, useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
 
+/** The error a delivery fails with (the test fails if it succeeds). */
+async function failure(delivery: unknown): Promise<Error & { attempts?: number; code?: string }> {
+  try {
+    await delivery;
+  } catch (e) {
+    return e as Error & { attempts?: number; code?: string };
+  }
+  throw new Error("expected the delivery to fail");
+}
+
 /** Phantom's sessions table, as both versions create it. */
 const PHANTOM_SCHEMA = `CREATE TABLE sessions (id INTEGER PRIMARY KEY AUTOINCREMENT, session_key TEXT UNIQUE NOT NULL,
   sdk_session_id TEXT, channel_id TEXT NOT NULL, conversation_id TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'active',
@@ -97,9 +107,7 @@ describe("phantomSqliteSink", () => {
     const phantom = new Database(path);
     phantom.exec("BEGIN IMMEDIATE"); // Phantom mid-write
     const sink = phantomSqliteSink({ path, busyTimeoutMs: 10, retries: 2, backoffMs: 5 });
-    const err = await Promise.resolve(sink.send(stuckEvent)).catch(
-      (e: unknown) => e as Error & { attempts?: number },
-    );
+    const err = await failure(sink.send(stuckEvent));
     expect(err).toMatchObject({ code: "SIGNAL_DELIVERY", attempts: 3 });
     expect(String(err.message)).toMatch(/locked|busy/i);
     phantom.exec("COMMIT");
@@ -214,9 +222,7 @@ describe("webhookSink and verifyWebhook", () => {
     expect(new Set(r.got.map((g) => g.body)).size).toBe(1);
     await new Promise<void>((done) => server!.close(() => done()));
     const bad = await receiver([400]);
-    const err = await Promise.resolve(
-      webhookSink({ url: bad.url, secret, backoffMs: 5 }).send(stuckEvent),
-    ).catch((e: unknown) => e as Error & { attempts?: number });
+    const err = await failure(webhookSink({ url: bad.url, secret, backoffMs: 5 }).send(stuckEvent));
     expect(err).toMatchObject({ code: "SIGNAL_DELIVERY", attempts: 1 });
     expect(String(err.message)).toMatch(/answered HTTP 400/);
   });
@@ -225,9 +231,9 @@ describe("webhookSink and verifyWebhook", () => {
     server = createServer(() => {}); // accepts and never answers
     await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-    const err = await Promise.resolve(
+    const err = await failure(
       webhookSink({ url, secret, timeoutMs: 50, retries: 1, backoffMs: 5 }).send(stuckEvent),
-    ).catch((e: unknown) => e as Error & { attempts?: number });
+    );
     expect(err).toMatchObject({ attempts: 2 });
     expect(String(err.message)).toMatch(/no answer within 50 ms/);
     server.closeAllConnections();
