@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import { isJudgeGuardError } from "../errors.js";
 import { UsageError } from "./errors.js";
 import { replayCommand } from "./replay.js";
+import { resetSessionsCommand } from "./reset-sessions.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
   version: string;
@@ -32,6 +33,21 @@ async function main(argv: string[]): Promise<number> {
     .option("--no-progress", "no progress bar, even on a terminal")
     .action(async (file: string, opts) => {
       code = await replayCommand(file, opts);
+    });
+
+  program
+    .command("reset-sessions")
+    .description(
+      "clear stale SDK sessions in Phantom's database so the next message starts a fresh one (safe while Phantom runs)",
+    )
+    .option("--phantom-db <path>", "Phantom's database, e.g. data/phantom.db")
+    .option("--session-key <key>", "reset this key only (e.g. cli:cli:local)")
+    .option("--stale-before <time>", 'reset every active session last active before this ISO time, or "now"')
+    .option("--all-active", "reset every active session")
+    .option("--dry-run", "list what would change, change nothing")
+    .option("--json", "print the result as JSON")
+    .action((opts) => {
+      code = resetSessionsCommand(opts);
     });
 
   try {

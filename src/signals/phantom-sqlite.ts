@@ -1,5 +1,5 @@
-import { existsSync } from "node:fs";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
+import { openPhantomDb } from "../adapters/phantom-sessions.js";
 import { SignalDeliveryError } from "../errors.js";
 import type { GuardEvent, SignalSink } from "./types.js";
 
@@ -45,20 +45,8 @@ export function phantomSqliteSink(options: PhantomSqliteOptions): SignalSink {
   let db: Database.Database | undefined;
 
   const open = (): Database.Database => {
-    if (db?.open) return db;
-    if (!existsSync(path))
-      throw new Error(`Phantom's database ${path} does not exist (check JUDGE_GUARD_PHANTOM_DB)`);
-    const handle = new Database(path, { fileMustExist: true });
-    handle.pragma(`busy_timeout = ${Math.trunc(busyTimeoutMs)}`);
-    const table = handle
-      .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'")
-      .get();
-    if (table === undefined) {
-      handle.close();
-      throw new Error(`${path} has no sessions table: is it Phantom's database?`);
-    }
-    db = handle;
-    return handle;
+    if (!db?.open) db = openPhantomDb(path, { busyTimeoutMs });
+    return db;
   };
 
   return {
@@ -75,7 +63,13 @@ export function phantomSqliteSink(options: PhantomSqliteOptions): SignalSink {
           const code = (e as { code?: string }).code ?? "";
           const locked = code === "SQLITE_BUSY" || code === "SQLITE_LOCKED";
           if (!locked || attempt > retries) {
-            throw new SignalDeliveryError(`phantom-sqlite: ${(e as Error).message}`, attempt, { cause: e });
+            throw new SignalDeliveryError(
+              `phantom-sqlite (JUDGE_GUARD_PHANTOM_DB): ${(e as Error).message}`,
+              attempt,
+              {
+                cause: e,
+              },
+            );
           }
           await sleep(backoffMs * 2 ** (attempt - 1));
         }

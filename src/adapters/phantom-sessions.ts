@@ -1,0 +1,105 @@
+import { existsSync } from "node:fs";
+import Database from "better-sqlite3";
+
+/**
+ * Phantom's `sessions` table, from outside Phantom: open its database without disturbing a
+ * running Phantom, and clear stale SDK sessions (the manual workaround of Phantom issue #25 and
+ * the reporter's suggested fixes, automated).
+ *
+ * The rules for sharing the file with Phantom: never change the journal mode (Phantom set WAL),
+ * keep every write one short autocommit statement, and wait for Phantom's lock with a busy
+ * timeout of our own (Phantom sets none, so a long lock held here would fail its writes). Same
+ * host only: WAL shared memory does not work over network file systems.
+ */
+
+export class PhantomDbError extends Error {
+  override readonly name = "PhantomDbError";
+}
+
+/** Opens Phantom's database and checks it has a sessions table. */
+export function openPhantomDb(
+  path: string,
+  options: { busyTimeoutMs?: number; readonly?: boolean } = {},
+): Database.Database {
+  if (!existsSync(path)) throw new PhantomDbError(`Phantom's database ${path} does not exist`);
+  let db: Database.Database;
+  try {
+    db = new Database(path, { fileMustExist: true, readonly: options.readonly === true });
+  } catch (e) {
+    throw new PhantomDbError(`cannot open ${path}: ${(e as Error).message}`);
+  }
+  db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 250)}`);
+  try {
+    const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'").get();
+    if (table === undefined)
+      throw new PhantomDbError(`${path} has no sessions table: is it Phantom's database?`);
+  } catch (e) {
+    db.close();
+    throw e instanceof PhantomDbError
+      ? e
+      : new PhantomDbError(`cannot read ${path}: ${(e as Error).message}`);
+  }
+  return db;
+}
+
+/** Which rows to reset: one key, every active row last active before a time, or every active row. */
+export type SessionSelector = { sessionKey: string } | { staleBefore: Date } | { allActive: true };
+
+export interface ResetRow {
+  readonly sessionKey: string;
+  readonly lastActiveAt: string;
+  readonly turnCount: number;
+}
+
+/** SQLite's `datetime('now')` format, which Phantom's timestamps use (UTC). */
+export function sqliteTime(d: Date): string {
+  return d.toISOString().slice(0, 19).replace("T", " ");
+}
+
+function where(selector: SessionSelector): { sql: string; args: string[] } {
+  const base = "status = 'active' AND sdk_session_id IS NOT NULL";
+  if ("sessionKey" in selector) return { sql: `${base} AND session_key = ?`, args: [selector.sessionKey] };
+  if ("staleBefore" in selector)
+    return { sql: `${base} AND last_active_at < ?`, args: [sqliteTime(selector.staleBefore)] };
+  return { sql: base, args: [] };
+}
+
+/**
+ * Clears `sdk_session_id` (and refreshes `last_active_at`) on the selected active rows, so the
+ * runtime's next message on each starts a fresh SDK session. With `dryRun`, changes nothing and
+ * returns what it would change. One UPDATE ... RETURNING: the lock is held for one statement.
+ */
+export function resetPhantomSessions(
+  path: string,
+  selector: SessionSelector,
+  options: { dryRun?: boolean; busyTimeoutMs?: number } = {},
+): ResetRow[] {
+  const db = openPhantomDb(path, {
+    busyTimeoutMs: options.busyTimeoutMs ?? 2000,
+    readonly: options.dryRun === true,
+  });
+  try {
+    const w = where(selector);
+    const rows = options.dryRun
+      ? db
+          .prepare(
+            `SELECT session_key, last_active_at, turn_count FROM sessions WHERE ${w.sql} ORDER BY session_key`,
+          )
+          .all(...w.args)
+      : db
+          .prepare(
+            `UPDATE sessions SET sdk_session_id = NULL, last_active_at = datetime('now') WHERE ${w.sql}
+             RETURNING session_key, last_active_at, turn_count`,
+          )
+          .all(...w.args);
+    return (rows as Array<{ session_key: string; last_active_at: string; turn_count: number }>)
+      .map((r) => ({ sessionKey: r.session_key, lastActiveAt: r.last_active_at, turnCount: r.turn_count }))
+      .sort((a, b) => a.sessionKey.localeCompare(b.sessionKey));
+  } catch (e) {
+    throw e instanceof PhantomDbError
+      ? e
+      : new PhantomDbError(`cannot change ${path}: ${(e as Error).message}`);
+  } finally {
+    db.close();
+  }
+}
