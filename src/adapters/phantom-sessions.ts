@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
+import { sqlite } from "../store/driver.js";
 
 /**
  * Phantom's `sessions` table, from outside Phantom: open its database without disturbing a
@@ -24,7 +25,7 @@ export function openPhantomDb(
   if (!existsSync(path)) throw new PhantomDbError(`Phantom's database ${path} does not exist`);
   let db: Database.Database;
   try {
-    db = new Database(path, { fileMustExist: true, readonly: options.readonly === true });
+    db = new (sqlite())(path, { fileMustExist: true, readonly: options.readonly === true });
   } catch (e) {
     throw new PhantomDbError(`cannot open ${path}: ${(e as Error).message}`);
   }

@@ -1,12 +1,13 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import type { ScopeUsage } from "../budget/admission.js";
 import type { EstimateStats } from "../budget/estimator.js";
 import type { StuckEvidence } from "../detection/assess.js";
 import { LedgerSchemaError } from "../errors.js";
 import { bucketStart, DEFAULT_BUCKET_MS } from "./buckets.js";
 import { type Checkpointer, startCheckpointer } from "./checkpointer.js";
+import { sqlite } from "./driver.js";
 import { scopeOf } from "./memory.js";
 import { MIGRATIONS, SCHEMA_VERSION } from "./migrations.js";
 import type {
@@ -50,7 +51,7 @@ export class SqliteStore implements LedgerStore {
     this.location = path;
     this.#bucketMs = options.bucketMs ?? DEFAULT_BUCKET_MS;
     if (path !== ":memory:") createPrivateFile(path);
-    this.db = new Database(path);
+    this.db = new (sqlite())(path);
     try {
       this.db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
       if (path !== ":memory:" && this.db.pragma("journal_mode", { simple: true }) !== "wal") {
