@@ -17,7 +17,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { createHash } from "node:crypto";
-import type { StuckVerdict } from "../detection/episodes.js";
+import type { Assessment, AssessOptions } from "../guard/guard.js";
 import type { CallOptions, SkippedOutcome } from "../guard/outcome.js";
 import type {
   JudgeRequest,
@@ -29,7 +29,7 @@ import type {
 /** What the adapters need of a guard: the in-process `Guard` and the sidecar client both fit. */
 export interface GuardLike {
   call<T>(request: JudgeRequest, judge: () => Promise<T> | T, options?: CallOptions<T>): Promise<T>;
-  assess(session: SessionRef): StuckVerdict | Promise<StuckVerdict>;
+  assess(session: SessionRef, options?: AssessOptions): Assessment | Promise<Assessment>;
 }
 
 export type PhantomSession = PhantomSessionSummary | PhantomSessionData;
@@ -64,19 +64,35 @@ export function promptVariant(...parts: readonly unknown[]): string {
 export function guardAfterSession<S extends PhantomSession, R>(
   guard: GuardLike,
   afterSession: (summary: S) => Promise<R>,
-  options: { skipped: (verdict: StuckVerdict, summary: S) => R | Promise<R> },
+  options: {
+    skipped: (verdict: Assessment, summary: S) => R | Promise<R>;
+    /**
+     * The judge calls one cycle makes at least, recorded as skipped (with their estimated cost)
+     * when a cycle is skipped. @default Phantom's per-message pair: observation_extraction and
+     * consolidation on claude-sonnet-4-6
+     */
+    judges?: AssessOptions["judges"];
+  },
 ): (summary: S) => Promise<R> {
   if (typeof options?.skipped !== "function") {
     throw new TypeError(
       "guardAfterSession needs options.skipped: what afterSession returns for a skipped cycle",
     );
   }
+  const judges = options.judges ?? PHANTOM_CYCLE;
   return async (summary: S) => {
-    const verdict = await guard.assess({ session: summary });
-    if (verdict.stuck) return options.skipped(verdict, summary);
+    // In shadow mode `skip` is false: the cycle runs, and the guard only records.
+    const verdict = await guard.assess({ session: summary }, { judges });
+    if (verdict.skip) return options.skipped(verdict, summary);
     return withSession(summary, () => afterSession(summary));
   };
 }
+
+/** The two judges Phantom runs after every message. */
+export const PHANTOM_CYCLE: NonNullable<AssessOptions["judges"]> = [
+  { judge: "observation_extraction", model: "claude-sonnet-4-6" },
+  { judge: "consolidation", model: "claude-sonnet-4-6" },
+];
 
 /** v0.18.2's `callJudge` parameters (the fields the guard reads). */
 export interface CallJudgeParams {
@@ -129,6 +145,8 @@ export function guardCallJudge<P extends CallJudgeParams, R>(
 export interface JudgeQueryParams {
   readonly systemPrompt: string;
   readonly userMessage: string;
+  /** The result schema: the gate is recognised by its schema object (`p.schema === GateSchema`). */
+  readonly schema?: unknown;
   readonly model?: string;
   readonly maxTokens?: number;
   readonly schemaName?: string;
@@ -137,7 +155,10 @@ export interface JudgeQueryParams {
 export interface RunJudgeQueryOptions<P, R> extends JudgeAdapterOptions<P> {
   /** The model when a call names none (the Agent SDK default). @default "claude-haiku-4-5" */
   readonly defaultModel?: string;
-  /** Which calls are the evolution gate, whose errors fail towards running evolution. */
+  /**
+   * Which calls are the evolution gate, whose errors fail towards running evolution: compare
+   * the schema, e.g. `(p) => p.schema === GateResultSchema`.
+   */
   readonly isGate?: (params: P) => boolean;
   /** The gate's answer for a skipped call. @default a JudgeQueryResult with data `{evolve: false}` */
   readonly gateResult?: (skip: SkippedOutcome, params: P) => R;

@@ -8,6 +8,7 @@ import type { Observation } from "./tracker.js";
 
 /** Whether a key is stuck now, and the episode it is stuck in. */
 export interface StuckVerdict {
+  /** The session is stuck (in shadow mode too). */
   readonly stuck: boolean;
   readonly episodeId: string | null;
   readonly fingerprint: string | null;

@@ -43,6 +43,17 @@ export interface GuardStats {
   unsettled: number;
 }
 
+export interface AssessOptions {
+  /** The judge calls a skip saves (recorded as skipped decisions with their estimates). */
+  readonly judges?: ReadonlyArray<{ readonly judge: string; readonly model: string }>;
+}
+
+/** What {@link Guard.assess} decides. */
+export interface Assessment extends StuckVerdict {
+  /** Skip the judges: the session is stuck and the guard enforces (not shadow mode). */
+  readonly skip: boolean;
+}
+
 /** What {@link Guard.session} reports about one key. */
 export interface SessionState {
   readonly sessionKey: string;
@@ -320,15 +331,28 @@ export class Guard {
   }
 
   /**
-   * Looks at a session without calling a judge: is it stuck? Updates the stuck state exactly as
-   * `run` would (an episode opens, the runtime is signalled), records no decision. The pipeline
-   * adapters use it to skip a whole evolution cycle.
+   * Looks at a session without calling a judge: should the judges it would run be skipped?
+   * Updates the stuck state exactly as `run` would (an episode opens, the runtime is
+   * signalled). When the answer is to skip, each of `options.judges` (the calls the caller
+   * will not make) is recorded as a skipped decision with its estimated cost, so the ledger and
+   * `stats` show what was saved. In shadow mode `skip` is always false. The pipeline adapters
+   * use it to skip a whole evolution cycle.
    */
-  assess(session: SessionRef): StuckVerdict {
+  assess(session: SessionRef, options: AssessOptions = {}): Assessment {
     if (this.#closed) throw new GuardClosedError();
     const s = normalizeSession(session);
+    const now = this.#o.clock.now();
     const obs = this.#tracker.observe(s.sessionKey, s.userMessages, s.assistantMessages, s.facts);
-    return this.#episodes.update(obs, this.#o.clock.now());
+    const verdict = this.#episodes.update(obs, now);
+    const skip = verdict.stuck && this.#o.mode !== "shadow";
+    if (skip) {
+      for (const j of options.judges ?? []) {
+        const req = { ...s, judge: j.judge, model: j.model, maxTokens: undefined, variant: "" };
+        const saved = this.#estimator.estimate(j.judge, j.model, obs.transcriptChars).expectedMicros;
+        this.#skip(req, obs, now, "stuck_session", saved, { stuck: verdict });
+      }
+    }
+    return { ...verdict, skip };
   }
 
   /** A key's current state: stuck or not, and its spend against its caps within the window. */

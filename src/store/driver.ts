@@ -11,6 +11,12 @@ let driver: typeof Database | undefined;
  */
 export function sqlite(): typeof Database {
   if (driver === undefined) {
+    if (process.versions.bun !== undefined) {
+      // Bun's require finds the addon but cannot run it; say so before anything half-opens.
+      throw new Error(
+        "the SQLite ledger needs better-sqlite3, which does not run under Bun: use the in-memory store (ledger: new MemoryStore()) with callback signals in process, or run the judge-guard sidecar on Node",
+      );
+    }
     try {
       driver = require("better-sqlite3") as typeof Database;
     } catch (e) {

@@ -13,6 +13,8 @@ import {
 } from "../../src/index.js";
 
 const CANNED = "I'm still working on your previous message. Please wait.";
+/** Stands for current main's gate result schema object (a zod schema there). */
+const GateSchema = { name: "EvolutionGate" };
 
 /** A Phantom v0.18.2 SessionSummary for the conversation so far. */
 function summary(key: string, turns: Array<[string, string]>, stuck = false): PhantomSessionSummary {
@@ -81,6 +83,30 @@ describe("guardAfterSession", () => {
     expect(await wrapped(healthy)).toEqual({ changes: 1 });
     expect(await wrapped(stuck)).toEqual({ changes: 0, skipped: true });
     expect(seen).toEqual(["slack:C1"]);
+    await guard.close();
+  });
+});
+
+describe("guardAfterSession, what it records", () => {
+  it("records a skipped cycle's judges with their estimated cost", async () => {
+    const store = new MemoryStore();
+    const guard = createGuard({ ledger: store, logger: "silent" });
+    const wrapped = guardAfterSession(guard, async () => "ran", { skipped: () => "skipped" });
+    expect(await wrapped(stuck)).toBe("skipped");
+    expect(store.decisions.map((d) => [d.judge, d.decision, d.reason])).toEqual([
+      ["observation_extraction", "skipped", "stuck_session"],
+      ["consolidation", "skipped", "stuck_session"],
+    ]);
+    expect(store.decisions.every((d) => d.savedMicros > 0)).toBe(true);
+    expect(guard.stats.skipped.stuck_session).toBe(2);
+    await guard.close();
+  });
+
+  it("in shadow mode runs the cycle anyway", async () => {
+    const guard = createGuard({ ledger: new MemoryStore(), logger: "silent", mode: "shadow" });
+    const wrapped = guardAfterSession(guard, async () => "ran", { skipped: () => "skipped" });
+    expect(await wrapped(stuck)).toBe("ran");
+    expect(guard.session("cli:cli:local").stuck).toBe(true);
     await guard.close();
   });
 });
@@ -174,7 +200,7 @@ describe("guardRunJudgeQuery (current main)", () => {
       return { verdict: "pass", data: { evolve: true } };
     };
     const guarded = guardRunJudgeQuery(guard, runJudgeQuery, {
-      isGate: (p) => p.schemaName === "evolution_gate",
+      isGate: (p) => p.schema === GateSchema,
     });
     const failureSummary = {
       ...stuck,
@@ -186,7 +212,8 @@ describe("guardRunJudgeQuery (current main)", () => {
     const gate = await withSession(failureSummary, () =>
       guarded(
         {},
-        { systemPrompt: "gate", userMessage: "...", schemaName: "evolution_gate", model: "claude-haiku-4-5" },
+        // Current main's parameters: the gate is told apart by its result schema.
+        { systemPrompt: "gate", userMessage: "...", schema: GateSchema, model: "claude-haiku-4-5" },
       ),
     );
     expect(called).toBe(0);
