@@ -68,39 +68,48 @@ function where(selector: SessionSelector): { sql: string; args: string[] } {
 /**
  * Clears `sdk_session_id` (and refreshes `last_active_at`) on the selected active rows, so the
  * runtime's next message on each starts a fresh SDK session. With `dryRun`, changes nothing and
- * returns what it would change. One UPDATE ... RETURNING: the lock is held for one statement.
+ * returns what it would change. One UPDATE ... RETURNING: the lock is held for one statement;
+ * while Phantom holds its own, the statement waits up to the busy timeout, a few times over.
  */
 export function resetPhantomSessions(
   path: string,
   selector: SessionSelector,
-  options: { dryRun?: boolean; busyTimeoutMs?: number } = {},
+  options: { dryRun?: boolean; busyTimeoutMs?: number; retries?: number } = {},
 ): ResetRow[] {
-  const db = openPhantomDb(path, {
-    busyTimeoutMs: options.busyTimeoutMs ?? 2000,
-    readonly: options.dryRun === true,
-  });
+  // A normal connection even for a dry run: a read-only one could not remove the WAL files it
+  // creates, and would leave them behind, owned by whoever ran the command.
+  const db = openPhantomDb(path, { busyTimeoutMs: options.busyTimeoutMs ?? 1000 });
   try {
-    const w = where(selector);
-    const rows = options.dryRun
-      ? db
-          .prepare(
-            `SELECT session_key, last_active_at, turn_count FROM sessions WHERE ${w.sql} ORDER BY session_key`,
-          )
-          .all(...w.args)
-      : db
-          .prepare(
-            `UPDATE sessions SET sdk_session_id = NULL, last_active_at = datetime('now') WHERE ${w.sql}
-             RETURNING session_key, last_active_at, turn_count`,
-          )
-          .all(...w.args);
-    return (rows as Array<{ session_key: string; last_active_at: string; turn_count: number }>)
-      .map((r) => ({ sessionKey: r.session_key, lastActiveAt: r.last_active_at, turnCount: r.turn_count }))
-      .sort((a, b) => a.sessionKey.localeCompare(b.sessionKey));
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return resetOnce(db, selector, options.dryRun === true);
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        if ((code !== "SQLITE_BUSY" && code !== "SQLITE_LOCKED") || attempt >= (options.retries ?? 2))
+          throw e;
+      }
+    }
   } catch (e) {
-    throw e instanceof PhantomDbError
-      ? e
-      : new PhantomDbError(`cannot change ${path}: ${(e as Error).message}`);
+    if (e instanceof PhantomDbError) throw e;
+    const locked = /locked|busy/i.test((e as Error).message);
+    const advice = locked ? " (Phantom is writing to it: run the command again)" : "";
+    throw new PhantomDbError(`cannot change ${path}: ${(e as Error).message}${advice}`);
   } finally {
     db.close();
   }
+}
+
+function resetOnce(db: Database.Database, selector: SessionSelector, dryRun: boolean): ResetRow[] {
+  const w = where(selector);
+  const rows = dryRun
+    ? db.prepare(`SELECT session_key, last_active_at, turn_count FROM sessions WHERE ${w.sql}`).all(...w.args)
+    : db
+        .prepare(
+          `UPDATE sessions SET sdk_session_id = NULL, last_active_at = datetime('now') WHERE ${w.sql}
+           RETURNING session_key, last_active_at, turn_count`,
+        )
+        .all(...w.args);
+  return (rows as Array<{ session_key: string; last_active_at: string; turn_count: number }>)
+    .map((r) => ({ sessionKey: r.session_key, lastActiveAt: r.last_active_at, turnCount: r.turn_count }))
+    .sort((a, b) => a.sessionKey.localeCompare(b.sessionKey));
 }

@@ -35,6 +35,17 @@ export interface GuardLike {
 export type PhantomSession = PhantomSessionSummary | PhantomSessionData;
 
 const context = new AsyncLocalStorage<PhantomSession>();
+const warned = new Set<string>();
+
+/** Warns once per adapter that a call outside any session's context went through unguarded. */
+function unguarded(adapter: string): void {
+  if (warned.has(adapter)) return;
+  warned.add(adapter);
+  process.emitWarning(
+    `${adapter}: a judge call outside any session's context (guardAfterSession or withSession) went through unguarded`,
+    { code: "JUDGE_GUARD_UNGUARDED" },
+  );
+}
 
 /** Runs `fn` with `session` as the session the judge-level adapters charge their calls to. */
 export function withSession<R>(session: PhantomSession, fn: () => R): R {
@@ -127,7 +138,10 @@ export function guardCallJudge<P extends CallJudgeParams, R>(
 ): (params: P) => Promise<R> {
   return (params: P) => {
     const session = currentSession();
-    if (session === undefined) return callJudge(params);
+    if (session === undefined) {
+      unguarded("guardCallJudge");
+      return callJudge(params);
+    }
     return guard.call(
       {
         judge: kind(params, options),
@@ -191,7 +205,10 @@ export function guardRunJudgeQuery<C, P extends JudgeQueryParams, R>(
 ): (config: C, params: P) => Promise<R> {
   return (config: C, params: P) => {
     const session = currentSession();
-    if (session === undefined) return runJudgeQuery(config, params);
+    if (session === undefined) {
+      unguarded("guardRunJudgeQuery");
+      return runJudgeQuery(config, params);
+    }
     const model = params.model ?? options.defaultModel ?? "claude-haiku-4-5";
     const gate = options.isGate?.(params) === true;
     return guard.call(
@@ -248,7 +265,10 @@ export function guardAnthropicClient<C extends AnthropicLike>(
         ...r: unknown[]
       ) => Promise<unknown>;
       const session = currentSession();
-      if (session === undefined) return original(params, ...rest);
+      if (session === undefined) {
+        unguarded("guardAnthropicClient");
+        return original(params, ...rest);
+      }
       return guard.call(
         {
           judge: options.judgeOf?.(params) ?? "judge",

@@ -45,6 +45,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--stale-before <time>", 'reset every active session last active before this ISO time, or "now"')
     .option("--all-active", "reset every active session")
     .option("--dry-run", "list what would change, change nothing")
+    .option("--if-exists", "a database that does not exist yet (first boot) is nothing to reset")
     .option("--json", "print the result as JSON")
     .action((opts) => {
       code = resetSessionsCommand(opts);

@@ -14,6 +14,8 @@ export interface ResetSessionsOptions {
   readonly allActive?: boolean;
   readonly dryRun?: boolean;
   readonly json?: boolean;
+  /** A database that does not exist yet (Phantom's first boot) is nothing to reset, not an error. */
+  readonly ifExists?: boolean;
 }
 
 function selector(o: ResetSessionsOptions, startedAt: Date): SessionSelector {
@@ -51,6 +53,14 @@ export function resetSessionsCommand(o: ResetSessionsOptions, startedAt = new Da
     throw new UsageError(`--phantom-db ${o.phantomDb} is a folder; give Phantom's database file`);
   }
   const which = selector(o, startedAt);
+  if (o.ifExists && !existsSync(o.phantomDb)) {
+    process.stdout.write(
+      o.json
+        ? `${JSON.stringify({ dry_run: o.dryRun === true, sessions: [] })}\n`
+        : `nothing to reset: ${o.phantomDb} does not exist yet\n`,
+    );
+    return 0;
+  }
   let rows: ResetRow[];
   try {
     rows = resetPhantomSessions(o.phantomDb, which, { dryRun: o.dryRun === true });

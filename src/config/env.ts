@@ -446,8 +446,15 @@ function sinksFromEnv(env: Env, fromCode: readonly SignalSink[] | undefined): Si
     if (!v) throw new ConfigError(name, `JUDGE_GUARD_SIGNAL includes ${channel}, which needs ${name}`);
     return v;
   };
-  if (channels.includes("phantom-sqlite"))
+  if (channels.includes("phantom-sqlite")) {
+    if (process.versions.bun !== undefined) {
+      throw new ConfigError(
+        "JUDGE_GUARD_SIGNAL",
+        "JUDGE_GUARD_SIGNAL includes phantom-sqlite, which needs Node (better-sqlite3 does not run under Bun): use callback in process, or set it on the judge-guard sidecar",
+      );
+    }
     sinks.push(phantomSqliteSink({ path: need("JUDGE_GUARD_PHANTOM_DB", "phantom-sqlite") }));
+  }
   if (channels.includes("webhook")) {
     const url = need("JUDGE_GUARD_WEBHOOK_URL", "webhook");
     const secret = need("JUDGE_GUARD_WEBHOOK_SECRET", "webhook");
@@ -476,7 +483,8 @@ function sinksFromEnv(env: Env, fromCode: readonly SignalSink[] | undefined): Si
 /**
  * Builds guard options from environment variables (default `process.env`). An invalid value
  * throws a `ConfigError` naming the variable, the value and what is allowed. `overrides` win;
- * in `similarity` and `estimator`, field by field.
+ * in `similarity` and `estimator`, field by field. Signal sinks passed in `overrides.signals`
+ * always apply, added to the channels JUDGE_GUARD_SIGNAL names (even with `none`).
  */
 export function fromEnv(env: Env = process.env, overrides: GuardOptions = {}): GuardOptions {
   const options: Record<string, unknown> = {};

@@ -1,6 +1,6 @@
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac, timingSafeEqual } from "node:crypto";
 import { SignalDeliveryError } from "../errors.js";
-import type { GuardEvent, SignalSink } from "./types.js";
+import { eventId, type GuardEvent, type SignalSink } from "./types.js";
 
 export const SIGNATURE_HEADER = "x-judge-guard-signature";
 export const IDEMPOTENCY_HEADER = "idempotency-key";
@@ -30,8 +30,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * POSTs each event as JSON, signed with `X-Judge-Guard-Signature: sha256=<hex HMAC>` of the raw
- * body. A retried delivery sends the same body with the same `Idempotency-Key` (a hash of the
- * body), so the receiver can recognise it. 4xx answers other than 429 are final; timeouts,
+ * body. Every delivery of one event (one stuck episode, one budget alert) carries the same
+ * `Idempotency-Key` (its episode or alert id), so the receiver can recognise a retry. 4xx answers other than 429 are final; timeouts,
  * network errors, 429 and 5xx are retried with exponential backoff.
  */
 export function webhookSink(options: WebhookOptions): SignalSink {
@@ -59,7 +59,9 @@ export function webhookSink(options: WebhookOptions): SignalSink {
       const headers = {
         "content-type": "application/json",
         [SIGNATURE_HEADER]: sign(body, options.secret),
-        [IDEMPOTENCY_HEADER]: createHash("sha256").update(body).digest("hex").slice(0, 32),
+        // The episode (or alert), not the body: a delivery retried after the cooldown carries a
+        // new ts and count, and must still be recognisable as the same event.
+        [IDEMPOTENCY_HEADER]: eventId(event),
         "user-agent": "judge-guard",
       };
       let last = "";

@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
@@ -41,14 +42,18 @@ function phantomDb(): string {
   return path;
 }
 
-const sdkIds = (path: string) =>
-  Object.fromEntries(
-    (
-      new Database(path, { readonly: true })
-        .prepare("SELECT session_key, sdk_session_id FROM sessions")
-        .all() as Array<{ session_key: string; sdk_session_id: string | null }>
-    ).map((r) => [r.session_key, r.sdk_session_id]),
-  );
+function sdkIds(path: string): Record<string, string | null> {
+  const db = new Database(path);
+  try {
+    const rows = db.prepare("SELECT session_key, sdk_session_id FROM sessions").all() as Array<{
+      session_key: string;
+      sdk_session_id: string | null;
+    }>;
+    return Object.fromEntries(rows.map((r) => [r.session_key, r.sdk_session_id]));
+  } finally {
+    db.close();
+  }
+}
 
 describe("judge-guard reset-sessions", () => {
   it("--session-key clears that key's SDK session only, and says so", async () => {
@@ -95,6 +100,19 @@ describe("judge-guard reset-sessions", () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("would clear the SDK session of 2 sessions");
     expect(sdkIds(db)).toMatchObject({ "cli:cli:local": "sdk_stale", "slack:C1": "sdk_live" });
+    // It leaves no WAL files behind (they would belong to whoever ran it).
+    expect(existsSync(`${db}-wal`) || existsSync(`${db}-shm`)).toBe(false);
+  });
+
+  it("--if-exists: a database Phantom has not created yet is nothing to reset (first boot)", async () => {
+    const missing = join(tmp(), "phantom.db");
+    const r = await cli(["reset-sessions", "--phantom-db", missing, "--stale-before", "now", "--if-exists"]);
+    expect(r).toMatchObject({ code: 0, stderr: "" });
+    expect(r.stdout).toContain("nothing to reset");
+    expect(existsSync(missing)).toBe(false);
+    const without = await cli(["reset-sessions", "--phantom-db", missing, "--stale-before", "now"]);
+    expect(without.code).toBe(1);
+    expect(without.stderr).toContain("does not exist");
   });
 
   it("runs while Phantom has the database open, and never changes its journal mode", async () => {
@@ -120,7 +138,9 @@ describe("judge-guard reset-sessions", () => {
     phantom.exec("ROLLBACK");
     phantom.close();
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^judge-guard: reset-sessions: cannot change .*database is locked/);
+    expect(r.stderr).toMatch(
+      /^judge-guard: reset-sessions: cannot change .*database is locked \(Phantom is writing to it: run the command again\)/,
+    );
     const other = join(tmp(), "other.db");
     new Database(other).exec("CREATE TABLE t (x)");
     const wrong = await cli(["reset-sessions", "--phantom-db", other, "--all-active"]);

@@ -208,6 +208,7 @@ describe("webhookSink and verifyWebhook", () => {
     });
     expect(headers["content-type"]).toBe("application/json");
     expect(headers[SIGNATURE_HEADER]).toBe(sign(body, secret));
+    expect(headers["idempotency-key"]).toBe(stuckEvent.episode_id);
   });
 
   it("retries 5xx and 429 with the same body and idempotency key, and stops at a 4xx", async () => {
