@@ -144,6 +144,8 @@ export class Guard {
   readonly #caps: BudgetCaps;
   /** Budget alerts already sent, by alert id. */
   readonly #alerted = new LRUCache<string, true>({ max: 10_000 });
+  /** When each undelivered alert was last tried. */
+  readonly #alertTried = new LRUCache<string, number>({ max: 10_000 });
   readonly #owner: OwnerRecord;
   readonly #timer: NodeJS.Timeout;
   readonly #usageOf: (result: unknown) => ReportedCost | undefined;
@@ -745,7 +747,8 @@ export class Guard {
 
   /**
    * A budget alert, once per scope, reason, level and window (windows counted from the epoch,
-   * so every process sharing a ledger names the same one). Amounts are micro-dollars in, USD out.
+   * so every process sharing a ledger names the same one, and the ledger tells whether it went
+   * out already). Amounts are micro-dollars in, USD out.
    */
   #alert(
     level: "warning" | "cap_reached",
@@ -761,7 +764,15 @@ export class Guard {
     const windowStart = Math.floor(now / windowMs) * windowMs;
     const alertId = `${global ? "global" : `session:${sessionKey}`}:${reason}:${level}:${windowStart}`;
     if (this.#alerted.has(alertId)) return;
-    this.#alerted.set(alertId, true);
+    // Sent already, by this process before a restart or by another sharing the ledger?
+    if (this.#safely(() => this.#store.signalDelivered(alertId)) === true) {
+      this.#alerted.set(alertId, true);
+      return;
+    }
+    // Not yet delivered: try again at most once per cooldown.
+    const tried = this.#alertTried.get(alertId);
+    if (tried !== undefined && now - tried < this.#o.signalCooldownMs) return;
+    this.#alertTried.set(alertId, now);
     const money = reason !== "session_calls";
     this.#signals.send(
       {
@@ -777,6 +788,7 @@ export class Guard {
         ts: new Date(now).toISOString(),
       },
       now,
+      () => this.#alerted.set(alertId, true),
     );
   }
 

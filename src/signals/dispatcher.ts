@@ -54,6 +54,7 @@ export class SignalDispatcher {
         this.#o.safely(() =>
           this.#store.recordSignal({
             ts: now,
+            eventId: key,
             episodeId: event.type === "stuck_session" ? event.episode_id : null,
             sessionKey: event.session_key ?? "*",
             channel: sink.name,

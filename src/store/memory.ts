@@ -175,6 +175,10 @@ export class MemoryStore implements LedgerStore {
     this.signals.push(s);
   }
 
+  signalDelivered(eventId: string): boolean {
+    return this.signals.some((s) => s.eventId === eventId && s.status === "delivered");
+  }
+
   estimateStats(): EstimateStats[] {
     return [...this.#stats.values()];
   }

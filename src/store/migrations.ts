@@ -113,6 +113,12 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (judge, model)
   );
   `,
+  // v2: which event (episode or budget alert) a delivery was for, so an alert is sent once per
+  // window by every process sharing the ledger, and across restarts.
+  `
+  ALTER TABLE signals ADD COLUMN event_id TEXT;
+  CREATE INDEX signals_event ON signals (event_id);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

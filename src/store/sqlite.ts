@@ -259,7 +259,21 @@ export class SqliteStore implements LedgerStore {
   }
 
   recordSignal(s: SignalRecord): void {
-    this.#s.signal.run(s.ts, s.episodeId, s.sessionKey, s.channel, s.event, s.status, s.attempts, s.error);
+    this.#s.signal.run(
+      s.ts,
+      s.eventId,
+      s.episodeId,
+      s.sessionKey,
+      s.channel,
+      s.event,
+      s.status,
+      s.attempts,
+      s.error,
+    );
+  }
+
+  signalDelivered(eventId: string): boolean {
+    return this.#s.delivered.get(eventId) !== undefined;
   }
 
   estimateStats(): EstimateStats[] {
@@ -368,9 +382,10 @@ function prepare(db: Database.Database) {
     ),
     removeCanned: db.prepare("DELETE FROM canned_fingerprints WHERE fingerprint = ?"),
     signal: db.prepare(
-      "INSERT INTO signals (ts, episode_id, session_key, channel, event, status, attempts, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO signals (ts, event_id, episode_id, session_key, channel, event, status, attempts, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     ),
     estimates: db.prepare("SELECT * FROM estimates"),
+    delivered: db.prepare("SELECT 1 FROM signals WHERE event_id = ? AND status = 'delivered' LIMIT 1"),
     saveEstimate: db.prepare(
       "INSERT OR REPLACE INTO estimates (judge, model, samples, output_mean, output_var, output_max, input_ratio, input_ratio_max) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     ),

@@ -86,6 +86,8 @@ export interface EpisodeRecord {
 
 export interface SignalRecord {
   readonly ts: number;
+  /** The event delivered: its episode id, or its budget alert id. */
+  readonly eventId: string;
   readonly episodeId: string | null;
   readonly sessionKey: string;
   readonly channel: string;
@@ -136,6 +138,8 @@ export interface LedgerStore {
   addCannedFingerprint(fingerprint: string, source: "episode" | "operator", atMs: number): void;
   removeCannedFingerprint(fingerprint: string): void;
   recordSignal(s: SignalRecord): void;
+  /** Whether some channel has delivered this event (by any process sharing the ledger). */
+  signalDelivered(eventId: string): boolean;
   estimateStats(): EstimateStats[];
   saveEstimateStats(s: EstimateStats): void;
 

@@ -305,6 +305,47 @@ describe("budget alerts", () => {
   });
 });
 
+describe("budget alerts across restarts", () => {
+  it("an alert delivered before a restart is not sent again in the same window", async () => {
+    const ledger = join(tmp(), "ledger.db");
+    const clock = new FakeClock(Date.parse("2026-11-20T00:00:00Z"));
+    const events: GuardEvent[] = [];
+    const make = () =>
+      createGuard({
+        ledger,
+        logger: "silent",
+        clock,
+        dailyBudgetUsd: 1,
+        alertAt: 0.5,
+        estimator: { defaultOutputTokens: 1 },
+        signals: [{ name: "cb", send: (e) => void events.push(e) }],
+      });
+    const judge = async () => ({ inputTokens: 200_000, outputTokens: 0 }); // $0.60
+    const ask = (g: ReturnType<typeof make>, i: number) =>
+      g.run(
+        {
+          judge: "j",
+          model: "claude-sonnet-4-6",
+          sessionKey: `k${i}`,
+          userMessages: [`q${i}`],
+          assistantMessages: [`a${i}`],
+        },
+        judge,
+      );
+    const a = make();
+    await ask(a, 1);
+    await a.close();
+    const b = make();
+    await ask(b, 2); // still over half the cap: the warning is not sent again
+    await ask(b, 3); // refused by the cap: a new alert (cap_reached)
+    await b.close();
+    expect((events as BudgetAlertEvent[]).map((e) => [e.level, e.reason])).toEqual([
+      ["warning", "global_budget"],
+      ["cap_reached", "global_budget"],
+    ]);
+  });
+});
+
 describe("JUDGE_GUARD_SIGNAL", () => {
   it.each([
     [
