@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { createGuard, type JudgeRequest, LedgerSchemaError, SqliteStore } from "../../src/index.js";
-import { SCHEMA_VERSION } from "../../src/store/migrations.js";
+import { MIGRATIONS, SCHEMA_VERSION } from "../../src/store/migrations.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
@@ -88,6 +88,35 @@ describe("SqliteStore", () => {
     const again = new SqliteStore(path);
     expect(again.cannedFingerprints()).toEqual(["abc"]);
     again.close();
+  });
+
+  it("upgrades a ledger written by an older version, keeping what it holds", () => {
+    const path = join(tmp(), "v1.db");
+    const old = new Database(path);
+    old.exec(MIGRATIONS[0]!);
+    old.pragma("user_version = 1");
+    old
+      .prepare(
+        "INSERT INTO signals (ts, session_key, channel, event, status, attempts) VALUES (1, 'k', 'cb', 'stuck_session', 'delivered', 1)",
+      )
+      .run();
+    old.close();
+    const store = new SqliteStore(path, { backgroundCheckpoints: false });
+    expect(store.db.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
+    expect(store.db.prepare("SELECT count(*) AS n FROM signals").get()).toEqual({ n: 1 });
+    store.recordSignal({
+      ts: 2,
+      eventId: "ep-1",
+      episodeId: "ep-1",
+      sessionKey: "k",
+      channel: "cb",
+      event: "stuck_session",
+      status: "delivered",
+      attempts: 1,
+      error: null,
+    });
+    expect(store.signalDelivered("ep-1")).toBe(true);
+    store.close();
   });
 
   it("refuses a ledger from a newer schema with a message saying what to do", () => {
