@@ -4,6 +4,7 @@ import { Command, CommanderError } from "commander";
 import { isJudgeGuardError } from "../errors.js";
 import { UsageError } from "./errors.js";
 import { replayCommand } from "./replay.js";
+import { reportCommand } from "./report.js";
 import { resetSessionsCommand } from "./reset-sessions.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
@@ -33,6 +34,21 @@ async function main(argv: string[]): Promise<number> {
     .option("--no-progress", "no progress bar, even on a terminal")
     .action(async (file: string, opts) => {
       code = await replayCommand(file, opts);
+    });
+
+  program
+    .command("report")
+    .description(
+      "the cost report: judge calls made and skipped, USD charged and saved, per key, judge, model and period",
+    )
+    .option("--db <path>", "the ledger (default: JUDGE_GUARD_DB, or ./data/judge-guard.db)")
+    .option("--since <time>", "start of the range: 24h, 7d, 90m back, or an ISO time", "24h")
+    .option("--until <time>", "end of the range (default: now)")
+    .option("--session-key <key>", "one session key only")
+    .option("--format <format>", "table, json or csv", "table")
+    .option("--by <what>", "csv rows: key (default) or day")
+    .action((opts) => {
+      code = reportCommand(opts);
     });
 
   program

@@ -1,0 +1,70 @@
+import { fromEnv } from "../config/env.js";
+import { DEFAULTS } from "../guard/options.js";
+import { renderCsv, renderTable } from "../report/render.js";
+import { buildReport, ReportDataError } from "../report/report.js";
+import { UsageError } from "./errors.js";
+
+export interface ReportCommandOptions {
+  readonly db?: string;
+  readonly since?: string;
+  readonly until?: string;
+  readonly sessionKey?: string;
+  readonly format?: string;
+  readonly by?: string;
+}
+
+const FORMATS = ["table", "json", "csv"] as const;
+const RELATIVE = /^(\d+)\s*(m|h|d)$/i;
+const UNIT: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "24h", "7d", "90m" back from `now`, or an ISO-8601 time. */
+export function parseTime(value: string, option: string, now: number): number {
+  const rel = RELATIVE.exec(value.trim());
+  if (rel) return now - Number(rel[1]) * UNIT[rel[2]!.toLowerCase()]!;
+  const t = Date.parse(value);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(t)) {
+    throw new UsageError(
+      `${option} ${JSON.stringify(value)} is not valid: use 24h, 7d, 90m or an ISO-8601 time such as 2026-11-20T08:00:00Z`,
+    );
+  }
+  return t;
+}
+
+/** `judge-guard report`: exit 0, 1 for data problems (missing, empty or newer ledger), 2 for usage. */
+export function reportCommand(o: ReportCommandOptions, now = Date.now()): number {
+  const format = o.format ?? (process.stdout.isTTY ? "table" : "table");
+  if (!(FORMATS as readonly string[]).includes(format)) {
+    throw new UsageError(`--format ${JSON.stringify(format)} is not one of ${FORMATS.join(", ")}`);
+  }
+  const by = o.by ?? "key";
+  if (by !== "key" && by !== "day") throw new UsageError(`--by ${JSON.stringify(by)} is not one of key, day`);
+  if (o.by !== undefined && format !== "csv") throw new UsageError("--by applies to --format csv only");
+  const until = o.until === undefined ? now : parseTime(o.until, "--until", now);
+  const since = parseTime(o.since ?? "24h", "--since", until);
+  if (since >= until)
+    throw new UsageError(
+      `--since (${new Date(since).toISOString()}) must be before --until (${new Date(until).toISOString()})`,
+    );
+  const env = fromEnv(process.env);
+  const ledger = o.db ?? (typeof env.ledger === "string" ? env.ledger : DEFAULTS.ledger);
+  let report: ReturnType<typeof buildReport>;
+  try {
+    report = buildReport(ledger, {
+      since,
+      until,
+      sessionKey: o.sessionKey,
+      sessionBudgetUsd: env.sessionBudgetUsd ?? DEFAULTS.sessionBudgetUsd,
+      budgetWindowMs: env.budgetWindowMs ?? DEFAULTS.budgetWindowMs,
+    });
+  } catch (e) {
+    if (e instanceof ReportDataError) {
+      process.stderr.write(`judge-guard: report: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+  if (format === "json") process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  else if (format === "csv") process.stdout.write(renderCsv(report, by));
+  else process.stdout.write(renderTable(report, Math.max(60, process.stdout.columns ?? 100)));
+  return 0;
+}

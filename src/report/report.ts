@@ -1,0 +1,319 @@
+import { existsSync } from "node:fs";
+import type Database from "better-sqlite3";
+import { sqlite } from "../store/driver.js";
+import { SCHEMA_VERSION } from "../store/migrations.js";
+
+/**
+ * The cost report: what the guard decided over a time range, aggregated in SQL over the
+ * ledger's indexes (`decisions (ts)`, `decisions (session_key, ts)`), read through a read-only
+ * connection so that a running guard is never blocked. Field names are stable (snake_case) and
+ * are the JSON format as is; money is USD.
+ */
+export interface Report {
+  readonly ledger: string;
+  readonly range: { readonly since: string; readonly until: string };
+  readonly session_key: string | null;
+  readonly totals: Totals;
+  readonly sessions: SessionRow[];
+  readonly by_judge: TokenRow[];
+  readonly by_model: TokenRow[];
+  readonly series: { readonly bucket: "hour" | "day"; readonly points: SeriesPoint[] };
+  readonly estimates: EstimateAccuracy;
+}
+
+export interface Totals {
+  readonly calls_judged: number;
+  readonly calls_failed: number;
+  readonly calls_skipped: number;
+  readonly skipped_by_reason: Record<string, number>;
+  readonly charged_usd: number;
+  readonly saved_usd: number;
+  readonly saved_by_reason: Record<string, number>;
+  /** What the same traffic would have cost with no guard: charged plus saved. */
+  readonly unguarded_usd: number;
+}
+
+export interface EpisodeRow {
+  readonly episode_id: string;
+  readonly started: string;
+  /** null while the session is still stuck. */
+  readonly ended: string | null;
+  readonly fingerprint: string;
+  readonly repeats: number;
+  readonly signals: Array<{ readonly channel: string; readonly status: string; readonly attempts: number }>;
+}
+
+export interface SessionRow {
+  readonly session_key: string;
+  readonly calls: number;
+  readonly skipped: number;
+  readonly charged_usd: number;
+  readonly saved_usd: number;
+  /** Spend in the budget window that ends at the range's end, against the per-key cap. */
+  readonly budget: { readonly used_usd: number; readonly cap_usd: number | null };
+  readonly episodes: EpisodeRow[];
+}
+
+export interface TokenRow {
+  readonly name: string;
+  readonly calls: number;
+  readonly input_tokens: number;
+  readonly output_tokens: number;
+  readonly cache_read_tokens: number;
+  readonly cache_write_tokens: number;
+  readonly charged_usd: number;
+}
+
+export interface SeriesPoint {
+  readonly start: string;
+  readonly charged_usd: number;
+  readonly saved_usd: number;
+}
+
+/** How far reservations (estimates made before a call) were from what calls really cost. */
+export interface EstimateAccuracy {
+  readonly calls: number;
+  readonly reserved_usd: number;
+  readonly charged_usd: number;
+  /** Charged over reserved: below 1, estimates were pessimistic. */
+  readonly ratio: number | null;
+  readonly mean_abs_error_usd: number | null;
+}
+
+/** A problem with the ledger or the data (exit status 1). */
+export class ReportDataError extends Error {
+  override readonly name = "ReportDataError";
+}
+
+export interface ReportOptions {
+  readonly since: number;
+  readonly until: number;
+  readonly sessionKey?: string | undefined;
+  /** The per-key cap and its rolling window, to show each key's budget use at `until`. */
+  readonly sessionBudgetUsd?: number;
+  readonly budgetWindowMs?: number;
+}
+
+const usd = (micros: number | null | undefined): number => Math.round(Number(micros ?? 0)) / 1_000_000;
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+function open(path: string): Database.Database {
+  if (!existsSync(path)) throw new ReportDataError(`no ledger at ${path} (set --db or JUDGE_GUARD_DB)`);
+  let db: Database.Database;
+  try {
+    db = new (sqlite())(path, { readonly: true, fileMustExist: true });
+  } catch (e) {
+    throw new ReportDataError(`cannot open the ledger ${path}: ${(e as Error).message}`);
+  }
+  try {
+    const version = Number(db.pragma("user_version", { simple: true }));
+    if (version > SCHEMA_VERSION) {
+      throw new ReportDataError(
+        `the ledger ${path} has schema version ${version}, newer than this judge-guard reads (${SCHEMA_VERSION}): upgrade judge-guard`,
+      );
+    }
+    if (version === 0)
+      throw new ReportDataError(`${path} is not a judge-guard ledger (no schema): is --db right?`);
+    db.pragma("busy_timeout = 2000");
+    return db;
+  } catch (e) {
+    db.close();
+    throw e instanceof ReportDataError
+      ? e
+      : new ReportDataError(`cannot read the ledger ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** Builds the report for one time range (and optionally one session key). */
+export function buildReport(path: string, o: ReportOptions): Report {
+  const db = open(path);
+  try {
+    return db.transaction(() => collect(db, path, o))();
+  } catch (e) {
+    throw e instanceof ReportDataError
+      ? e
+      : new ReportDataError(`cannot read the ledger ${path}: ${(e as Error).message}`);
+  } finally {
+    db.close();
+  }
+}
+
+function collect(db: Database.Database, path: string, o: ReportOptions): Report {
+  const key = o.sessionKey ?? null;
+  // One filter for every query: the time range, and the key when one is asked for.
+  const where = `ts >= @since AND ts < @until${key === null ? "" : " AND session_key = @key"}`;
+  const args = { since: o.since, until: o.until, ...(key === null ? {} : { key }) };
+
+  const byDecision = db
+    .prepare(
+      `SELECT decision, reason, count(*) AS n, sum(charged_micros) AS charged, sum(saved_micros) AS saved
+       FROM decisions WHERE ${where} GROUP BY decision, reason`,
+    )
+    .all(args) as Array<{
+    decision: string;
+    reason: string | null;
+    n: number;
+    charged: number;
+    saved: number;
+  }>;
+  const skippedByReason: Record<string, number> = {};
+  const savedByReason: Record<string, number> = {};
+  let judged = 0;
+  let failed = 0;
+  let skipped = 0;
+  let charged = 0;
+  let saved = 0;
+  for (const r of byDecision) {
+    charged += Number(r.charged ?? 0);
+    saved += Number(r.saved ?? 0);
+    if (r.decision === "judged") judged += r.n;
+    else if (r.decision === "failed") failed += r.n;
+    else {
+      skipped += r.n;
+      const reason = r.reason ?? "unknown";
+      skippedByReason[reason] = (skippedByReason[reason] ?? 0) + r.n;
+      savedByReason[reason] = usd(r.saved);
+    }
+  }
+
+  const sessionRows = db
+    .prepare(
+      `SELECT session_key, count(*) AS calls, sum(decision = 'skipped') AS skipped,
+              sum(charged_micros) AS charged, sum(saved_micros) AS saved
+       FROM decisions WHERE ${where} GROUP BY session_key ORDER BY sum(charged_micros) + sum(saved_micros) DESC, session_key`,
+    )
+    .all(args) as Array<{
+    session_key: string;
+    calls: number;
+    skipped: number;
+    charged: number;
+    saved: number;
+  }>;
+  const episodes = db
+    .prepare(
+      `SELECT id, session_key, fingerprint, repeats, started_ms, ended_ms FROM episodes
+       WHERE started_ms < @until AND (ended_ms IS NULL OR ended_ms >= @since)${key === null ? "" : " AND session_key = @key"}
+       ORDER BY started_ms`,
+    )
+    .all(args) as Array<{
+    id: string;
+    session_key: string;
+    fingerprint: string;
+    repeats: number;
+    started_ms: number;
+    ended_ms: number | null;
+  }>;
+  const signalsOf = db.prepare(
+    "SELECT channel, status, attempts FROM signals WHERE episode_id = ? ORDER BY id",
+  );
+  const episodesByKey = new Map<string, EpisodeRow[]>();
+  for (const e of episodes) {
+    const list = episodesByKey.get(e.session_key) ?? [];
+    list.push({
+      episode_id: e.id,
+      started: iso(e.started_ms),
+      ended: e.ended_ms === null ? null : iso(e.ended_ms),
+      fingerprint: e.fingerprint,
+      repeats: e.repeats,
+      signals: signalsOf.all(e.id) as EpisodeRow["signals"],
+    });
+    episodesByKey.set(e.session_key, list);
+  }
+  const windowMs = o.budgetWindowMs ?? 86_400_000;
+  const cap = o.sessionBudgetUsd === undefined || o.sessionBudgetUsd === Infinity ? null : o.sessionBudgetUsd;
+  const used = new Map(
+    (
+      db
+        .prepare(
+          `SELECT session_key AS k, sum(charged_micros) AS m FROM decisions
+           WHERE ts >= @from AND ts < @until${key === null ? "" : " AND session_key = @key"} GROUP BY session_key`,
+        )
+        .all({ ...args, from: o.until - windowMs }) as Array<{ k: string; m: number }>
+    ).map((r) => [r.k, usd(r.m)]),
+  );
+  const sessions: SessionRow[] = sessionRows.map((r) => ({
+    session_key: r.session_key,
+    calls: r.calls,
+    skipped: Number(r.skipped ?? 0),
+    charged_usd: usd(r.charged),
+    saved_usd: usd(r.saved),
+    budget: { used_usd: used.get(r.session_key) ?? 0, cap_usd: cap },
+    episodes: episodesByKey.get(r.session_key) ?? [],
+  }));
+
+  const tokens = (column: "judge" | "model"): TokenRow[] =>
+    (
+      db
+        .prepare(
+          `SELECT ${column} AS name, count(*) AS calls, sum(input_tokens) AS i, sum(output_tokens) AS o,
+                  sum(cache_read_tokens) AS cr, sum(cache_write_tokens) AS cw, sum(charged_micros) AS charged
+           FROM decisions WHERE ${where} AND decision != 'skipped' GROUP BY ${column} ORDER BY sum(charged_micros) DESC, ${column}`,
+        )
+        .all(args) as Array<{
+        name: string;
+        calls: number;
+        i: number;
+        o: number;
+        cr: number;
+        cw: number;
+        charged: number;
+      }>
+    ).map((r) => ({
+      name: r.name,
+      calls: r.calls,
+      input_tokens: Number(r.i ?? 0),
+      output_tokens: Number(r.o ?? 0),
+      cache_read_tokens: Number(r.cr ?? 0),
+      cache_write_tokens: Number(r.cw ?? 0),
+      charged_usd: usd(r.charged),
+    }));
+
+  // Hours for ranges up to two days, days beyond.
+  const bucket = o.until - o.since <= 2 * 86_400_000 ? "hour" : "day";
+  const width = bucket === "hour" ? 3_600_000 : 86_400_000;
+  const points = (
+    db
+      .prepare(
+        `SELECT (ts / ${width}) * ${width} AS start, sum(charged_micros) AS charged, sum(saved_micros) AS saved
+         FROM decisions WHERE ${where} GROUP BY ts / ${width} ORDER BY start`,
+      )
+      .all(args) as Array<{ start: number; charged: number; saved: number }>
+  ).map((p) => ({ start: iso(Number(p.start)), charged_usd: usd(p.charged), saved_usd: usd(p.saved) }));
+
+  const est = db
+    .prepare(
+      `SELECT count(*) AS n, sum(reserved_micros) AS reserved, sum(charged_micros) AS charged,
+              avg(abs(charged_micros - reserved_micros)) AS mae
+       FROM decisions WHERE ${where} AND decision = 'judged' AND reserved_micros > 0`,
+    )
+    .get(args) as { n: number; reserved: number | null; charged: number | null; mae: number | null };
+
+  return {
+    ledger: path,
+    range: { since: iso(o.since), until: iso(o.until) },
+    session_key: key,
+    totals: {
+      calls_judged: judged,
+      calls_failed: failed,
+      calls_skipped: skipped,
+      skipped_by_reason: skippedByReason,
+      charged_usd: usd(charged),
+      saved_usd: usd(saved),
+      saved_by_reason: savedByReason,
+      unguarded_usd: usd(charged + saved),
+    },
+    sessions,
+    by_judge: tokens("judge"),
+    by_model: tokens("model"),
+    series: { bucket, points },
+    estimates: {
+      calls: est.n,
+      reserved_usd: usd(est.reserved),
+      charged_usd: usd(est.charged),
+      ratio: est.reserved
+        ? Math.round((Number(est.charged ?? 0) / Number(est.reserved)) * 1000) / 1000
+        : null,
+      mean_abs_error_usd: est.mae === null ? null : usd(est.mae),
+    },
+  };
+}
