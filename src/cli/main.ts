@@ -45,7 +45,8 @@ async function main(argv: string[]): Promise<number> {
     .option("--since <time>", "start of the range: 24h, 7d, 90m back, or an ISO time", "24h")
     .option("--until <time>", "end of the range (default: now)")
     .option("--session-key <key>", "one session key only")
-    .option("--format <format>", "table, json or csv", "table")
+    .option("--format <format>", "table, json, csv or html", "table")
+    .option("--out <file>", "where --format html writes its file")
     .option("--by <what>", "csv rows: key (default) or day")
     .action((opts) => {
       code = reportCommand(opts);

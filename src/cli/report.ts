@@ -1,5 +1,7 @@
+import { writeFileSync } from "node:fs";
 import { fromEnv } from "../config/env.js";
 import { DEFAULTS } from "../guard/options.js";
+import { renderHtml } from "../report/html.js";
 import { renderCsv, renderTable } from "../report/render.js";
 import { buildReport, ReportDataError } from "../report/report.js";
 import { UsageError } from "./errors.js";
@@ -11,9 +13,10 @@ export interface ReportCommandOptions {
   readonly sessionKey?: string;
   readonly format?: string;
   readonly by?: string;
+  readonly out?: string;
 }
 
-const FORMATS = ["table", "json", "csv"] as const;
+const FORMATS = ["table", "json", "csv", "html"] as const;
 const RELATIVE = /^(\d+)\s*(m|h|d)$/i;
 const UNIT: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -39,6 +42,8 @@ export function reportCommand(o: ReportCommandOptions, now = Date.now()): number
   const by = o.by ?? "key";
   if (by !== "key" && by !== "day") throw new UsageError(`--by ${JSON.stringify(by)} is not one of key, day`);
   if (o.by !== undefined && format !== "csv") throw new UsageError("--by applies to --format csv only");
+  if (format === "html" && !o.out)
+    throw new UsageError("--format html needs --out FILE (the report is one self-contained file)");
   const until = o.until === undefined ? now : parseTime(o.until, "--until", now);
   const since = parseTime(o.since ?? "24h", "--since", until);
   if (since >= until)
@@ -63,7 +68,16 @@ export function reportCommand(o: ReportCommandOptions, now = Date.now()): number
     }
     throw e;
   }
-  if (format === "json") process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  if (format === "html") {
+    try {
+      writeFileSync(o.out!, renderHtml(report));
+    } catch (e) {
+      throw new UsageError(
+        `cannot write --out ${o.out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
+    }
+    process.stdout.write(`wrote ${o.out}\n`);
+  } else if (format === "json") process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else if (format === "csv") process.stdout.write(renderCsv(report, by));
   else process.stdout.write(renderTable(report, Math.max(60, process.stdout.columns ?? 100)));
   return 0;
