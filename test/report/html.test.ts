@@ -87,8 +87,11 @@ describe("judge-guard report --format html", () => {
           const periods = await page.locator("#chart g.period").count();
           expect(periods).toBe(report.series.points.length);
           // Every period draws something: a charged or a saved bar with a real height on screen.
+          // (Runs in the page; typed structurally, this project compiles without the DOM library.)
+          type Box = { getBoundingClientRect(): { height: number } };
+          type Group = { querySelectorAll(selector: string): ArrayLike<Box> };
           const heights = await page.$$eval("#chart g.period", (groups) =>
-            groups.map((g) =>
+            (groups as unknown as Group[]).map((g) =>
               Math.max(
                 ...Array.from(g.querySelectorAll("rect")).map((r) => r.getBoundingClientRect().height),
               ),
