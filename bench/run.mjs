@@ -11,6 +11,7 @@ const SCENARIOS = [
   "ledger-throughput",
   "contention",
   "incident-savings",
+  "report-scale",
 ];
 
 const args = process.argv.slice(2);

@@ -79,6 +79,10 @@ export function reportCommand(o: ReportCommandOptions, now = Date.now()): number
     process.stdout.write(`wrote ${o.out}\n`);
   } else if (format === "json") process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else if (format === "csv") process.stdout.write(renderCsv(report, by));
-  else process.stdout.write(renderTable(report, Math.max(60, process.stdout.columns ?? 100)));
+  else {
+    // Fit the terminal (or $COLUMNS); piped to a file, nothing is cut.
+    const columns = process.stdout.columns ?? (Number(process.env.COLUMNS) || Number.POSITIVE_INFINITY);
+    process.stdout.write(renderTable(report, Math.max(60, columns)));
+  }
   return 0;
 }

@@ -32,7 +32,7 @@ function episodes(s: SessionRow): string {
     .map((e) => {
       const delivered = e.signals.filter((x) => x.status === "delivered").length;
       const state = e.ended === null ? "ongoing" : "recovered";
-      return `${state} from ${e.started.slice(5, 16).replace("T", " ")} (${e.repeats}x, ${delivered}/${e.signals.length} signals)`;
+      return `${state} since ${e.started.slice(11, 16)} (${delivered}/${e.signals.length} signalled)`;
     })
     .join("; ");
 }

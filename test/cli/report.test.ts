@@ -161,13 +161,16 @@ describe("judge-guard report", () => {
   });
 
   it("--format table: totals, keys, judges, models and periods in aligned columns", async () => {
-    const r = await cli(["report", "--db", ledger, ...RANGE]);
+    const r = await cli(["report", "--db", ledger, ...RANGE], { COLUMNS: "100" });
     expect(r.code).toBe(0);
     for (const heading of ["per session key", "per judge kind", "per model", "per hour", "estimates:"])
       expect(r.stdout).toContain(heading);
     expect(r.stdout).toMatch(/skipped\s+698 calls\s+\$20\.65 saved/);
     expect(r.stdout).toMatch(/cli:cli:local\s+34\s+698/);
     expect(r.stdout.split("\n").every((l) => l.length <= 100)).toBe(true);
+    // Piped with no width given, nothing is cut.
+    const full = await cli(["report", "--db", ledger, ...RANGE]);
+    expect(full.stdout).toContain("ongoing since 09:47 (1/1 signalled)");
   });
 
   it("reads the ledger while a guard holds a write transaction on it", async () => {
