@@ -1,7 +1,7 @@
 import { count, percent, usd } from "../cli/format.js";
 import type { Report } from "./report.js";
 
-const escape = (s: string): string =>
+const escapeHtml = (s: string): string =>
   s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 
 /**
@@ -27,11 +27,11 @@ function chart(r: Report): string {
       const x = pad.left + i * slot + slot / 2 - bar;
       const title = `${p.start}: charged ${usd(p.charged_usd)}, saved ${usd(p.saved_usd)}`;
       return (
-        `<g class="period" data-start="${p.start}"><title>${escape(title)}</title>` +
+        `<g class="period" data-start="${p.start}"><title>${escapeHtml(title)}</title>` +
         `<rect class="charged" x="${x.toFixed(1)}" y="${y(p.charged_usd).toFixed(1)}" width="${bar.toFixed(1)}" height="${(pad.top + plotH - y(p.charged_usd)).toFixed(1)}"/>` +
         `<rect class="saved" x="${(x + bar).toFixed(1)}" y="${y(p.saved_usd).toFixed(1)}" width="${bar.toFixed(1)}" height="${(pad.top + plotH - y(p.saved_usd)).toFixed(1)}"/>` +
         (i % every === 0
-          ? `<text x="${(x + bar).toFixed(1)}" y="${H - 8}" text-anchor="middle">${escape(label(p))}</text>`
+          ? `<text x="${(x + bar).toFixed(1)}" y="${H - 8}" text-anchor="middle">${escapeHtml(label(p))}</text>`
           : "") +
         "</g>"
       );
@@ -40,7 +40,7 @@ function chart(r: Report): string {
   const ticks = [0, 0.5, 1]
     .map(
       (f) =>
-        `<text x="${pad.left - 6}" y="${(y(max * f) + 4).toFixed(1)}" text-anchor="end">${escape(usd(max * f))}</text>`,
+        `<text x="${pad.left - 6}" y="${(y(max * f) + 4).toFixed(1)}" text-anchor="end">${escapeHtml(usd(max * f))}</text>`,
     )
     .join("");
   return (
@@ -57,13 +57,13 @@ export function renderHtml(r: Report): string {
       const stuck = s.episodes
         .map((e) => `${e.ended === null ? "ongoing" : "recovered"} (${e.repeats}x)`)
         .join(", ");
-      return `<tr><td>${escape(s.session_key)}</td><td>${count(s.calls - s.skipped)}</td><td>${count(s.skipped)}</td><td>${usd(s.charged_usd)}</td><td>${usd(s.saved_usd)}</td><td>${usd(s.budget.used_usd)}${s.budget.cap_usd === null ? "" : ` / ${usd(s.budget.cap_usd)}`}</td><td>${escape(stuck)}</td></tr>`;
+      return `<tr><td>${escapeHtml(s.session_key)}</td><td>${count(s.calls - s.skipped)}</td><td>${count(s.skipped)}</td><td>${usd(s.charged_usd)}</td><td>${usd(s.saved_usd)}</td><td>${usd(s.budget.used_usd)}${s.budget.cap_usd === null ? "" : ` / ${usd(s.budget.cap_usd)}`}</td><td>${escapeHtml(stuck)}</td></tr>`;
     })
     .join("\n");
   const reasons = Object.entries(t.skipped_by_reason)
     .map(
       ([reason, n]) =>
-        `<li>${escape(reason)}: ${count(n)} calls, ${usd(t.saved_by_reason[reason] ?? 0)}</li>`,
+        `<li>${escapeHtml(reason)}: ${count(n)} calls, ${usd(t.saved_by_reason[reason] ?? 0)}</li>`,
     )
     .join("");
   return `<!doctype html>
@@ -71,7 +71,7 @@ export function renderHtml(r: Report): string {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>judge-guard report ${escape(r.range.since.slice(0, 10))}</title>
+<title>judge-guard report ${escapeHtml(r.range.since.slice(0, 10))}</title>
 <style>
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;padding:16px;max-width:960px;color:#1c2430;background:#fff}
 h1{font-size:1.3em;margin:0 0 4px}h2{font-size:1.05em;margin:24px 0 8px}.range{color:#5b6675;margin:0 0 16px}
@@ -86,7 +86,7 @@ th,td{padding:6px 8px;border-bottom:1px solid #e6ebf0;text-align:right;white-spa
 </head>
 <body>
 <h1>judge-guard report</h1>
-<p class="range">${escape(r.range.since)} to ${escape(r.range.until)}${r.session_key ? ` · ${escape(r.session_key)}` : ""}</p>
+<p class="range">${escapeHtml(r.range.since)} to ${escapeHtml(r.range.until)}${r.session_key ? ` · ${escapeHtml(r.session_key)}` : ""}</p>
 <div class="cards">
 <div class="card">charged<b>${usd(t.charged_usd)}</b>${count(t.calls_judged)} calls judged</div>
 <div class="card">saved<b>${usd(t.saved_usd)}</b>${count(t.calls_skipped)} calls skipped</div>
