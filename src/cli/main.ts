@@ -6,6 +6,7 @@ import { UsageError } from "./errors.js";
 import { replayCommand } from "./replay.js";
 import { reportCommand } from "./report.js";
 import { resetSessionsCommand } from "./reset-sessions.js";
+import { serveCommand } from "./serve.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
   version: string;
@@ -34,6 +35,15 @@ async function main(argv: string[]): Promise<number> {
     .option("--no-progress", "no progress bar, even on a terminal")
     .action(async (file: string, opts) => {
       code = await replayCommand(file, opts);
+    });
+
+  program
+    .command("serve")
+    .description("run the guard as an HTTP service next to the agent (JUDGE_GUARD_TOKEN for bearer auth)")
+    .option("--host <address>", "address to listen on (non-loopback needs JUDGE_GUARD_TOKEN)", "127.0.0.1")
+    .option("--port <port>", "port (0 picks a free one)", "8787")
+    .action(async (opts) => {
+      code = await serveCommand(opts);
     });
 
   program

@@ -6,7 +6,13 @@ import { CostEstimator, type Estimate, type EstimateStats } from "../budget/esti
 import { CannedCatalog } from "../detection/catalog.js";
 import { EpisodeBook, type StuckVerdict } from "../detection/episodes.js";
 import { type Observation, SessionTracker } from "../detection/tracker.js";
-import { GuardClosedError, type SkipCode, type SkipDetails, skipError } from "../errors.js";
+import {
+  GuardClosedError,
+  InvalidRequestError,
+  type SkipCode,
+  type SkipDetails,
+  skipError,
+} from "../errors.js";
 import { createLogger, LOG_LEVELS, type Logger } from "../log/logger.js";
 import { PriceTable, type Usage } from "../pricing/prices.js";
 import { type ReportedCost, readUsage } from "../pricing/usage.js";
@@ -52,6 +58,26 @@ export interface AssessOptions {
 export interface Assessment extends StuckVerdict {
   /** Skip the judges: the session is stuck and the guard enforces (not shadow mode). */
   readonly skip: boolean;
+}
+
+/** A call admitted by {@link Guard.admit}: make it, then settle it. */
+export interface Ticket {
+  readonly status: "admitted";
+  readonly reservationId: string;
+  readonly reservedUsd: number;
+  /** In shadow mode, why enforce mode would have skipped this call; otherwise null. */
+  readonly shadowReason: SkipReason | null;
+}
+
+/** What an admitted call really cost. */
+export interface Settlement {
+  /** False when the call failed. */
+  readonly ok: boolean;
+  readonly usage?: Usage;
+  /** A cost reported without tokens. */
+  readonly costUsd?: number;
+  /** The model that really ran, if not the one admitted. */
+  readonly model?: string;
 }
 
 /** What {@link Guard.session} reports about one key. */
@@ -133,6 +159,8 @@ export class Guard {
   readonly #limit: LimitFunction;
   readonly #verdicts: LRUCache<string, Verdict>;
   readonly #inflight = new Map<string, Promise<Outcome<unknown>>>();
+  /** Calls admitted through `admit`, waiting for `settle`. */
+  readonly #tickets = new Map<string, { admitted: Admitted; started: number }>();
   readonly #pending = new Set<Promise<unknown>>();
   /** Admissions waiting for calls in flight to settle, in arrival order. */
   #queue: Waiter[] = [];
@@ -267,22 +295,10 @@ export class Guard {
     judge: () => Promise<T> | T,
     options: RunOptions<T> = {},
   ): Promise<Outcome<T>> {
-    if (this.#closed) throw new GuardClosedError();
-    const req = normalizeRequest(request);
-    const now = this.#o.clock.now();
-    const obs = this.#tracker.observe(req.sessionKey, req.userMessages, req.assistantMessages, req.facts);
-    const stuck = this.#episodes.update(obs, now);
-    const estimate = this.#estimator.estimate(req.judge, req.model, obs.transcriptChars, req.maxTokens);
-    const savedMicros = options.knownUsage
-      ? this.#prices.costMicros(req.model, options.knownUsage)
-      : estimate.expectedMicros;
+    const prepared = this.#prepare(request, options.knownUsage);
+    if ("status" in prepared) return prepared;
+    const { req, obs, now, estimate, savedMicros, shadowReason } = prepared;
     const shadow = this.#o.mode === "shadow";
-
-    let shadowReason: SkipReason | null = null;
-    if (stuck.stuck) {
-      if (!shadow) return this.#skip(req, obs, now, "stuck_session", savedMicros, { stuck });
-      shadowReason = "stuck_session";
-    }
     if (this.#o.verdictTtlMs === 0 || shadow) {
       return this.#judgeOnce(req, obs, estimate, savedMicros, judge, options, shadowReason);
     }
@@ -315,6 +331,54 @@ export class Guard {
     } finally {
       if (this.#inflight.get(cacheKey) === work) this.#inflight.delete(cacheKey);
     }
+  }
+
+  /**
+   * The first half of {@link run}, for a caller that makes the judge call itself (the sidecar's
+   * HTTP clients): the same stuck check and budget admission, then a reservation held until
+   * {@link settle}. Identical requests are not merged here (the guard never sees the verdict).
+   */
+  async admit(request: JudgeRequest, options: { knownUsage?: Usage } = {}): Promise<Ticket | SkippedOutcome> {
+    const prepared = this.#prepare(request, options.knownUsage);
+    if ("status" in prepared) return prepared;
+    const { req, obs, estimate, savedMicros, shadowReason } = prepared;
+    const admitted = await this.#admit(req, obs, estimate, savedMicros, shadowReason, options.knownUsage);
+    if ("status" in admitted) return admitted;
+    this.#tickets.set(admitted.reservationId, { admitted, started: performance.now() });
+    return {
+      status: "admitted",
+      reservationId: admitted.reservationId,
+      reservedUsd: toUsd(admitted.estimate.expectedMicros),
+      shadowReason: admitted.shadowReason,
+    };
+  }
+
+  /**
+   * The second half: charges what the admitted call really cost (`ok: false` for a call that
+   * failed, charging any partial cost given) and releases the reservation.
+   */
+  settle(reservationId: string, result: Settlement): { costUsd: number } {
+    const t = this.#tickets.get(reservationId);
+    if (t === undefined) {
+      throw new InvalidRequestError(
+        "reservation_id",
+        `no open reservation ${JSON.stringify(reservationId)}: it was settled already, released after its timeout, or never made`,
+      );
+    }
+    this.#tickets.delete(reservationId);
+    const reported: ReportedCost = {
+      ...(result.usage && { usage: result.usage }),
+      ...(result.costUsd !== undefined && { costUsd: result.costUsd }),
+      ...(result.model && { model: result.model }),
+    };
+    const charged = this.#settle(t.admitted, result.ok ? "judged" : "failed", reported, t.started);
+    return { costUsd: toUsd(charged.micros) };
+  }
+
+  /** Reservations admitted through {@link admit} and not settled yet, oldest first. */
+  openTickets(): Array<{ reservationId: string; ageMs: number }> {
+    const now = performance.now();
+    return [...this.#tickets].map(([id, t]) => ({ reservationId: id, ageMs: now - t.started }));
   }
 
   /**
@@ -407,6 +471,32 @@ export class Guard {
   }
 
   // ---------------------------------------------------------------------------------------
+
+  /** What `run` and `admit` share: validation, the session's new replies, the stuck check. */
+  #prepare(
+    request: JudgeRequest,
+    knownUsage: Usage | undefined,
+  ):
+    | SkippedOutcome
+    | {
+        req: NormalizedRequest;
+        obs: Observation;
+        now: number;
+        estimate: Estimate;
+        savedMicros: number;
+        shadowReason: SkipReason | null;
+      } {
+    if (this.#closed) throw new GuardClosedError();
+    const req = normalizeRequest(request);
+    const now = this.#o.clock.now();
+    const obs = this.#tracker.observe(req.sessionKey, req.userMessages, req.assistantMessages, req.facts);
+    const stuck = this.#episodes.update(obs, now);
+    const estimate = this.#estimator.estimate(req.judge, req.model, obs.transcriptChars, req.maxTokens);
+    const savedMicros = knownUsage ? this.#prices.costMicros(req.model, knownUsage) : estimate.expectedMicros;
+    if (stuck.stuck && this.#o.mode !== "shadow")
+      return this.#skip(req, obs, now, "stuck_session", savedMicros, { stuck });
+    return { req, obs, now, estimate, savedMicros, shadowReason: stuck.stuck ? "stuck_session" : null };
+  }
 
   /** Admission, then the call within the concurrency limit, then settlement. */
   #judgeOnce<T>(

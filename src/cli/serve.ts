@@ -1,0 +1,44 @@
+import { fromEnv } from "../config/env.js";
+import { createGuard } from "../guard/guard.js";
+import { createLogger, type LogLevel } from "../log/logger.js";
+import { isLoopback, serve } from "../server/server.js";
+import { UsageError } from "./errors.js";
+
+export interface ServeCommandOptions {
+  readonly host?: string;
+  readonly port?: string;
+}
+
+/** `judge-guard serve`: runs until SIGTERM or SIGINT, then shuts down cleanly. */
+export async function serveCommand(o: ServeCommandOptions): Promise<number> {
+  const port = Number(o.port ?? 8787);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`--port ${o.port} is not a port number (0-65535)`);
+  const host = o.host ?? "127.0.0.1";
+  const token = process.env.JUDGE_GUARD_TOKEN?.trim() || undefined;
+  if (token !== undefined && token.length < 16)
+    throw new UsageError("JUDGE_GUARD_TOKEN must be at least 16 characters");
+  const options = fromEnv(process.env);
+  const log = createLogger((typeof options.logger === "string" ? options.logger : "warn") as LogLevel);
+  const guard = createGuard({ ...options, logger: log });
+  let running: Awaited<ReturnType<typeof serve>>;
+  try {
+    running = await serve({ guard, log, host, port, token });
+  } catch (e) {
+    await guard.close();
+    if ((e as NodeJS.ErrnoException).code === "EADDRINUSE")
+      throw new UsageError(`port ${port} on ${host} is already in use (--port)`);
+    throw e;
+  }
+  process.stdout.write(
+    `judge-guard serving on ${running.url} (${token ? "bearer token required" : isLoopback(host) ? "no token: loopback only" : ""})\n`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+  });
+  await running.close();
+  process.stdout.write("judge-guard stopped: requests in flight finished, ledger closed\n");
+  return 0;
+}

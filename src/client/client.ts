@@ -1,0 +1,293 @@
+/**
+ * `judge-guard/client`: the guard's interface over HTTP, for runtimes that cannot load the
+ * SQLite ledger (Phantom runs on Bun). It uses `fetch` and nothing else, so it runs under Node
+ * and Bun alike, and the Phantom adapters (`judge-guard/phantom`) take it in place of a guard.
+ */
+import { type JudgeSkippedError, type SkipCode, type SkipDetails, skipError } from "../errors.js";
+import type { Assessment, AssessOptions } from "../guard/guard.js";
+import type { CallOptions, Outcome, RunOptions, SkippedOutcome } from "../guard/outcome.js";
+import type { JudgeRequest, SessionRef } from "../guard/request.js";
+import type { Usage } from "../pricing/prices.js";
+import { type ReportedCost, readUsage } from "../pricing/usage.js";
+import type { SkipReason } from "../store/types.js";
+
+export interface ClientOptions {
+  /** The sidecar, e.g. http://127.0.0.1:8787. */
+  readonly url: string;
+  /** JUDGE_GUARD_TOKEN of the sidecar, sent as a bearer token. */
+  readonly token?: string;
+  /** Per request to the sidecar (not the judge call). @default 2000 */
+  readonly timeoutMs?: number;
+  /**
+   * When the sidecar does not answer: `closed` skips the judge (a LEDGER_UNAVAILABLE skip),
+   * `open` calls it unguarded. @default "closed"
+   */
+  readonly onUnreachable?: "closed" | "open";
+  /** Told when the sidecar does not answer (a warning by default). */
+  readonly onError?: (error: Error) => void;
+  /** Reads the cost from a judge's result. @default readUsage */
+  readonly usageOf?: (result: unknown) => ReportedCost | undefined;
+  readonly fetch?: typeof fetch;
+}
+
+class Unreachable extends Error {}
+
+const REASONS: Record<SkipCode, Exclude<SkipReason, "duplicate">> = {
+  STUCK_SESSION: "stuck_session",
+  SESSION_BUDGET: "session_budget",
+  SESSION_CALLS: "session_calls",
+  GLOBAL_BUDGET: "global_budget",
+  LEDGER_UNAVAILABLE: "ledger_error",
+};
+
+/** The wire form of a session: Phantom's snake_case SessionSummary, whichever casing came in. */
+function wireSession(s: NonNullable<JudgeRequest["session"]>) {
+  const x = s as unknown as Record<string, unknown>;
+  return {
+    session_key: x.session_key ?? x.sessionKey,
+    user_messages: x.user_messages ?? x.userMessages,
+    assistant_messages: x.assistant_messages ?? x.assistantMessages,
+    ...((x.session_id ?? x.sessionId) !== undefined && { session_id: x.session_id ?? x.sessionId }),
+    ...((x.tools_used ?? x.toolsUsed) !== undefined && { tools_used: x.tools_used ?? x.toolsUsed }),
+    ...(x.outcome !== undefined && { outcome: x.outcome }),
+    ...((x.cost_usd ?? x.costUsd) !== undefined && { cost_usd: x.cost_usd ?? x.costUsd }),
+  };
+}
+
+function wire(r: SessionRef & Partial<JudgeRequest>) {
+  const f = r.reply;
+  return {
+    ...(r.judge !== undefined && { judge: r.judge }),
+    ...(r.model !== undefined && { model: r.model }),
+    ...(r.session && { session: wireSession(r.session) }),
+    ...(r.sessionKey !== undefined && { session_key: r.sessionKey }),
+    ...(r.userMessages && { user_messages: r.userMessages }),
+    ...(r.assistantMessages && { assistant_messages: r.assistantMessages }),
+    ...(f && {
+      reply: {
+        ...(f.costUsd !== undefined && { cost_usd: f.costUsd }),
+        ...(f.sdkSessionId !== undefined && { session_id: f.sdkSessionId }),
+        ...(f.durationMs !== undefined && { duration_ms: f.durationMs }),
+        ...(f.toolsUsed !== undefined && { tools_used: f.toolsUsed }),
+        ...(f.outcome !== undefined && { outcome: f.outcome }),
+      },
+    }),
+    ...(r.maxTokens !== undefined && { max_tokens: r.maxTokens }),
+    ...(r.variant !== undefined && { variant: r.variant }),
+  };
+}
+
+const usageWire = (u: Usage) => ({
+  input_tokens: u.inputTokens,
+  output_tokens: u.outputTokens,
+  cache_read_input_tokens: u.cacheReadTokens ?? 0,
+  cache_creation_input_tokens: (u.cacheWriteTokens ?? 0) + (u.cacheWrite1hTokens ?? 0),
+});
+
+/** A guard reached over HTTP. Same verbs as the in-process guard: `run`, `call`, `assess`. */
+export class GuardClient {
+  readonly #o: ClientOptions;
+  readonly #base: string;
+  readonly #fetch: typeof fetch;
+  #warned = false;
+
+  constructor(options: ClientOptions) {
+    try {
+      new URL(options.url);
+    } catch {
+      throw new TypeError(`GuardClient: url ${JSON.stringify(options.url)} is not a valid URL`);
+    }
+    this.#o = options;
+    this.#base = options.url.replace(/\/+$/, "");
+    this.#fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  async run<T>(
+    request: JudgeRequest,
+    judge: () => Promise<T> | T,
+    options: RunOptions<T> = {},
+  ): Promise<Outcome<T>> {
+    let admitted: {
+      decision: string;
+      reservation_id?: string;
+      reserved_usd?: number;
+      shadow_reason?: SkipReason | null;
+    };
+    try {
+      admitted = await this.#post("/v1/admit", wire(request));
+    } catch (e) {
+      if (!(e instanceof Unreachable)) throw e;
+      return this.#unreachable(request, judge, e);
+    }
+    if (admitted.decision === "skip") return this.#skipped(admitted as unknown as SkipWire);
+    const id = admitted.reservation_id!;
+    let value: T;
+    try {
+      value = await judge();
+    } catch (error) {
+      await this.#settle(id, false, readUsage(error));
+      throw error;
+    }
+    const usageOf =
+      (options.usageOf as ((r: unknown) => ReportedCost | undefined) | undefined) ??
+      this.#o.usageOf ??
+      readUsage;
+    const reported = usageOf(value) ?? (options.knownUsage && { usage: options.knownUsage });
+    const charged = await this.#settle(id, true, reported);
+    return {
+      status: "judged",
+      value,
+      costUsd: charged ?? 0,
+      usage: reported?.usage ?? null,
+      reservedUsd: admitted.reserved_usd ?? 0,
+      shadowReason: admitted.shadow_reason ?? null,
+    };
+  }
+
+  async call<T>(
+    request: JudgeRequest,
+    judge: () => Promise<T> | T,
+    options: CallOptions<T> = {},
+  ): Promise<T> {
+    const outcome = await this.run(request, judge, options);
+    if (outcome.status !== "skipped") return outcome.value;
+    if (options.substitute) return options.substitute(outcome);
+    throw outcome.error;
+  }
+
+  /** Is the session stuck? When the sidecar does not answer, the cycle runs (and is guarded per call). */
+  async assess(session: SessionRef, _options?: AssessOptions): Promise<Assessment> {
+    try {
+      const r = await this.#post<{
+        stuck: boolean;
+        skip: boolean;
+        episode_id: string | null;
+        fingerprint: string | null;
+        repeats: number;
+      }>("/v1/assess", wire(session));
+      return {
+        stuck: r.stuck,
+        skip: r.skip,
+        episodeId: r.episode_id,
+        fingerprint: r.fingerprint,
+        repeats: r.repeats,
+      };
+    } catch (e) {
+      if (!(e instanceof Unreachable)) throw e;
+      this.#report(e);
+      return { stuck: false, skip: false, episodeId: null, fingerprint: null, repeats: 0 };
+    }
+  }
+
+  async #settle(id: string, ok: boolean, reported: ReportedCost | undefined): Promise<number | null> {
+    try {
+      const r = await this.#post<{ charged_usd: number }>("/v1/settle", {
+        reservation_id: id,
+        ok,
+        ...(reported?.usage && { usage: usageWire(reported.usage) }),
+        ...(reported?.costUsd !== undefined && { cost_usd: reported.costUsd }),
+        ...(reported?.model && { model: reported.model }),
+      });
+      return r.charged_usd;
+    } catch (e) {
+      // The judge has run: its verdict is returned; the sidecar releases the reservation after its timeout.
+      this.#report(e as Error);
+      return null;
+    }
+  }
+
+  #skipped(s: SkipWire): SkippedOutcome {
+    const code = s.code as SkipCode;
+    const error: JudgeSkippedError = skipError(code, s.details ?? ({} as SkipDetails));
+    return {
+      status: "skipped",
+      reason: REASONS[code] ?? "ledger_error",
+      code,
+      error,
+      savedUsd: s.saved_usd ?? 0,
+    };
+  }
+
+  async #unreachable<T>(request: JudgeRequest, judge: () => Promise<T> | T, e: Error): Promise<Outcome<T>> {
+    this.#report(e);
+    if (this.#o.onUnreachable === "open") {
+      const value = await judge();
+      return {
+        status: "judged",
+        value,
+        costUsd: 0,
+        usage: readUsage(value)?.usage ?? null,
+        reservedUsd: 0,
+        shadowReason: null,
+      };
+    }
+    const details: SkipDetails = {
+      sessionKey: request.sessionKey ?? "",
+      judge: request.judge,
+      model: request.model,
+      savedUsd: 0,
+    };
+    return {
+      status: "skipped",
+      reason: "ledger_error",
+      code: "LEDGER_UNAVAILABLE",
+      error: skipError("LEDGER_UNAVAILABLE", details, e),
+      savedUsd: 0,
+    };
+  }
+
+  #report(e: Error): void {
+    if (this.#o.onError) {
+      this.#o.onError(e);
+      return;
+    }
+    if (this.#warned) return;
+    this.#warned = true;
+    process.emitWarning(`judge-guard client: ${e.message}`, { code: "JUDGE_GUARD_UNREACHABLE" });
+  }
+
+  async #post<R>(path: string, body: unknown): Promise<R> {
+    let res: Response;
+    try {
+      res = await this.#fetch(`${this.#base}${path}`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          ...(this.#o.token && { authorization: `Bearer ${this.#o.token}` }),
+        },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(this.#o.timeoutMs ?? 2000),
+      });
+    } catch (e) {
+      throw new Unreachable(`the sidecar at ${this.#base} did not answer (${(e as Error).message})`);
+    }
+    const text = await res.text();
+    if (res.status >= 500) throw new Unreachable(`the sidecar at ${this.#base} answered HTTP ${res.status}`);
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch {
+      throw new Unreachable(
+        `the sidecar at ${this.#base} answered something that is not JSON (HTTP ${res.status})`,
+      );
+    }
+    if (!res.ok) {
+      const err = (data as { error?: { code?: string; message?: string } }).error;
+      // A request the sidecar refuses is the caller's mistake: surface it, do not fail open.
+      throw new Error(
+        `judge-guard sidecar refused ${path}: ${err?.message ?? `HTTP ${res.status}`}${err?.code ? ` (${err.code})` : ""}`,
+      );
+    }
+    return data as R;
+  }
+}
+
+interface SkipWire {
+  readonly code: string;
+  readonly saved_usd?: number;
+  readonly details?: SkipDetails;
+}
+
+export function createClient(options: ClientOptions): GuardClient {
+  return new GuardClient(options);
+}

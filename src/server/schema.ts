@@ -1,0 +1,121 @@
+import { z } from "zod";
+import type { JudgeRequest } from "../guard/request.js";
+import type { Usage } from "../pricing/prices.js";
+
+/** Size limits on what a client may send. */
+export const LIMITS = {
+  bodyBytes: 16 * 1024 * 1024,
+  label: 256,
+  messages: 100_000,
+  messageChars: 1_000_000,
+} as const;
+
+const label = z.string().min(1).max(LIMITS.label);
+const message = z.string().max(LIMITS.messageChars, `at most ${LIMITS.messageChars} characters`);
+const messages = z.array(message).max(LIMITS.messages);
+const tokens = z.number().int().nonnegative().max(100_000_000);
+
+const session = z.object({
+  session_key: label,
+  session_id: z.string().max(LIMITS.label).optional(),
+  user_messages: messages,
+  assistant_messages: messages,
+  tools_used: z.array(z.string().max(LIMITS.label)).max(1000).optional(),
+  outcome: z.string().max(64).optional(),
+  cost_usd: z.number().nonnegative().max(1e6).optional(),
+});
+
+const reply = z.object({
+  cost_usd: z.number().nonnegative().max(1e6).optional(),
+  session_id: z.string().max(LIMITS.label).nullable().optional(),
+  duration_ms: z.number().nonnegative().max(1e9).optional(),
+  tools_used: z.array(z.string().max(LIMITS.label)).max(1000).optional(),
+  outcome: z.string().max(64).optional(),
+});
+
+const sessionRef = {
+  session: session.optional(),
+  session_key: label.optional(),
+  user_messages: messages.optional(),
+  assistant_messages: messages.optional(),
+  reply: reply.optional(),
+};
+
+export const admitBody = z
+  .object({
+    judge: label,
+    model: label,
+    max_tokens: z.number().int().positive().max(1_000_000).optional(),
+    variant: label.optional(),
+    ...sessionRef,
+  })
+  .strict()
+  .refine((b) => b.session !== undefined || b.session_key !== undefined, {
+    message: "give session (a SessionSummary) or session_key with user_messages and assistant_messages",
+    path: ["session"],
+  });
+
+export const assessBody = z
+  .object(sessionRef)
+  .strict()
+  .refine((b) => b.session !== undefined || b.session_key !== undefined, {
+    message: "give session (a SessionSummary) or session_key with user_messages and assistant_messages",
+    path: ["session"],
+  });
+
+export const usageBody = z
+  .object({
+    input_tokens: tokens,
+    output_tokens: tokens,
+    cache_read_input_tokens: tokens.optional(),
+    cache_creation_input_tokens: tokens.optional(),
+  })
+  .strict();
+
+export const settleBody = z
+  .object({
+    reservation_id: z.string().min(1).max(64),
+    ok: z.boolean(),
+    usage: usageBody.optional(),
+    cost_usd: z.number().nonnegative().max(1e6).optional(),
+    model: label.optional(),
+  })
+  .strict();
+
+export type AdmitBody = z.infer<typeof admitBody>;
+export type AssessBody = z.infer<typeof assessBody>;
+
+/** The wire form (snake_case) of a judge request, to the guard's own. */
+export function toRequest(b: Partial<AdmitBody> & AssessBody): JudgeRequest {
+  const r = b.reply;
+  return {
+    judge: b.judge ?? "assess",
+    model: b.model ?? "none",
+    ...(b.session && { session: b.session }),
+    ...(b.session_key !== undefined && { sessionKey: b.session_key }),
+    ...(b.user_messages && { userMessages: b.user_messages }),
+    ...(b.assistant_messages && { assistantMessages: b.assistant_messages }),
+    ...(r && {
+      reply: {
+        costUsd: r.cost_usd,
+        sdkSessionId: r.session_id,
+        durationMs: r.duration_ms,
+        toolsUsed: r.tools_used,
+        outcome: r.outcome,
+      },
+    }),
+    ...(b.max_tokens !== undefined && { maxTokens: b.max_tokens }),
+    ...(b.variant !== undefined && { variant: b.variant }),
+  };
+}
+
+export function toUsage(u: z.infer<typeof usageBody> | undefined): Usage | undefined {
+  return (
+    u && {
+      inputTokens: u.input_tokens,
+      outputTokens: u.output_tokens,
+      cacheReadTokens: u.cache_read_input_tokens ?? 0,
+      cacheWriteTokens: u.cache_creation_input_tokens ?? 0,
+    }
+  );
+}

@@ -1,0 +1,375 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { ZodType } from "zod";
+import { ConfigError, isJudgeGuardError } from "../errors.js";
+import type { Guard } from "../guard/guard.js";
+import type { Logger } from "../log/logger.js";
+import { admitBody, assessBody, LIMITS, settleBody, toRequest, toUsage } from "./schema.js";
+
+export interface ServeOptions {
+  readonly guard: Guard;
+  readonly log: Logger;
+  /** @default "127.0.0.1" */
+  readonly host?: string;
+  /** 0 picks a free port. @default 8787 */
+  readonly port?: number;
+  /** Required on every route but /healthz when set; required to bind a non-loopback address. */
+  readonly token?: string;
+  /** A reservation not settled within this long is released (its client died). @default 600000 */
+  readonly reservationTimeoutMs?: number;
+}
+
+export interface RunningServer {
+  readonly url: string;
+  readonly server: Server;
+  /** Stops accepting, finishes requests in flight, then closes the guard. */
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+const digest = (s: string) => createHash("sha256").update(s).digest();
+
+async function readBody(req: IncomingMessage): Promise<unknown> {
+  const declared = Number(req.headers["content-length"] ?? 0);
+  if (declared > LIMITS.bodyBytes)
+    throw new HttpError(413, "BODY_TOO_LARGE", `the body is over ${LIMITS.bodyBytes} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > LIMITS.bodyBytes)
+      throw new HttpError(413, "BODY_TOO_LARGE", `the body is over ${LIMITS.bodyBytes} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (text.trim() === "") throw new HttpError(400, "BODY_INVALID", "the body is empty: send a JSON object");
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new HttpError(400, "BODY_INVALID", `the body is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+function parse<T>(schema: ZodType<T>, body: unknown): T {
+  const r = schema.safeParse(body);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0]!;
+  const field = issue.path.map(String).join(".") || "(body)";
+  const missing = issue.code === "invalid_type" && /received undefined/.test(issue.message);
+  throw new HttpError(
+    400,
+    "FIELD_INVALID",
+    `${field}: ${missing ? "missing (required)" : issue.message}`,
+    field,
+  );
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/**
+ * `judge-guard serve`: the guard as a small HTTP service next to the agent, so that runtimes
+ * that cannot load better-sqlite3 (Phantom runs on Bun) share one guard and one ledger.
+ */
+export async function serve(o: ServeOptions): Promise<RunningServer> {
+  const host = o.host ?? "127.0.0.1";
+  if (!isLoopback(host) && !o.token) {
+    throw new ConfigError(
+      "JUDGE_GUARD_TOKEN",
+      `refusing to listen on ${host} without a token: set JUDGE_GUARD_TOKEN, or bind 127.0.0.1`,
+    );
+  }
+  const { guard, log } = o;
+  const expected = o.token ? digest(o.token) : undefined;
+  const registry = new Registry();
+  const latency = new Histogram({
+    name: "judge_guard_request_seconds",
+    help: "HTTP request latency by route and status",
+    labelNames: ["route", "status"],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+    registers: [registry],
+  });
+  const released = new Counter({
+    name: "judge_guard_reservations_expired_total",
+    help: "reservations released after the timeout",
+    registers: [registry],
+  });
+  new Gauge({
+    name: "judge_guard_decisions",
+    help: "decisions since start, by outcome and reason",
+    labelNames: ["outcome", "reason"],
+    registers: [registry],
+    collect() {
+      const s = guard.stats;
+      this.set({ outcome: "judged", reason: "" }, s.judged);
+      this.set({ outcome: "failed", reason: "" }, s.failed);
+      this.set({ outcome: "reused", reason: "duplicate" }, s.reused);
+      for (const [reason, n] of Object.entries(s.skipped)) this.set({ outcome: "skipped", reason }, n);
+    },
+  });
+  new Gauge({
+    name: "judge_guard_charged_usd",
+    help: "USD charged since start",
+    registers: [registry],
+    collect() {
+      this.set(guard.stats.chargedUsd);
+    },
+  });
+  new Gauge({
+    name: "judge_guard_saved_usd",
+    help: "USD saved by skips since start",
+    registers: [registry],
+    collect() {
+      this.set(guard.stats.savedUsd);
+    },
+  });
+  new Gauge({
+    name: "judge_guard_reservations_open",
+    help: "reservations admitted and not settled",
+    registers: [registry],
+    collect() {
+      this.set(guard.openTickets().length);
+    },
+  });
+  new Gauge({
+    name: "judge_guard_stuck_episodes",
+    help: "stuck episodes opened since start",
+    registers: [registry],
+    collect() {
+      this.set(guard.stats.stuckEpisodes);
+    },
+  });
+  new Gauge({
+    name: "judge_guard_signal_deliveries",
+    help: "signal deliveries since start, by status",
+    labelNames: ["status"],
+    registers: [registry],
+    collect() {
+      this.set({ status: "delivered" }, guard.stats.signalsDelivered);
+      this.set({ status: "failed" }, guard.stats.signalsFailed);
+    },
+  });
+  new Gauge({
+    name: "judge_guard_ledger_errors",
+    help: "ledger failures since start",
+    registers: [registry],
+    collect() {
+      this.set(guard.stats.ledgerErrors);
+    },
+  });
+
+  let inFlight = 0;
+  let idle: (() => void) | undefined;
+  let closing = false;
+
+  const route = async (req: IncomingMessage, res: ServerResponse): Promise<string> => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const path = url.pathname;
+    if (path === "/healthz" && req.method === "GET") {
+      send(res, 200, { ok: true });
+      return "/healthz";
+    }
+    if (expected) {
+      const auth = req.headers.authorization ?? "";
+      const given = auth.startsWith("Bearer ") ? digest(auth.slice(7)) : undefined;
+      if (!given || !timingSafeEqual(given, expected))
+        throw new HttpError(401, "UNAUTHORIZED", "missing or wrong bearer token");
+    }
+    const method = req.method ?? "GET";
+    if (path === "/metrics" && method === "GET") {
+      const text = await registry.metrics();
+      res.writeHead(200, { "content-type": registry.contentType });
+      res.end(text);
+      return "/metrics";
+    }
+    if (path === "/v1/admit" && method === "POST") {
+      const body = parse(admitBody, await readBody(req));
+      const out = await guard.admit(toRequest(body));
+      if (out.status === "admitted") {
+        send(res, 200, {
+          decision: "judge",
+          reservation_id: out.reservationId,
+          reserved_usd: out.reservedUsd,
+          shadow_reason: out.shadowReason,
+        });
+      } else {
+        send(res, 200, {
+          decision: "skip",
+          reason: out.reason,
+          code: out.code,
+          saved_usd: out.savedUsd,
+          message: out.error.message,
+          details: out.error.details,
+        });
+      }
+      return "/v1/admit";
+    }
+    if (path === "/v1/settle" && method === "POST") {
+      const b = parse(settleBody, await readBody(req));
+      const usage = toUsage(b.usage);
+      const r = guard.settle(b.reservation_id, {
+        ok: b.ok,
+        ...(usage && { usage }),
+        ...(b.cost_usd !== undefined && { costUsd: b.cost_usd }),
+        ...(b.model && { model: b.model }),
+      });
+      send(res, 200, { charged_usd: r.costUsd });
+      return "/v1/settle";
+    }
+    if (path === "/v1/assess" && method === "POST") {
+      const body = parse(assessBody, await readBody(req));
+      const v = guard.assess(toRequest(body));
+      send(res, 200, {
+        stuck: v.stuck,
+        skip: v.skip,
+        episode_id: v.episodeId,
+        fingerprint: v.fingerprint,
+        repeats: v.repeats,
+      });
+      return "/v1/assess";
+    }
+    const session = /^\/v1\/sessions\/([^/]+)(\/reset)?$/.exec(path);
+    if (session) {
+      let key: string;
+      try {
+        key = decodeURIComponent(session[1]!);
+      } catch {
+        throw new HttpError(
+          400,
+          "FIELD_INVALID",
+          "the session key in the path is not valid URL encoding",
+          "session_key",
+        );
+      }
+      if (key.length > LIMITS.label)
+        throw new HttpError(
+          400,
+          "FIELD_INVALID",
+          `the session key is over ${LIMITS.label} characters`,
+          "session_key",
+        );
+      if (session[2] && method === "POST") {
+        guard.resetSession(key);
+        send(res, 200, { reset: true, session: snake(guard.session(key)) });
+        return "/v1/sessions/:key/reset";
+      }
+      if (!session[2] && method === "GET") {
+        send(res, 200, snake(guard.session(key)));
+        return "/v1/sessions/:key";
+      }
+    }
+    throw new HttpError(404, "NOT_FOUND", `no route ${method} ${path}`);
+  };
+
+  const server = createServer((req, res) => {
+    if (closing) {
+      res.writeHead(503, { connection: "close" }).end();
+      return;
+    }
+    inFlight++;
+    const stop = latency.startTimer();
+    route(req, res)
+      .then((r) => stop({ route: r, status: String(res.statusCode) }))
+      .catch((e: unknown) => {
+        if (e instanceof HttpError)
+          send(res, e.status, {
+            error: { code: e.code, message: e.message, ...(e.field && { field: e.field }) },
+          });
+        else if (isJudgeGuardError(e)) {
+          const field = (e as { field?: string }).field;
+          send(res, e.code === "GUARD_CLOSED" ? 503 : 400, {
+            error: { code: e.code, message: e.message, ...(field && { field }) },
+          });
+        } else {
+          log.error({ err: (e as Error)?.message }, "request failed");
+          send(res, 500, { error: { code: "INTERNAL", message: "internal error (see the server's log)" } });
+        }
+        stop({ route: "error", status: String(res.statusCode) });
+      })
+      .finally(() => {
+        inFlight--;
+        if (inFlight === 0) idle?.();
+      });
+  });
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 10_000;
+
+  // A client that died must not hold budget forever.
+  const timeoutMs = o.reservationTimeoutMs ?? 600_000;
+  const sweeper = setInterval(
+    () => {
+      for (const t of guard.openTickets()) {
+        if (t.ageMs < timeoutMs) continue;
+        try {
+          guard.settle(t.reservationId, { ok: false });
+          released.inc();
+          log.warn(
+            { reservationId: t.reservationId, ageMs: Math.round(t.ageMs) },
+            "released a reservation its client never settled",
+          );
+        } catch {
+          // Settled meanwhile.
+        }
+      }
+    },
+    Math.min(10_000, Math.max(50, timeoutMs / 4)),
+  );
+  sweeper.unref();
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(o.port ?? 8787, host, () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  const url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
+
+  return {
+    url,
+    server,
+    async close() {
+      closing = true;
+      clearInterval(sweeper);
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      if (inFlight > 0) await new Promise<void>((r) => (idle = r));
+      await guard.close();
+    },
+  };
+}
+
+function snake(s: ReturnType<Guard["session"]>) {
+  return {
+    session_key: s.sessionKey,
+    stuck: s.stuck,
+    episode_id: s.episodeId,
+    fingerprint: s.fingerprint,
+    repeats: s.repeats,
+    spent_usd: s.spentUsd,
+    calls: s.calls,
+    budget_usd: Number.isFinite(s.budgetUsd) ? s.budgetUsd : null,
+    max_calls: Number.isFinite(s.maxCalls) ? s.maxCalls : null,
+  };
+}
+
+export { HttpError };
