@@ -19,6 +19,8 @@ export interface ServeOptions {
   readonly token?: string;
   /** A reservation not settled within this long is released (its client died). @default 600000 */
   readonly reservationTimeoutMs?: number;
+  /** On shutdown, how long settlements of calls already admitted are still taken. @default 10000 */
+  readonly shutdownGraceMs?: number;
 }
 
 export interface RunningServer {
@@ -281,8 +283,9 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
   };
 
   const server = createServer((req, res) => {
-    if (closing) {
-      res.writeHead(503, { connection: "close" }).end();
+    // Shutting down: no new admissions, but the calls already admitted may still settle.
+    if (closing && !(req.method === "POST" && req.url?.startsWith("/v1/settle"))) {
+      send(res, 503, { error: { code: "SHUTTING_DOWN", message: "the guard is shutting down" } });
       return;
     }
     inFlight++;
@@ -347,6 +350,9 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     server,
     async close() {
       closing = true;
+      const grace = Date.now() + (o.shutdownGraceMs ?? 10_000);
+      while (guard.openTickets().length > 0 && Date.now() < grace)
+        await new Promise((r) => setTimeout(r, 20));
       clearInterval(sweeper);
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -1,0 +1,288 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import Database from "better-sqlite3";
+import { afterEach, describe, expect, it } from "vitest";
+import { createClient } from "../../src/client/client.js";
+import { createGuard, isStuckSessionError, type JudgeRequest } from "../../src/index.js";
+import { createLogger } from "../../src/log/logger.js";
+import { type RunningServer, serve } from "../../src/server/server.js";
+import { useTempDir } from "../helpers/tmp.js";
+
+const tmp = useTempDir();
+const TOKEN = "test-token-0123456789abcdef";
+const CANNED = "I'm still working on your previous message. Please wait.";
+const BIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
+const running: RunningServer[] = [];
+const children: ChildProcess[] = [];
+afterEach(async () => {
+  for (const r of running.splice(0)) await r.close().catch(() => {});
+  for (const c of children.splice(0)) c.kill("SIGKILL");
+});
+
+async function start(extra: { reservationTimeoutMs?: number; token?: string | undefined } = {}) {
+  const ledger = join(tmp(), "ledger.db");
+  const guard = createGuard({ ledger, logger: "silent" });
+  const r = await serve({
+    guard,
+    log: createLogger("silent"),
+    port: 0,
+    token: "token" in extra ? extra.token : TOKEN,
+    ...extra,
+  });
+  running.push(r);
+  return { ...r, ledger };
+}
+
+const request = (key: string, users: string[], replies: string[]): JudgeRequest => ({
+  judge: "observation_extraction",
+  model: "claude-sonnet-4-6",
+  session: { session_key: key, user_messages: users, assistant_messages: replies },
+});
+
+async function http(
+  url: string,
+  path: string,
+  init: { method?: string; body?: string; token?: string | null } = {},
+) {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (init.token !== null) headers.authorization = `Bearer ${init.token ?? TOKEN}`;
+  const res = await fetch(`${url}${path}`, {
+    method: init.method ?? "GET",
+    headers,
+    ...(init.body !== undefined && { body: init.body }),
+  });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, text, json: json as Record<string, any> };
+}
+
+describe("judge-guard serve", () => {
+  it("binds loopback, and refuses another address without a token", async () => {
+    const s = await start();
+    expect(s.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const guard = createGuard({ ledger: ":memory:", logger: "silent" });
+    await expect(serve({ guard, log: createLogger("silent"), host: "0.0.0.0", port: 0 })).rejects.toThrow(
+      /refusing to listen on 0\.0\.0\.0 without a token: set JUDGE_GUARD_TOKEN/,
+    );
+    await guard.close();
+  });
+
+  it("requires the bearer token everywhere but /healthz", async () => {
+    const s = await start();
+    expect((await http(s.url, "/healthz", { token: null })).status).toBe(200);
+    expect((await http(s.url, "/v1/sessions/k", { token: null })).json).toEqual({
+      error: { code: "UNAUTHORIZED", message: "missing or wrong bearer token" },
+    });
+    expect((await http(s.url, "/metrics", { token: "wrong-token-0123456789" })).status).toBe(401);
+    expect((await http(s.url, "/v1/sessions/k")).status).toBe(200);
+  });
+
+  it("the client judges, charges and skips through it like the guard itself", async () => {
+    const s = await start();
+    const client = createClient({ url: s.url, token: TOKEN });
+    let calls = 0;
+    const judge = async () => {
+      calls++;
+      return { inputTokens: 2000, outputTokens: 600 };
+    };
+    const out = await client.run(request("slack:C1", ["q"], ["A real answer."]), judge);
+    expect(out).toMatchObject({ status: "judged", costUsd: 0.015 });
+    await client.run(request("cli", ["a"], [CANNED]), judge);
+    const err = await client
+      .call(request("cli", ["a", "b"], [CANNED, CANNED]), judge)
+      .catch((e: unknown) => e);
+    expect(isStuckSessionError(err)).toBe(true);
+    expect(calls).toBe(2);
+    const gate = await client.call(
+      request("cli", ["a", "b", "c"], [CANNED, CANNED, CANNED]),
+      async () => ({ evolve: true }),
+      {
+        substitute: () => ({ evolve: false }),
+      },
+    );
+    expect(gate).toEqual({ evolve: false });
+    const state = await http(s.url, "/v1/sessions/cli");
+    expect(state.json).toMatchObject({ session_key: "cli", stuck: true, repeats: 3 });
+    const reset = await http(s.url, "/v1/sessions/cli/reset", { method: "POST" });
+    expect(reset.json).toMatchObject({ reset: true, session: { stuck: false } });
+    const metrics = await http(s.url, "/metrics");
+    expect(metrics.text).toMatch(/judge_guard_decisions\{outcome="skipped",reason="stuck_session"\} 2/);
+    expect(metrics.text).toMatch(/judge_guard_charged_usd 0\.03/);
+    expect(metrics.text).toMatch(/judge_guard_request_seconds_bucket/);
+  });
+
+  it.each([
+    ["not JSON", "{nope", 400, "BODY_INVALID", /not valid JSON/],
+    ["empty", "", 400, "BODY_INVALID", /empty/],
+    [
+      "a missing field",
+      JSON.stringify({ model: "m", session_key: "k" }),
+      400,
+      "FIELD_INVALID",
+      /^judge: missing \(required\)/,
+    ],
+    [
+      "a number as a string",
+      JSON.stringify({ judge: "j", model: "m", session_key: "k", max_tokens: "4096" }),
+      400,
+      "FIELD_INVALID",
+      /^max_tokens: /,
+    ],
+    [
+      "a prototype-pollution key",
+      '{"judge":"j","model":"m","session_key":"k","__proto__":{"admin":true}}',
+      400,
+      "FIELD_INVALID",
+      /__proto__|Unrecognized key/,
+    ],
+    [
+      "a message that is not a string",
+      JSON.stringify({
+        judge: "j",
+        model: "m",
+        session_key: "k",
+        user_messages: [1],
+        assistant_messages: [],
+      }),
+      400,
+      "FIELD_INVALID",
+      /^user_messages\.0: /,
+    ],
+    [
+      "a huge label",
+      JSON.stringify({ judge: "j".repeat(10_000), model: "m", session_key: "k" }),
+      400,
+      "FIELD_INVALID",
+      /^judge: /,
+    ],
+  ])(
+    "rejects a body that is %s with a JSON error naming the field",
+    async (_name, body, status, code, message) => {
+      const s = await start();
+      const r = await http(s.url, "/v1/admit", { method: "POST", body });
+      expect(r.status).toBe(status);
+      expect(r.json.error.code).toBe(code);
+      expect(r.json.error.message).toMatch(message);
+      expect(({} as Record<string, unknown>).admin).toBeUndefined();
+    },
+  );
+
+  it("rejects an oversize body and unknown routes, and keeps serving", async () => {
+    const s = await start();
+    const big = JSON.stringify({
+      judge: "j",
+      model: "m",
+      session_key: "k",
+      user_messages: ["x".repeat(17 * 1024 * 1024)],
+      assistant_messages: [],
+    });
+    const r = await fetch(`${s.url}/v1/admit`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}` },
+      body: big,
+    }).catch((e) => e);
+    if (!(r instanceof Error)) expect(r.status).toBe(413);
+    expect((await http(s.url, "/v2/nothing")).status).toBe(404);
+    expect((await http(s.url, "/healthz")).status).toBe(200);
+  });
+
+  it("releases a reservation its client never settled, and counts it", async () => {
+    const s = await start({ reservationTimeoutMs: 100 });
+    const admitted = await http(s.url, "/v1/admit", {
+      method: "POST",
+      body: JSON.stringify({
+        judge: "j",
+        model: "claude-sonnet-4-6",
+        session_key: "k",
+        user_messages: ["q"],
+        assistant_messages: ["a"],
+      }),
+    });
+    expect(admitted.json).toMatchObject({ decision: "judge" });
+    await new Promise((r) => setTimeout(r, 400));
+    const settle = await http(s.url, "/v1/settle", {
+      method: "POST",
+      body: JSON.stringify({ reservation_id: admitted.json.reservation_id, ok: true }),
+    });
+    expect(settle.status).toBe(400);
+    expect(settle.json.error.message).toMatch(/released after its timeout/);
+    expect((await http(s.url, "/metrics")).text).toMatch(/judge_guard_reservations_expired_total 1/);
+    const db = new Database(s.ledger, { readonly: true });
+    expect(db.prepare("SELECT count(*) AS n FROM reservations").get()).toEqual({ n: 0 });
+    db.close();
+  });
+
+  it("SIGTERM under load: finishes what it accepted, loses and doubles nothing", async () => {
+    const ledger = join(tmp(), "ledger.db");
+    const child = spawn(process.execPath, [BIN, "serve", "--port", "0"], {
+      env: {
+        ...process.env,
+        JUDGE_GUARD_DB: ledger,
+        JUDGE_GUARD_TOKEN: TOKEN,
+        JUDGE_GUARD_LOG_LEVEL: "silent",
+      },
+    });
+    children.push(child);
+    let out = "";
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout!.on("data", (d: Buffer) => {
+        out += d;
+        const m = /serving on (http:\/\/[^ ]+)/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      child.on("exit", (c) => reject(new Error(`serve exited ${c}: ${out}`)));
+    });
+    const client = createClient({ url, token: TOKEN, onError: () => {} });
+    let settled = 0;
+    const work = Array.from({ length: 60 }, (_, i) =>
+      client
+        .run(request(`k${i % 6}`, [`q${i}`], [`answer ${i} with substance`]), async () => {
+          await new Promise((r) => setTimeout(r, 5 + (i % 10) * 3));
+          return { inputTokens: 100, outputTokens: 10 };
+        })
+        .then((o) => {
+          if (o.status === "judged" && o.costUsd > 0) settled++;
+        })
+        .catch(() => {}),
+    );
+    await new Promise((r) => setTimeout(r, 25));
+    child.kill("SIGTERM");
+    const code = await new Promise<number | null>((r) => child.on("exit", r));
+    await Promise.all(work);
+    expect(code).toBe(0);
+    expect(out).toContain("judge-guard stopped");
+    const db = new Database(ledger, { readonly: true });
+    const judged = (
+      db.prepare("SELECT count(*) AS n FROM decisions WHERE decision = 'judged'").get() as { n: number }
+    ).n;
+    expect(db.pragma("integrity_check", { simple: true })).toBe("ok");
+    db.close();
+    // Every settlement the server confirmed is in the ledger, once.
+    expect(judged).toBe(settled);
+    expect(settled).toBeGreaterThan(0);
+  });
+});
+
+describe("judge-guard/client under Bun", () => {
+  it("guards Phantom's pipeline from a Bun process through the sidecar", async () => {
+    const s = await start();
+    const bun = fileURLToPath(new URL("../../node_modules/.bin/bun", import.meta.url));
+    const script = fileURLToPath(new URL("../fixtures/phantom-runtime/client.bun.ts", import.meta.url));
+    const stdout = await new Promise<string>((resolve, reject) =>
+      execFile(bun, [script, s.url, TOKEN], { timeout: 60_000 }, (err, so, se) =>
+        err ? reject(new Error(`${err.message}\n${se}`)) : resolve(so),
+      ),
+    );
+    const result = JSON.parse(stdout.trim().split("\n").at(-1)!);
+    expect(result).toMatchObject({ runtime: "bun", canned: 40, skippedCycles: 39, judgeCalls: 2 + 40 * 2 });
+    const db = new Database(s.ledger, { readonly: true });
+    expect(db.prepare("SELECT count(*) AS n FROM episodes").get()).toEqual({ n: 1 });
+    db.close();
+  });
+});
