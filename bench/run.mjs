@@ -12,6 +12,7 @@ const SCENARIOS = [
   "contention",
   "incident-savings",
   "report-scale",
+  "sidecar",
 ];
 
 const args = process.argv.slice(2);

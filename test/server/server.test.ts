@@ -269,6 +269,31 @@ describe("judge-guard serve", () => {
   });
 });
 
+describe("judge-guard/client when the sidecar does not answer", () => {
+  it.each([
+    ["closed", "skipped", 0],
+    ["open", "judged", 1],
+  ] as const)("onUnreachable %s: the call is %s", async (policy, status, calls) => {
+    const errors: string[] = [];
+    // Nothing listens on port 9 of the loopback (discard): the connection is refused at once.
+    const client = createClient({
+      url: "http://127.0.0.1:9",
+      onUnreachable: policy,
+      timeoutMs: 500,
+      onError: (e) => errors.push(e.message),
+    });
+    let made = 0;
+    const out = await client.run(request("k", ["q"], ["a"]), async () => {
+      made++;
+      return { inputTokens: 1, outputTokens: 1 };
+    });
+    expect(out.status).toBe(status);
+    if (out.status === "skipped") expect(out.code).toBe("LEDGER_UNAVAILABLE");
+    expect(made).toBe(calls);
+    expect(errors[0]).toMatch(/the sidecar at http:\/\/127\.0\.0\.1:9 did not answer/);
+  });
+});
+
 describe("judge-guard/client under Bun", () => {
   it("guards Phantom's pipeline from a Bun process through the sidecar", async () => {
     const s = await start();
