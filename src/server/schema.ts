@@ -47,6 +47,8 @@ export const admitBody = z
     model: label,
     max_tokens: z.number().int().positive().max(1_000_000).optional(),
     variant: label.optional(),
+    /** Ask for a substitute verdict with a skip: `gate` answers Phantom's gate "do not evolve". */
+    substitute: z.enum(["gate"]).optional(),
     ...sessionRef,
   })
   .strict()

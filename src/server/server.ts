@@ -221,6 +221,10 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
           saved_usd: out.savedUsd,
           message: out.error.message,
           details: out.error.details,
+          // A gate must not get an error (its errors fail towards running evolution).
+          ...(body.substitute === "gate" && {
+            substitute: { evolve: false, reason: `judge-guard: ${out.reason}` },
+          }),
         });
       }
       return "/v1/admit";

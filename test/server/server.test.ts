@@ -107,12 +107,28 @@ describe("judge-guard serve", () => {
       },
     );
     expect(gate).toEqual({ evolve: false });
+    const hint = await http(s.url, "/v1/admit", {
+      method: "POST",
+      body: JSON.stringify({
+        judge: "gate",
+        model: "claude-haiku-4-5",
+        session_key: "cli",
+        user_messages: ["a", "b", "c", "d"],
+        assistant_messages: [CANNED, CANNED, CANNED, CANNED],
+        substitute: "gate",
+      }),
+    });
+    expect(hint.json).toMatchObject({
+      decision: "skip",
+      code: "STUCK_SESSION",
+      substitute: { evolve: false },
+    });
     const state = await http(s.url, "/v1/sessions/cli");
-    expect(state.json).toMatchObject({ session_key: "cli", stuck: true, repeats: 3 });
+    expect(state.json).toMatchObject({ session_key: "cli", stuck: true, repeats: 4 });
     const reset = await http(s.url, "/v1/sessions/cli/reset", { method: "POST" });
     expect(reset.json).toMatchObject({ reset: true, session: { stuck: false } });
     const metrics = await http(s.url, "/metrics");
-    expect(metrics.text).toMatch(/judge_guard_decisions\{outcome="skipped",reason="stuck_session"\} 2/);
+    expect(metrics.text).toMatch(/judge_guard_decisions\{outcome="skipped",reason="stuck_session"\} 3/);
     expect(metrics.text).toMatch(/judge_guard_charged_usd 0\.03/);
     expect(metrics.text).toMatch(/judge_guard_request_seconds_bucket/);
   });
