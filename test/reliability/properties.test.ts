@@ -1,0 +1,184 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { normalizeRequest } from "../../src/guard/request.js";
+import {
+  admit,
+  DEFAULT_PRICES,
+  fingerprint,
+  isJudgeGuardError,
+  normalize,
+  PriceTable,
+  type ScopeUsage,
+} from "../../src/index.js";
+import { parseLine } from "../../src/replay/line.js";
+
+// Text of every kind: ASCII, any Unicode, lone surrogates and NUL included.
+const anyText = fc.oneof(fc.string(), fc.string({ unit: "binary" }), fc.string({ unit: "grapheme" }));
+
+describe("normalisation and fingerprints, on any input", () => {
+  it("normalising is idempotent and never throws", () => {
+    fc.assert(
+      fc.property(anyText, (s) => {
+        const once = normalize(s);
+        expect(normalize(once)).toBe(once);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("a fingerprint is 16 hex digits and does not change when only the digits change", () => {
+    const withDigits = fc.tuple(
+      fc.string(),
+      fc.array(fc.integer({ min: 0, max: 9 }), { minLength: 1, maxLength: 20 }),
+    );
+    fc.assert(
+      fc.property(withDigits, ([text, digits]) => {
+        let k = 0;
+        const a = text.replace(/\d/g, () => String(digits[k++ % digits.length]));
+        const b = text.replace(/\d/g, (d) => String((Number(d) + 7) % 10));
+        expect(fingerprint(a)).toMatch(/^[0-9a-f]{16}$/);
+        expect(fingerprint(a)).toBe(fingerprint(b));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe("budget arithmetic", () => {
+  const micros = fc.integer({ min: 0, max: 1e12 });
+  const scope = fc.record<ScopeUsage>({
+    spentMicros: micros,
+    calls: fc.integer({ min: 0, max: 1e6 }),
+    openCount: fc.integer({ min: 0, max: 1000 }),
+    openExpectedMicros: micros,
+    openWorstMicros: micros,
+  });
+  const cap = fc.oneof(micros, fc.constant(Number.POSITIVE_INFINITY));
+
+  it("admission never answers NaN or a negative amount, and refuses only what does not fit", () => {
+    fc.assert(
+      fc.property(
+        scope,
+        scope,
+        micros,
+        micros,
+        cap,
+        fc.oneof(fc.integer({ min: 1, max: 1e6 }), fc.constant(Infinity)),
+        cap,
+        (session, global, expected, extra, sessionCap, maxCalls, globalCap) => {
+          const want = { expectedMicros: expected, worstMicros: expected + extra };
+          const r = admit({ session, global }, want, {
+            sessionBudgetMicros: sessionCap,
+            sessionMaxCalls: maxCalls,
+            globalBudgetMicros: globalCap,
+          });
+          if (r === null) {
+            expect(session.calls + session.openCount + 1).toBeLessThanOrEqual(maxCalls);
+            expect(session.spentMicros + session.openExpectedMicros + expected).toBeLessThanOrEqual(
+              sessionCap,
+            );
+            expect(global.spentMicros + global.openExpectedMicros + expected).toBeLessThanOrEqual(globalCap);
+          } else {
+            expect(Number.isNaN(r.used) || Number.isNaN(r.cap)).toBe(false);
+            expect(r.used).toBeGreaterThanOrEqual(0);
+          }
+        },
+      ),
+      { numRuns: 5000 },
+    );
+  });
+
+  it("costs are whole micro-dollars, never negative, and add up without drift", () => {
+    const prices = new PriceTable(DEFAULT_PRICES);
+    const tokens = fc.integer({ min: 0, max: 10_000_000 });
+    const usage = fc.record({
+      inputTokens: tokens,
+      outputTokens: tokens,
+      cacheReadTokens: tokens,
+      cacheWriteTokens: tokens,
+    });
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...Object.keys(DEFAULT_PRICES)),
+        fc.array(usage, { minLength: 1, maxLength: 50 }),
+        (model, calls) => {
+          const each = calls.map((u) => prices.costMicros(model, u));
+          for (const c of each) {
+            expect(Number.isSafeInteger(c)).toBe(true);
+            expect(c).toBeGreaterThanOrEqual(0);
+          }
+          const total = calls.reduce(
+            (a, u) => ({
+              inputTokens: a.inputTokens + u.inputTokens,
+              outputTokens: a.outputTokens + u.outputTokens,
+              cacheReadTokens: a.cacheReadTokens + u.cacheReadTokens,
+              cacheWriteTokens: a.cacheWriteTokens + u.cacheWriteTokens,
+            }),
+            { inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0 },
+          );
+          // Each call rounds to the nearest micro-dollar once: the sum stays within half a micro-dollar a call.
+          expect(
+            Math.abs(each.reduce((a, b) => a + b, 0) - prices.costMicros(model, total)),
+          ).toBeLessThanOrEqual(calls.length);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+});
+
+describe("hostile input", () => {
+  const hostile = fc.oneof(
+    anyText,
+    fc.json(),
+    fc.constantFrom(
+      '{"__proto__":{"polluted":true},"ts":"2026-11-20T08:00:00Z"}',
+      '{"ts":"2026-11-20T08:00:00Z","judge":"j","model":"m","session":{"session_key":"k","user_messages":[],"assistant_messages":[]},"usage":{"input_tokens":"12","output_tokens":1}}',
+      '{"ts":"2026-11-20T08:00:00Z","judge":"j","model":"m","session":{"session_key":"k","user_messages":[],"assistant_messages":[]},"usage":{"input_tokens":1e999,"output_tokens":1}}',
+      `${"[".repeat(100_000)}${"]".repeat(100_000)}`,
+      `{"ts":"2026-11-20T08:00:00Z","judge":"${"x".repeat(1_000_000)}"}`,
+      '{"ts":"2026-11-20T08:00:00Z","judge":"\\ud800","model":"\\u0000"}',
+    ),
+  );
+
+  it("the replay parser answers every line, valid or not, and never throws", () => {
+    fc.assert(
+      fc.property(hostile, (line) => {
+        const r = parseLine(line);
+        if (!r.ok) expect(r.field.length).toBeGreaterThan(0);
+        expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+      }),
+      { numRuns: 1500 },
+    );
+  });
+
+  it("a request is either valid or refused with an error naming the field", () => {
+    const value = fc.oneof(
+      fc.anything(),
+      fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, "12", "\u0000", "\ud800"),
+    );
+    const request = fc.record(
+      {
+        judge: value,
+        model: value,
+        sessionKey: value,
+        userMessages: fc.oneof(value, fc.array(value)),
+        assistantMessages: fc.oneof(value, fc.array(value)),
+        maxTokens: value,
+        session: value,
+      },
+      { requiredKeys: [] },
+    );
+    fc.assert(
+      fc.property(request, (r) => {
+        try {
+          normalizeRequest(r as never);
+        } catch (e) {
+          expect(isJudgeGuardError(e)).toBe(true);
+          expect((e as { field?: string }).field).toBeTruthy();
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});
