@@ -1,0 +1,136 @@
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import Database from "better-sqlite3";
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import { createGuard, type OnLedgerError, SqliteStore } from "../../src/index.js";
+import { useTempDir } from "../helpers/tmp.js";
+
+const tmp = useTempDir();
+
+function capture() {
+  const lines: Array<Record<string, unknown>> = [];
+  const stream = new Writable({
+    write(chunk, _e, done) {
+      for (const l of chunk.toString().split("\n").filter(Boolean)) lines.push(JSON.parse(l));
+      done();
+    },
+  });
+  return { logger: pino({ level: "warn" }, stream), lines };
+}
+
+/** Faults applied to a real ledger file after the guard has opened it. */
+const FAULTS: Array<[string, (store: SqliteStore, path: string) => () => void, RegExp]> = [
+  [
+    "a read-only ledger",
+    (store) => {
+      store.db.pragma("query_only = ON");
+      return () => store.db.pragma("query_only = OFF");
+    },
+    /readonly|read-only|query_only/i,
+  ],
+  [
+    "a database locked by another process beyond the busy timeout",
+    (_store, path) => {
+      const other = new Database(path);
+      other.exec("BEGIN IMMEDIATE");
+      return () => {
+        other.exec("ROLLBACK");
+        other.close();
+      };
+    },
+    /locked|busy/i,
+  ],
+  [
+    "a full disk",
+    (store) => {
+      const pages = Number(store.db.pragma("page_count", { simple: true }));
+      store.db.pragma(`max_page_count = ${pages}`);
+      return () => store.db.pragma("max_page_count = 1073741823");
+    },
+    /full/i,
+  ],
+];
+
+describe.each(FAULTS)("%s", (_name, inject, message) => {
+  it.each<[OnLedgerError, string, number]>([
+    ["closed", "skipped", 0],
+    ["open", "judged", 1],
+  ])(
+    "JUDGE_GUARD_ON_ERROR=%s: the call is %s, with a log line and a counted error, never a throw",
+    async (onError, status, calls) => {
+      const path = join(tmp(), "ledger.db");
+      const store = new SqliteStore(path, { busyTimeoutMs: 20, backgroundCheckpoints: false });
+      const { logger, lines } = capture();
+      const guard = createGuard({ ledger: store, logger, onError });
+      // Enough activity that new pages are needed (the full-disk case).
+      for (let i = 0; i < 30; i++) {
+        await guard.run(
+          {
+            judge: "j",
+            model: "claude-sonnet-4-6",
+            sessionKey: `warm${i}`,
+            userMessages: [`q${i}`],
+            assistantMessages: [`a${i}`],
+          },
+          async () => ({ inputTokens: 1, outputTokens: 1 }),
+        );
+      }
+      const restore = inject(store, path);
+      let made = 0;
+      const outs = [];
+      for (let i = 0; i < 20; i++) {
+        outs.push(
+          await guard.run(
+            {
+              judge: "j",
+              model: "claude-sonnet-4-6",
+              sessionKey: `k${i}`,
+              userMessages: [`a question ${i} ${"x".repeat(2000)}`],
+              assistantMessages: [`an answer ${i} ${"y".repeat(2000)}`],
+            },
+            async () => {
+              made++;
+              return { inputTokens: 10, outputTokens: 10 };
+            },
+          ),
+        );
+      }
+      restore();
+      await guard.close(); // retries the settlements the ledger refused
+      const judged = outs.filter((o) => o.status === "judged").length;
+      const recorded = store.db
+        .prepare("SELECT count(*) AS n FROM decisions WHERE session_key LIKE 'k%' AND decision = 'judged'")
+        .get() as { n: number };
+      store.close();
+      expect(made).toBe(judged);
+      if (status === "judged") expect(judged).toBe(20 * calls);
+      else {
+        // Closed: a call the ledger cannot admit is skipped. (With a full disk an admission may still
+        // fit in a page's free space; then the call runs and its settlement waits for the ledger.)
+        expect(
+          outs.every(
+            (o) => o.status === "judged" || (o.status === "skipped" && o.code === "LEDGER_UNAVAILABLE"),
+          ),
+        ).toBe(true);
+        if (!/full disk/.test(_name)) expect(outs.every((o) => o.status === "skipped")).toBe(true);
+      }
+      // Whatever ran is in the ledger once it answers again: no spend lost.
+      expect(recorded.n).toBe(judged);
+      expect(guard.stats.ledgerErrors).toBeGreaterThan(0);
+      const failure = lines.find((l) => l.msg === "ledger failure");
+      expect(failure).toBeDefined();
+      expect(String(failure!.err)).toMatch(message);
+      expect(failure!.ledger).toBe(path);
+    },
+  );
+});
+
+describe("a corrupt ledger file", () => {
+  it("stops start-up with an error naming the file, and the CLI says so in one line", async () => {
+    const path = join(tmp(), "ledger.db");
+    writeFileSync(path, Buffer.alloc(8192, 0x5a));
+    expect(() => createGuard({ ledger: path, logger: "silent" })).toThrow(/not a database/);
+  });
+});
