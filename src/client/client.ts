@@ -3,7 +3,13 @@
  * SQLite ledger (Phantom runs on Bun). It uses `fetch` and nothing else, so it runs under Node
  * and Bun alike, and the Phantom adapters (`judge-guard/phantom`) take it in place of a guard.
  */
-import { type JudgeSkippedError, type SkipCode, type SkipDetails, skipError } from "../errors.js";
+import {
+  InvalidRequestError,
+  type JudgeSkippedError,
+  type SkipCode,
+  type SkipDetails,
+  skipError,
+} from "../errors.js";
 import type { Assessment, AssessOptions } from "../guard/guard.js";
 import type { CallOptions, Outcome, RunOptions, SkippedOutcome } from "../guard/outcome.js";
 import type { JudgeRequest, SessionRef } from "../guard/request.js";
@@ -31,6 +37,8 @@ export interface ClientOptions {
 }
 
 class Unreachable extends Error {}
+
+const DEFAULT_TIMEOUT_MS = 2000;
 
 const REASONS: Record<SkipCode, Exclude<SkipReason, "duplicate">> = {
   STUCK_SESSION: "stuck_session",
@@ -114,7 +122,9 @@ export class GuardClient {
       shadow_reason?: SkipReason | null;
     };
     try {
-      admitted = await this.#post("/v1/admit", wire(request));
+      // The sidecar answers within our patience rather than reserve for a client that left.
+      const waitMs = Math.max(0, (this.#o.timeoutMs ?? DEFAULT_TIMEOUT_MS) - 500);
+      admitted = await this.#post("/v1/admit", { ...wire(request), wait_ms: waitMs });
     } catch (e) {
       if (!(e instanceof Unreachable)) throw e;
       return this.#unreachable(request, judge, e);
@@ -180,20 +190,30 @@ export class GuardClient {
   }
 
   async #settle(id: string, ok: boolean, reported: ReportedCost | undefined): Promise<number | null> {
-    try {
-      const r = await this.#post<{ charged_usd: number }>("/v1/settle", {
-        reservation_id: id,
-        ok,
-        ...(reported?.usage && { usage: usageWire(reported.usage) }),
-        ...(reported?.costUsd !== undefined && { cost_usd: reported.costUsd }),
-        ...(reported?.model && { model: reported.model }),
-      });
-      return r.charged_usd;
-    } catch (e) {
-      // The judge has run: its verdict is returned; the sidecar releases the reservation after its timeout.
-      this.#report(e as Error);
-      return null;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#settleOnce(id, ok, reported);
+      } catch (e) {
+        if (!(e instanceof Unreachable) || attempt >= 3) {
+          // The judge has run: its verdict is returned; the sidecar charges the reservation's
+          // estimate when its timeout releases it.
+          this.#report(e as Error);
+          return null;
+        }
+        await new Promise((r) => setTimeout(r, 100 * attempt));
+      }
     }
+  }
+
+  async #settleOnce(id: string, ok: boolean, reported: ReportedCost | undefined): Promise<number> {
+    const r = await this.#post<{ charged_usd: number }>("/v1/settle", {
+      reservation_id: id,
+      ok,
+      ...(reported?.usage && { usage: usageWire(reported.usage) }),
+      ...(reported?.costUsd !== undefined && { cost_usd: reported.costUsd }),
+      ...(reported?.model && { model: reported.model }),
+    });
+    return r.charged_usd;
   }
 
   #skipped(s: SkipWire): SkippedOutcome {
@@ -256,12 +276,19 @@ export class GuardClient {
           ...(this.#o.token && { authorization: `Bearer ${this.#o.token}` }),
         },
         body: JSON.stringify(body),
-        signal: AbortSignal.timeout(this.#o.timeoutMs ?? 2000),
+        signal: AbortSignal.timeout(this.#o.timeoutMs ?? DEFAULT_TIMEOUT_MS),
       });
     } catch (e) {
       throw new Unreachable(`the sidecar at ${this.#base} did not answer (${(e as Error).message})`);
     }
-    const text = await res.text();
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (e) {
+      throw new Unreachable(
+        `the sidecar at ${this.#base} did not finish its answer (${(e as Error).message})`,
+      );
+    }
     if (res.status >= 500) throw new Unreachable(`the sidecar at ${this.#base} answered HTTP ${res.status}`);
     let data: unknown;
     try {
@@ -272,11 +299,12 @@ export class GuardClient {
       );
     }
     if (!res.ok) {
-      const err = (data as { error?: { code?: string; message?: string } }).error;
-      // A request the sidecar refuses is the caller's mistake: surface it, do not fail open.
-      throw new Error(
-        `judge-guard sidecar refused ${path}: ${err?.message ?? `HTTP ${res.status}`}${err?.code ? ` (${err.code})` : ""}`,
-      );
+      const err = (data as { error?: { code?: string; message?: string; field?: string } }).error;
+      const what = `${err?.message ?? `HTTP ${res.status}`}${err?.code ? ` (${err.code})` : ""}`;
+      // A malformed request is the caller's mistake, as with the in-process guard.
+      if (res.status === 400 && err?.field) throw new InvalidRequestError(err.field, what);
+      // A sidecar that will not serve us (token, size, route) is handled like one that is down.
+      throw new Unreachable(`the sidecar at ${this.#base} refused ${path}: ${what}`);
     }
     return data as R;
   }

@@ -52,6 +52,8 @@ export class EpisodeBook {
   /** Per key: the persisted state, or a cleared one for keys the ledger has no row for. */
   readonly #states: LRUCache<string, KeyStateRecord>;
   opened = 0;
+  /** Keys stuck right now, as this process knows them. */
+  readonly stuckKeys = new Set<string>();
 
   constructor(
     store: LedgerStore,
@@ -79,6 +81,7 @@ export class EpisodeBook {
 
   /** Operator action: ends the key's episode, if any. */
   reset(sessionKey: string, now: number): void {
+    this.stuckKeys.delete(sessionKey);
     const ks = this.state(sessionKey);
     const cleared = clearedState(sessionKey, now);
     this.#states.set(sessionKey, cleared);
@@ -131,6 +134,7 @@ export class EpisodeBook {
       );
     }
     this.#states.set(key, next);
+    this.stuckKeys.add(key);
     const saved = next;
     this.#o.safely(() => this.#store.saveKeyState(saved));
     return verdict(next);
@@ -192,6 +196,7 @@ export class EpisodeBook {
   }
 
   #recover(ks: KeyStateRecord, now: number): void {
+    this.stuckKeys.delete(ks.sessionKey);
     this.#log.info(
       { sessionKey: ks.sessionKey, episodeId: ks.episodeId },
       "session recovered: judging resumes",

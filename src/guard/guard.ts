@@ -41,6 +41,8 @@ export interface GuardStats {
   chargedUsd: number;
   savedUsd: number;
   stuckEpisodes: number;
+  /** Session keys stuck right now (as this process has seen them). */
+  stuckKeys: number;
   signalsDelivered: number;
   signalsFailed: number;
   ledgerErrors: number;
@@ -78,6 +80,8 @@ export interface Settlement {
   readonly costUsd?: number;
   /** The model that really ran, if not the one admitted. */
   readonly model?: string;
+  /** The client never settled (it timed out or went away): charge the reservation's estimate. */
+  readonly expired?: boolean;
 }
 
 /** What {@link Guard.session} reports about one key. */
@@ -277,6 +281,7 @@ export class Guard {
       chargedUsd: toUsd(s.chargedMicros),
       savedUsd: toUsd(s.savedMicros),
       stuckEpisodes: this.#episodes.opened,
+      stuckKeys: this.#episodes.stuckKeys.size,
       signalsDelivered: this.#signals.delivered,
       signalsFailed: this.#signals.failed,
       ledgerErrors: s.ledgerErrors,
@@ -338,11 +343,22 @@ export class Guard {
    * HTTP clients): the same stuck check and budget admission, then a reservation held until
    * {@link settle}. Identical requests are not merged here (the guard never sees the verdict).
    */
-  async admit(request: JudgeRequest, options: { knownUsage?: Usage } = {}): Promise<Ticket | SkippedOutcome> {
+  async admit(
+    request: JudgeRequest,
+    options: { knownUsage?: Usage; waitMs?: number } = {},
+  ): Promise<Ticket | SkippedOutcome> {
     const prepared = this.#prepare(request, options.knownUsage);
     if ("status" in prepared) return prepared;
     const { req, obs, estimate, savedMicros, shadowReason } = prepared;
-    const admitted = await this.#admit(req, obs, estimate, savedMicros, shadowReason, options.knownUsage);
+    const admitted = await this.#admit(
+      req,
+      obs,
+      estimate,
+      savedMicros,
+      shadowReason,
+      options.knownUsage,
+      options.waitMs,
+    );
     if ("status" in admitted) return admitted;
     this.#tickets.set(admitted.reservationId, { admitted, started: performance.now() });
     return {
@@ -366,6 +382,16 @@ export class Guard {
       );
     }
     this.#tickets.delete(reservationId);
+    if (result.expired) {
+      // Its client never said what the call cost: charge what was reserved, not nothing.
+      const charged = this.#settle(
+        t.admitted,
+        "failed",
+        { costUsd: toUsd(t.admitted.estimate.expectedMicros) },
+        t.started,
+      );
+      return { costUsd: toUsd(charged.micros) };
+    }
     const reported: ReportedCost = {
       ...(result.usage && { usage: result.usage }),
       ...(result.costUsd !== undefined && { costUsd: result.costUsd }),
@@ -524,6 +550,7 @@ export class Guard {
     savedMicros: number,
     shadowReason: SkipReason | null,
     knownUsage: Usage | undefined,
+    waitMs = this.#o.admissionWaitMs,
   ): Promise<Admitted | SkippedOutcome> {
     const w: Waiter = {
       req,
@@ -532,7 +559,7 @@ export class Guard {
       shadowReason,
       knownUsage,
       reservationId: randomUUID(),
-      deadline: Date.now() + this.#o.admissionWaitMs,
+      deadline: Date.now() + Math.min(waitMs, this.#o.admissionWaitMs),
       resolve: () => {},
     };
     const first = this.#tryAdmit(w, estimate);

@@ -4,7 +4,7 @@ import type { Usage } from "../pricing/prices.js";
 
 /** Size limits on what a client may send. */
 export const LIMITS = {
-  bodyBytes: 16 * 1024 * 1024,
+  bodyBytes: 8 * 1024 * 1024,
   label: 256,
   messages: 100_000,
   messageChars: 1_000_000,
@@ -49,6 +49,8 @@ export const admitBody = z
     variant: label.optional(),
     /** Ask for a substitute verdict with a skip: `gate` answers Phantom's gate "do not evolve". */
     substitute: z.enum(["gate"]).optional(),
+    /** The longest the client will wait for an answer: admission does not wait beyond it. */
+    wait_ms: z.number().int().nonnegative().max(600_000).optional(),
     ...sessionRef,
   })
   .strict()

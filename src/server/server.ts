@@ -64,7 +64,9 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new HttpError(400, "BODY_INVALID", `the body is not valid JSON: ${(e as Error).message}`);
+    // Say where, never what: the body may hold transcript text.
+    const at = /position (\d+)/.exec((e as Error).message)?.[1];
+    throw new HttpError(400, "BODY_INVALID", `the body is not valid JSON${at ? ` (at position ${at})` : ""}`);
   }
 }
 
@@ -83,9 +85,21 @@ function parse<T>(schema: ZodType<T>, body: unknown): T {
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent || res.destroyed) return;
   const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+    // After an oversize body the rest of it is not read: close rather than reuse the connection.
+    ...(status === 413 && { connection: "close" }),
+  });
   res.end(text);
+}
+
+function hostOf(header: string | undefined): string {
+  if (!header) return "";
+  const h = header.trim().toLowerCase();
+  return h.startsWith("[") ? h.slice(1, h.indexOf("]")) : h.replace(/:\d+$/, "");
 }
 
 /**
@@ -115,35 +129,41 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     help: "reservations released after the timeout",
     registers: [registry],
   });
-  new Gauge({
-    name: "judge_guard_decisions",
-    help: "decisions since start, by outcome and reason",
-    labelNames: ["outcome", "reason"],
-    registers: [registry],
-    collect() {
-      const s = guard.stats;
-      this.set({ outcome: "judged", reason: "" }, s.judged);
-      this.set({ outcome: "failed", reason: "" }, s.failed);
-      this.set({ outcome: "reused", reason: "duplicate" }, s.reused);
-      for (const [reason, n] of Object.entries(s.skipped)) this.set({ outcome: "skipped", reason }, n);
-    },
-  });
-  new Gauge({
-    name: "judge_guard_charged_usd",
-    help: "USD charged since start",
-    registers: [registry],
-    collect() {
-      this.set(guard.stats.chargedUsd);
-    },
-  });
-  new Gauge({
-    name: "judge_guard_saved_usd",
-    help: "USD saved by skips since start",
-    registers: [registry],
-    collect() {
-      this.set(guard.stats.savedUsd);
-    },
-  });
+  // Cumulative figures are counters fed from the guard's own counts at scrape time.
+  const fed = (counter: Counter, read: () => number, labels: Record<string, string> = {}) => {
+    let last = 0;
+    return () => {
+      const now = read();
+      if (now > last) counter.inc(labels, now - last);
+      last = now;
+    };
+  };
+  const counter = (name: string, help: string, labelNames: string[] = []) =>
+    new Counter({ name, help, labelNames, registers: [registry] });
+  const decisions = counter("judge_guard_decisions_total", "decisions by outcome and reason", [
+    "outcome",
+    "reason",
+  ]);
+  const deliveries = counter("judge_guard_signal_deliveries_total", "signal deliveries by status", [
+    "status",
+  ]);
+  const feeders = [
+    fed(decisions, () => guard.stats.judged, { outcome: "judged", reason: "" }),
+    fed(decisions, () => guard.stats.failed, { outcome: "failed", reason: "" }),
+    fed(decisions, () => guard.stats.reused, { outcome: "reused", reason: "duplicate" }),
+    ...(["stuck_session", "session_budget", "session_calls", "global_budget", "ledger_error"] as const).map(
+      (reason) => fed(decisions, () => guard.stats.skipped[reason], { outcome: "skipped", reason }),
+    ),
+    fed(counter("judge_guard_charged_usd_total", "USD charged to the budgets"), () => guard.stats.chargedUsd),
+    fed(counter("judge_guard_saved_usd_total", "USD saved by skips"), () => guard.stats.savedUsd),
+    fed(deliveries, () => guard.stats.signalsDelivered, { status: "delivered" }),
+    fed(deliveries, () => guard.stats.signalsFailed, { status: "failed" }),
+    fed(counter("judge_guard_ledger_errors_total", "ledger failures"), () => guard.stats.ledgerErrors),
+    fed(
+      counter("judge_guard_stuck_episodes_total", "stuck episodes opened"),
+      () => guard.stats.stuckEpisodes,
+    ),
+  ];
   new Gauge({
     name: "judge_guard_reservations_open",
     help: "reservations admitted and not settled",
@@ -153,29 +173,11 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     },
   });
   new Gauge({
-    name: "judge_guard_stuck_episodes",
-    help: "stuck episodes opened since start",
+    name: "judge_guard_stuck_keys",
+    help: "session keys stuck right now",
     registers: [registry],
     collect() {
-      this.set(guard.stats.stuckEpisodes);
-    },
-  });
-  new Gauge({
-    name: "judge_guard_signal_deliveries",
-    help: "signal deliveries since start, by status",
-    labelNames: ["status"],
-    registers: [registry],
-    collect() {
-      this.set({ status: "delivered" }, guard.stats.signalsDelivered);
-      this.set({ status: "failed" }, guard.stats.signalsFailed);
-    },
-  });
-  new Gauge({
-    name: "judge_guard_ledger_errors",
-    help: "ledger failures since start",
-    registers: [registry],
-    collect() {
-      this.set(guard.stats.ledgerErrors);
+      this.set(guard.stats.stuckKeys);
     },
   });
 
@@ -186,18 +188,31 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<string> => {
     const url = new URL(req.url ?? "/", "http://localhost");
     const path = url.pathname;
+    if (!expected && !isLoopback(hostOf(req.headers.host))) {
+      // Without a token only loopback callers are expected: a foreign Host is DNS rebinding.
+      throw new HttpError(
+        403,
+        "FORBIDDEN",
+        "without JUDGE_GUARD_TOKEN only requests to a loopback host are served",
+      );
+    }
     if (path === "/healthz" && req.method === "GET") {
       send(res, 200, { ok: true });
       return "/healthz";
     }
     if (expected) {
       const auth = req.headers.authorization ?? "";
-      const given = auth.startsWith("Bearer ") ? digest(auth.slice(7)) : undefined;
+      const given = /^bearer /i.test(auth) ? digest(auth.slice(7).trim()) : undefined;
       if (!given || !timingSafeEqual(given, expected))
         throw new HttpError(401, "UNAUTHORIZED", "missing or wrong bearer token");
     }
     const method = req.method ?? "GET";
+    if (method === "POST" && !/^application\/json\b/i.test(req.headers["content-type"] ?? "")) {
+      // A browser page cannot send application/json across origins without a preflight.
+      throw new HttpError(415, "CONTENT_TYPE", "send the body as content-type: application/json");
+    }
     if (path === "/metrics" && method === "GET") {
+      for (const feed of feeders) feed();
       const text = await registry.metrics();
       res.writeHead(200, { "content-type": registry.contentType });
       res.end(text);
@@ -205,7 +220,12 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     }
     if (path === "/v1/admit" && method === "POST") {
       const body = parse(admitBody, await readBody(req));
-      const out = await guard.admit(toRequest(body));
+      const out = await guard.admit(toRequest(body), { waitMs: body.wait_ms ?? defaultWaitMs });
+      if (out.status === "admitted" && (res.destroyed || req.socket.destroyed)) {
+        // The client gave up while the admission waited: nobody will settle this reservation.
+        guard.settle(out.reservationId, { ok: false, expired: true });
+        return "/v1/admit";
+      }
       if (out.status === "admitted") {
         send(res, 200, {
           decision: "judge",
@@ -318,16 +338,19 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
       });
   });
   server.requestTimeout = 30_000;
+  server.maxConnections = 512;
   server.headersTimeout = 10_000;
 
   // A client that died must not hold budget forever.
   const timeoutMs = o.reservationTimeoutMs ?? 600_000;
+  // An admission answers within the client's patience (`wait_ms`), by default well within 30 s.
+  const defaultWaitMs = 20_000;
   const sweeper = setInterval(
     () => {
       for (const t of guard.openTickets()) {
         if (t.ageMs < timeoutMs) continue;
         try {
-          guard.settle(t.reservationId, { ok: false });
+          guard.settle(t.reservationId, { ok: false, expired: true });
           released.inc();
           log.warn(
             { reservationId: t.reservationId, ageMs: Math.round(t.ageMs) },
@@ -355,8 +378,20 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     async close() {
       closing = true;
       const grace = Date.now() + (o.shutdownGraceMs ?? 10_000);
-      while (guard.openTickets().length > 0 && Date.now() < grace)
-        await new Promise((r) => setTimeout(r, 20));
+      const pause = () => new Promise((r) => setTimeout(r, 20));
+      // Requests already in (an admission may be waiting near a cap) finish first; then the calls
+      // they admitted may still settle; what is left is charged at its estimate, not dropped.
+      while (inFlight > 0 && Date.now() < grace) await pause();
+      while (guard.openTickets().length > 0 && Date.now() < grace) await pause();
+      const left = guard.openTickets();
+      for (const t of left) guard.settle(t.reservationId, { ok: false, expired: true });
+      if (left.length > 0) {
+        released.inc(left.length);
+        log.warn(
+          { reservations: left.length },
+          "shutting down: charged the estimates of calls never settled",
+        );
+      }
       clearInterval(sweeper);
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

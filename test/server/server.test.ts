@@ -128,8 +128,8 @@ describe("judge-guard serve", () => {
     const reset = await http(s.url, "/v1/sessions/cli/reset", { method: "POST" });
     expect(reset.json).toMatchObject({ reset: true, session: { stuck: false } });
     const metrics = await http(s.url, "/metrics");
-    expect(metrics.text).toMatch(/judge_guard_decisions\{outcome="skipped",reason="stuck_session"\} 3/);
-    expect(metrics.text).toMatch(/judge_guard_charged_usd 0\.03/);
+    expect(metrics.text).toMatch(/judge_guard_decisions_total\{outcome="skipped",reason="stuck_session"\} 3/);
+    expect(metrics.text).toMatch(/judge_guard_charged_usd_total 0\.03/);
     expect(metrics.text).toMatch(/judge_guard_request_seconds_bucket/);
   });
 
@@ -189,6 +189,41 @@ describe("judge-guard serve", () => {
     },
   );
 
+  it("refuses what a web page could send: a non-JSON content type, and (without a token) a foreign Host", async () => {
+    const s = await start();
+    const plain = await fetch(`${s.url}/v1/sessions/k/reset`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "text/plain" },
+      body: "{}",
+    });
+    expect(plain.status).toBe(415);
+    const open = await start({ token: undefined });
+    const { request: raw } = await import("node:http");
+    const status = await new Promise<number>((resolve) => {
+      const req = raw(`${open.url}/v1/sessions/k`, { headers: { host: "evil.example" } }, (res) =>
+        resolve(res.statusCode ?? 0),
+      );
+      req.end();
+    });
+    expect(status).toBe(403);
+    expect((await http(open.url, "/v1/sessions/k", { token: null })).status).toBe(200);
+  });
+
+  it("the client surfaces a malformed request as InvalidRequestError, and a refusing sidecar like a down one", async () => {
+    const s = await start();
+    const client = createClient({ url: s.url, token: TOKEN, onError: () => {} });
+    const bad = await client
+      .run({ judge: "j".repeat(300), model: "m", sessionKey: "k" }, async () => 1)
+      .catch((e: unknown) => e);
+    expect(bad).toMatchObject({ code: "REQUEST_INVALID", field: "judge" });
+    const wrongToken = createClient({ url: s.url, token: "not-the-token-0123456789", onError: () => {} });
+    const out = await wrongToken.run(request("k", ["q"], ["a"]), async () => ({
+      inputTokens: 1,
+      outputTokens: 1,
+    }));
+    expect(out).toMatchObject({ status: "skipped", code: "LEDGER_UNAVAILABLE" });
+  });
+
   it("rejects an oversize body and unknown routes, and keeps serving", async () => {
     const s = await start();
     const big = JSON.stringify({
@@ -200,7 +235,7 @@ describe("judge-guard serve", () => {
     });
     const r = await fetch(`${s.url}/v1/admit`, {
       method: "POST",
-      headers: { authorization: `Bearer ${TOKEN}` },
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
       body: big,
     }).catch((e) => e);
     if (!(r instanceof Error)) expect(r.status).toBe(413);
@@ -231,6 +266,13 @@ describe("judge-guard serve", () => {
     expect((await http(s.url, "/metrics")).text).toMatch(/judge_guard_reservations_expired_total 1/);
     const db = new Database(s.ledger, { readonly: true });
     expect(db.prepare("SELECT count(*) AS n FROM reservations").get()).toEqual({ n: 0 });
+    // Its cost was never reported, so the reservation's estimate is charged rather than nothing.
+    const row = db
+      .prepare("SELECT decision, charged_micros AS c, reserved_micros AS r FROM decisions")
+      .get() as { decision: string; c: number; r: number };
+    expect(row.decision).toBe("failed");
+    expect(row.c).toBeGreaterThan(0);
+    expect(row.c).toBe(row.r);
     db.close();
   });
 
@@ -256,9 +298,11 @@ describe("judge-guard serve", () => {
     });
     const client = createClient({ url, token: TOKEN, onError: () => {} });
     let settled = 0;
+    let invoked = 0;
     const work = Array.from({ length: 60 }, (_, i) =>
       client
         .run(request(`k${i % 6}`, [`q${i}`], [`answer ${i} with substance`]), async () => {
+          invoked++;
           await new Promise((r) => setTimeout(r, 5 + (i % 10) * 3));
           return { inputTokens: 100, outputTokens: 10 };
         })
@@ -277,10 +321,17 @@ describe("judge-guard serve", () => {
     const judged = (
       db.prepare("SELECT count(*) AS n FROM decisions WHERE decision = 'judged'").get() as { n: number }
     ).n;
+    const recorded = (
+      db.prepare("SELECT count(*) AS n FROM decisions WHERE decision != 'skipped'").get() as { n: number }
+    ).n;
+    const open = (db.prepare("SELECT count(*) AS n FROM reservations").get() as { n: number }).n;
     expect(db.pragma("integrity_check", { simple: true })).toBe("ok");
     db.close();
-    // Every settlement the server confirmed is in the ledger, once.
+    // Every settlement the server confirmed is in the ledger, once; every judge call that ran is
+    // recorded (settled, or charged at its estimate at shutdown); no reservation is left behind.
     expect(judged).toBe(settled);
+    expect(recorded).toBe(invoked);
+    expect(open).toBe(0);
     expect(settled).toBeGreaterThan(0);
   });
 });
