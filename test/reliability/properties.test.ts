@@ -11,6 +11,9 @@ import {
   type ScopeUsage,
 } from "../../src/index.js";
 import { parseLine } from "../../src/replay/line.js";
+import { admitBody, settleBody } from "../../src/server/schema.js";
+import { bucketStart } from "../../src/store/buckets.js";
+import { MemoryStore } from "../../src/store/memory.js";
 
 // Text of every kind: ASCII, any Unicode, lone surrogates and NUL included.
 const anyText = fc.oneof(fc.string(), fc.string({ unit: "binary" }), fc.string({ unit: "grapheme" }));
@@ -127,6 +130,38 @@ describe("budget arithmetic", () => {
   });
 });
 
+describe("window maths", () => {
+  it("a charge counts from its time until its bucket ends past the window, never early, never negative", () => {
+    const BUCKET = 60_000;
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            at: fc.integer({ min: 0, max: 30 * 86_400_000 }),
+            micros: fc.integer({ min: 0, max: 1e9 }),
+          }),
+          { maxLength: 40 },
+        ),
+        fc.integer({ min: 60_000, max: 7 * 86_400_000 }),
+        fc.integer({ min: 0, max: 40 * 86_400_000 }),
+        (charges, window, now) => {
+          const store = new MemoryStore({ bucketMs: BUCKET });
+          for (const c of charges) store.addUsage("k", c.at, c.micros, 1);
+          const u = store.scopeUsage("k", now - window);
+          // Exactly the charges whose bucket ends after the window starts.
+          const expected = charges.filter((c) => bucketStart(c.at, BUCKET) + BUCKET > now - window);
+          expect(u.spentMicros).toBe(expected.reduce((a, c) => a + c.micros, 0));
+          expect(u.calls).toBe(expected.length);
+          // Never early: everything inside the window counts.
+          const inside = charges.filter((c) => c.at >= now - window);
+          expect(u.spentMicros).toBeGreaterThanOrEqual(inside.reduce((a, c) => a + c.micros, 0));
+        },
+      ),
+      { numRuns: 2000 },
+    );
+  });
+});
+
 describe("hostile input", () => {
   const hostile = fc.oneof(
     anyText,
@@ -150,6 +185,32 @@ describe("hostile input", () => {
       }),
       { numRuns: 1500 },
     );
+  });
+
+  it("the server's request schemas answer any JSON value without throwing", () => {
+    const value = fc.oneof(
+      fc.anything(),
+      fc.json().map((j) => JSON.parse(j)),
+      fc.constantFrom(
+        { __proto__: { admin: true } },
+        JSON.parse('{"__proto__":{"admin":true},"judge":"j"}'),
+        { judge: "j", model: "m", session_key: "k", max_tokens: "12" },
+        { reservation_id: "x", ok: "true" },
+      ),
+    );
+    let tried = 0;
+    fc.assert(
+      fc.property(value, (v) => {
+        tried++;
+        for (const schema of [admitBody, settleBody]) {
+          const r = schema.safeParse(v);
+          if (!r.success) expect(r.error.issues.length).toBeGreaterThan(0);
+        }
+        expect(({} as Record<string, unknown>).admin).toBeUndefined();
+      }),
+      { numRuns: 3000 },
+    );
+    expect(tried).toBe(3000);
   });
 
   it("a request is either valid or refused with an error naming the field", () => {
