@@ -11,7 +11,13 @@ import {
   skipError,
 } from "../errors.js";
 import type { Assessment, AssessOptions } from "../guard/guard.js";
-import type { CallOptions, Outcome, RunOptions, SkippedOutcome } from "../guard/outcome.js";
+import {
+  type CallOptions,
+  type Outcome,
+  outcomeValue,
+  type RunOptions,
+  type SkippedOutcome,
+} from "../guard/outcome.js";
 import type { JudgeRequest, SessionRef } from "../guard/request.js";
 import type { Usage } from "../pricing/prices.js";
 import { type ReportedCost, readUsage } from "../pricing/usage.js";
@@ -159,10 +165,7 @@ export class GuardClient {
     judge: () => Promise<T> | T,
     options: CallOptions<T> = {},
   ): Promise<T> {
-    const outcome = await this.run(request, judge, options);
-    if (outcome.status !== "skipped") return outcome.value;
-    if (options.substitute) return options.substitute(outcome);
-    throw outcome.error;
+    return outcomeValue(await this.run(request, judge, options), options);
   }
 
   /** Is the session stuck? When the sidecar does not answer, the cycle runs (and is guarded per call). */

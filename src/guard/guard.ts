@@ -23,7 +23,13 @@ import { SqliteStore } from "../store/sqlite.js";
 import type { DecisionRecord, LedgerStore, OwnerRecord, SkipReason } from "../store/types.js";
 import { toMicros, toUsd } from "../util/money.js";
 import { DAY_MS, DEFAULTS, type GuardOptions, type ResolvedOptions, resolveOptions } from "./options.js";
-import type { CallOptions, Outcome, RunOptions, SkippedOutcome } from "./outcome.js";
+import {
+  type CallOptions,
+  type Outcome,
+  outcomeValue,
+  type RunOptions,
+  type SkippedOutcome,
+} from "./outcome.js";
 import {
   type JudgeRequest,
   type NormalizedRequest,
@@ -416,10 +422,7 @@ export class Guard {
     judge: () => Promise<T> | T,
     options: CallOptions<T> = {},
   ): Promise<T> {
-    const outcome = await this.run(request, judge, options);
-    if (outcome.status !== "skipped") return outcome.value;
-    if (options.substitute) return options.substitute(outcome);
-    throw outcome.error;
+    return outcomeValue(await this.run(request, judge, options), options);
   }
 
   /**

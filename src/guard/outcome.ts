@@ -53,3 +53,10 @@ export interface CallOptions<T> extends RunOptions<T> {
    */
   readonly substitute?: (skip: SkippedOutcome) => T;
 }
+
+/** What `call` returns for an outcome: the judge's value, the skip's substitute, or its error thrown. */
+export function outcomeValue<T>(outcome: Outcome<T>, options: CallOptions<T>): T {
+  if (outcome.status !== "skipped") return outcome.value;
+  if (options.substitute) return options.substitute(outcome);
+  throw outcome.error;
+}
