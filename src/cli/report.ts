@@ -35,7 +35,7 @@ export function parseTime(value: string, option: string, now: number): number {
 
 /** `judge-guard report`: exit 0, 1 for data problems (missing, empty or newer ledger), 2 for usage. */
 export function reportCommand(o: ReportCommandOptions, now = Date.now()): number {
-  const format = o.format ?? (process.stdout.isTTY ? "table" : "table");
+  const format = o.format ?? "table";
   if (!(FORMATS as readonly string[]).includes(format)) {
     throw new UsageError(`--format ${JSON.stringify(format)} is not one of ${FORMATS.join(", ")}`);
   }

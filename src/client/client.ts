@@ -17,6 +17,7 @@ import {
   outcomeValue,
   type RunOptions,
   type SkippedOutcome,
+  skipReasonOf,
 } from "../guard/outcome.js";
 import type { JudgeRequest, SessionRef } from "../guard/request.js";
 import type { Usage } from "../pricing/prices.js";
@@ -45,14 +46,6 @@ export interface ClientOptions {
 class Unreachable extends Error {}
 
 const DEFAULT_TIMEOUT_MS = 2000;
-
-const REASONS: Record<SkipCode, Exclude<SkipReason, "duplicate">> = {
-  STUCK_SESSION: "stuck_session",
-  SESSION_BUDGET: "session_budget",
-  SESSION_CALLS: "session_calls",
-  GLOBAL_BUDGET: "global_budget",
-  LEDGER_UNAVAILABLE: "ledger_error",
-};
 
 /** The wire form of a session: Phantom's snake_case SessionSummary, whichever casing came in. */
 function wireSession(s: NonNullable<JudgeRequest["session"]>) {
@@ -224,7 +217,7 @@ export class GuardClient {
     const error: JudgeSkippedError = skipError(code, s.details ?? ({} as SkipDetails));
     return {
       status: "skipped",
-      reason: REASONS[code] ?? "ledger_error",
+      reason: skipReasonOf(code),
       code,
       error,
       savedUsd: s.saved_usd ?? 0,

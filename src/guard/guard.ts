@@ -28,6 +28,7 @@ import {
   type Outcome,
   outcomeValue,
   type RunOptions,
+  SKIP_CODES,
   type SkippedOutcome,
 } from "./outcome.js";
 import {
@@ -104,14 +105,6 @@ export interface SessionState {
 }
 
 type SkipReasonNotDuplicate = Exclude<SkipReason, "duplicate">;
-
-const CODES: Record<SkipReasonNotDuplicate, SkipCode> = {
-  stuck_session: "STUCK_SESSION",
-  session_budget: "SESSION_BUDGET",
-  session_calls: "SESSION_CALLS",
-  global_budget: "GLOBAL_BUDGET",
-  ledger_error: "LEDGER_UNAVAILABLE",
-};
 
 const HEARTBEAT_MS = 5_000;
 const ADMISSION_POLL_MS = 50;
@@ -798,7 +791,7 @@ export class Guard {
         cap: inCalls ? why.refusal.cap : toUsd(why.refusal.cap),
       }),
     };
-    const code = CODES[reason];
+    const code = SKIP_CODES[reason];
     if (why.refusal)
       this.#alert("cap_reached", why.refusal.reason, req.sessionKey, why.refusal.used, why.refusal.cap, now);
     if (reason !== "ledger_error")

@@ -60,3 +60,20 @@ export function outcomeValue<T>(outcome: Outcome<T>, options: CallOptions<T>): T
   if (options.substitute) return options.substitute(outcome);
   throw outcome.error;
 }
+
+/** A skip's reason in the ledger and its code on the error, one to one. */
+export const SKIP_CODES: Readonly<Record<SkippedOutcome["reason"], SkipCode>> = {
+  stuck_session: "STUCK_SESSION",
+  session_budget: "SESSION_BUDGET",
+  session_calls: "SESSION_CALLS",
+  global_budget: "GLOBAL_BUDGET",
+  ledger_error: "LEDGER_UNAVAILABLE",
+};
+
+/** The reason of a skip code (the inverse of {@link SKIP_CODES}). */
+export function skipReasonOf(code: SkipCode): SkippedOutcome["reason"] {
+  return (
+    (Object.keys(SKIP_CODES) as SkippedOutcome["reason"][]).find((r) => SKIP_CODES[r] === code) ??
+    "ledger_error"
+  );
+}

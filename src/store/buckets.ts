@@ -9,3 +9,8 @@ export const DEFAULT_BUCKET_MS = 60_000;
 export function bucketStart(atMs: number, bucketMs: number): number {
   return Math.floor(atMs / bucketMs) * bucketMs;
 }
+
+/** The usage scope of a session key, or (null) of all keys together. */
+export function scopeOf(sessionKey: string | null): string {
+  return sessionKey === null ? "*" : `k:${sessionKey}`;
+}

@@ -1,6 +1,6 @@
 import type { ScopeUsage } from "../budget/admission.js";
 import type { EstimateStats } from "../budget/estimator.js";
-import { bucketStart, DEFAULT_BUCKET_MS } from "./buckets.js";
+import { bucketStart, DEFAULT_BUCKET_MS, scopeOf } from "./buckets.js";
 import type {
   DecisionRecord,
   EpisodeRecord,
@@ -188,8 +188,4 @@ export class MemoryStore implements LedgerStore {
   }
 
   close(): void {}
-}
-
-export function scopeOf(sessionKey: string | null): string {
-  return sessionKey === null ? "*" : `k:${sessionKey}`;
 }

@@ -5,10 +5,9 @@ import type { ScopeUsage } from "../budget/admission.js";
 import type { EstimateStats } from "../budget/estimator.js";
 import type { StuckEvidence } from "../detection/assess.js";
 import { LedgerSchemaError } from "../errors.js";
-import { bucketStart, DEFAULT_BUCKET_MS } from "./buckets.js";
+import { bucketStart, DEFAULT_BUCKET_MS, scopeOf } from "./buckets.js";
 import { type Checkpointer, startCheckpointer } from "./checkpointer.js";
 import { sqlite } from "./driver.js";
-import { scopeOf } from "./memory.js";
 import { MIGRATIONS, SCHEMA_VERSION } from "./migrations.js";
 import type {
   DecisionRecord,

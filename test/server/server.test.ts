@@ -226,19 +226,30 @@ describe("judge-guard serve", () => {
 
   it("rejects an oversize body and unknown routes, and keeps serving", async () => {
     const s = await start();
-    const big = JSON.stringify({
-      judge: "j",
-      model: "m",
-      session_key: "k",
-      user_messages: ["x".repeat(17 * 1024 * 1024)],
-      assistant_messages: [],
-    });
-    const r = await fetch(`${s.url}/v1/admit`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-      body: big,
-    }).catch((e) => e);
-    if (!(r instanceof Error)) expect(r.status).toBe(413);
+    // A client announcing a body over the cap is answered 413 before it sends it all, whether
+    // or not it could have sent the rest; a chunked body over the cap is cut off likewise.
+    const { request: raw } = await import("node:http");
+    const answer = (headers: Record<string, string | number>) =>
+      new Promise<number>((resolve, reject) => {
+        const req = raw(
+          `${s.url}/v1/admit`,
+          {
+            method: "POST",
+            headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json", ...headers },
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on("error", reject);
+        req.write(
+          `{"judge":"j","model":"m","session_key":"k","user_messages":["${"x".repeat(9 * 1024 * 1024)}`,
+        );
+        req.end();
+      });
+    expect(await answer({ "content-length": 20 * 1024 * 1024 })).toBe(413);
+    expect(await answer({ "transfer-encoding": "chunked" })).toBe(413);
     expect((await http(s.url, "/v2/nothing")).status).toBe(404);
     expect((await http(s.url, "/healthz")).status).toBe(200);
   });
