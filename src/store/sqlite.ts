@@ -53,9 +53,7 @@ export class SqliteStore implements LedgerStore {
     this.db = new (sqlite())(path);
     try {
       this.db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
-      if (path !== ":memory:" && this.db.pragma("journal_mode", { simple: true }) !== "wal") {
-        this.db.pragma("journal_mode = WAL");
-      }
+      if (path !== ":memory:") enableWal(this.db);
       this.db.pragma("synchronous = NORMAL");
       migrate(this.db, path);
       this.#s = prepare(this.db);
@@ -313,6 +311,23 @@ function createPrivateFile(path: string): void {
   mkdirSync(dirname(path), { recursive: true });
   closeSync(openSync(path, "a", 0o600));
   chmodSync(path, 0o600);
+}
+
+/**
+ * Switches a new file to WAL. Several processes opening a new ledger at once race for this
+ * switch, and SQLite answers the loser SQLITE_BUSY at once, without waiting the busy timeout:
+ * wait a little and look again (the winner has usually switched it meanwhile).
+ */
+function enableWal(db: Database.Database): void {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      if (db.pragma("journal_mode", { simple: true }) !== "wal") db.pragma("journal_mode = WAL");
+      return;
+    } catch (e) {
+      if ((e as { code?: string }).code !== "SQLITE_BUSY" || attempt >= 50) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10 * attempt);
+    }
+  }
 }
 
 function migrate(db: Database.Database, path: string): void {
