@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import type Database from "better-sqlite3";
+import { firstDecisionId } from "../store/decision-ids.js";
 import { sqlite } from "../store/driver.js";
 import { SCHEMA_VERSION } from "../store/migrations.js";
 
@@ -141,8 +142,18 @@ export function buildReport(path: string, o: ReportOptions): Report {
 function collect(db: Database.Database, path: string, o: ReportOptions): Report {
   const key = o.sessionKey ?? null;
   // One filter for every query: the time range, and the key when one is asked for.
-  const where = `ts >= @since AND ts < @until${key === null ? "" : " AND session_key = @key"}`;
-  const args = { since: o.since, until: o.until, ...(key === null ? {} : { key }) };
+  // Since schema v3 a decision's id starts with its time (decision-ids.ts): the id bound turns
+  // the range into a range scan of the table, the ts bounds keep it exact.
+  const byId = Number(db.pragma("user_version", { simple: true })) >= 3;
+  const from = (param: string) => `${byId ? `id >= ${param}Id AND ` : ""}ts >= ${param}`;
+  const keyOnly = key === null ? "" : " AND session_key = @key";
+  const where = `${from("@since")} AND ts < @until${keyOnly}`;
+  const args = {
+    since: o.since,
+    until: o.until,
+    ...(byId ? { sinceId: firstDecisionId(o.since) } : {}),
+    ...(key === null ? {} : { key }),
+  };
 
   const byDecision = db
     .prepare(
@@ -226,9 +237,13 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
       db
         .prepare(
           `SELECT session_key AS k, sum(charged_micros) AS m FROM decisions
-           WHERE ts >= @from AND ts < @until${key === null ? "" : " AND session_key = @key"} GROUP BY session_key`,
+           WHERE ${from("@from")} AND ts < @until${keyOnly} GROUP BY session_key`,
         )
-        .all({ ...args, from: o.until - windowMs }) as Array<{ k: string; m: number }>
+        .all({
+          ...args,
+          from: o.until - windowMs,
+          ...(byId ? { fromId: firstDecisionId(o.until - windowMs) } : {}),
+        }) as Array<{ k: string; m: number }>
     ).map((r) => [r.k, usd(r.m)]),
   );
   const sessions: SessionRow[] = sessionRows.map((r) => ({

@@ -52,11 +52,13 @@ export function startCheckpointer(
     eval: true,
     workerData: { path, intervalMs, driver: require.resolve("better-sqlite3") },
   });
-  worker.unref();
   worker.on("message", (m: { error?: string }) => {
     if (m?.error) onError(m.error);
   });
   worker.on("error", (e) => onError(e.message));
+  // After the listeners: adding a "message" listener refs the worker again, and a ledger left
+  // open must not keep the process alive.
+  worker.unref();
   const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
   return {
     async stop() {

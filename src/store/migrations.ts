@@ -1,8 +1,14 @@
+import type Database from "better-sqlite3";
+import { DECISION_ID_SLOTS } from "./decision-ids.js";
+
+/** SQL, or a function for a step SQL cannot express; it runs inside the migration's transaction. */
+type Migration = string | ((db: Database.Database) => void);
+
 /**
  * Ledger schema, one entry per version; `PRAGMA user_version` records how many have run.
  * Append only: a released migration is never edited.
  */
-export const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly Migration[] = [
   // v1
   `
   CREATE TABLE decisions (
@@ -119,6 +125,85 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE signals ADD COLUMN event_id TEXT;
   CREATE INDEX signals_event ON signals (event_id);
   `,
+  // v3: fewer B-trees written per judged call (each is a page in the WAL at every commit).
+  // - Reservations are the calls in flight, a few rows: one B-tree keyed by rowid, which the
+  //   guard keeps to delete its own row; sums scan the table.
+  // - Decisions are keyed by time: id = ts * 1024 + a slot (see decision-ids.ts), so a report's
+  //   time range is a range of the table itself, and neither a time index nor a
+  //   (session_key, ts) index is written on every decision.
+  (db) => {
+    db.exec(`
+  CREATE TABLE reservations_v3 (
+    id INTEGER PRIMARY KEY,
+    ref TEXT NOT NULL,
+    owner_id TEXT NOT NULL,
+    session_key TEXT NOT NULL,
+    judge TEXT NOT NULL,
+    model TEXT NOT NULL,
+    expected_micros INTEGER NOT NULL,
+    worst_micros INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+  );
+  INSERT INTO reservations_v3 (ref, owner_id, session_key, judge, model, expected_micros, worst_micros, created_ms)
+    SELECT id, owner_id, session_key, judge, model, expected_micros, worst_micros, created_ms FROM reservations;
+  DROP TABLE reservations;
+  ALTER TABLE reservations_v3 RENAME TO reservations;
+
+  CREATE TABLE decisions_v3 (
+    id INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    session_key TEXT NOT NULL,
+    judge TEXT NOT NULL,
+    model TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('judged', 'failed', 'skipped')),
+    reason TEXT,
+    shadow INTEGER NOT NULL DEFAULT 0,
+    reserved_micros INTEGER NOT NULL DEFAULT 0,
+    charged_micros INTEGER NOT NULL DEFAULT 0,
+    saved_micros INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    turns INTEGER NOT NULL DEFAULT 0,
+    transcript_chars INTEGER NOT NULL DEFAULT 0,
+    transcript_hash TEXT NOT NULL DEFAULT '',
+    duration_ms INTEGER NOT NULL DEFAULT 0,
+    episode_id TEXT
+  );
+    `);
+    // A millisecond's rows take its slots in order. Past 1024 rows in one millisecond (a
+    // replay on a fixed clock), the rest take the next free ids after, as new rows do: ids
+    // stay unique and never below ts * 1024.
+    const columns = `ts, session_key, judge, model, decision, reason, shadow, reserved_micros,
+      charged_micros, saved_micros, input_tokens, output_tokens, cache_read_tokens,
+      cache_write_tokens, turns, transcript_chars, transcript_hash, duration_ms, episode_id`;
+    const ranked = `SELECT *, row_number() OVER (PARTITION BY ts ORDER BY id) AS rn FROM decisions`;
+    db.exec(
+      `INSERT INTO decisions_v3 (id, ${columns})
+       SELECT ts * ${DECISION_ID_SLOTS} + rn - 1, ${columns} FROM (${ranked}) WHERE rn <= ${DECISION_ID_SLOTS}`,
+    );
+    const spilled = db
+      .prepare(`SELECT id, ts FROM (${ranked}) WHERE rn > ${DECISION_ID_SLOTS} ORDER BY ts, id`)
+      .all() as Array<{ id: number; ts: number }>;
+    const copy = db.prepare(
+      `INSERT INTO decisions_v3 (id, ${columns}) SELECT ?, ${columns} FROM decisions WHERE id = ?`,
+    );
+    const taken = db.prepare("SELECT 1 FROM decisions_v3 WHERE id = ?");
+    for (const r of spilled) {
+      let id = (Math.trunc(r.ts) + 1) * DECISION_ID_SLOTS;
+      while (taken.get(id) !== undefined) id++;
+      copy.run(id, r.id);
+    }
+    db.exec("DROP TABLE decisions; ALTER TABLE decisions_v3 RENAME TO decisions;");
+  },
 ];
+
+/** Runs migration `index` (0 for v1) on `db`; the caller holds the transaction. */
+export function applyMigration(db: Database.Database, index: number): void {
+  const m = MIGRATIONS[index]!;
+  if (typeof m === "string") db.exec(m);
+  else m(db);
+}
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

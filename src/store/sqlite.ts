@@ -1,3 +1,4 @@
+import { randomInt } from "node:crypto";
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import type Database from "better-sqlite3";
@@ -7,8 +8,9 @@ import type { StuckEvidence } from "../detection/assess.js";
 import { LedgerSchemaError } from "../errors.js";
 import { bucketStart, DEFAULT_BUCKET_MS, scopeOf } from "./buckets.js";
 import { type Checkpointer, startCheckpointer } from "./checkpointer.js";
+import { DECISION_ID_SLOTS, firstDecisionId } from "./decision-ids.js";
 import { sqlite } from "./driver.js";
-import { MIGRATIONS, SCHEMA_VERSION } from "./migrations.js";
+import { applyMigration, SCHEMA_VERSION } from "./migrations.js";
 import type {
   DecisionRecord,
   EpisodeRecord,
@@ -31,6 +33,12 @@ export interface SqliteStoreOptions {
   readonly backgroundCheckpoints?: boolean;
   /** How often the worker checkpoints. @default 250 */
   readonly checkpointIntervalMs?: number;
+  /**
+   * WAL length (pages) past which a commit checkpoints inline, so that the WAL is bounded when
+   * writes never pause long enough for the worker's passive checkpoints to catch up (a writer
+   * starts the WAL over only once everything in it has been copied). @default 16384 (64 MiB)
+   */
+  readonly walLimitPages?: number;
 }
 
 type Row = Record<string, unknown>;
@@ -45,6 +53,11 @@ export class SqliteStore implements LedgerStore {
   readonly #bucketMs: number;
   readonly #s: ReturnType<typeof prepare>;
   readonly #checkpointer: Checkpointer | undefined;
+  /** Rowids of this process's open reservations, so a settlement deletes without a search. */
+  readonly #rowids = new Map<string, number | bigint>();
+  readonly #opened: string[] = [];
+  /** Where this process starts looking for a free decision id within a millisecond. */
+  #slot = randomInt(DECISION_ID_SLOTS);
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.location = path;
@@ -62,9 +75,9 @@ export class SqliteStore implements LedgerStore {
       throw e;
     }
     if (path !== ":memory:" && options.backgroundCheckpoints !== false) {
-      this.db.pragma("wal_autocheckpoint = 0");
+      this.db.pragma(`wal_autocheckpoint = ${Math.trunc(options.walLimitPages ?? 16384)}`);
       this.#checkpointer = startCheckpointer(path, options.checkpointIntervalMs ?? 250, (message) => {
-        // Without the worker the WAL would grow without bound: go back to inline checkpoints.
+        // Without the worker, commits checkpoint inline at SQLite's usual threshold.
         this.checkpointError = message;
         if (this.db.open) this.db.pragma("wal_autocheckpoint = 1000");
       });
@@ -83,7 +96,11 @@ export class SqliteStore implements LedgerStore {
       return out;
     } catch (e) {
       if (this.db.inTransaction) this.#s.rollback.run();
+      // Reservations opened in the rolled-back transaction were never written.
+      for (const id of this.#opened) this.#rowids.delete(id);
       throw e;
+    } finally {
+      this.#opened.length = 0;
     }
   }
 
@@ -106,7 +123,7 @@ export class SqliteStore implements LedgerStore {
   }
 
   openReservation(r: ReservationRecord): void {
-    this.#s.openReservation.run(
+    const { lastInsertRowid } = this.#s.openReservation.run(
       r.id,
       r.ownerId,
       r.sessionKey,
@@ -116,14 +133,36 @@ export class SqliteStore implements LedgerStore {
       r.worstMicros,
       r.createdMs,
     );
+    this.#rowids.set(r.id, lastInsertRowid);
+    if (this.db.inTransaction) this.#opened.push(r.id);
   }
 
   deleteReservation(id: string): boolean {
-    return this.#s.deleteReservation.run(id).changes > 0;
+    const rowid = this.#rowids.get(id);
+    if (rowid === undefined) return this.#s.deleteReservationByRef.run(id).changes > 0;
+    this.#rowids.delete(id);
+    // The ref check guards against a rowid reused after the row was reclaimed.
+    return this.#s.deleteReservation.run(rowid, id).changes > 0;
   }
 
   recordDecision(d: DecisionRecord): void {
+    let id = firstDecisionId(d.ts) + (this.#slot++ % DECISION_ID_SLOTS);
+    for (;;) {
+      try {
+        this.#insertDecision(id, d);
+        return;
+      } catch (e) {
+        // Taken (by another process in the same millisecond, or a crowded one): the first free
+        // id after it is as good.
+        if ((e as { code?: string }).code !== "SQLITE_CONSTRAINT_PRIMARYKEY") throw e;
+        id = Number((this.#s.freeDecisionId.get(id) as Row).id);
+      }
+    }
+  }
+
+  #insertDecision(id: number, d: DecisionRecord): void {
     this.#s.decision.run(
+      id,
       d.ts,
       d.sessionKey,
       d.judge,
@@ -341,7 +380,7 @@ function migrate(db: Database.Database, path: string): void {
   db.transaction(() => {
     // Re-read inside the write lock: another process may have migrated meanwhile.
     const current = Number(db.pragma("user_version", { simple: true }));
-    for (let v = current; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v]!);
+    for (let v = current; v < SCHEMA_VERSION; v++) applyMigration(db, v);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
 }
@@ -365,15 +404,19 @@ function prepare(db: Database.Database) {
     ),
     prune: db.prepare("DELETE FROM usage WHERE bucket <= ?"),
     openReservation: db.prepare(
-      "INSERT INTO reservations (id, owner_id, session_key, judge, model, expected_micros, worst_micros, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO reservations (ref, owner_id, session_key, judge, model, expected_micros, worst_micros, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     ),
-    deleteReservation: db.prepare("DELETE FROM reservations WHERE id = ?"),
+    deleteReservation: db.prepare("DELETE FROM reservations WHERE id = ? AND ref = ?"),
+    freeDecisionId: db.prepare(
+      "SELECT min(id) + 1 AS id FROM decisions AS d WHERE id >= ? AND NOT EXISTS (SELECT 1 FROM decisions WHERE id = d.id + 1)",
+    ),
+    deleteReservationByRef: db.prepare("DELETE FROM reservations WHERE ref = ?"),
     reclaimOwner: db.prepare("DELETE FROM reservations WHERE owner_id = ?"),
     reclaimOrphans: db.prepare("DELETE FROM reservations WHERE owner_id NOT IN (SELECT id FROM owners)"),
     decision: db.prepare(
-      `INSERT INTO decisions (ts, session_key, judge, model, decision, reason, shadow, reserved_micros, charged_micros,
+      `INSERT INTO decisions (id, ts, session_key, judge, model, decision, reason, shadow, reserved_micros, charged_micros,
         saved_micros, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, turns, transcript_chars,
-        transcript_hash, duration_ms, episode_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        transcript_hash, duration_ms, episode_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     owner: db.prepare(
       "INSERT OR REPLACE INTO owners (id, pid, hostname, proc_start, started_ms, heartbeat_ms) VALUES (?, ?, ?, ?, ?, ?)",

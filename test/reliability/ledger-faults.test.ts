@@ -45,9 +45,22 @@ const FAULTS: Array<[string, (store: SqliteStore, path: string) => () => void, R
   [
     "a full disk",
     (store) => {
+      // No page left to grow into, and no free space left in the pages there are.
       const pages = Number(store.db.pragma("page_count", { simple: true }));
-      store.db.pragma(`max_page_count = ${pages}`);
-      return () => store.db.pragma("max_page_count = 1073741823");
+      store.db.pragma(`max_page_count = ${pages + 64}`);
+      store.db.exec("CREATE TABLE filler (b BLOB)");
+      const fill = store.db.prepare("INSERT INTO filler VALUES (randomblob(?))");
+      for (const size of [4000, 1000, 200, 50, 10, 1]) {
+        try {
+          for (;;) fill.run(size);
+        } catch (e) {
+          if ((e as { code?: string }).code !== "SQLITE_FULL") throw e;
+        }
+      }
+      return () => {
+        store.db.pragma("max_page_count = 1073741823");
+        store.db.exec("DROP TABLE filler");
+      };
     },
     /full/i,
   ],

@@ -6,10 +6,33 @@ import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { createGuard, type JudgeRequest, LedgerSchemaError, SqliteStore } from "../../src/index.js";
-import { MIGRATIONS, SCHEMA_VERSION } from "../../src/store/migrations.js";
+import { buildReport } from "../../src/report/report.js";
+import { applyMigration, SCHEMA_VERSION } from "../../src/store/migrations.js";
+import type { DecisionRecord } from "../../src/store/types.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
+const decision: DecisionRecord = {
+  ts: 0,
+  sessionKey: "k",
+  judge: "observation_extraction",
+  model: "claude-sonnet-4-6",
+  decision: "judged",
+  reason: null,
+  shadow: false,
+  reservedMicros: 0,
+  chargedMicros: 1000,
+  savedMicros: 0,
+  inputTokens: 10,
+  outputTokens: 10,
+  cacheReadTokens: 0,
+  cacheWriteTokens: 0,
+  turns: 1,
+  transcriptChars: 10,
+  transcriptHash: "h",
+  durationMs: 1,
+  episodeId: null,
+};
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/processes/${name}`, import.meta.url));
 const children: ChildProcess[] = [];
 afterEach(() => {
@@ -93,7 +116,7 @@ describe("SqliteStore", () => {
   it("upgrades a ledger written by an older version, keeping what it holds", () => {
     const path = join(tmp(), "v1.db");
     const old = new Database(path);
-    old.exec(MIGRATIONS[0]!);
+    applyMigration(old, 0);
     old.pragma("user_version = 1");
     old
       .prepare(
@@ -117,6 +140,136 @@ describe("SqliteStore", () => {
     });
     expect(store.signalDelivered("ep-1")).toBe(true);
     store.close();
+  });
+
+  it("upgrades a v2 ledger with calls in flight: their reservations still count and are released", async () => {
+    const path = join(tmp(), "v2.db");
+    const old = new Database(path);
+    applyMigration(old, 0);
+    applyMigration(old, 1);
+    old.pragma("user_version = 2");
+    old
+      .prepare(
+        "INSERT INTO reservations VALUES ('r-1', 'owner-gone', 'k', 'j', 'claude-sonnet-4-6', 100000, 900000, 1)",
+      )
+      .run();
+    old
+      .prepare(
+        "INSERT INTO decisions (ts, session_key, judge, model, decision, charged_micros) VALUES (5, 'k', 'j', 'm', 'judged', 42)",
+      )
+      .run();
+    old.close();
+    const store = new SqliteStore(path, { backgroundCheckpoints: false });
+    expect(store.db.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
+    expect(store.scopeUsage("k", 0)).toMatchObject({ openCount: 1, openWorstMicros: 900_000 });
+    expect(store.db.prepare("SELECT sum(charged_micros) AS m FROM decisions").get()).toEqual({ m: 42 });
+    // A reservation written before the upgrade is found by its id, and one written after by its row.
+    expect(store.deleteReservation("r-1")).toBe(true);
+    store.openReservation({
+      id: "r-2",
+      ownerId: "o",
+      sessionKey: "k",
+      judge: "j",
+      model: "m",
+      expectedMicros: 1,
+      worstMicros: 2,
+      createdMs: 1,
+    });
+    expect(store.deleteReservation("r-2")).toBe(true);
+    expect(store.deleteReservation("r-2")).toBe(false);
+    expect(store.scopeUsage("k", 0).openCount).toBe(0);
+    store.close();
+  });
+
+  it("keys decisions by time: two ledgers writing in one millisecond, and past 1,024 rows in it, lose none and report each in its range", () => {
+    const path = join(tmp(), "ids.db");
+    const a = new SqliteStore(path, { backgroundCheckpoints: false });
+    const b = new SqliteStore(path, { backgroundCheckpoints: false });
+    const at = Date.parse("2026-11-20T10:00:00.000Z");
+    const row = (ts: number, sessionKey: string) => ({
+      ...decision,
+      ts,
+      sessionKey,
+    });
+    // 1,500 decisions stamped with one millisecond, from two connections in turn, then one a
+    // millisecond later (whose own slots the spilled rows may already hold).
+    for (let i = 0; i < 1500; i++) (i % 2 === 0 ? a : b).recordDecision(row(at, `k${i % 3}`));
+    a.recordDecision(row(at + 1, "later"));
+    const ids = a.db.prepare("SELECT id, ts FROM decisions").all() as Array<{ id: number; ts: number }>;
+    expect(ids).toHaveLength(1501);
+    expect(new Set(ids.map((r) => r.id)).size).toBe(1501);
+    for (const r of ids) expect(r.id).toBeGreaterThanOrEqual(r.ts * 1024);
+    a.close();
+    b.close();
+    const count = (since: number, until: number, sessionKey?: string) => {
+      const t = buildReport(path, { since, until, sessionKey }).totals;
+      return t.calls_judged;
+    };
+    expect(count(at, at + 1)).toBe(1500);
+    expect(count(at + 1, at + 2)).toBe(1);
+    expect(count(at - 60_000, at + 60_000)).toBe(1501);
+    expect(count(at, at + 2, "k1")).toBe(500);
+  });
+
+  it("upgrading to time-keyed decisions keeps every row, also past 1,024 in one millisecond", () => {
+    const path = join(tmp(), "v2-many.db");
+    const old = new Database(path);
+    applyMigration(old, 0);
+    applyMigration(old, 1);
+    old.pragma("user_version = 2");
+    const insert = old.prepare(
+      "INSERT INTO decisions (ts, session_key, judge, model, decision, charged_micros) VALUES (?, ?, 'j', 'm', 'judged', 1)",
+    );
+    old.transaction(() => {
+      for (let i = 0; i < 1100; i++) insert.run(1000, `k${i}`);
+      insert.run(1001, "next");
+      insert.run(999, "before");
+    })();
+    old.close();
+    new SqliteStore(path, { backgroundCheckpoints: false }).close();
+    const db = new Database(path, { readonly: true });
+    const ids = db.prepare("SELECT id, ts FROM decisions ORDER BY id").all() as Array<{
+      id: number;
+      ts: number;
+    }>;
+    db.close();
+    expect(ids).toHaveLength(1102);
+    expect(ids[0]).toEqual({ id: 999 * 1024, ts: 999 });
+    for (const r of ids) expect(r.id).toBeGreaterThanOrEqual(r.ts * 1024);
+    expect(buildReport(path, { since: 1000, until: 1001 }).totals.calls_judged).toBe(1100);
+    expect(buildReport(path, { since: 1001, until: 1002 }).totals.calls_judged).toBe(1);
+  });
+
+  it("does not keep a process alive when the ledger is left open", async () => {
+    const run = promisify(execFile);
+    const { stdout } = await run(process.execPath, [fixture("leave-open.mjs"), join(tmp(), "open.db")], {
+      timeout: 10_000,
+    });
+    expect(stdout.trim()).toBe("judged");
+  });
+
+  it("keeps the WAL bounded under writes that never pause", async () => {
+    const path = join(tmp(), "busy.db");
+    // 2,000 judged calls back to back write about 40 MB of WAL frames; 256 pages is 1 MiB.
+    const store = new SqliteStore(path, { walLimitPages: 256 });
+    const guard = createGuard({
+      ledger: store,
+      logger: "silent",
+      sessionBudgetUsd: 1e6,
+      dailyBudgetUsd: 1e6,
+    });
+    let largest = 0;
+    for (let i = 0; i < 2000; i++) {
+      await guard.run(request(`k${i}`, [`q${i}`], [`a${i}`]), async () => ({
+        inputTokens: 10,
+        outputTokens: 10,
+      }));
+      if (i % 100 === 0) largest = Math.max(largest, statSync(`${path}-wal`).size);
+    }
+    await guard.close();
+    store.close();
+    expect(largest).toBeGreaterThan(0);
+    expect(largest).toBeLessThan(4 * 1024 * 1024);
   });
 
   it("refuses a ledger from a newer schema with a message saying what to do", () => {
