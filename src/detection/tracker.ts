@@ -273,11 +273,15 @@ export class SessionTracker {
   }
 
   #runFacts(state: KeyState, run: Run) {
+    const distinctInputs = Math.max(run.inputs.length, run.length > 0 ? 1 : 0);
+    // Substance matters only to a run that answered different inputs (see assessRun): a
+    // healthy session's single replies are not split into words for it.
     let substanceChars = 0;
-    for (const w of coreWords(run.rep, state.boilerplate)) substanceChars += w.length;
+    if (distinctInputs >= 2)
+      for (const w of coreWords(run.rep, state.boilerplate)) substanceChars += w.length;
     return {
       length: run.length,
-      distinctInputs: Math.max(run.inputs.length, run.length > 0 ? 1 : 0),
+      distinctInputs,
       substanceChars,
       // The registry may have learned this fingerprint from another session since the run began.
       known: run.known === true || (run.length >= 2 && this.#catalog.hasFingerprint(run.rep.fingerprint)),

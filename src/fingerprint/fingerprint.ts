@@ -42,6 +42,16 @@ export class ReplySignature {
     return this.#fingerprint;
   }
 
+  /** How many words {@link words} holds, counted without splitting. */
+  get wordCount(): number {
+    if (this.#words !== undefined) return this.#words.length;
+    const n = this.normalized;
+    if (n === "") return 0;
+    let count = 1;
+    for (let i = n.indexOf(" "); i !== -1; i = n.indexOf(" ", i + 1)) count++;
+    return count;
+  }
+
   /** All normalised words, in order. */
   get words(): readonly string[] {
     this.#words ??= this.normalized === "" ? [] : this.normalized.split(" ");

@@ -54,12 +54,16 @@ export function wordDifference(a: readonly string[], b: readonly string[]): numb
   return diff;
 }
 
+/** Whether word lists of these lengths can be near-duplicates: their difference is at least the gap. */
+function lengthsAllow(a: number, b: number, limits: SimilarityLimits): boolean {
+  const gap = Math.abs(a - b);
+  return gap <= limits.maxWordDifference && gap / (a + b) <= limits.maxRelativeDifference;
+}
+
 /** Whether two word lists are near-duplicates under `limits` (cheap length check first). */
 export function nearWords(a: readonly string[], b: readonly string[], limits: SimilarityLimits): boolean {
+  if (!lengthsAllow(a.length, b.length, limits)) return false;
   const total = a.length + b.length;
-  const lengthGap = Math.abs(a.length - b.length);
-  // The multiset difference is at least the difference in length.
-  if (lengthGap > limits.maxWordDifference || lengthGap / total > limits.maxRelativeDifference) return false;
   const diff = wordDifference(a, b);
   return diff <= limits.maxWordDifference && diff / total <= limits.maxRelativeDifference;
 }
@@ -73,6 +77,8 @@ export function sameReply(
   if (a.normalized === b.normalized) {
     return numberDifference(a.numbers, b.numbers) <= limits.maxNumberDifference;
   }
+  // Most pairs of different replies differ in length too much: tell without splitting them.
+  if (boilerplate.size === 0 && !lengthsAllow(a.wordCount, b.wordCount, limits)) return false;
   const wa = coreWords(a, boilerplate);
   const wb = coreWords(b, boilerplate);
   if (wa.length === 0 || wb.length === 0) return false;
