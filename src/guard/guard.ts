@@ -6,13 +6,7 @@ import { CostEstimator, type Estimate, type EstimateStats } from "../budget/esti
 import { CannedCatalog } from "../detection/catalog.js";
 import { EpisodeBook, type StuckVerdict } from "../detection/episodes.js";
 import { type Observation, SessionTracker } from "../detection/tracker.js";
-import {
-  GuardClosedError,
-  InvalidRequestError,
-  type SkipCode,
-  type SkipDetails,
-  skipError,
-} from "../errors.js";
+import { GuardClosedError, InvalidRequestError, type SkipDetails, skipError } from "../errors.js";
 import { createLogger, LOG_LEVELS, type Logger } from "../log/logger.js";
 import { PriceTable, type Usage } from "../pricing/prices.js";
 import { type ReportedCost, readUsage } from "../pricing/usage.js";
