@@ -5,9 +5,9 @@ import { sqlite } from "../store/driver.js";
 import { SCHEMA_VERSION } from "../store/migrations.js";
 
 /**
- * The cost report: what the guard decided over a time range, aggregated in SQL over the
- * ledger's indexes (`decisions (ts)`, `decisions (session_key, ts)`), read through a read-only
- * connection so that a running guard is never blocked. Field names are stable (snake_case) and
+ * The cost report: what the guard decided over a time range, aggregated in SQL over that range
+ * of the `decisions` table (keyed by time since schema v3; through its `ts` index on older
+ * ledgers), read through a read-only connection so that a running guard is never blocked. Field names are stable (snake_case) and
  * are the JSON format as is; money is USD.
  */
 export interface Report {

@@ -1,5 +1,5 @@
 import type Database from "better-sqlite3";
-import { DECISION_ID_SLOTS } from "./decision-ids.js";
+import { DECISION_ID_SLOTS, idMillisecondSql } from "./decision-ids.js";
 
 /** SQL, or a function for a step SQL cannot express; it runs inside the migration's transaction. */
 type Migration = string | ((db: Database.Database) => void);
@@ -172,30 +172,59 @@ export const MIGRATIONS: readonly Migration[] = [
     episode_id TEXT
   );
     `);
-    // A millisecond's rows take its slots in order. Past 1024 rows in one millisecond (a
-    // replay on a fixed clock), the rest take the next free ids after, as new rows do: ids
-    // stay unique and never below ts * 1024.
+    // A millisecond's rows take its slots in order (fractional times by their whole millisecond,
+    // negative ones as 0). Past 1024 rows in one millisecond (a replay on a fixed clock), the
+    // rest take the next free ids after, as new rows do: ids stay unique and never below
+    // ms * 1024.
     const columns = `ts, session_key, judge, model, decision, reason, shadow, reserved_micros,
       charged_micros, saved_micros, input_tokens, output_tokens, cache_read_tokens,
       cache_write_tokens, turns, transcript_chars, transcript_hash, duration_ms, episode_id`;
-    const ranked = `SELECT *, row_number() OVER (PARTITION BY ts ORDER BY id) AS rn FROM decisions`;
+    const ranked = `SELECT *, ${idMillisecondSql("ts")} AS ms, row_number() OVER (PARTITION BY ${idMillisecondSql("ts")} ORDER BY id) AS rn FROM decisions`;
     db.exec(
       `INSERT INTO decisions_v3 (id, ${columns})
-       SELECT ts * ${DECISION_ID_SLOTS} + rn - 1, ${columns} FROM (${ranked}) WHERE rn <= ${DECISION_ID_SLOTS}`,
+       SELECT ms * ${DECISION_ID_SLOTS} + rn - 1, ${columns} FROM (${ranked}) WHERE rn <= ${DECISION_ID_SLOTS}`,
     );
     const spilled = db
-      .prepare(`SELECT id, ts FROM (${ranked}) WHERE rn > ${DECISION_ID_SLOTS} ORDER BY ts, id`)
-      .all() as Array<{ id: number; ts: number }>;
+      .prepare(`SELECT id, ms FROM (${ranked}) WHERE rn > ${DECISION_ID_SLOTS} ORDER BY ms, id`)
+      .safeIntegers(true)
+      .all() as Array<{ id: bigint; ms: bigint }>;
     const copy = db.prepare(
       `INSERT INTO decisions_v3 (id, ${columns}) SELECT ?, ${columns} FROM decisions WHERE id = ?`,
     );
+    const free = db
+      .prepare(
+        "SELECT min(id) + 1 AS id FROM decisions_v3 AS d WHERE id >= ? AND NOT EXISTS (SELECT 1 FROM decisions_v3 WHERE id = d.id + 1)",
+      )
+      .safeIntegers(true);
     const taken = db.prepare("SELECT 1 FROM decisions_v3 WHERE id = ?");
+    let next = -1n;
     for (const r of spilled) {
-      let id = (Math.trunc(r.ts) + 1) * DECISION_ID_SLOTS;
-      while (taken.get(id) !== undefined) id++;
+      // The millisecond's own slots are full: the first free id after them (or after the last
+      // row placed here, which is where the previous spilled row of this millisecond went).
+      const start = (r.ms + 1n) * BigInt(DECISION_ID_SLOTS);
+      const at = next > start ? next : start;
+      const id = taken.get(at) === undefined ? at : (free.get(at) as { id: bigint }).id;
       copy.run(id, r.id);
+      next = id + 1n;
     }
     db.exec("DROP TABLE decisions; ALTER TABLE decisions_v3 RENAME TO decisions;");
+    // A judge-guard older than v3 still running against this ledger inserts decisions without
+    // an id; SQLite gives them max(id) + 1, which can be below ms * 1024 and so outside every
+    // report's range. Give such a row the id it should have had. (This guard's own rows never
+    // meet the condition; evaluating it costs no I/O.)
+    const ms = idMillisecondSql("NEW.ts");
+    db.exec(`
+      CREATE TRIGGER decisions_time_keyed AFTER INSERT ON decisions
+      WHEN NEW.id < ${ms} * ${DECISION_ID_SLOTS}
+      BEGIN
+        UPDATE decisions SET id = (
+          SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM decisions WHERE id = x) THEN x ELSE (
+            SELECT min(d.id) + 1 FROM decisions AS d
+            WHERE d.id >= x AND NOT EXISTS (SELECT 1 FROM decisions WHERE id = d.id + 1)
+          ) END FROM (SELECT ${ms} * ${DECISION_ID_SLOTS} AS x)
+        ) WHERE id = NEW.id;
+      END;
+    `);
   },
 ];
 

@@ -8,7 +8,7 @@ import type { StuckEvidence } from "../detection/assess.js";
 import { LedgerSchemaError } from "../errors.js";
 import { bucketStart, DEFAULT_BUCKET_MS, scopeOf } from "./buckets.js";
 import { type Checkpointer, startCheckpointer } from "./checkpointer.js";
-import { DECISION_ID_SLOTS, firstDecisionId } from "./decision-ids.js";
+import { addToId, DECISION_ID_SLOTS, type DecisionId, firstDecisionId } from "./decision-ids.js";
 import { sqlite } from "./driver.js";
 import { applyMigration, SCHEMA_VERSION } from "./migrations.js";
 import type {
@@ -58,6 +58,7 @@ export class SqliteStore implements LedgerStore {
   readonly #opened: string[] = [];
   /** Where this process starts looking for a free decision id within a millisecond. */
   #slot = randomInt(DECISION_ID_SLOTS);
+  #crowded: { first: DecisionId; next: DecisionId } | undefined;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.location = path;
@@ -146,21 +147,30 @@ export class SqliteStore implements LedgerStore {
   }
 
   recordDecision(d: DecisionRecord): void {
-    let id = firstDecisionId(d.ts) + (this.#slot++ % DECISION_ID_SLOTS);
+    const first = firstDecisionId(d.ts);
+    let id = addToId(first, this.#slot++ % DECISION_ID_SLOTS);
+    // A millisecond this process found crowded (a replay on a fixed clock): start past what it
+    // filled, so that the n-th decision in it does not walk the n-1 before it.
+    const crowded = this.#crowded;
+    if (crowded !== undefined && crowded.first === first && crowded.next > id) id = crowded.next;
+    let taken = false;
     for (;;) {
       try {
         this.#insertDecision(id, d);
+        if (taken || crowded?.first === first) this.#crowded = { first, next: addToId(id, 1) };
         return;
       } catch (e) {
         // Taken (by another process in the same millisecond, or a crowded one): the first free
         // id after it is as good.
         if ((e as { code?: string }).code !== "SQLITE_CONSTRAINT_PRIMARYKEY") throw e;
-        id = Number((this.#s.freeDecisionId.get(id) as Row).id);
+        taken = true;
+        const free = (this.#s.freeDecisionId.get(id) as { id: bigint }).id;
+        id = free <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(free) : free;
       }
     }
   }
 
-  #insertDecision(id: number, d: DecisionRecord): void {
+  #insertDecision(id: DecisionId, d: DecisionRecord): void {
     this.#s.decision.run(
       id,
       d.ts,
@@ -407,9 +417,11 @@ function prepare(db: Database.Database) {
       "INSERT INTO reservations (ref, owner_id, session_key, judge, model, expected_micros, worst_micros, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     ),
     deleteReservation: db.prepare("DELETE FROM reservations WHERE id = ? AND ref = ?"),
-    freeDecisionId: db.prepare(
-      "SELECT min(id) + 1 AS id FROM decisions AS d WHERE id >= ? AND NOT EXISTS (SELECT 1 FROM decisions WHERE id = d.id + 1)",
-    ),
+    freeDecisionId: db
+      .prepare(
+        "SELECT min(id) + 1 AS id FROM decisions AS d WHERE id >= ? AND NOT EXISTS (SELECT 1 FROM decisions WHERE id = d.id + 1)",
+      )
+      .safeIntegers(true),
     deleteReservationByRef: db.prepare("DELETE FROM reservations WHERE ref = ?"),
     reclaimOwner: db.prepare("DELETE FROM reservations WHERE owner_id = ?"),
     reclaimOrphans: db.prepare("DELETE FROM reservations WHERE owner_id NOT IN (SELECT id FROM owners)"),

@@ -248,6 +248,52 @@ describe("SqliteStore", () => {
     expect(stdout.trim()).toBe("judged");
   });
 
+  it("upgrades decisions with fractional or negative times (a custom clock), and reports them in range", () => {
+    const path = join(tmp(), "v2-odd.db");
+    const old = new Database(path);
+    applyMigration(old, 0);
+    applyMigration(old, 1);
+    old.pragma("user_version = 2");
+    const insert = old.prepare(
+      "INSERT INTO decisions (ts, session_key, judge, model, decision, charged_micros) VALUES (?, 'k', 'j', 'm', 'judged', 1)",
+    );
+    for (const ts of [1_763_600_000_000.3, 1_763_600_000_000.7, 1_763_600_000_001.5, -5000]) insert.run(ts);
+    old.close();
+    new SqliteStore(path, { backgroundCheckpoints: false }).close();
+    const judged = (since: number, until: number) => buildReport(path, { since, until }).totals.calls_judged;
+    expect(judged(1_763_600_000_000, 1_763_600_000_001)).toBe(2);
+    expect(judged(1_763_600_000_001, 1_763_600_000_002)).toBe(1);
+    expect(judged(-10_000, 0)).toBe(1);
+  });
+
+  it("records decisions stamped centuries ahead (a clock in microseconds) without losing or merging any", () => {
+    const path = join(tmp(), "future.db");
+    const store = new SqliteStore(path, { backgroundCheckpoints: false });
+    for (const ts of [1.8e15, 1.8e15, 1.8e17, 1.8e17, Number.MAX_VALUE])
+      store.recordDecision({ ...decision, ts });
+    const ids = store.db.prepare("SELECT id FROM decisions").safeIntegers(true).all() as Array<{
+      id: bigint;
+    }>;
+    store.close();
+    expect(new Set(ids.map((r) => r.id)).size).toBe(5);
+    expect(buildReport(path, { since: 1.8e15, until: 1.8e15 + 1 }).totals.calls_judged).toBe(2);
+  });
+
+  it("gives a decision written without an id (a judge-guard older than v3 still running) its time-keyed id", () => {
+    const path = join(tmp(), "mixed.db");
+    const store = new SqliteStore(path, { backgroundCheckpoints: false });
+    store.recordDecision({ ...decision, ts: 1000 });
+    // What an older process's prepared INSERT does: no id, so SQLite would pick max(id) + 1.
+    store.db
+      .prepare(
+        "INSERT INTO decisions (ts, session_key, judge, model, decision, charged_micros) VALUES (?, 'old', 'j', 'm', 'judged', 5)",
+      )
+      .run(5_000_000);
+    store.close();
+    expect(buildReport(path, { since: 5_000_000, until: 5_000_001 }).totals.charged_usd).toBe(0.000005);
+    expect(buildReport(path, { since: 0, until: 5_000_001 }).totals.calls_judged).toBe(2);
+  });
+
   it("keeps the WAL bounded under writes that never pause", async () => {
     const path = join(tmp(), "busy.db");
     // 2,000 judged calls back to back write about 40 MB of WAL frames; 256 pages is 1 MiB.
