@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import pLimit, { type LimitFunction } from "p-limit";
-import { admit, type BudgetCaps, type Refusal } from "../budget/admission.js";
+import { admit, type BudgetCaps, type Refusal, type ScopeUsage } from "../budget/admission.js";
 import { CostEstimator, type Estimate, type EstimateStats } from "../budget/estimator.js";
 import { CannedCatalog } from "../detection/catalog.js";
 import { EpisodeBook, type StuckVerdict } from "../detection/episodes.js";
@@ -134,6 +134,12 @@ interface Admitted {
   readonly reserved: boolean;
   readonly shadowReason: SkipReason | null;
   readonly knownUsage: Usage | undefined;
+}
+
+/** Settled usage of a key and of everything, as budget alerts compare it with the caps. */
+interface AlertUsage {
+  readonly key: ScopeUsage;
+  readonly all: ScopeUsage;
 }
 
 /**
@@ -736,11 +742,21 @@ export class Guard {
       );
       this.#learned.set(`${learned.judge}\u0000${learned.model}`, learned);
     }
+    // Budget alerts compare the usage after this charge with the caps: read it inside the
+    // settlement's transaction, which holds the lock already, rather than in separate reads.
+    let after: AlertUsage | undefined;
     const write = () =>
       this.#store.atomically(() => {
         if (a.reserved) this.#store.deleteReservation(a.reservationId);
         if (charged > 0 || !failed) this.#store.addUsage(req.sessionKey, a.at, charged, 1);
         this.#store.recordDecision(record);
+        if (charged > 0 && this.#alertsOn) {
+          try {
+            after = this.#alertUsage(req.sessionKey, a.at);
+          } catch {
+            // Never fail a settlement over its alert check: #checkAlerts reads again.
+          }
+        }
       });
     try {
       write();
@@ -752,7 +768,7 @@ export class Guard {
     if (failed) this.#stats.failed++;
     else this.#stats.judged++;
     this.#stats.chargedMicros += charged;
-    if (charged > 0) this.#checkAlerts(req.sessionKey, a.at);
+    if (charged > 0) this.#checkAlerts(req.sessionKey, a.at, after);
     if (this.#queue.length > 0) {
       clearTimeout(this.#pumpTimer);
       this.#pumpTimer = undefined;
@@ -835,11 +851,24 @@ export class Guard {
   }
 
   /** Sends a "warning" alert when a budget's use crosses `alertAt` of its cap. */
-  #checkAlerts(sessionKey: string, now: number): void {
-    if (!this.#signals.enabled || this.#o.alertAt === 0) return;
+  get #alertsOn(): boolean {
+    return this.#signals.enabled && this.#o.alertAt !== 0;
+  }
+
+  #alertUsage(sessionKey: string, now: number): AlertUsage {
+    return {
+      key: this.#store.scopeUsage(sessionKey, now - this.#o.budgetWindowMs),
+      all: this.#store.scopeUsage(null, now - DAY_MS),
+    };
+  }
+
+  /** Sends the warnings the usage after a charge (read by the settlement, or here) calls for. */
+  #checkAlerts(sessionKey: string, now: number, known?: AlertUsage): void {
+    if (!this.#alertsOn) return;
     const at = this.#o.alertAt;
-    const key = this.#safely(() => this.#store.scopeUsage(sessionKey, now - this.#o.budgetWindowMs));
-    const all = this.#safely(() => this.#store.scopeUsage(null, now - DAY_MS));
+    const usage = known ?? this.#safely(() => this.#alertUsage(sessionKey, now));
+    const key = usage?.key;
+    const all = usage?.all;
     const over = (used: number, cap: number) => cap !== Number.POSITIVE_INFINITY && used >= at * cap;
     if (key && over(key.spentMicros, this.#o.sessionBudgetMicros)) {
       this.#alert("warning", "session_budget", sessionKey, key.spentMicros, this.#o.sessionBudgetMicros, now);
