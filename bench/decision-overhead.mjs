@@ -12,7 +12,7 @@
 // whose spread is reported beside the guard's. Each case runs in several rounds (fresh guard and ledger each); the
 // figures are the medians of the rounds' percentiles.
 import { createGuard } from "../dist/index.js";
-import { conversation, fmt, now, summarize, table, tempDir, us } from "./lib.mjs";
+import { conversation, fmt, now, summarize, table, tempDir, UNCAPPED, us } from "./lib.mjs";
 
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 3000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -60,9 +60,7 @@ async function measure(storeKind, turns) {
   const guard = createGuard({
     ledger: storeKind === "sqlite" ? `${tmp.dir}/ledger.db` : ":memory:",
     logger: "silent",
-    sessionBudgetUsd: 1e9,
-    dailyBudgetUsd: 1e9,
-    sessionMaxCalls: 1e9,
+    ...UNCAPPED,
     maxSessions: ITERATIONS + WARMUP + 10,
   });
   const { users, replies } = conversation(turns, turns);

@@ -7,11 +7,11 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { createGuard } from "../dist/index.js";
-import { fmt, table, tempDir } from "./lib.mjs";
+import { fmt, table, tempDir, UNCAPPED } from "./lib.mjs";
 
 const N = Number(process.env.BENCH_LEDGER_CALLS ?? 5000);
 const noop = async () => ({ inputTokens: 1200, outputTokens: 300 });
-const big = { sessionBudgetUsd: 1e9, dailyBudgetUsd: 1e9, sessionMaxCalls: 1e9, verdictTtlMs: 0 };
+const big = { ...UNCAPPED, verdictTtlMs: 0 };
 
 async function guardRate(path, calls, keys, concurrency = 1) {
   const guard = createGuard({

@@ -1,13 +1,12 @@
 // One of the processes of the shared-ledger case in ledger-throughput.mjs.
 import { createGuard } from "../dist/index.js";
+import { UNCAPPED } from "./lib.mjs";
 
 const [path, calls, id] = process.argv.slice(2);
 const guard = createGuard({
   ledger: path,
   logger: "silent",
-  sessionBudgetUsd: 1e9,
-  dailyBudgetUsd: 1e9,
-  sessionMaxCalls: 1e9,
+  ...UNCAPPED,
   verdictTtlMs: 0,
 });
 const noop = async () => ({ inputTokens: 1200, outputTokens: 300 });

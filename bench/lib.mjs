@@ -2,6 +2,10 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, freemem, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
+import { mulberry32 } from "../scripts/rng.mjs";
+
+/** Guard options with caps no benchmark reaches: they measure the guard's work, not refusals. */
+export const UNCAPPED = { sessionBudgetUsd: 1e9, dailyBudgetUsd: 1e9, sessionMaxCalls: 1e9 };
 
 export const now = () => process.hrtime.bigint();
 export const us = (ns) => Number(ns) / 1000;
@@ -52,16 +56,7 @@ export function table(rows) {
 }
 
 /** Deterministic PRNG (mulberry32). */
-export function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 const WORDS =
   "the deploy pipeline failed on staging because the migration locked the orders table for too long so I split it into batches and added an index on created_at then reran the job which finished in four minutes and the api latency went back to normal please review the pull request when you have a moment".split(

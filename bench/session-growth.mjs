@@ -5,7 +5,7 @@
 // is O(T^2).
 import { createHash } from "node:crypto";
 import { createGuard } from "../dist/index.js";
-import { conversation, fmt, table, tempDir } from "./lib.mjs";
+import { conversation, fmt, table, tempDir, UNCAPPED } from "./lib.mjs";
 
 const SIZES = (process.env.BENCH_GROWTH_SIZES ?? "100,1000,10000").split(",").map(Number);
 const noop = async () => ({ inputTokens: 1200, outputTokens: 300 });
@@ -20,9 +20,7 @@ async function guarded(turns) {
   const guard = createGuard({
     ledger: `${tmp.dir}/ledger.db`,
     logger: "silent",
-    sessionBudgetUsd: 1e9,
-    dailyBudgetUsd: 1e9,
-    sessionMaxCalls: 1e9,
+    ...UNCAPPED,
   });
   const { users, replies } = conversation(turns, 7);
   // Let the ledger's checkpoint worker boot (a thread with its own V8, tens of ms of CPU) before

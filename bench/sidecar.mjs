@@ -6,7 +6,7 @@ import { createClient } from "../dist/client/client.js";
 import { createGuard } from "../dist/index.js";
 import { createLogger } from "../dist/log/logger.js";
 import { serve } from "../dist/server/server.js";
-import { fmt, now, summarize, table, tempDir, us } from "./lib.mjs";
+import { fmt, now, summarize, table, tempDir, UNCAPPED, us } from "./lib.mjs";
 
 const N = Number(process.env.BENCH_SIDECAR_CALLS ?? 2000);
 const noop = async () => ({ inputTokens: 1200, outputTokens: 300 });
@@ -50,9 +50,7 @@ export async function run() {
   const guard = createGuard({
     ledger: `${tmp.dir}/ledger.db`,
     logger: "silent",
-    sessionBudgetUsd: 1e9,
-    dailyBudgetUsd: 1e9,
-    sessionMaxCalls: 1e9,
+    ...UNCAPPED,
   });
   const sidecar = await serve({
     guard,

@@ -13,6 +13,7 @@ import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
+import { makeRng as makeSharedRng } from "../scripts/rng.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -27,30 +28,10 @@ const SEC = 1000;
 // PRNG and helpers
 // ---------------------------------------------------------------------------------------------
 
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function makeRng(seed) {
-  const next = mulberry32(seed);
+  const base = makeSharedRng(seed);
   const r = {
-    next,
-    int: (lo, hi) => lo + Math.floor(next() * (hi - lo + 1)),
-    float: (lo, hi) => lo + next() * (hi - lo),
-    chance: (p) => next() < p,
-    pick: (arr) => arr[Math.floor(next() * arr.length)],
-    hex: (n) => {
-      let s = "";
-      for (let i = 0; i < n; i++) s += "0123456789abcdef"[Math.floor(next() * 16)];
-      return s;
-    },
+    ...base,
     sha: () => r.hex(7),
     pr: () => r.int(4100, 4980),
     ver: () => `${r.int(1, 4)}.${r.int(0, 24)}.${r.int(0, 12)}`,

@@ -19,6 +19,7 @@ import {
   PHANTOM_SESSIONS_SCHEMA,
   PhantomLikeRuntime,
   playIncident,
+  SESSIONS_SQL,
   type SessionsDb,
 } from "../fixtures/phantom-runtime/runtime.js";
 import { useTempDir } from "../helpers/tmp.js";
@@ -32,13 +33,9 @@ function phantomDb(path: string): { db: SessionsDb; raw: Database.Database } {
   const raw = new Database(path);
   raw.pragma("journal_mode = WAL");
   raw.exec(PHANTOM_SESSIONS_SCHEMA);
-  const row = raw.prepare("SELECT sdk_session_id, status FROM sessions WHERE session_key = ?");
-  const insert = raw.prepare(
-    "INSERT OR IGNORE INTO sessions (session_key, channel_id, conversation_id) VALUES (?, 'c', 'c')",
-  );
-  const set = raw.prepare(
-    "UPDATE sessions SET sdk_session_id = ?, last_active_at = datetime('now') WHERE session_key = ?",
-  );
+  const row = raw.prepare(SESSIONS_SQL.row);
+  const insert = raw.prepare(SESSIONS_SQL.insert);
+  const set = raw.prepare(SESSIONS_SQL.setSdkSession);
   return {
     raw,
     db: {
