@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import pLimit, { type LimitFunction } from "p-limit";
-import { admit, type BudgetCaps, type Refusal, type ScopeUsage } from "../budget/admission.js";
+import { admit, type BudgetCaps, type BudgetSnapshot, type Refusal } from "../budget/admission.js";
 import { CostEstimator, type Estimate, type EstimateStats } from "../budget/estimator.js";
 import { CannedCatalog } from "../detection/catalog.js";
 import { EpisodeBook, type StuckVerdict } from "../detection/episodes.js";
@@ -134,12 +134,6 @@ interface Admitted {
   readonly reserved: boolean;
   readonly shadowReason: SkipReason | null;
   readonly knownUsage: Usage | undefined;
-}
-
-/** Settled usage of a key and of everything, as budget alerts compare it with the caps. */
-interface AlertUsage {
-  readonly key: ScopeUsage;
-  readonly all: ScopeUsage;
 }
 
 /**
@@ -588,11 +582,7 @@ export class Guard {
     let refusal: Refusal | null;
     try {
       refusal = this.#store.atomically(() => {
-        const snapshot = {
-          session: this.#store.scopeUsage(req.sessionKey, now - this.#o.budgetWindowMs),
-          global: this.#store.scopeUsage(null, now - DAY_MS),
-        };
-        const r = admit(snapshot, estimate, this.#caps);
+        const r = admit(this.#usage(req.sessionKey, now), estimate, this.#caps);
         if (r !== null && !shadow) return r;
         this.#store.openReservation({
           id: w.reservationId,
@@ -744,7 +734,7 @@ export class Guard {
     }
     // Budget alerts compare the usage after this charge with the caps: read it inside the
     // settlement's transaction, which holds the lock already, rather than in separate reads.
-    let after: AlertUsage | undefined;
+    let after: BudgetSnapshot | undefined;
     const write = () =>
       this.#store.atomically(() => {
         if (a.reserved) this.#store.deleteReservation(a.reservationId);
@@ -752,7 +742,7 @@ export class Guard {
         this.#store.recordDecision(record);
         if (charged > 0 && this.#alertsOn) {
           try {
-            after = this.#alertUsage(req.sessionKey, a.at);
+            after = this.#usage(req.sessionKey, a.at);
           } catch {
             // Never fail a settlement over its alert check: #checkAlerts reads again.
           }
@@ -850,25 +840,31 @@ export class Guard {
     );
   }
 
-  /** Sends a "warning" alert when a budget's use crosses `alertAt` of its cap. */
-  get #alertsOn(): boolean {
-    return this.#signals.enabled && this.#o.alertAt !== 0;
-  }
-
-  #alertUsage(sessionKey: string, now: number): AlertUsage {
+  /** What the ledger holds for a key within its window and for everything within a day. */
+  #usage(sessionKey: string, now: number): BudgetSnapshot {
     return {
-      key: this.#store.scopeUsage(sessionKey, now - this.#o.budgetWindowMs),
-      all: this.#store.scopeUsage(null, now - DAY_MS),
+      session: this.#store.scopeUsage(sessionKey, now - this.#o.budgetWindowMs),
+      global: this.#store.scopeUsage(null, now - DAY_MS),
     };
   }
 
-  /** Sends the warnings the usage after a charge (read by the settlement, or here) calls for. */
-  #checkAlerts(sessionKey: string, now: number, known?: AlertUsage): void {
+  /** Budget alerts go out: a sink to send them to, a threshold, and a cap to measure against. */
+  get #alertsOn(): boolean {
+    const { sessionBudgetMicros, sessionMaxCalls, dailyBudgetMicros } = this.#o;
+    return (
+      this.#signals.enabled &&
+      this.#o.alertAt !== 0 &&
+      Math.min(sessionBudgetMicros, sessionMaxCalls, dailyBudgetMicros) !== Number.POSITIVE_INFINITY
+    );
+  }
+
+  /** Sends a "warning" alert when a budget's use crosses `alertAt` of its cap. */
+  #checkAlerts(sessionKey: string, now: number, known?: BudgetSnapshot): void {
     if (!this.#alertsOn) return;
     const at = this.#o.alertAt;
-    const usage = known ?? this.#safely(() => this.#alertUsage(sessionKey, now));
-    const key = usage?.key;
-    const all = usage?.all;
+    const usage = known ?? this.#safely(() => this.#usage(sessionKey, now));
+    const key = usage?.session;
+    const all = usage?.global;
     const over = (used: number, cap: number) => cap !== Number.POSITIVE_INFINITY && used >= at * cap;
     if (key && over(key.spentMicros, this.#o.sessionBudgetMicros)) {
       this.#alert("warning", "session_budget", sessionKey, key.spentMicros, this.#o.sessionBudgetMicros, now);
@@ -894,20 +890,20 @@ export class Guard {
     cap: number,
     now: number,
   ): void {
-    if (!this.#signals.enabled || this.#o.alertAt === 0) return;
+    if (!this.#alertsOn) return;
     const global = reason === "global_budget";
     const windowMs = global ? DAY_MS : this.#o.budgetWindowMs;
     const windowStart = Math.floor(now / windowMs) * windowMs;
     const alertId = `${global ? "global" : `session:${sessionKey}`}:${reason}:${level}:${windowStart}`;
     if (this.#alerted.has(alertId)) return;
+    // Tried within the cooldown (its delivery may still be under way): nothing to do yet.
+    const tried = this.#alertTried.get(alertId);
+    if (tried !== undefined && now - tried < this.#o.signalCooldownMs) return;
     // Sent already, by this process before a restart or by another sharing the ledger?
     if (this.#safely(() => this.#store.signalDelivered(alertId)) === true) {
       this.#alerted.set(alertId, true);
       return;
     }
-    // Not yet delivered: try again at most once per cooldown.
-    const tried = this.#alertTried.get(alertId);
-    if (tried !== undefined && now - tried < this.#o.signalCooldownMs) return;
     this.#alertTried.set(alertId, now);
     const money = reason !== "session_calls";
     this.#signals.send(

@@ -126,8 +126,8 @@ export const MIGRATIONS: readonly Migration[] = [
   CREATE INDEX signals_event ON signals (event_id);
   `,
   // v3: fewer B-trees written per judged call (each is a page in the WAL at every commit).
-  // - Reservations are the calls in flight, a few rows: one B-tree keyed by rowid, which the
-  //   guard keeps to delete its own row; sums scan the table.
+  // - Reservations are the calls in flight, a few rows: one B-tree, no index; lookups and
+  //   sums scan the table.
   // - Decisions are keyed by time: id = ts * 1024 + a slot (see decision-ids.ts), so a report's
   //   time range is a range of the table itself, and neither a time index nor a
   //   (session_key, ts) index is written on every decision.

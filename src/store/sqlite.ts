@@ -53,9 +53,6 @@ export class SqliteStore implements LedgerStore {
   readonly #bucketMs: number;
   readonly #s: ReturnType<typeof prepare>;
   readonly #checkpointer: Checkpointer | undefined;
-  /** Rowids of this process's open reservations, so a settlement deletes without a search. */
-  readonly #rowids = new Map<string, number | bigint>();
-  readonly #opened: string[] = [];
   /** Where this process starts looking for a free decision id within a millisecond. */
   #slot = randomInt(DECISION_ID_SLOTS);
   #crowded: { first: DecisionId; next: DecisionId } | undefined;
@@ -97,11 +94,7 @@ export class SqliteStore implements LedgerStore {
       return out;
     } catch (e) {
       if (this.db.inTransaction) this.#s.rollback.run();
-      // Reservations opened in the rolled-back transaction were never written.
-      for (const id of this.#opened) this.#rowids.delete(id);
       throw e;
-    } finally {
-      this.#opened.length = 0;
     }
   }
 
@@ -124,7 +117,7 @@ export class SqliteStore implements LedgerStore {
   }
 
   openReservation(r: ReservationRecord): void {
-    const { lastInsertRowid } = this.#s.openReservation.run(
+    this.#s.openReservation.run(
       r.id,
       r.ownerId,
       r.sessionKey,
@@ -134,16 +127,11 @@ export class SqliteStore implements LedgerStore {
       r.worstMicros,
       r.createdMs,
     );
-    this.#rowids.set(r.id, lastInsertRowid);
-    if (this.db.inTransaction) this.#opened.push(r.id);
   }
 
   deleteReservation(id: string): boolean {
-    const rowid = this.#rowids.get(id);
-    if (rowid === undefined) return this.#s.deleteReservationByRef.run(id).changes > 0;
-    this.#rowids.delete(id);
-    // The ref check guards against a rowid reused after the row was reclaimed.
-    return this.#s.deleteReservation.run(rowid, id).changes > 0;
+    // The table holds the calls in flight only: a scan is as quick as an index would be.
+    return this.#s.deleteReservation.run(id).changes > 0;
   }
 
   recordDecision(d: DecisionRecord): void {
@@ -416,13 +404,12 @@ function prepare(db: Database.Database) {
     openReservation: db.prepare(
       "INSERT INTO reservations (ref, owner_id, session_key, judge, model, expected_micros, worst_micros, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     ),
-    deleteReservation: db.prepare("DELETE FROM reservations WHERE id = ? AND ref = ?"),
+    deleteReservation: db.prepare("DELETE FROM reservations WHERE ref = ?"),
     freeDecisionId: db
       .prepare(
         "SELECT min(id) + 1 AS id FROM decisions AS d WHERE id >= ? AND NOT EXISTS (SELECT 1 FROM decisions WHERE id = d.id + 1)",
       )
       .safeIntegers(true),
-    deleteReservationByRef: db.prepare("DELETE FROM reservations WHERE ref = ?"),
     reclaimOwner: db.prepare("DELETE FROM reservations WHERE owner_id = ?"),
     reclaimOrphans: db.prepare("DELETE FROM reservations WHERE owner_id NOT IN (SELECT id FROM owners)"),
     decision: db.prepare(

@@ -163,7 +163,7 @@ describe("SqliteStore", () => {
     expect(store.db.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
     expect(store.scopeUsage("k", 0)).toMatchObject({ openCount: 1, openWorstMicros: 900_000 });
     expect(store.db.prepare("SELECT sum(charged_micros) AS m FROM decisions").get()).toEqual({ m: 42 });
-    // A reservation written before the upgrade is found by its id, and one written after by its row.
+    // A reservation written before the upgrade is released by its id, as one written after.
     expect(store.deleteReservation("r-1")).toBe(true);
     store.openReservation({
       id: "r-2",
