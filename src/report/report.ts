@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import type Database from "better-sqlite3";
 import { firstDecisionId } from "../store/decision-ids.js";
 import { sqlite } from "../store/driver.js";
-import { SCHEMA_VERSION } from "../store/migrations.js";
+import { ledgerProblem } from "../store/migrations.js";
 
 /**
  * The cost report: what the guard decided over a time range, aggregated in SQL over that range
@@ -107,13 +107,9 @@ function open(path: string): Database.Database {
     throw new ReportDataError(`cannot open the ledger ${path}: ${(e as Error).message}`);
   }
   try {
-    const version = Number(db.pragma("user_version", { simple: true }));
-    if (version > SCHEMA_VERSION) {
-      throw new ReportDataError(
-        `the ledger ${path} has schema version ${version}, newer than this judge-guard reads (${SCHEMA_VERSION}): upgrade judge-guard`,
-      );
-    }
-    if (version === 0)
+    const problem = ledgerProblem(db, path);
+    if (problem !== null) throw new ReportDataError(problem);
+    if (Number(db.pragma("user_version", { simple: true })) === 0)
       throw new ReportDataError(`${path} is not a judge-guard ledger (no schema): is --db right?`);
     db.pragma("busy_timeout = 2000");
     return db;

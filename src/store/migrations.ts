@@ -228,6 +228,28 @@ export const MIGRATIONS: readonly Migration[] = [
   },
 ];
 
+/**
+ * Why `db` cannot be used as a ledger by this version, or null: written by a newer
+ * judge-guard, or a SQLite file of something else (no schema version, tables of its own),
+ * such as Phantom's data/phantom.db given as the ledger by mistake, which must not be touched.
+ */
+export function ledgerProblem(db: Database.Database, path: string): string | null {
+  const version = Number(db.pragma("user_version", { simple: true }));
+  if (version > SCHEMA_VERSION) {
+    return `the ledger ${path} has schema version ${version}, newer than this judge-guard understands (${SCHEMA_VERSION}): upgrade judge-guard or use another --db`;
+  }
+  if (version === 0) {
+    const tables = db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' LIMIT 4")
+      .pluck()
+      .all() as string[];
+    if (tables.length > 0) {
+      return `${path} is not a judge-guard ledger: it holds other tables (${tables.join(", ")}); give --db (or JUDGE_GUARD_DB) a new file or an existing ledger`;
+    }
+  }
+  return null;
+}
+
 /** Runs migration `index` (0 for v1) on `db`; the caller holds the transaction. */
 export function applyMigration(db: Database.Database, index: number): void {
   const m = MIGRATIONS[index]!;

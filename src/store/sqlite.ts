@@ -10,7 +10,7 @@ import { bucketStart, DEFAULT_BUCKET_MS, scopeOf } from "./buckets.js";
 import { type Checkpointer, startCheckpointer } from "./checkpointer.js";
 import { addToId, DECISION_ID_SLOTS, type DecisionId, firstDecisionId } from "./decision-ids.js";
 import { sqlite } from "./driver.js";
-import { applyMigration, SCHEMA_VERSION } from "./migrations.js";
+import { applyMigration, ledgerProblem, SCHEMA_VERSION } from "./migrations.js";
 import type {
   DecisionRecord,
   EpisodeRecord,
@@ -64,9 +64,12 @@ export class SqliteStore implements LedgerStore {
     this.db = new (sqlite())(path);
     try {
       this.db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
+      // Before anything is written: not even the journal mode of a foreign file may change.
+      const problem = ledgerProblem(this.db, path);
+      if (problem !== null) throw new LedgerSchemaError(problem);
       if (path !== ":memory:") enableWal(this.db);
       this.db.pragma("synchronous = NORMAL");
-      migrate(this.db, path);
+      migrate(this.db);
       this.#s = prepare(this.db);
     } catch (e) {
       this.db.close();
@@ -367,13 +370,8 @@ function enableWal(db: Database.Database): void {
   }
 }
 
-function migrate(db: Database.Database, path: string): void {
+function migrate(db: Database.Database): void {
   const version = Number(db.pragma("user_version", { simple: true }));
-  if (version > SCHEMA_VERSION) {
-    throw new LedgerSchemaError(
-      `the ledger ${path} has schema version ${version}, newer than this judge-guard understands (${SCHEMA_VERSION}): upgrade judge-guard or use another --db`,
-    );
-  }
   if (version === SCHEMA_VERSION) return;
   db.transaction(() => {
     // Re-read inside the write lock: another process may have migrated meanwhile.

@@ -518,6 +518,22 @@ describe("judge-guard replay --db PATH that cannot be a ledger", () => {
     15_000,
   );
 
+  it("a SQLite file of something else (Phantom's phantom.db) is refused, named, and left as it was", async () => {
+    const dir = tempDir();
+    const db = join(dir, "phantom.db");
+    const phantom = new Database(db);
+    phantom.exec("CREATE TABLE sessions (session_key TEXT PRIMARY KEY, sdk_session_id TEXT)");
+    phantom.close();
+    const before = readFileSync(db);
+    const r = await cli(["replay", SMALL, "--db", db]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).not.toMatch(STACK_FRAME);
+    expect(r.stderr).toContain(`${db} is not a judge-guard ledger: it holds other tables (sessions)`);
+    expect(r.stderr).toMatch(/give --db \(or JUDGE_GUARD_DB\) a new file/);
+    expect(readFileSync(db).equals(before)).toBe(true);
+    expect(readdirSync(dir)).toEqual(["phantom.db"]);
+  });
+
   it("a relative path in the working folder is fine", async () => {
     const cwd = tempDir();
     const r = await cli(["replay", SMALL, "--db", "ledger.db", "--json"], { cwd });

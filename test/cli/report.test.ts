@@ -209,7 +209,7 @@ describe("judge-guard report", () => {
         return ["--db", p];
       },
       1,
-      /schema version 99, newer than this judge-guard reads .*upgrade judge-guard/,
+      /schema version 99, newer than this judge-guard understands .*upgrade judge-guard/,
     ],
     ["a bad range", () => ["--db", "x.db", "--since", "last week"], 2, /--since "last week" is not valid/],
     [
