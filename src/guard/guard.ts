@@ -375,23 +375,13 @@ export class Guard {
       );
     }
     this.#tickets.delete(reservationId);
-    if (result.expired) {
-      // Its client never said what the call cost: charge what was reserved, not nothing.
-      const charged = this.#settle(
-        t.admitted,
-        "failed",
-        { costUsd: toUsd(t.admitted.estimate.expectedMicros) },
-        t.started,
-      );
-      return { costUsd: toUsd(charged.micros) };
-    }
-    const reported: ReportedCost = {
-      ...(result.usage && { usage: result.usage }),
-      ...(result.costUsd !== undefined && { costUsd: result.costUsd }),
-      ...(result.model && { model: result.model }),
-    };
-    const charged = this.#settle(t.admitted, result.ok ? "judged" : "failed", reported, t.started);
-    return { costUsd: toUsd(charged.micros) };
+    const { admitted } = t;
+    // An expired call's client never said what it cost: charge what was reserved, not nothing.
+    const reported: ReportedCost = result.expired
+      ? { costUsd: toUsd(admitted.estimate.expectedMicros) }
+      : result;
+    const decision = result.ok && !result.expired ? "judged" : "failed";
+    return { costUsd: toUsd(this.#settle(admitted, decision, reported, t.started).micros) };
   }
 
   /** Reservations admitted through {@link admit} and not settled yet, oldest first. */

@@ -222,8 +222,9 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
       const body = parse(admitBody, await readBody(req));
       const out = await guard.admit(toRequest(body), { waitMs: body.wait_ms ?? defaultWaitMs });
       if (out.status === "admitted" && (res.destroyed || req.socket.destroyed)) {
-        // The client gave up while the admission waited: nobody will settle this reservation.
-        guard.settle(out.reservationId, { ok: false, expired: true });
+        // The client gave up while the admission waited: the call will never be made. Release
+        // the reservation without a charge (a failed call that reported no cost).
+        guard.settle(out.reservationId, { ok: false });
         return "/v1/admit";
       }
       if (out.status === "admitted") {

@@ -20,9 +20,16 @@ afterEach(async () => {
   for (const c of children.splice(0)) c.kill("SIGKILL");
 });
 
-async function start(extra: { reservationTimeoutMs?: number; token?: string | undefined } = {}) {
+async function start({
+  sessionBudgetUsd,
+  ...extra
+}: {
+  reservationTimeoutMs?: number;
+  token?: string | undefined;
+  sessionBudgetUsd?: number;
+} = {}) {
   const ledger = join(tmp(), "ledger.db");
-  const guard = createGuard({ ledger, logger: "silent" });
+  const guard = createGuard({ ledger, logger: "silent", ...(sessionBudgetUsd && { sessionBudgetUsd }) });
   const r = await serve({
     guard,
     log: createLogger("silent"),
@@ -31,7 +38,7 @@ async function start(extra: { reservationTimeoutMs?: number; token?: string | un
     ...extra,
   });
   running.push(r);
-  return { ...r, ledger };
+  return { ...r, ledger, guard };
 }
 
 const request = (key: string, users: string[], replies: string[]): JudgeRequest => ({
@@ -285,6 +292,44 @@ describe("judge-guard serve", () => {
     expect(row.c).toBeGreaterThan(0);
     expect(row.c).toBe(row.r);
     db.close();
+  });
+
+  it("charges nothing for a call whose client gave up while its admission waited", async () => {
+    // Near the cap, a second call on the key waits for the first to settle.
+    const s = await start({ sessionBudgetUsd: 0.02 });
+    const client = createClient({ url: s.url, token: TOKEN, timeoutMs: 5000 });
+    let finish = () => {};
+    const first = client.run(request("k", ["q"], ["a real reply here"]), async () => {
+      await new Promise<void>((r) => {
+        finish = r;
+      });
+      return { usage: { input_tokens: 10, output_tokens: 10 } };
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const gaveUp = await fetch(`${s.url}/v1/admit`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({ judge: "j", model: "claude-sonnet-4-6", session_key: "k", wait_ms: 5000 }),
+      signal: AbortSignal.timeout(300),
+    }).then(
+      () => "answered",
+      (e: Error) => e.name,
+    );
+    expect(gaveUp).toBe("TimeoutError");
+    finish();
+    const out = await first;
+    expect(out.status).toBe("judged");
+    // The waiting admission goes through once the first call settles, finds its client gone,
+    // and releases its reservation.
+    const db = new Database(s.ledger, { readonly: true });
+    const open = () => (db.prepare("SELECT count(*) AS n FROM reservations").get() as { n: number }).n;
+    for (let i = 0; i < 100 && (open() > 0 || s.guard.openTickets().length > 0); i++)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(open()).toBe(0);
+    const charged = db.prepare("SELECT sum(charged_micros) AS m FROM decisions").get() as { m: number };
+    db.close();
+    expect(charged.m / 1e6).toBeCloseTo(out.status === "judged" ? out.costUsd : -1, 9);
+    expect(s.guard.session("k").calls).toBe(1);
   });
 
   it("SIGTERM under load: finishes what it accepted, loses and doubles nothing", async () => {
