@@ -109,6 +109,7 @@ export class EpisodeBook {
       return NOT_STUCK;
     }
 
+    this.stuckKeys.add(key);
     let next: KeyStateRecord;
     if (ks.stuck && ks.fingerprint === run.fingerprint && ks.episodeId) {
       if (ks.repeats === run.length && !this.#signalDue(ks, now)) return verdict(ks);
@@ -134,7 +135,6 @@ export class EpisodeBook {
       );
     }
     this.#states.set(key, next);
-    this.stuckKeys.add(key);
     const saved = next;
     this.#o.safely(() => this.#store.saveKeyState(saved));
     return verdict(next);

@@ -435,6 +435,10 @@ describe("restarts", () => {
 
     const b = createGuard({ ledger, logger: "silent", builtinPatterns: false });
     expect(b.session("cli")).toMatchObject({ stuck: true, repeats: 3, spentUsd: spent });
+    // The same transcript again (a late request): still stuck, and counted as stuck here too.
+    const again = await b.run(request("cli", users, replies), judge);
+    expect(again.status).toBe("skipped");
+    expect(b.stats.stuckKeys).toBe(1);
     const next = await b.run(request("cli", [...users, "ping"], [...replies, CANNED]), judge);
     expect(next.status).toBe("skipped");
     // Another session meets the registered canned line: it is known after 2 repeats, not 3.
