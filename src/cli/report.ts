@@ -60,6 +60,7 @@ export function reportCommand(o: ReportCommandOptions, now = Date.now()): number
       sessionKey: o.sessionKey,
       sessionBudgetUsd: env.sessionBudgetUsd ?? DEFAULTS.sessionBudgetUsd,
       budgetWindowMs: env.budgetWindowMs ?? DEFAULTS.budgetWindowMs,
+      ...(by === "day" && { bucket: "day" }),
     });
   } catch (e) {
     if (e instanceof ReportDataError) {

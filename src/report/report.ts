@@ -93,6 +93,8 @@ export interface ReportOptions {
   /** The per-key cap and its rolling window, to show each key's budget use at `until`. */
   readonly sessionBudgetUsd?: number;
   readonly budgetWindowMs?: number;
+  /** Width of the series' periods. @default hours for ranges up to two days, days beyond */
+  readonly bucket?: "hour" | "day";
 }
 
 const usd = (micros: number | null | undefined): number => Math.round(Number(micros ?? 0)) / 1_000_000;
@@ -279,8 +281,8 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
       charged_usd: usd(r.charged),
     }));
 
-  // Hours for ranges up to two days, days beyond.
-  const bucket = o.until - o.since <= 2 * 86_400_000 ? "hour" : "day";
+  // Hours for ranges up to two days, days beyond, unless asked.
+  const bucket = o.bucket ?? (o.until - o.since <= 2 * 86_400_000 ? "hour" : "day");
   const width = bucket === "hour" ? 3_600_000 : 86_400_000;
   const points = (
     db

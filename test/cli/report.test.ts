@@ -158,6 +158,13 @@ describe("judge-guard report", () => {
         saved_usd: expect.any(String),
       },
     ]);
+    // Per day also over a range of one day, where the table and JSON show hours.
+    const oneDay = await cli(
+      ["report", "--db", ledger, "--since", "2026-11-20T00:00:00Z", "--until", "2026-11-21T00:00:00Z"].concat(
+        ["--format", "csv", "--by", "day"],
+      ),
+    );
+    expect(parse(oneDay.stdout, { columns: true })).toEqual(days);
   });
 
   it("--format table: totals, keys, judges, models and periods in aligned columns", async () => {
