@@ -84,11 +84,16 @@ function wire(r: SessionRef & Partial<JudgeRequest>) {
   };
 }
 
+/** Usage in Anthropic's shape, cache writes split by lifetime (they are priced differently). */
 const usageWire = (u: Usage) => ({
   input_tokens: u.inputTokens,
   output_tokens: u.outputTokens,
   cache_read_input_tokens: u.cacheReadTokens ?? 0,
   cache_creation_input_tokens: (u.cacheWriteTokens ?? 0) + (u.cacheWrite1hTokens ?? 0),
+  cache_creation: {
+    ephemeral_5m_input_tokens: u.cacheWriteTokens ?? 0,
+    ephemeral_1h_input_tokens: u.cacheWrite1hTokens ?? 0,
+  },
 });
 
 /** A guard reached over HTTP. Same verbs as the in-process guard: `run`, `call`, `assess`. */

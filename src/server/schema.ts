@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { JudgeRequest } from "../guard/request.js";
 import type { Usage } from "../pricing/prices.js";
+import { readUsage } from "../pricing/usage.js";
 
 /** Size limits on what a client may send. */
 export const LIMITS = {
@@ -67,12 +68,18 @@ export const assessBody = z
     path: ["session"],
   });
 
+/** Anthropic's usage object, as the judge's response carries it. */
 export const usageBody = z
   .object({
     input_tokens: tokens,
     output_tokens: tokens,
     cache_read_input_tokens: tokens.optional(),
     cache_creation_input_tokens: tokens.optional(),
+    // The cache writes by lifetime (1-hour writes cost more than 5-minute ones).
+    cache_creation: z
+      .object({ ephemeral_5m_input_tokens: tokens.optional(), ephemeral_1h_input_tokens: tokens.optional() })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -113,13 +120,7 @@ export function toRequest(b: Partial<AdmitBody> & AssessBody): JudgeRequest {
   };
 }
 
+/** The usage a settlement reports, read the way the guard reads a judge's result in process. */
 export function toUsage(u: z.infer<typeof usageBody> | undefined): Usage | undefined {
-  return (
-    u && {
-      inputTokens: u.input_tokens,
-      outputTokens: u.output_tokens,
-      cacheReadTokens: u.cache_read_input_tokens ?? 0,
-      cacheWriteTokens: u.cache_creation_input_tokens ?? 0,
-    }
-  );
+  return u && readUsage(u)?.usage;
 }

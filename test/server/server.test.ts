@@ -294,6 +294,27 @@ describe("judge-guard serve", () => {
     db.close();
   });
 
+  it("charges cache writes through the client as in process: 1-hour writes at their own price", async () => {
+    const s = await start();
+    const client = createClient({ url: s.url, token: TOKEN });
+    const local = createGuard({ ledger: ":memory:", logger: "silent" });
+    const result = {
+      model: "claude-sonnet-4-6",
+      usage: {
+        input_tokens: 10,
+        output_tokens: 10,
+        cache_creation_input_tokens: 1_000_000,
+        cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 1_000_000 },
+      },
+    };
+    const req = request("k", ["q"], ["a real reply here"]);
+    const viaSidecar = await client.run(req, () => result);
+    const inProcess = await local.run(req, () => result);
+    await local.close();
+    expect(viaSidecar.status === "judged" && viaSidecar.costUsd).toBeCloseTo(6.00018, 6);
+    expect(inProcess.status === "judged" && inProcess.costUsd).toBeCloseTo(6.00018, 6);
+  });
+
   it("charges nothing for a call whose client gave up while its admission waited", async () => {
     // Near the cap, a second call on the key waits for the first to settle.
     const s = await start({ sessionBudgetUsd: 0.02 });
