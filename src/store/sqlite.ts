@@ -73,6 +73,11 @@ export class SqliteStore implements LedgerStore {
       this.#s = prepare(this.db);
     } catch (e) {
       this.db.close();
+      if ((e as { code?: string }).code === "SQLITE_NOTADB") {
+        throw new LedgerSchemaError(
+          `${path} is not a judge-guard ledger (SQLite: ${(e as Error).message}): give --db (or JUDGE_GUARD_DB) a new file or an existing ledger`,
+        );
+      }
       throw e;
     }
     if (path !== ":memory:" && options.backgroundCheckpoints !== false) {

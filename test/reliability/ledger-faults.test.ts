@@ -1,6 +1,8 @@
-import { writeFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
@@ -50,16 +52,23 @@ const FAULTS: Array<[string, (store: SqliteStore, path: string) => () => void, R
       store.db.pragma(`max_page_count = ${pages + 64}`);
       store.db.exec("CREATE TABLE filler (b BLOB)");
       const fill = store.db.prepare("INSERT INTO filler VALUES (randomblob(?))");
-      for (const size of [4000, 1000, 200, 50, 10, 1]) {
+      // The reservations' own page too, so that an admission finds no room either.
+      const reserve = store.db.prepare(
+        "INSERT INTO reservations (ref, owner_id, session_key, judge, model, expected_micros, worst_micros, created_ms) VALUES ('filler', ?, 'filler', 'j', 'm', 0, 0, 0)",
+      );
+      const untilFull = (insert: () => void) => {
         try {
-          for (;;) fill.run(size);
+          for (;;) insert();
         } catch (e) {
           if ((e as { code?: string }).code !== "SQLITE_FULL") throw e;
         }
-      }
+      };
+      for (const size of [4000, 1000, 200, 50, 10, 1]) untilFull(() => fill.run(size));
+      untilFull(() => reserve.run("x".repeat(200)));
+      untilFull(() => reserve.run("x"));
       return () => {
         store.db.pragma("max_page_count = 1073741823");
-        store.db.exec("DROP TABLE filler");
+        store.db.exec("DROP TABLE filler; DELETE FROM reservations WHERE ref = 'filler'");
       };
     },
     /full/i,
@@ -120,14 +129,8 @@ describe.each(FAULTS)("%s", (_name, inject, message) => {
       expect(made).toBe(judged);
       if (status === "judged") expect(judged).toBe(20 * calls);
       else {
-        // Closed: a call the ledger cannot admit is skipped. (With a full disk an admission may still
-        // fit in a page's free space; then the call runs and its settlement waits for the ledger.)
-        expect(
-          outs.every(
-            (o) => o.status === "judged" || (o.status === "skipped" && o.code === "LEDGER_UNAVAILABLE"),
-          ),
-        ).toBe(true);
-        if (!/full disk/.test(_name)) expect(outs.every((o) => o.status === "skipped")).toBe(true);
+        // Closed: a call the ledger cannot admit is skipped.
+        expect(outs.every((o) => o.status === "skipped" && o.code === "LEDGER_UNAVAILABLE")).toBe(true);
       }
       // Whatever ran is in the ledger once it answers again: no spend lost.
       expect(recorded.n).toBe(judged);
@@ -143,7 +146,22 @@ describe.each(FAULTS)("%s", (_name, inject, message) => {
 describe("a corrupt ledger file", () => {
   it("stops start-up with an error naming the file, and the CLI says so in one line", async () => {
     const path = join(tmp(), "ledger.db");
-    writeFileSync(path, Buffer.alloc(8192, 0x5a));
-    expect(() => createGuard({ ledger: path, logger: "silent" })).toThrow(/not a database/);
+    const garbage = Buffer.alloc(8192, 0x5a);
+    writeFileSync(path, garbage);
+    expect(() => createGuard({ ledger: path, logger: "silent" })).toThrow(
+      `${path} is not a judge-guard ledger (SQLite: file is not a database)`,
+    );
+    const bin = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
+    const smallJsonl = fileURLToPath(new URL("../../examples/small.jsonl", import.meta.url));
+    const cli = await new Promise<{ code: number; stderr: string }>((resolve) =>
+      execFile(process.execPath, [bin, "replay", smallJsonl, "--db", path], (err, _out, stderr) =>
+        resolve({ code: err ? Number(err.code) : 0, stderr }),
+      ),
+    );
+    expect(cli.code).toBe(1);
+    expect(cli.stderr.trim().split("\n")).toEqual([
+      `judge-guard: ${path} is not a judge-guard ledger (SQLite: file is not a database): give --db (or JUDGE_GUARD_DB) a new file or an existing ledger`,
+    ]);
+    expect(readFileSync(path).equals(garbage)).toBe(true);
   });
 });
