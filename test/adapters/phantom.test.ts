@@ -73,8 +73,9 @@ describe("guardAfterSession", () => {
   it("skips the whole cycle of a stuck session and runs a healthy one inside its context", async () => {
     const guard = createGuard({ ledger: new MemoryStore(), logger: "silent" });
     const seen: Array<string | undefined> = [];
-    const afterSession = async (s: PhantomSessionSummary) => {
-      seen.push((currentSession() as PhantomSessionSummary | undefined)?.session_key ?? s.session_key);
+    const afterSession = async (_s: PhantomSessionSummary) => {
+      // The session the cycle runs in, as the adapters below see it (not the argument).
+      seen.push((currentSession() as PhantomSessionSummary | undefined)?.session_key);
       return { changes: 1 };
     };
     const wrapped = guardAfterSession(guard, afterSession, {

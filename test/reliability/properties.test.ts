@@ -112,6 +112,20 @@ describe("budget arithmetic", () => {
           } else {
             expect(Number.isNaN(r.used) || Number.isNaN(r.cap)).toBe(false);
             expect(r.used).toBeGreaterThanOrEqual(0);
+            // Every refusal is justified by the scope it names.
+            if (r.reason === "session_calls") {
+              expect(r.cap).toBe(maxCalls);
+              expect(session.calls + session.openCount + 1).toBeGreaterThan(maxCalls);
+            } else {
+              const [u, c] = r.reason === "session_budget" ? [session, sessionCap] : [global, globalCap];
+              expect(r.cap).toBe(c);
+              expect(c).toBeLessThan(Number.POSITIVE_INFINITY);
+              const expectedOver = u.spentMicros + u.openExpectedMicros + expected > c;
+              const worstOver = u.openCount > 0 && u.spentMicros + u.openWorstMicros + want.worstMicros > c;
+              expect(expectedOver || worstOver).toBe(true);
+              // Waiting can only help while other calls are in flight.
+              if (r.concurrency) expect(u.openCount).toBeGreaterThan(0);
+            }
           }
         },
       ),

@@ -150,12 +150,18 @@ describe("phantomSqliteSink", () => {
     db.prepare(
       "INSERT INTO sessions (session_key, sdk_session_id, channel_id, conversation_id) VALUES ('cli:cli:local', 'sdk_x', 'cli', 'local')",
     ).run();
-    db.close();
+    const sdkSession = () =>
+      (db.prepare("SELECT sdk_session_id AS id FROM sessions").get() as { id: string | null }).id;
     await turn("c"); // within the cooldown: no retry
+    expect(store.signals.map((s) => s.status)).toEqual(["failed"]);
+    expect(sdkSession()).toBe("sdk_x");
     clock.advance(61_000);
     await turn("d"); // retried and delivered
+    expect(store.signals.map((s) => s.status)).toEqual(["failed", "delivered"]);
+    expect(sdkSession()).toBeNull();
     await turn("e"); // delivered once: never again
     await guard.close();
+    db.close();
     expect(store.signals.map((s) => s.status)).toEqual(["failed", "delivered"]);
   });
 });
