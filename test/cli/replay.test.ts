@@ -631,6 +631,7 @@ describe.concurrent("judge-guard usage and configuration errors", () => {
     });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("JUDGE_GUARD_KNOWN_REPEAT_THRESHOLD");
+    expect(r.stderr).toMatch(/\bJUDGE_GUARD_REPEAT_THRESHOLD\b/);
   });
 
   // Errors raised on purpose carry their whole story; --verbose adds stacks only to the others.

@@ -82,6 +82,12 @@ describe("judge-guard reset-sessions", () => {
     ]);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ dry_run: false, sessions: ["cli:cli:local"] });
+    expect(sdkIds(db)).toEqual({
+      "cli:cli:local": null,
+      "slack:C1": "sdk_live",
+      "telegram:5512": null,
+      "slack:OLD": "sdk_old",
+    });
   });
 
   it("--stale-before now and --all-active reset every active session (expired rows stay as they are)", async () => {

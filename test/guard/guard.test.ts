@@ -215,9 +215,16 @@ describe("Guard.run", () => {
   });
 
   it("charges the estimate when the judge reports no usage, never $0", async () => {
-    const guard = createGuard(quiet());
+    const store = new MemoryStore();
+    const guard = createGuard(quiet({ ledger: store }));
     const out = await guard.run(new Session("k").turn("q", "An answer."), async () => "opaque");
-    expect(out.status === "judged" && out.costUsd).toBeGreaterThan(0);
+    expect(out.status).toBe("judged");
+    if (out.status !== "judged") return;
+    expect(out.costUsd).toBeGreaterThan(0);
+    // What was charged is what was reserved: the expected cost of the call.
+    expect(out.costUsd).toBe(out.reservedUsd);
+    expect(store.decisions[0]).toMatchObject({ decision: "judged", inputTokens: 0, outputTokens: 0 });
+    expect(store.decisions[0]!.chargedMicros).toBe(store.decisions[0]!.reservedMicros);
     await guard.close();
   });
 

@@ -42,6 +42,7 @@ describe("crash safety", () => {
   it(`survives ${CRASHES} SIGKILLs under load: an intact ledger with every settled decision, reservations reclaimed, no budget lost or doubled`, async () => {
     const ledger = join(tmp(), "ledger.db");
     let reported = 0;
+    let reclaimed = 0;
     for (let run = 0; run < CRASHES; run++) {
       const settled = await loadAndKill(ledger, run);
       reported += settled.length;
@@ -57,7 +58,12 @@ describe("crash safety", () => {
       db.close();
       for (const k of settled) expect(keys.has(k), `${k} was reported settled`).toBe(true);
       // The next start reclaims what the killed process had reserved.
+      const left = new Database(ledger, { readonly: true });
+      const leftOpen = (left.prepare("SELECT count(*) AS n FROM reservations").get() as { n: number }).n;
+      left.close();
       const guard = createGuard({ ledger, logger: "silent" });
+      expect(guard.stats.reclaimedReservations).toBe(leftOpen);
+      reclaimed += leftOpen;
       const open = new Database(ledger, { readonly: true });
       expect(open.prepare("SELECT count(*) AS n FROM reservations").get()).toEqual({ n: 0 });
       open.close();
@@ -75,8 +81,10 @@ describe("crash safety", () => {
     // The budgets hold exactly what the decisions say: nothing lost, nothing counted twice.
     expect(usage).toEqual({ m: charged.m, n: charged.n });
     expect(reported).toBeGreaterThan(CRASHES);
+    // The kills did land with calls in flight, so reclaiming was exercised, not assumed.
+    expect(reclaimed).toBeGreaterThan(0);
     console.log(
-      `crash safety: ${CRASHES} SIGKILLs survived, ${reported} settled decisions reported and found, ${charged.n} in the ledger`,
+      `crash safety: ${CRASHES} SIGKILLs survived, ${reported} settled decisions reported and found, ${charged.n} in the ledger, ${reclaimed} reservations reclaimed`,
     );
   }, 120_000);
 });

@@ -383,7 +383,7 @@ describe("JUDGE_GUARD_SIGNAL", () => {
     const env = {
       JUDGE_GUARD_SIGNAL: "webhook",
       JUDGE_GUARD_WEBHOOK_URL: "http://127.0.0.1:9/x",
-      JUDGE_GUARD_WEBHOOK_SECRET: "short",
+      JUDGE_GUARD_WEBHOOK_SECRET: "Zq9-leak-ME",
     };
     const err = (() => {
       try {
@@ -395,7 +395,7 @@ describe("JUDGE_GUARD_SIGNAL", () => {
     expect(err?.message).toMatch(
       /JUDGE_GUARD_WEBHOOK_SECRET is not valid: secret must be a string of at least 16 characters/,
     );
-    expect(err?.message).not.toContain('"short"');
+    expect(err?.message).not.toContain("Zq9-leak-ME");
   });
 
   it("builds the channels it names, and adds the sinks given in code", () => {
