@@ -8,7 +8,12 @@ export {
 } from "./budget/admission.js";
 export { CostEstimator, type EstimateStats } from "./budget/estimator.js";
 export { ENV_VARIABLES, fromEnv, parseDuration, SIGNAL_VARIABLES } from "./config/env.js";
-export { type Assessment, assessRun, type RunFacts, type StuckEvidence } from "./detection/assess.js";
+export {
+  type Assessment as RunAssessment,
+  assessRun,
+  type RunFacts,
+  type StuckEvidence,
+} from "./detection/assess.js";
 export { CannedCatalog, compilePatterns, PHANTOM_CANNED_PATTERNS } from "./detection/catalog.js";
 export type { StuckVerdict } from "./detection/episodes.js";
 export { type Observation, type ReplyFacts, SessionTracker } from "./detection/tracker.js";
@@ -16,7 +21,16 @@ export * from "./errors.js";
 export { fingerprint, type ReplySignature, signReply } from "./fingerprint/fingerprint.js";
 export { normalize, normalizeLine } from "./fingerprint/normalize.js";
 export { DEFAULT_SIMILARITY, type SimilarityLimits, sameReply } from "./fingerprint/similarity.js";
-export { createGuard, Guard, type GuardStats, type SessionState } from "./guard/guard.js";
+export {
+  type Assessment,
+  type AssessOptions,
+  createGuard,
+  Guard,
+  type GuardStats,
+  type SessionState,
+  type Settlement,
+  type Ticket,
+} from "./guard/guard.js";
 export {
   type Clock,
   DEFAULTS,

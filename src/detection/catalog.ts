@@ -24,10 +24,6 @@ export class CannedCatalog {
     for (const f of fingerprints) this.#fingerprints.add(f);
   }
 
-  get size(): number {
-    return this.#fingerprints.size;
-  }
-
   hasFingerprint(fingerprint: string): boolean {
     return this.#fingerprints.has(fingerprint);
   }

@@ -21,8 +21,6 @@ export class ReplySignature {
   readonly lines: readonly string[];
   /** The normalised reply: its lines joined by spaces. Equal iff the fingerprints are equal. */
   readonly normalized: string;
-  /** Length of the raw reply in UTF-16 code units. */
-  readonly rawLength: number;
   /** Values of the plain numbers in the reply, in order. */
   readonly numbers: readonly string[];
   #fingerprint: string | undefined;
@@ -32,7 +30,6 @@ export class ReplySignature {
     const numbers: string[] = [];
     this.lines = normalizeLines(text, numbers);
     this.normalized = this.lines.length === 1 ? this.lines[0]! : this.lines.join(" ");
-    this.rawLength = text.length;
     this.numbers = numbers;
   }
 

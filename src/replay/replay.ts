@@ -59,8 +59,6 @@ export interface ReplayHooks {
   /** Called for every input line, in order. */
   onDecision?(d: ReplayDecision): void;
   onInvalid?(bad: ReplayInvalidLine): void;
-  /** Called as input is consumed (bytes read so far, of the compressed file where it is compressed). */
-  onProgress?(bytesRead: number): void;
 }
 
 /** Opens a JSON Lines file, gzip-compressed or not ("-" for standard input). */

@@ -5,6 +5,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ZodType } from "zod";
 import { ConfigError, isJudgeGuardError } from "../errors.js";
 import type { Guard } from "../guard/guard.js";
+import { SKIP_CODES } from "../guard/outcome.js";
 import type { Logger } from "../log/logger.js";
 import { admitBody, assessBody, LIMITS, settleBody, toRequest, toUsage } from "./schema.js";
 
@@ -151,8 +152,8 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     fed(decisions, () => guard.stats.judged, { outcome: "judged", reason: "" }),
     fed(decisions, () => guard.stats.failed, { outcome: "failed", reason: "" }),
     fed(decisions, () => guard.stats.reused, { outcome: "reused", reason: "duplicate" }),
-    ...(["stuck_session", "session_budget", "session_calls", "global_budget", "ledger_error"] as const).map(
-      (reason) => fed(decisions, () => guard.stats.skipped[reason], { outcome: "skipped", reason }),
+    ...(Object.keys(SKIP_CODES) as Array<keyof typeof SKIP_CODES>).map((reason) =>
+      fed(decisions, () => guard.stats.skipped[reason], { outcome: "skipped", reason }),
     ),
     fed(counter("judge_guard_charged_usd_total", "USD charged to the budgets"), () => guard.stats.chargedUsd),
     fed(counter("judge_guard_saved_usd_total", "USD saved by skips"), () => guard.stats.savedUsd),

@@ -647,8 +647,13 @@ describe.concurrent("judge-guard usage and configuration errors", () => {
 
 describe("judge-guard unexpected errors", () => {
   it("an unexpected error exits 1 with one line and a hint; --verbose adds the stack", async () => {
-    const db = join(tempDir(), "notes.db");
-    writeFileSync(db, "these are notes, not a SQLite database\n".repeat(200)); // passes the --db checks
+    // A ledger someone damaged by hand: its schema says v3, a table is gone.
+    const db = join(tempDir(), "damaged.db");
+    const made = await cli(["replay", SMALL, "--db", db]);
+    expect(made.code).toBe(1); // small.jsonl has bad lines; the ledger is made
+    const raw = new Database(db);
+    raw.exec("DROP TABLE usage");
+    raw.close();
     const plain = await cli(["replay", SMALL, "--db", db]);
     expect(plain.code).toBe(1);
     expect(plain.stderr).not.toMatch(STACK_FRAME);
