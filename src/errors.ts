@@ -46,6 +46,27 @@ export interface SkipDetails {
   /** Budget refusals: what was used and the cap (USD, or calls for SESSION_CALLS). */
   readonly used?: number;
   readonly cap?: number;
+  /**
+   * Budget refusals: the call alone would fit, but not together with the calls in flight on
+   * the scope, and it waited for them (`admissionWaitMs`) in vain.
+   */
+  readonly concurrency?: boolean;
+}
+
+const usd = (n: number | undefined) => (n === undefined ? "?" : `$${n.toFixed(n < 1 ? 4 : 2)}`);
+
+/** The message of a budget refusal: how much of which cap, and what to change. */
+function budgetMessage(
+  who: string,
+  budget: string,
+  d: SkipDetails,
+  variable: string,
+  window: string,
+): string {
+  const spent = `${usd(d.used)} of ${usd(d.cap)} ${window}`;
+  return d.concurrency
+    ? `${who} could pass its ${budget} (${spent}) with the calls in flight, which the call waited for in vain: judge not called (raise JUDGE_GUARD_ADMISSION_WAIT, lower JUDGE_GUARD_CONCURRENCY, or raise ${variable})`
+    : `${who} reached its ${budget} (${spent}): judge not called (raise ${variable}, or wait for the window to roll)`;
 }
 
 /** Base class of the short-circuits: the judge was not called and nothing was spent. */
@@ -63,7 +84,7 @@ export class StuckSessionError extends JudgeSkippedError {
   constructor(details: SkipDetails) {
     super(
       "STUCK_SESSION",
-      `session ${details.sessionKey} is stuck (the same canned reply ${details.repeats ?? "several"} times): judge not called`,
+      `session ${details.sessionKey} is stuck (the same canned reply ${details.repeats ?? "several"} times): judge not called; judging resumes when the session replies differently, or after guard.resetSession() or judge-guard reset-sessions`,
       details,
     );
   }
@@ -73,7 +94,13 @@ export class SessionBudgetError extends JudgeSkippedError {
   constructor(details: SkipDetails) {
     super(
       "SESSION_BUDGET",
-      `session ${details.sessionKey} reached its judge budget: judge not called`,
+      budgetMessage(
+        `session ${details.sessionKey}`,
+        "judge budget",
+        details,
+        "JUDGE_GUARD_SESSION_BUDGET_USD",
+        "in its window",
+      ),
       details,
     );
   }
@@ -83,7 +110,7 @@ export class SessionCallsError extends JudgeSkippedError {
   constructor(details: SkipDetails) {
     super(
       "SESSION_CALLS",
-      `session ${details.sessionKey} reached its judge call limit: judge not called`,
+      `session ${details.sessionKey} reached its judge call limit (${details.used ?? "?"} of ${details.cap ?? "?"} calls in its window): judge not called (raise JUDGE_GUARD_SESSION_MAX_CALLS, or wait for the window to roll)`,
       details,
     );
   }
@@ -91,7 +118,17 @@ export class SessionCallsError extends JudgeSkippedError {
 
 export class GlobalBudgetError extends JudgeSkippedError {
   constructor(details: SkipDetails) {
-    super("GLOBAL_BUDGET", "the global judge budget is used up for this window: judge not called", details);
+    super(
+      "GLOBAL_BUDGET",
+      budgetMessage(
+        "the deployment",
+        "global judge budget",
+        details,
+        "JUDGE_GUARD_DAILY_BUDGET_USD",
+        "in the last 24 hours",
+      ),
+      details,
+    );
   }
 }
 

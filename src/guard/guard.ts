@@ -779,6 +779,7 @@ export class Guard {
       ...(why.refusal && {
         used: inCalls ? why.refusal.used : toUsd(why.refusal.used),
         cap: inCalls ? why.refusal.cap : toUsd(why.refusal.cap),
+        ...(why.refusal.concurrency && { concurrency: true }),
       }),
     };
     const code = SKIP_CODES[reason];

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
+import { skipError } from "../../src/errors.js";
 import {
   createGuard,
   type GuardEvent,
@@ -370,10 +371,24 @@ describe("budgets", () => {
     expect(results.map((r) => r.status)).toEqual(["judged", "judged", "judged", "skipped", "skipped"]);
     const last = results[4]!;
     expect(last.status === "skipped" && last.code).toBe("SESSION_BUDGET");
+    // The error says how much of which cap, and what to change.
+    expect(last.status === "skipped" && last.error.message).toBe(
+      "session k reached its judge budget ($0.9000 of $1.00 in its window): judge not called (raise JUDGE_GUARD_SESSION_BUDGET_USD, or wait for the window to roll)",
+    );
     expect(guard.session("k").spentUsd).toBeCloseTo(0.9, 9);
     clock.advance(3_600_000 + 60_000);
     expect((await guard.run(healthy(s, 5), async () => usage)).status).toBe("judged");
     await guard.close();
+  });
+
+  it("a refusal because of the calls in flight says so, and what to change", () => {
+    const details = { sessionKey: "k", judge: "j", model: "m", savedUsd: 0.01, used: 0.9, cap: 1 };
+    expect(skipError("SESSION_BUDGET", { ...details, concurrency: true }).message).toBe(
+      "session k could pass its judge budget ($0.9000 of $1.00 in its window) with the calls in flight, which the call waited for in vain: judge not called (raise JUDGE_GUARD_ADMISSION_WAIT, lower JUDGE_GUARD_CONCURRENCY, or raise JUDGE_GUARD_SESSION_BUDGET_USD)",
+    );
+    expect(skipError("GLOBAL_BUDGET", { ...details, used: 40, cap: 50 }).message).toBe(
+      "the deployment reached its global judge budget ($40.00 of $50.00 in the last 24 hours): judge not called (raise JUDGE_GUARD_DAILY_BUDGET_USD, or wait for the window to roll)",
+    );
   });
 
   it("caps calls per key, and counts the global budget across keys", async () => {
@@ -387,6 +402,9 @@ describe("budgets", () => {
       statuses.push(o.status === "skipped" ? o.code : o.status);
     }
     expect(statuses).toEqual(["judged", "judged", "SESSION_CALLS"]);
+    await expect(guard.call(healthy(a, 3), async () => usage)).rejects.toThrow(
+      "session a reached its judge call limit (2 of 2 calls in its window): judge not called (raise JUDGE_GUARD_SESSION_MAX_CALLS",
+    );
     const b = new Session("b");
     const more = [];
     for (let i = 0; i < 3; i++) {
