@@ -7,7 +7,7 @@ import { CannedCatalog } from "../detection/catalog.js";
 import { EpisodeBook, type StuckVerdict } from "../detection/episodes.js";
 import { type Observation, SessionTracker } from "../detection/tracker.js";
 import { GuardClosedError, InvalidRequestError, type SkipDetails, skipError } from "../errors.js";
-import { createLogger, LOG_LEVELS, type Logger } from "../log/logger.js";
+import { createLogger, type Logger } from "../log/logger.js";
 import { PriceTable, type Usage } from "../pricing/prices.js";
 import { type ReportedCost, readUsage } from "../pricing/usage.js";
 import { SignalDispatcher } from "../signals/dispatcher.js";
@@ -190,11 +190,6 @@ export class Guard {
   constructor(options: GuardOptions = {}) {
     this.#o = resolveOptions(options);
     const logger = options.logger ?? "warn";
-    if (typeof logger === "string" && !(LOG_LEVELS as readonly string[]).includes(logger)) {
-      throw new TypeError(
-        `option logger must be a pino logger or one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logger)}`,
-      );
-    }
     this.#log = typeof logger === "string" ? createLogger(logger) : logger;
     const ledger = options.ledger ?? DEFAULTS.ledger;
     this.#ownsStore = typeof ledger === "string";

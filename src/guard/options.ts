@@ -3,7 +3,7 @@ import { DEFAULT_ESTIMATOR } from "../budget/estimator.js";
 import { compilePatterns, PHANTOM_CANNED_PATTERNS } from "../detection/catalog.js";
 import { ConfigError } from "../errors.js";
 import { DEFAULT_SIMILARITY, type SimilarityLimits } from "../fingerprint/similarity.js";
-import type { Logger, LogLevel } from "../log/logger.js";
+import { LOG_LEVELS, type Logger, type LogLevel } from "../log/logger.js";
 
 import { DEFAULT_PRICES, type ModelPrice, parsePrices } from "../pricing/prices.js";
 import type { ReportedCost } from "../pricing/usage.js";
@@ -192,9 +192,34 @@ function mergePrices(prices: Readonly<Record<string, ModelPrice>>): Record<strin
   }
 }
 
+const hasMethods = (v: unknown, names: readonly string[]): boolean =>
+  v !== null &&
+  typeof v === "object" &&
+  names.every((n) => typeof (v as Record<string, unknown>)[n] === "function");
+
+/** The two options the guard uses as given (a store, a logger): checked here with the rest. */
+function checkHandles(o: GuardOptions): void {
+  const { ledger, logger } = o;
+  if (
+    ledger !== undefined &&
+    !(typeof ledger === "string" && ledger !== "") &&
+    !hasMethods(ledger, ["atomically", "scopeUsage", "recordDecision", "close"])
+  ) {
+    bad("ledger", ledger, 'a file path, ":memory:", or a LedgerStore (e.g. new SqliteStore(path))');
+  }
+  if (
+    logger !== undefined &&
+    !(typeof logger === "string" && (LOG_LEVELS as readonly string[]).includes(logger)) &&
+    !hasMethods(logger, ["error", "warn", "info", "debug"])
+  ) {
+    bad("logger", logger, `a pino logger or one of ${LOG_LEVELS.join(", ")}`);
+  }
+}
+
 /** Validates options once, at construction; errors name the option and the value received. */
 export function resolveOptions(o: GuardOptions): ResolvedOptions {
   if (o === null || typeof o !== "object") bad("options", o, "an object");
+  checkHandles(o);
   const repeatThreshold = int("repeatThreshold", o.repeatThreshold, DEFAULTS.repeatThreshold, 2);
   const knownRepeatThreshold = int(
     "knownRepeatThreshold",

@@ -537,6 +537,24 @@ describe("operator actions and options", () => {
     );
   });
 
+  it.each<[string, GuardOptions, RegExp]>([
+    [
+      "a ledger that is neither a path nor a store",
+      { ledger: 42 as never },
+      /option ledger must be a file path, ":memory:", or a LedgerStore .*got 42/,
+    ],
+    ["an empty ledger path", { ledger: "" }, /option ledger must be a file path/],
+    [
+      "an unknown log level",
+      { logger: "loud" as never },
+      /option logger must be a pino logger or one of silent, .*got "loud"/,
+    ],
+  ])("refuses %s with a ConfigError naming the option", (_n, options, message) => {
+    const attempt = () => createGuard({ logger: "silent", ...options });
+    expect(attempt).toThrow(message);
+    expect(attempt).toThrow(expect.objectContaining({ code: "CONFIG_INVALID" }));
+  });
+
   it("charges the model that really ran when the judge reports it", async () => {
     const guard = createGuard(quiet());
     const out = await guard.run(
