@@ -304,8 +304,15 @@ export class GuardClient {
       const what = `${err?.message ?? `HTTP ${res.status}`}${err?.code ? ` (${err.code})` : ""}`;
       // A malformed request is the caller's mistake, as with the in-process guard.
       if (res.status === 400 && err?.field) throw new InvalidRequestError(err.field, what);
-      // A sidecar that will not serve us (token, size, route) is handled like one that is down.
-      throw new Unreachable(`the sidecar at ${this.#base} refused ${path}: ${what}`);
+      // A sidecar that will not serve us (token, size, route) is handled like one that is down,
+      // with what to fix in the message.
+      const fix =
+        res.status === 401 || res.status === 403
+          ? ": give createClient({ token }) the sidecar's JUDGE_GUARD_TOKEN"
+          : res.status === 404
+            ? ": is the url that of a judge-guard sidecar (judge-guard serve) of the same version?"
+            : "";
+      throw new Unreachable(`the sidecar at ${this.#base} refused ${path}: ${what}${fix}`);
     }
     return data as R;
   }

@@ -229,6 +229,10 @@ describe("judge-guard serve", () => {
       outputTokens: 1,
     }));
     expect(out).toMatchObject({ status: "skipped", code: "LEDGER_UNAVAILABLE" });
+    // The skip says what is wrong and what to set.
+    expect(out.status === "skipped" && out.error.message).toMatch(
+      /refused \/v1\/admit: .*\(UNAUTHORIZED\): give createClient\(\{ token \}\) the sidecar's JUDGE_GUARD_TOKEN/,
+    );
   });
 
   it("rejects an oversize body and unknown routes, and keeps serving", async () => {
