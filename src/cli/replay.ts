@@ -4,7 +4,7 @@ import { dirname, join, resolve } from "node:path";
 import { fromEnv } from "../config/env.js";
 import type { LogLevel } from "../log/logger.js";
 import { openLines, type ReplaySummary, replay } from "../replay/replay.js";
-import { UsageError } from "./errors.js";
+import { fsReason, UsageError } from "./errors.js";
 import { count, ProgressBar, percent, usd } from "./format.js";
 import { createCliLogger } from "./log.js";
 
@@ -60,7 +60,7 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
   try {
     input = await openLines(file);
   } catch (e) {
-    throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new UsageError(`cannot read ${file}: ${fsReason(e)}`);
   }
   const tempDir = opts.db ? undefined : mkdtempSync(join(tmpdir(), "judge-guard-replay-"));
   const ledger = opts.db ?? join(tempDir!, "replay.db");
@@ -69,9 +69,7 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
   try {
     decisions = opts.decisions ? openSync(opts.decisions, "w") : undefined;
   } catch (e) {
-    throw new UsageError(
-      `cannot write --decisions ${opts.decisions}: ${(e as NodeJS.ErrnoException).code ?? e}`,
-    );
+    throw new UsageError(`cannot write --decisions ${opts.decisions}: ${fsReason(e)}`);
   }
   let buffered = "";
   const flush = () => {

@@ -4,7 +4,7 @@ import { DEFAULTS } from "../guard/options.js";
 import { renderHtml } from "../report/html.js";
 import { renderCsv, renderTable } from "../report/render.js";
 import { buildReport, ReportDataError } from "../report/report.js";
-import { UsageError } from "./errors.js";
+import { fsReason, UsageError } from "./errors.js";
 
 export interface ReportCommandOptions {
   readonly db?: string;
@@ -73,9 +73,7 @@ export function reportCommand(o: ReportCommandOptions, now = Date.now()): number
     try {
       writeFileSync(o.out!, renderHtml(report));
     } catch (e) {
-      throw new UsageError(
-        `cannot write --out ${o.out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-      );
+      throw new UsageError(`cannot write --out ${o.out}: ${fsReason(e)}`);
     }
     process.stdout.write(`wrote ${o.out}\n`);
   } else if (format === "json") process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import type Database from "better-sqlite3";
 import { firstDecisionId } from "../store/decision-ids.js";
 import { sqlite } from "../store/driver.js";
@@ -102,6 +102,10 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 
 function open(path: string): Database.Database {
   if (!existsSync(path)) throw new ReportDataError(`no ledger at ${path} (set --db or JUDGE_GUARD_DB)`);
+  if (statSync(path).isDirectory())
+    throw new ReportDataError(
+      `${path} is a folder, not a ledger (set --db or JUDGE_GUARD_DB to the ledger file)`,
+    );
   let db: Database.Database;
   try {
     db = new (sqlite())(path, { readonly: true, fileMustExist: true });

@@ -1,5 +1,5 @@
 import { randomInt } from "node:crypto";
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import type Database from "better-sqlite3";
 import type { ScopeUsage } from "../budget/admission.js";
@@ -61,7 +61,14 @@ export class SqliteStore implements LedgerStore {
     this.location = path;
     this.#bucketMs = options.bucketMs ?? DEFAULT_BUCKET_MS;
     if (path !== ":memory:") createPrivateFile(path);
-    this.db = new (sqlite())(path);
+    try {
+      this.db = new (sqlite())(path);
+    } catch (e) {
+      const folder = path !== ":memory:" && statSync(path, { throwIfNoEntry: false })?.isDirectory();
+      throw new LedgerSchemaError(
+        `cannot open the ledger ${path}: ${folder ? "it is a folder" : (e as Error).message}; give --db (or JUDGE_GUARD_DB) the path of a ledger file`,
+      );
+    }
     try {
       this.db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
       // Before anything is written: not even the journal mode of a foreign file may change.

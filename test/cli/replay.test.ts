@@ -587,13 +587,18 @@ describe.concurrent("judge-guard usage and configuration errors", () => {
     [
       "a nonexistent input file",
       ["replay", "/nonexistent/traffic.jsonl"],
-      /cannot read \/nonexistent\/traffic\.jsonl: ENOENT/,
+      /cannot read \/nonexistent\/traffic\.jsonl: it does not exist \(ENOENT\)/,
     ],
     ["an unknown command", ["frobnicate"], /unknown command 'frobnicate'/],
     [
       "an unwritable --decisions file",
       ["replay", SMALL, "--decisions", "/nonexistent/d.jsonl"],
-      /--decisions/,
+      /cannot write --decisions \/nonexistent\/d\.jsonl: it does not exist \(ENOENT\)/,
+    ],
+    [
+      "a folder as --decisions",
+      ["replay", SMALL, "--decisions", "/tmp"],
+      /--decisions \/tmp: it is a folder \(EISDIR\)/,
     ],
   ])("%s is a usage error: exit 2, one line on stderr, no stack", async (_name, args, message) => {
     const r = await cli(args);

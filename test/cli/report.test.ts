@@ -197,6 +197,12 @@ describe("judge-guard report", () => {
       /no ledger at .*nope\.db \(set --db or JUDGE_GUARD_DB\)/,
     ],
     [
+      "a folder",
+      (d: string) => ["--db", d],
+      1,
+      /is a folder, not a ledger \(set --db or JUDGE_GUARD_DB to the ledger file\)/,
+    ],
+    [
       "a file that is not a ledger",
       (d: string) => {
         const p = join(d, "empty.db");

@@ -240,6 +240,13 @@ describe("SqliteStore", () => {
     expect(buildReport(path, { since: 1001, until: 1002 }).totals.calls_judged).toBe(1);
   });
 
+  it("a folder given as the ledger is refused, saying so and what to give", () => {
+    const dir = tmp();
+    expect(() => createGuard({ ledger: dir, logger: "silent" })).toThrow(
+      `cannot open the ledger ${dir}: it is a folder; give --db (or JUDGE_GUARD_DB) the path of a ledger file`,
+    );
+  });
+
   it("does not keep a process alive when the ledger is left open", async () => {
     const run = promisify(execFile);
     const { stdout } = await run(process.execPath, [fixture("leave-open.mjs"), join(tmp(), "open.db")], {
