@@ -69,7 +69,10 @@ async function main(argv: string[]): Promise<number> {
     )
     .option("--phantom-db <path>", "Phantom's database, e.g. data/phantom.db")
     .option("--session-key <key>", "reset this key only (e.g. cli:cli:local)")
-    .option("--stale-before <time>", 'reset every active session last active before this ISO time, or "now"')
+    .option(
+      "--stale-before <time>",
+      'reset every active session last active before this time: ISO-8601, 24h (ago), or "now"',
+    )
     .option("--all-active", "reset every active session")
     .option("--dry-run", "list what would change, change nothing")
     .option("--if-exists", "a database that does not exist yet (first boot) is nothing to reset")

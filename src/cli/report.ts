@@ -1,5 +1,5 @@
 import { writeFileSync } from "node:fs";
-import { fromEnv } from "../config/env.js";
+import { durationMs, fromEnv } from "../config/env.js";
 import { DEFAULTS } from "../guard/options.js";
 import { renderHtml } from "../report/html.js";
 import { renderCsv, renderTable } from "../report/render.js";
@@ -17,13 +17,10 @@ export interface ReportCommandOptions {
 }
 
 const FORMATS = ["table", "json", "csv", "html"] as const;
-const RELATIVE = /^(\d+)\s*(m|h|d)$/i;
-const UNIT: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** "24h", "7d", "90m" back from `now`, or an ISO-8601 time. */
+/** "24h", "7d", "90m", "30s" back from `now`, or an ISO-8601 time. */
 export function parseTime(value: string, option: string, now: number): number {
-  const rel = RELATIVE.exec(value.trim());
-  if (rel) return now - Number(rel[1]) * UNIT[rel[2]!.toLowerCase()]!;
+  const ago = durationMs(value);
+  if (ago !== undefined) return now - ago;
   const t = Date.parse(value);
   if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(t)) {
     throw new UsageError(

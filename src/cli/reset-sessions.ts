@@ -6,6 +6,7 @@ import {
   type SessionSelector,
 } from "../adapters/phantom-sessions.js";
 import { UsageError } from "./errors.js";
+import { parseTime } from "./report.js";
 
 export interface ResetSessionsOptions {
   readonly phantomDb?: string;
@@ -23,20 +24,14 @@ function selector(o: ResetSessionsOptions, startedAt: Date): SessionSelector {
     Boolean,
   ).length;
   if (given !== 1)
-    throw new UsageError("give exactly one of --session-key KEY, --stale-before ISO|now, --all-active");
+    throw new UsageError("give exactly one of --session-key KEY, --stale-before TIME|now, --all-active");
   if (o.sessionKey !== undefined) {
     if (o.sessionKey.trim() === "") throw new UsageError("--session-key is empty");
     return { sessionKey: o.sessionKey };
   }
   if (o.staleBefore !== undefined) {
     if (o.staleBefore === "now") return { staleBefore: startedAt };
-    const t = Date.parse(o.staleBefore);
-    if (!/^\d{4}-\d{2}-\d{2}/.test(o.staleBefore) || Number.isNaN(t)) {
-      throw new UsageError(
-        `--stale-before ${JSON.stringify(o.staleBefore)} is not an ISO-8601 time (e.g. 2026-11-20T08:00:00Z) or "now"`,
-      );
-    }
-    return { staleBefore: new Date(t) };
+    return { staleBefore: new Date(parseTime(o.staleBefore, "--stale-before", startedAt.getTime())) };
   }
   return { allActive: true };
 }

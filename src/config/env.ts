@@ -102,13 +102,18 @@ const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000,
  * Parses "250ms", "90s", "30m", "24h" or "7d". A unit is required, since a bare "24" could mean
  * hours as well as milliseconds; only "0" may go without one, where 0 is allowed (`minMs` 0).
  */
-export function parseDuration(value: string, name: string, minMs = 0): number {
+/** "90s", "30m", "24h", "7d", "250ms" (or "0") in milliseconds; undefined for anything else. */
+export function durationMs(value: string): number | undefined {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(value);
+  if (!m || (m[2] === undefined && Number(m[1]) !== 0)) return undefined;
+  return Math.round(Number(m[1]) * UNITS[(m[2] ?? "ms").toLowerCase()]!);
+}
+
+export function parseDuration(value: string, name: string, minMs = 0): number {
   const withUnit = 'a duration with a unit such as "90s", "30m", "24h" or "7d"';
   const allowed = minMs === 0 ? `${withUnit}, or "0"` : withUnit;
-  if (!m) fail(name, value, allowed);
-  if (m[2] === undefined && Number(m[1]) !== 0) fail(name, value, allowed);
-  const ms = Math.round(Number(m[1]) * UNITS[(m[2] ?? "ms").toLowerCase()]!);
+  const ms = durationMs(value);
+  if (ms === undefined) fail(name, value, allowed);
   if (ms < minMs) fail(name, value, `a duration of at least ${minMs / 1000}s`);
   return ms;
 }

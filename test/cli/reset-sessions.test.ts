@@ -90,6 +90,17 @@ describe("judge-guard reset-sessions", () => {
     });
   });
 
+  it("--stale-before takes a duration ago, as report's --since does", async () => {
+    const db = phantomDb();
+    // Nothing was last active 100,000 days ago; 0s ago takes every active row up to now (not
+    // slack:C1, stamped 2099).
+    const none = await cli(["reset-sessions", "--phantom-db", db, "--stale-before", "100000d", "--json"]);
+    expect(none.code).toBe(0);
+    expect(JSON.parse(none.stdout).sessions).toEqual([]);
+    const upToNow = await cli(["reset-sessions", "--phantom-db", db, "--stale-before", "0s", "--json"]);
+    expect(JSON.parse(upToNow.stdout).sessions).toEqual(["cli:cli:local"]);
+  });
+
   it("--stale-before now and --all-active reset every active session (expired rows stay as they are)", async () => {
     const db = phantomDb();
     const r = await cli(["reset-sessions", "--phantom-db", db, "--all-active", "--json"]);
@@ -158,12 +169,12 @@ describe("judge-guard reset-sessions", () => {
     [["reset-sessions", "--all-active"], /--phantom-db PATH is required/],
     [
       ["reset-sessions", "--phantom-db", "x.db"],
-      /give exactly one of --session-key KEY, --stale-before ISO\|now, --all-active/,
+      /give exactly one of --session-key KEY, --stale-before TIME\|now, --all-active/,
     ],
     [["reset-sessions", "--phantom-db", "x.db", "--all-active", "--session-key", "k"], /give exactly one of/],
     [
       ["reset-sessions", "--phantom-db", "x.db", "--stale-before", "yesterday"],
-      /--stale-before "yesterday" is not an ISO-8601 time/,
+      /--stale-before "yesterday" is not valid: use 24h, 7d, 90m or an ISO-8601 time/,
     ],
   ])("usage error %j exits 2 with one line", async (args, message) => {
     const r = await cli(args);
