@@ -99,7 +99,12 @@ export function resetPhantomSessions(
   }
 }
 
-function resetOnce(db: Database.Database, selector: SessionSelector, dryRun: boolean): ResetRow[] {
+/**
+ * The reset itself, one statement on an open connection: `resetPhantomSessions` (the CLI) and
+ * the phantom-sqlite signal sink, which keeps its connection and retries without blocking, both
+ * run it.
+ */
+export function resetOnce(db: Database.Database, selector: SessionSelector, dryRun = false): ResetRow[] {
   const w = where(selector);
   const rows = dryRun
     ? db.prepare(`SELECT session_key, last_active_at, turn_count FROM sessions WHERE ${w.sql}`).all(...w.args)

@@ -1,5 +1,5 @@
 import type Database from "better-sqlite3";
-import { openPhantomDb } from "../adapters/phantom-sessions.js";
+import { openPhantomDb, resetOnce } from "../adapters/phantom-sessions.js";
 import { SignalDeliveryError } from "../errors.js";
 import type { GuardEvent, SignalSink } from "./types.js";
 
@@ -15,10 +15,6 @@ export interface PhantomSqliteOptions {
   /** Sink name in the ledger. @default "phantom-sqlite" */
   readonly name?: string;
 }
-
-/** Clears the stale SDK session so the runtime's next message starts a fresh one. */
-const CLEAR_SESSION = `UPDATE sessions SET sdk_session_id = NULL, last_active_at = datetime('now')
-  WHERE session_key = ? AND status = 'active' AND sdk_session_id IS NOT NULL`;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -57,7 +53,8 @@ export function phantomSqliteSink(options: PhantomSqliteOptions): SignalSink {
       for (;;) {
         attempt++;
         try {
-          open().prepare(CLEAR_SESSION).run(event.session_key);
+          // Clears the stale SDK session so the runtime's next message starts a fresh one.
+          resetOnce(open(), { sessionKey: event.session_key });
           return { attempts: attempt };
         } catch (e) {
           const code = (e as { code?: string }).code ?? "";
