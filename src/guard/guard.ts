@@ -28,6 +28,7 @@ import {
 import {
   type JudgeRequest,
   type NormalizedRequest,
+  type NormalizedSession,
   normalizeRequest,
   normalizeSession,
   type SessionRef,
@@ -408,9 +409,7 @@ export class Guard {
   assess(session: SessionRef, options: AssessOptions = {}): Assessment {
     if (this.#closed) throw new GuardClosedError();
     const s = normalizeSession(session);
-    const now = this.#o.clock.now();
-    const obs = this.#tracker.observe(s.sessionKey, s.userMessages, s.assistantMessages, s.facts);
-    const verdict = this.#episodes.update(obs, now);
+    const { obs, now, stuck: verdict } = this.#observe(s);
     const skip = verdict.stuck && this.#o.mode !== "shadow";
     if (skip) {
       for (const j of options.judges ?? []) {
@@ -489,14 +488,19 @@ export class Guard {
       } {
     if (this.#closed) throw new GuardClosedError();
     const req = normalizeRequest(request);
-    const now = this.#o.clock.now();
-    const obs = this.#tracker.observe(req.sessionKey, req.userMessages, req.assistantMessages, req.facts);
-    const stuck = this.#episodes.update(obs, now);
+    const { obs, now, stuck } = this.#observe(req);
     const estimate = this.#estimator.estimate(req.judge, req.model, obs.transcriptChars, req.maxTokens);
     const savedMicros = knownUsage ? this.#prices.costMicros(req.model, knownUsage) : estimate.expectedMicros;
     if (stuck.stuck && this.#o.mode !== "shadow")
       return this.#skip(req, obs, now, "stuck_session", savedMicros, { stuck });
     return { req, obs, now, estimate, savedMicros, shadowReason: stuck.stuck ? "stuck_session" : null };
+  }
+
+  /** What the session's transcript says now: the tracker's observation and the stuck verdict. */
+  #observe(s: NormalizedSession): { obs: Observation; now: number; stuck: StuckVerdict } {
+    const now = this.#o.clock.now();
+    const obs = this.#tracker.observe(s.sessionKey, s.userMessages, s.assistantMessages, s.facts);
+    return { obs, now, stuck: this.#episodes.update(obs, now) };
   }
 
   /** Admission, then the call within the concurrency limit, then settlement. */
