@@ -216,9 +216,20 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
     started_ms: number;
     ended_ms: number | null;
   }>;
-  const signalsOf = db.prepare(
-    "SELECT channel, status, attempts FROM signals WHERE episode_id = ? ORDER BY id",
-  );
+  // One pass over the signals (a few rows per episode), not one query per episode.
+  const signalsByEpisode = new Map<string, EpisodeRow["signals"][number][]>();
+  if (episodes.length > 0) {
+    const rows = db
+      .prepare(
+        "SELECT episode_id, channel, status, attempts FROM signals WHERE episode_id IS NOT NULL ORDER BY id",
+      )
+      .all() as Array<{ episode_id: string } & EpisodeRow["signals"][number]>;
+    for (const { episode_id, ...signal } of rows) {
+      const list = signalsByEpisode.get(episode_id) ?? [];
+      list.push(signal);
+      signalsByEpisode.set(episode_id, list);
+    }
+  }
   const episodesByKey = new Map<string, EpisodeRow[]>();
   for (const e of episodes) {
     const list = episodesByKey.get(e.session_key) ?? [];
@@ -228,7 +239,7 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
       ended: e.ended_ms === null ? null : iso(e.ended_ms),
       fingerprint: e.fingerprint,
       repeats: e.repeats,
-      signals: signalsOf.all(e.id) as EpisodeRow["signals"],
+      signals: signalsByEpisode.get(e.id) ?? [],
     });
     episodesByKey.set(e.session_key, list);
   }
