@@ -47,6 +47,28 @@ function unguarded(adapter: string): void {
   );
 }
 
+/** Phantom's judges call the API with this max_tokens when they name none. */
+const PHANTOM_MAX_TOKENS = 4096;
+
+/**
+ * What every judge-level adapter does with one call: guard it under the session of the
+ * current context (the request built only then), or, outside any, let it through unguarded.
+ */
+function guardedCall<R>(
+  guard: GuardLike,
+  adapter: string,
+  request: () => Omit<JudgeRequest, "session">,
+  call: () => Promise<R>,
+  options?: CallOptions<R>,
+): Promise<R> {
+  const session = currentSession();
+  if (session === undefined) {
+    unguarded(adapter);
+    return call();
+  }
+  return guard.call({ ...request(), session }, call, options);
+}
+
 /** Runs `fn` with `session` as the session the judge-level adapters charge their calls to. */
 export function withSession<R>(session: PhantomSession, fn: () => R): R {
   return context.run(session, fn);
@@ -136,23 +158,18 @@ export function guardCallJudge<P extends CallJudgeParams, R>(
   callJudge: (params: P) => Promise<R>,
   options: JudgeAdapterOptions<P> = {},
 ): (params: P) => Promise<R> {
-  return (params: P) => {
-    const session = currentSession();
-    if (session === undefined) {
-      unguarded("guardCallJudge");
-      return callJudge(params);
-    }
-    return guard.call(
-      {
+  return (params: P) =>
+    guardedCall(
+      guard,
+      "guardCallJudge",
+      () => ({
         judge: kind(params, options),
         model: params.model,
-        session,
-        maxTokens: params.maxTokens ?? options.maxTokens ?? 4096,
+        maxTokens: params.maxTokens ?? options.maxTokens ?? PHANTOM_MAX_TOKENS,
         variant: promptVariant(params.systemPrompt, params.userMessage),
-      },
+      }),
       () => callJudge(params),
     );
-  };
 }
 
 /** Current main's `runJudgeQuery(config, params)` parameters (the fields the guard reads). */
@@ -204,21 +221,17 @@ export function guardRunJudgeQuery<C, P extends JudgeQueryParams, R>(
   options: RunJudgeQueryOptions<P, R> = {},
 ): (config: C, params: P) => Promise<R> {
   return (config: C, params: P) => {
-    const session = currentSession();
-    if (session === undefined) {
-      unguarded("guardRunJudgeQuery");
-      return runJudgeQuery(config, params);
-    }
     const model = params.model ?? options.defaultModel ?? "claude-haiku-4-5";
     const gate = options.isGate?.(params) === true;
-    return guard.call(
-      {
+    return guardedCall(
+      guard,
+      "guardRunJudgeQuery",
+      () => ({
         judge: kind(params, options),
         model,
-        session,
-        maxTokens: params.maxTokens ?? options.maxTokens ?? 4096,
+        maxTokens: params.maxTokens ?? options.maxTokens ?? PHANTOM_MAX_TOKENS,
         variant: promptVariant(params.systemPrompt, params.userMessage),
-      },
+      }),
       () => runJudgeQuery(config, params),
       gate
         ? {
@@ -264,19 +277,15 @@ export function guardAnthropicClient<C extends AnthropicLike>(
         p: AnthropicParams,
         ...r: unknown[]
       ) => Promise<unknown>;
-      const session = currentSession();
-      if (session === undefined) {
-        unguarded("guardAnthropicClient");
-        return original(params, ...rest);
-      }
-      return guard.call(
-        {
+      return guardedCall(
+        guard,
+        "guardAnthropicClient",
+        () => ({
           judge: options.judgeOf?.(params) ?? "judge",
           model: params.model,
-          session,
-          maxTokens: params.max_tokens ?? 4096,
+          maxTokens: params.max_tokens ?? PHANTOM_MAX_TOKENS,
           variant: promptVariant(params.system, params.messages),
-        },
+        }),
         () => original(params, ...rest),
       );
     };
