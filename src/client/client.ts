@@ -131,7 +131,7 @@ export class GuardClient {
       admitted = await this.#post("/v1/admit", { ...wire(request), wait_ms: waitMs });
     } catch (e) {
       if (!(e instanceof Unreachable)) throw e;
-      return this.#unreachable(request, judge, e);
+      return this.#unreachable(request, judge, options, e);
     }
     if (admitted.decision === "skip") return this.#skipped(admitted as unknown as SkipWire);
     const id = admitted.reservation_id!;
@@ -142,11 +142,7 @@ export class GuardClient {
       await this.#settle(id, false, readUsage(error));
       throw error;
     }
-    const usageOf =
-      (options.usageOf as ((r: unknown) => ReportedCost | undefined) | undefined) ??
-      this.#o.usageOf ??
-      readUsage;
-    const reported = usageOf(value) ?? (options.knownUsage && { usage: options.knownUsage });
+    const reported = this.#usageOf(options)(value) ?? (options.knownUsage && { usage: options.knownUsage });
     const charged = await this.#settle(id, true, reported);
     return {
       status: "judged",
@@ -229,7 +225,17 @@ export class GuardClient {
     };
   }
 
-  async #unreachable<T>(request: JudgeRequest, judge: () => Promise<T> | T, e: Error): Promise<Outcome<T>> {
+  /** How a judge's result tells its cost: the call's option, the client's, or the guard's default reading. */
+  #usageOf<T>(options: RunOptions<T>): (result: T) => ReportedCost | undefined {
+    return options.usageOf ?? this.#o.usageOf ?? readUsage;
+  }
+
+  async #unreachable<T>(
+    request: JudgeRequest,
+    judge: () => Promise<T> | T,
+    options: RunOptions<T>,
+    e: Error,
+  ): Promise<Outcome<T>> {
     this.#report(e);
     if (this.#o.onUnreachable === "open") {
       const value = await judge();
@@ -237,7 +243,7 @@ export class GuardClient {
         status: "judged",
         value,
         costUsd: 0,
-        usage: readUsage(value)?.usage ?? null,
+        usage: this.#usageOf(options)(value)?.usage ?? null,
         reservedUsd: 0,
         shadowReason: null,
       };
