@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { PhantomSessionSummary } from "../guard/request.js";
 import type { Usage } from "../pricing/prices.js";
+import { toUsage, usageSchema } from "../pricing/usage-schema.js";
 
 /** Limits that reject absurd input before it reaches the guard. */
 export const LIMITS = {
@@ -10,7 +11,6 @@ export const LIMITS = {
   label: 256,
 } as const;
 
-const tokens = z.number().int().nonnegative().max(LIMITS.tokens, `at most ${LIMITS.tokens} tokens`);
 const label = z.string().min(1).max(LIMITS.label);
 const iso = z.string().refine((s) => /^\d{4}-\d{2}-\d{2}T/.test(s) && !Number.isNaN(Date.parse(s)), {
   message: "expected an ISO-8601 time such as 2026-11-20T08:00:00Z",
@@ -36,14 +36,7 @@ const lineSchema = z.object({
   judge: label,
   model: label,
   session: sessionSchema,
-  usage: z
-    .object({
-      input_tokens: tokens,
-      output_tokens: tokens,
-      cache_read_input_tokens: tokens.optional(),
-      cache_creation_input_tokens: tokens.optional(),
-    })
-    .optional(),
+  usage: usageSchema(LIMITS.tokens, false).optional(),
   max_tokens: z.number().int().positive().max(1_000_000).optional(),
   variant: label.optional(),
 });
@@ -102,12 +95,7 @@ export function parseLine(text: string): ParsedLine {
       judge: d.judge,
       model: d.model,
       session: d.session,
-      usage: d.usage && {
-        inputTokens: d.usage.input_tokens,
-        outputTokens: d.usage.output_tokens,
-        cacheReadTokens: d.usage.cache_read_input_tokens ?? 0,
-        cacheWriteTokens: d.usage.cache_creation_input_tokens ?? 0,
-      },
+      usage: toUsage(d.usage),
       maxTokens: d.max_tokens,
       variant: d.variant,
     },

@@ -1,7 +1,6 @@
 import { z } from "zod";
 import type { JudgeRequest } from "../guard/request.js";
-import type { Usage } from "../pricing/prices.js";
-import { readUsage } from "../pricing/usage.js";
+import { usageSchema } from "../pricing/usage-schema.js";
 
 /** Size limits on what a client may send. */
 export const LIMITS = {
@@ -14,7 +13,6 @@ export const LIMITS = {
 const label = z.string().min(1).max(LIMITS.label);
 const message = z.string().max(LIMITS.messageChars, `at most ${LIMITS.messageChars} characters`);
 const messages = z.array(message).max(LIMITS.messages);
-const tokens = z.number().int().nonnegative().max(100_000_000);
 
 const session = z.object({
   session_key: label,
@@ -68,20 +66,7 @@ export const assessBody = z
     path: ["session"],
   });
 
-/** Anthropic's usage object, as the judge's response carries it. */
-export const usageBody = z
-  .object({
-    input_tokens: tokens,
-    output_tokens: tokens,
-    cache_read_input_tokens: tokens.optional(),
-    cache_creation_input_tokens: tokens.optional(),
-    // The cache writes by lifetime (1-hour writes cost more than 5-minute ones).
-    cache_creation: z
-      .object({ ephemeral_5m_input_tokens: tokens.optional(), ephemeral_1h_input_tokens: tokens.optional() })
-      .strict()
-      .optional(),
-  })
-  .strict();
+export const usageBody = usageSchema(100_000_000, true);
 
 export const settleBody = z
   .object({
@@ -118,9 +103,4 @@ export function toRequest(b: Partial<AdmitBody> & AssessBody): JudgeRequest {
     ...(b.max_tokens !== undefined && { maxTokens: b.max_tokens }),
     ...(b.variant !== undefined && { variant: b.variant }),
   };
-}
-
-/** The usage a settlement reports, read the way the guard reads a judge's result in process. */
-export function toUsage(u: z.infer<typeof usageBody> | undefined): Usage | undefined {
-  return u && readUsage(u)?.usage;
 }

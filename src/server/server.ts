@@ -7,7 +7,8 @@ import { ConfigError, isJudgeGuardError } from "../errors.js";
 import type { Guard } from "../guard/guard.js";
 import { SKIP_CODES } from "../guard/outcome.js";
 import type { Logger } from "../log/logger.js";
-import { admitBody, assessBody, LIMITS, settleBody, toRequest, toUsage } from "./schema.js";
+import { toUsage } from "../pricing/usage-schema.js";
+import { admitBody, assessBody, LIMITS, settleBody, toRequest } from "./schema.js";
 
 export interface ServeOptions {
   readonly guard: Guard;
