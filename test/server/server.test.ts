@@ -330,7 +330,10 @@ describe("judge-guard serve", () => {
       });
       return { usage: { input_tokens: 10, output_tokens: 10 } };
     });
-    await new Promise((r) => setTimeout(r, 200));
+    // The first call is admitted and in flight before the second asks.
+    for (let i = 0; i < 200 && s.guard.openTickets().length === 0; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(s.guard.openTickets()).toHaveLength(1);
     const gaveUp = await fetch(`${s.url}/v1/admit`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },

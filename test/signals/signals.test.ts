@@ -153,10 +153,12 @@ describe("phantomSqliteSink", () => {
     const sdkSession = () =>
       (db.prepare("SELECT sdk_session_id AS id FROM sessions").get() as { id: string | null }).id;
     await turn("c"); // within the cooldown: no retry
+    for (let i = 0; i < 200 && store.signals.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
     expect(store.signals.map((s) => s.status)).toEqual(["failed"]);
     expect(sdkSession()).toBe("sdk_x");
     clock.advance(61_000);
     await turn("d"); // retried and delivered
+    for (let i = 0; i < 200 && store.signals.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
     expect(store.signals.map((s) => s.status)).toEqual(["failed", "delivered"]);
     expect(sdkSession()).toBeNull();
     await turn("e"); // delivered once: never again
