@@ -163,7 +163,7 @@ export class GuardClient {
   }
 
   /** Is the session stuck? When the sidecar does not answer, the cycle runs (and is guarded per call). */
-  async assess(session: SessionRef, _options?: AssessOptions): Promise<Assessment> {
+  async assess(session: SessionRef, options: AssessOptions = {}): Promise<Assessment> {
     try {
       const r = await this.#post<{
         stuck: boolean;
@@ -171,7 +171,17 @@ export class GuardClient {
         episode_id: string | null;
         fingerprint: string | null;
         repeats: number;
-      }>("/v1/assess", wire(session));
+      }>("/v1/assess", {
+        ...wire(session),
+        ...(options.judges && {
+          judges: options.judges.map((j) => ({
+            judge: j.judge,
+            model: j.model,
+            ...(j.variant !== undefined && { variant: j.variant }),
+            ...(j.maxTokens !== undefined && { max_tokens: j.maxTokens }),
+          })),
+        }),
+      });
       return {
         stuck: r.stuck,
         skip: r.skip,

@@ -53,9 +53,19 @@ export interface GuardStats {
   unsettled: number;
 }
 
+/** A judge call a cycle would make: its identity, as in a {@link JudgeRequest}. */
+export interface AssessedJudge {
+  readonly judge: string;
+  readonly model: string;
+  /** Tells apart calls of one judge kind with different prompts. */
+  readonly variant?: string;
+  /** The call's output ceiling, for its estimate. */
+  readonly maxTokens?: number;
+}
+
 export interface AssessOptions {
   /** The judge calls a skip saves (recorded as skipped decisions with their estimates). */
-  readonly judges?: ReadonlyArray<{ readonly judge: string; readonly model: string }>;
+  readonly judges?: ReadonlyArray<AssessedJudge>;
 }
 
 /** What {@link Guard.assess} decides. */
@@ -100,6 +110,13 @@ export interface SessionState {
 }
 
 type SkipReasonNotDuplicate = Exclude<SkipReason, "duplicate">;
+
+/** A would-be call's identity: key, judge kind, model, variant and transcript. */
+const identity = (req: NormalizedRequest, obs: Observation) =>
+  `${req.sessionKey}\u0000${req.judge}\u0000${req.model}\u0000${req.variant}\u0000${obs.transcriptHash}`;
+
+/** Identities whose skip has been counted as saved, per guard. */
+const SAVED_IDENTITIES = 10_000;
 
 const HEARTBEAT_MS = 5_000;
 const ADMISSION_POLL_MS = 50;
@@ -170,6 +187,11 @@ export class Guard {
   readonly #caps: BudgetCaps;
   /** Budget alerts already sent, by alert id. */
   readonly #alerted = new LRUCache<string, true>({ max: 10_000 });
+  /**
+   * Would-be calls already counted as saved: a retry of a skipped call (Phantom's fallbacks
+   * call the judge again after a skip) would not have been made unguarded, so it saves nothing.
+   */
+  readonly #savedOnce = new LRUCache<string, true>({ max: SAVED_IDENTITIES });
   /** When each undelivered alert was last tried. */
   readonly #alertTried = new LRUCache<string, number>({ max: 10_000 });
   readonly #owner: OwnerRecord;
@@ -297,9 +319,10 @@ export class Guard {
       return this.#judgeOnce(req, obs, estimate, savedMicros, judge, options, shadowReason);
     }
 
-    const cacheKey = `${req.sessionKey}\u0000${req.judge}\u0000${req.model}\u0000${req.variant}\u0000${obs.transcriptHash}`;
+    const cacheKey = identity(req, obs);
     let awaited: Promise<unknown> | undefined;
     for (;;) {
+      // A repeat after an identical call completed (within the verdict TTL) reuses its verdict.
       const known = this.#verdicts.get(cacheKey);
       if (known !== undefined) {
         this.#recordSkip(req, obs, now, "duplicate", known.chargedMicros, null);
@@ -307,6 +330,9 @@ export class Guard {
         this.#stats.savedMicros += known.chargedMicros;
         return { status: "reused", value: known.value as T, savedUsd: toUsd(known.chargedMicros) };
       }
+      // Concurrent identical calls stay independent (each is a vote, as in Phantom's minority
+      // veto) unless the caller opts in to share one call's verdict.
+      if (options.share !== true) break;
       const shared = this.#inflight.get(cacheKey);
       if (shared === undefined || shared === awaited) break;
       awaited = shared;
@@ -409,12 +435,29 @@ export class Guard {
   assess(session: SessionRef, options: AssessOptions = {}): Assessment {
     if (this.#closed) throw new GuardClosedError();
     const s = normalizeSession(session);
+    // Checked before the session is observed, so a bad entry changes nothing.
+    const judges = (options.judges ?? []).map(
+      (j): NormalizedRequest => ({
+        ...normalizeRequest({
+          sessionKey: s.sessionKey,
+          judge: j.judge,
+          model: j.model,
+          ...(j.variant !== undefined && { variant: j.variant }),
+          ...(j.maxTokens !== undefined && { maxTokens: j.maxTokens }),
+        }),
+        ...s,
+      }),
+    );
     const { obs, now, stuck: verdict } = this.#observe(s);
     const skip = verdict.stuck && this.#o.mode !== "shadow";
     if (skip) {
-      for (const j of options.judges ?? []) {
-        const req = { ...s, judge: j.judge, model: j.model, maxTokens: undefined, variant: "" };
-        const saved = this.#estimator.estimate(j.judge, j.model, obs.transcriptChars).expectedMicros;
+      for (const req of judges) {
+        const saved = this.#estimator.estimate(
+          req.judge,
+          req.model,
+          obs.transcriptChars,
+          req.maxTokens,
+        ).expectedMicros;
         this.#skip(req, obs, now, "stuck_session", saved, { stuck: verdict });
       }
     }
@@ -764,6 +807,10 @@ export class Guard {
     savedMicros: number,
     why: { stuck?: StuckVerdict; refusal?: Refusal; cause?: unknown },
   ): SkippedOutcome {
+    // A would-be call counts once: a repeat of a skipped identity is recorded but saves nothing.
+    const id = identity(req, obs);
+    if (this.#savedOnce.has(id)) savedMicros = 0;
+    else this.#savedOnce.set(id, true);
     const inCalls = why.refusal?.reason === "session_calls";
     const details: SkipDetails = {
       sessionKey: req.sessionKey,

@@ -15,7 +15,10 @@ export interface JudgedOutcome<T> {
   readonly shadowReason: SkipReason | null;
 }
 
-/** An identical request was judged before (or is being judged): its verdict is reused at no cost. */
+/**
+ * An identical request was judged before (or, with `share`, is being judged): its verdict is
+ * reused at no cost.
+ */
 export interface ReusedOutcome<T> {
   readonly status: "reused";
   readonly value: T;
@@ -44,6 +47,13 @@ export interface RunOptions<T> {
    * judge function reports no usage.
    */
   readonly knownUsage?: Usage;
+  /**
+   * Share the verdict of an identical call in flight instead of making this one. Off by
+   * default: concurrent identical calls are independent (each judged and charged), as
+   * Phantom's multi-judge votes must be. A repeat after an identical call has completed reuses
+   * its verdict either way (within `JUDGE_GUARD_VERDICT_TTL`). The sidecar never shares.
+   */
+  readonly share?: boolean;
 }
 
 export interface CallOptions<T> extends RunOptions<T> {

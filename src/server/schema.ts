@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { AssessOptions } from "../guard/guard.js";
 import type { JudgeRequest } from "../guard/request.js";
 import { usageSchema } from "../pricing/usage-schema.js";
 
@@ -8,6 +9,8 @@ export const LIMITS = {
   label: 256,
   messages: 100_000,
   messageChars: 1_000_000,
+  /** Judges named in one assessment. */
+  judges: 64,
 } as const;
 
 const label = z.string().min(1).max(LIMITS.label);
@@ -58,8 +61,18 @@ export const admitBody = z
     path: ["session"],
   });
 
+/** The judge calls a skipped cycle would have made, recorded as skipped decisions. */
+const assessedJudge = z
+  .object({
+    judge: label,
+    model: label,
+    variant: label.optional(),
+    max_tokens: z.number().int().positive().max(1_000_000).optional(),
+  })
+  .strict();
+
 export const assessBody = z
-  .object(sessionRef)
+  .object({ ...sessionRef, judges: z.array(assessedJudge).max(LIMITS.judges).optional() })
   .strict()
   .refine((b) => b.session !== undefined || b.session_key !== undefined, {
     message: "give session (a SessionSummary) or session_key with user_messages and assistant_messages",
@@ -82,7 +95,7 @@ export type AdmitBody = z.infer<typeof admitBody>;
 export type AssessBody = z.infer<typeof assessBody>;
 
 /** The wire form (snake_case) of a judge request, to the guard's own. */
-export function toRequest(b: Partial<AdmitBody> & AssessBody): JudgeRequest {
+export function toRequest(b: Partial<AdmitBody> & Omit<AssessBody, "judges">): JudgeRequest {
   const r = b.reply;
   return {
     judge: b.judge ?? "assess",
@@ -102,5 +115,18 @@ export function toRequest(b: Partial<AdmitBody> & AssessBody): JudgeRequest {
     }),
     ...(b.max_tokens !== undefined && { maxTokens: b.max_tokens }),
     ...(b.variant !== undefined && { variant: b.variant }),
+  };
+}
+
+/** The judges of an assessment, to the guard's own. */
+export function toJudges(b: AssessBody): AssessOptions {
+  if (b.judges === undefined) return {};
+  return {
+    judges: b.judges.map((j) => ({
+      judge: j.judge,
+      model: j.model,
+      ...(j.variant !== undefined && { variant: j.variant }),
+      ...(j.max_tokens !== undefined && { maxTokens: j.max_tokens }),
+    })),
   };
 }

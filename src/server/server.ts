@@ -8,7 +8,7 @@ import type { Guard } from "../guard/guard.js";
 import { SKIP_CODES } from "../guard/outcome.js";
 import type { Logger } from "../log/logger.js";
 import { toUsage } from "../pricing/usage-schema.js";
-import { admitBody, assessBody, LIMITS, settleBody, toRequest } from "./schema.js";
+import { admitBody, assessBody, LIMITS, settleBody, toJudges, toRequest } from "./schema.js";
 
 export interface ServeOptions {
   readonly guard: Guard;
@@ -266,7 +266,7 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     }
     if (path === "/v1/assess" && method === "POST") {
       const body = parse(assessBody, await readBody(req));
-      const v = guard.assess(toRequest(body));
+      const v = guard.assess(toRequest(body), toJudges(body));
       send(res, 200, {
         stuck: v.stuck,
         skip: v.skip,

@@ -48,7 +48,9 @@ describe("calls in flight", () => {
       return { inputTokens: 100, outputTokens: 10 };
     };
     const req = request("k", ["q"], ["a real answer"]);
-    const outs = await Promise.allSettled(Array.from({ length: 5 }, () => guard.run(req, judge)));
+    const outs = await Promise.allSettled(
+      Array.from({ length: 5 }, () => guard.run(req, judge, { share: true })),
+    );
     expect(calls).toBe(2);
     expect(outs.filter((o) => o.status === "rejected")).toHaveLength(1);
     const ok = outs.flatMap((o) => (o.status === "fulfilled" ? [o.value.status] : []));

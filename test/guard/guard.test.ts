@@ -154,7 +154,7 @@ describe("Guard.run", () => {
     await guard.close();
   });
 
-  it("identical requests in flight share one call", async () => {
+  it("identical requests in flight share one call when they opt in (share: true)", async () => {
     const guard = createGuard(quiet());
     let release!: () => void;
     const gate = new Promise<void>((r) => {
@@ -167,7 +167,12 @@ describe("Guard.run", () => {
       return { inputTokens: 10, outputTokens: 10 };
     };
     const req = new Session("k").turn("x", "A real answer with some substance.");
-    const all = Promise.all([guard.run(req, judge), guard.run(req, judge), guard.run(req, judge)]);
+    const shared = { share: true };
+    const all = Promise.all([
+      guard.run(req, judge, shared),
+      guard.run(req, judge, shared),
+      guard.run(req, judge, shared),
+    ]);
     await new Promise((r) => setTimeout(r, 10));
     release();
     const outs = await all;
