@@ -11,10 +11,11 @@ import { createLogger, type Logger } from "../log/logger.js";
 import { PriceTable, type Usage } from "../pricing/prices.js";
 import { type ReportedCost, readUsage } from "../pricing/usage.js";
 import { SignalDispatcher } from "../signals/dispatcher.js";
+import { guardConfigRecord } from "../store/guard-config.js";
 import { MemoryStore } from "../store/memory.js";
 import { currentOwner, isOwnerDead } from "../store/owners.js";
 import { SqliteStore } from "../store/sqlite.js";
-import type { DecisionRecord, LedgerStore, OwnerRecord, SkipReason } from "../store/types.js";
+import type { CostSource, DecisionRecord, LedgerStore, OwnerRecord, SkipReason } from "../store/types.js";
 import { toMicros, toUsd } from "../util/money.js";
 import { DAY_MS, DEFAULTS, type GuardOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 import {
@@ -246,6 +247,7 @@ export class Guard {
       this.#estimator = new CostEstimator(this.#prices, this.#o.estimator, this.#store.estimateStats());
       this.#catalog = new CannedCatalog(this.#o.cannedPatterns, this.#store.cannedFingerprints());
       this.#store.registerOwner(this.#owner);
+      this.#store.recordConfig?.(guardConfigRecord(this.#o, this.#owner.id));
       this.#reclaim();
     } catch (e) {
       if (this.#ownsStore) this.#store.close();
@@ -400,7 +402,7 @@ export class Guard {
     const { admitted } = t;
     // An expired call's client never said what it cost: charge what was reserved, not nothing.
     const reported: ReportedCost = result.expired
-      ? { costUsd: toUsd(admitted.estimate.expectedMicros) }
+      ? { costUsd: toUsd(admitted.estimate.expectedMicros), estimated: true }
       : result;
     const decision = result.ok && !result.expired ? "judged" : "failed";
     return { costUsd: toUsd(this.#settle(admitted, decision, reported, t.started).micros) };
@@ -721,13 +723,33 @@ export class Guard {
     const usage = reported?.usage ?? (failed ? null : (a.knownUsage ?? null));
     // Price at the model that really ran, where the judge says (an escalated Haiku call is Sonnet's price).
     const model = reported?.model ?? req.model;
+    // The judge's own cost wins (it knows its cache use, retries and subagents, which its token
+    // counts may not show); tokens x price only without one, and is recorded beside it.
+    const computed = usage ? this.#prices.costMicros(model, usage) : null;
+    const cost = reported?.costUsd;
+    // A reported cost is finite and >= 0; a zero beside tokens that cost something is a
+    // placeholder (a result type with a cost field nobody filled), not a free call.
+    const validCost =
+      typeof cost === "number" && Number.isFinite(cost) && cost >= 0 && (cost > 0 || !computed);
     let charged: number;
-    if (usage) charged = this.#prices.costMicros(model, usage);
-    else if (reported?.costUsd !== undefined) charged = toMicros(reported.costUsd);
-    else if (failed) charged = 0;
-    else {
+    let costSource: CostSource | null;
+    if (validCost && !reported?.estimated) {
+      charged = toMicros(cost);
+      costSource = "reported";
+    } else if (computed !== null) {
+      charged = computed;
+      costSource = "computed";
+    } else if (validCost) {
+      // The guard's own estimate (a call whose client never settled).
+      charged = toMicros(cost);
+      costSource = "estimate";
+    } else if (failed) {
+      charged = 0;
+      costSource = null;
+    } else {
       // The judge reported nothing: charge the estimate rather than pretend it was free.
       charged = estimate.expectedMicros;
+      costSource = "estimate";
       this.#log.debug(
         { judge: req.judge, model: req.model },
         "judge result has no usage: charged the estimate",
@@ -753,6 +775,8 @@ export class Guard {
       transcriptHash: obs.transcriptHash,
       durationMs: Math.round(performance.now() - started),
       episodeId: null,
+      costSource,
+      computedMicros: computed,
     };
     if (!failed) {
       // A judge that reports no usage is learned from its estimate, so its estimate settles.

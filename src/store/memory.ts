@@ -4,6 +4,7 @@ import { bucketStart, DEFAULT_BUCKET_MS, scopeOf } from "./buckets.js";
 import type {
   DecisionRecord,
   EpisodeRecord,
+  GuardConfigRecord,
   KeyStateRecord,
   LedgerStore,
   OwnerRecord,
@@ -17,14 +18,16 @@ interface Episode extends EpisodeRecord {
 
 /**
  * The ledger in process memory: same contract as the SQLite ledger, nothing survives the
- * process. Decisions (the latest 100,000), episodes and signals are kept so tests and embedders
- * can inspect them. Its atomic sections need no lock (one thread) and never fail, so they have
+ * process. Decisions (the latest 100,000, with their cost source and computed cost), episodes,
+ * signals and guard configurations are kept so tests and embedders can inspect them. Its atomic sections need no lock (one thread) and never fail, so they have
  * nothing to roll back.
  */
 export class MemoryStore implements LedgerStore {
   readonly location = ":memory:";
   readonly decisions: DecisionRecord[] = [];
   readonly signals: SignalRecord[] = [];
+  /** Configurations of the guards that opened this store, in the order recorded. */
+  readonly configs: GuardConfigRecord[] = [];
   readonly episodes = new Map<string, Episode>();
   readonly #usage = new Map<string, Map<number, { micros: number; calls: number }>>();
   readonly #reservations = new Map<string, ReservationRecord>();
@@ -99,10 +102,26 @@ export class MemoryStore implements LedgerStore {
   }
 
   recordDecision(d: DecisionRecord): void {
-    this.decisions.push(d);
+    // The same fields as a ledger row: a source and a computed cost, null when not given.
+    this.decisions.push({ ...d, costSource: d.costSource ?? null, computedMicros: d.computedMicros ?? null });
     // A long-running in-memory guard keeps the latest decisions only.
     if (this.decisions.length > this.#maxDecisions * 1.25)
       this.decisions.splice(0, this.decisions.length - this.#maxDecisions);
+  }
+
+  recordConfig(c: GuardConfigRecord): void {
+    // Redundant when the configuration in force at its start already says the same.
+    let atStart: GuardConfigRecord | undefined;
+    for (const x of this.configs)
+      if (x.startedMs <= c.startedMs && (!atStart || x.startedMs >= atStart.startedMs)) atStart = x;
+    const same =
+      atStart !== undefined &&
+      atStart.mode === c.mode &&
+      atStart.sessionBudgetMicros === c.sessionBudgetMicros &&
+      atStart.sessionMaxCalls === c.sessionMaxCalls &&
+      atStart.budgetWindowMs === c.budgetWindowMs &&
+      atStart.dailyBudgetMicros === c.dailyBudgetMicros;
+    if (!same) this.configs.push(c);
   }
 
   registerOwner(o: OwnerRecord): void {

@@ -226,6 +226,29 @@ export const MIGRATIONS: readonly Migration[] = [
       END;
     `);
   },
+  // v4: where each charge came from, and the caps of every guard that opened the ledger.
+  // - cost_source: 'reported' (the judge's own cost), 'computed' (tokens x price), 'estimate'
+  //   (nothing reported: the reservation's estimate); NULL for skips and for rows written
+  //   before v4 (a report reads rows with tokens as computed, as they were then).
+  // - computed_micros: tokens x price where tokens were given, kept beside a reported cost.
+  // - guard_config: one row per guard start whose caps differ from the latest row; a report
+  //   reads the caps in force during its range from here, not from its own environment.
+  // Existing rows are kept as they are: the columns are added, nothing is rewritten.
+  `
+  ALTER TABLE decisions ADD COLUMN cost_source TEXT CHECK (cost_source IN ('reported', 'computed', 'estimate'));
+  ALTER TABLE decisions ADD COLUMN computed_micros INTEGER;
+  CREATE TABLE guard_config (
+    id INTEGER PRIMARY KEY,
+    started_ms INTEGER NOT NULL,
+    owner_id TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    session_budget_micros INTEGER,
+    session_max_calls INTEGER,
+    budget_window_ms INTEGER NOT NULL,
+    daily_budget_micros INTEGER
+  );
+  CREATE INDEX guard_config_started ON guard_config (started_ms);
+  `,
 ];
 
 /**

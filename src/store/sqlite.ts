@@ -14,6 +14,7 @@ import { applyMigration, ledgerProblem, SCHEMA_VERSION } from "./migrations.js";
 import type {
   DecisionRecord,
   EpisodeRecord,
+  GuardConfigRecord,
   KeyStateRecord,
   LedgerStore,
   OwnerRecord,
@@ -195,7 +196,46 @@ export class SqliteStore implements LedgerStore {
       d.transcriptHash,
       d.durationMs,
       d.episodeId,
+      d.costSource ?? null,
+      d.computedMicros ?? null,
     );
+  }
+
+  recordConfig(c: GuardConfigRecord): void {
+    this.atomically(() => {
+      // Redundant when the configuration in force at its start already says the same.
+      const latest = this.#s.configAt.get(c.startedMs) as Row | undefined;
+      const same =
+        latest !== undefined &&
+        latest.mode === c.mode &&
+        latest.session_budget_micros === c.sessionBudgetMicros &&
+        latest.session_max_calls === c.sessionMaxCalls &&
+        latest.budget_window_ms === c.budgetWindowMs &&
+        latest.daily_budget_micros === c.dailyBudgetMicros;
+      if (same) return;
+      this.#s.config.run(
+        c.startedMs,
+        c.ownerId,
+        c.mode,
+        c.sessionBudgetMicros,
+        c.sessionMaxCalls,
+        c.budgetWindowMs,
+        c.dailyBudgetMicros,
+      );
+    });
+  }
+
+  /** Recorded guard configurations, oldest first (for reports and tests). */
+  configs(): GuardConfigRecord[] {
+    return (this.#s.configs.all() as Row[]).map((r) => ({
+      startedMs: Number(r.started_ms),
+      ownerId: String(r.owner_id),
+      mode: String(r.mode),
+      sessionBudgetMicros: r.session_budget_micros === null ? null : Number(r.session_budget_micros),
+      sessionMaxCalls: r.session_max_calls === null ? null : Number(r.session_max_calls),
+      budgetWindowMs: Number(r.budget_window_ms),
+      dailyBudgetMicros: r.daily_budget_micros === null ? null : Number(r.daily_budget_micros),
+    }));
   }
 
   registerOwner(o: OwnerRecord): void {
@@ -425,7 +465,16 @@ function prepare(db: Database.Database) {
     decision: db.prepare(
       `INSERT INTO decisions (id, ts, session_key, judge, model, decision, reason, shadow, reserved_micros, charged_micros,
         saved_micros, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, turns, transcript_chars,
-        transcript_hash, duration_ms, episode_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        transcript_hash, duration_ms, episode_id, cost_source, computed_micros)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    configAt: db.prepare(
+      "SELECT * FROM guard_config WHERE started_ms <= ? ORDER BY started_ms DESC, id DESC LIMIT 1",
+    ),
+    configs: db.prepare("SELECT * FROM guard_config ORDER BY started_ms, id"),
+    config: db.prepare(
+      `INSERT INTO guard_config (started_ms, owner_id, mode, session_budget_micros, session_max_calls,
+        budget_window_ms, daily_budget_micros) VALUES (?, ?, ?, ?, ?, ?, ?)`,
     ),
     owner: db.prepare(
       "INSERT OR REPLACE INTO owners (id, pid, hostname, proc_start, started_ms, heartbeat_ms) VALUES (?, ?, ?, ?, ?, ?)",

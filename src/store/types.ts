@@ -11,6 +11,12 @@ export type SkipReason =
   | "duplicate"
   | "ledger_error";
 
+/**
+ * Where a decision's charge came from: `reported`, the judge's own cost; `computed`, its tokens
+ * x the price table; `estimate`, nothing was reported and the reservation's estimate was charged.
+ */
+export type CostSource = "reported" | "computed" | "estimate";
+
 /** One decision of the guard. Fingerprints, sizes and counts only: never transcript text. */
 export interface DecisionRecord {
   readonly ts: number;
@@ -35,6 +41,28 @@ export interface DecisionRecord {
   readonly transcriptHash: string;
   readonly durationMs: number;
   readonly episodeId: string | null;
+  /** Where `chargedMicros` came from; null (or absent) when nothing was charged (a skip). */
+  readonly costSource?: CostSource | null;
+  /**
+   * Tokens x price of the call, where it gave tokens: equal to the charge when `computed`,
+   * kept beside a `reported` charge so the two can be compared; null when no tokens were given.
+   */
+  readonly computedMicros?: number | null;
+}
+
+/**
+ * The caps a guard enforced, recorded when it opens the ledger, so that a report reads the caps
+ * in force when decisions were made rather than its own environment. No cap is null.
+ */
+export interface GuardConfigRecord {
+  /** When the guard started, on its clock (the decisions' clock). */
+  readonly startedMs: number;
+  readonly ownerId: string;
+  readonly mode: string;
+  readonly sessionBudgetMicros: number | null;
+  readonly sessionMaxCalls: number | null;
+  readonly budgetWindowMs: number;
+  readonly dailyBudgetMicros: number | null;
 }
 
 export interface ReservationRecord {
@@ -119,6 +147,11 @@ export interface LedgerStore {
   /** Removes a reservation; false when it was no longer there (reclaimed meanwhile). */
   deleteReservation(id: string): boolean;
   recordDecision(d: DecisionRecord): void;
+  /**
+   * Records the caps of a guard opening the store (unless the latest record says the same).
+   * Optional for stores written before it existed.
+   */
+  recordConfig?(c: GuardConfigRecord): void;
 
   registerOwner(o: OwnerRecord): void;
   /** Refreshes an owner's heartbeat; false when its row is gone (it must register again). */

@@ -118,6 +118,70 @@ describe("readUsage", () => {
       },
     ],
     ["a cost without tokens", { cost_usd: 0.25 }, { costUsd: 0.25 }],
+    [
+      "Phantom's reflection subprocess result: a cost alone",
+      { ok: true, costUsd: 0.031 },
+      { costUsd: 0.031 },
+    ],
+    [
+      "Phantom's JudgeResult: its cost beside its tokens and model",
+      { verdict: "pass", inputTokens: 1200, outputTokens: 300, costUsd: 0.22, model: "claude-opus-4-6" },
+      {
+        usage: { inputTokens: 1200, outputTokens: 300, cacheReadTokens: 0, cacheWriteTokens: 0 },
+        costUsd: 0.22,
+        model: "claude-opus-4-6",
+      },
+    ],
+    [
+      "the Agent SDK's result message: total_cost_usd, usage and its only model",
+      {
+        type: "result",
+        subtype: "success",
+        total_cost_usd: 0.05,
+        usage: { input_tokens: 10, output_tokens: 20, cache_read_input_tokens: 50_000 },
+        modelUsage: { "claude-haiku-4-5-20251001": { inputTokens: 10, outputTokens: 20, costUSD: 0.05 } },
+      },
+      {
+        usage: {
+          inputTokens: 10,
+          outputTokens: 20,
+          cacheReadTokens: 50_000,
+          cacheWriteTokens: 0,
+          cacheWrite1hTokens: 0,
+        },
+        costUsd: 0.05,
+        model: "claude-haiku-4-5-20251001",
+      },
+    ],
+    [
+      "an SDK result that used two models names neither",
+      {
+        type: "result",
+        total_cost_usd: 0.07,
+        usage: { input_tokens: 1, output_tokens: 2 },
+        modelUsage: { "claude-haiku-4-5": {}, "claude-sonnet-4-6": {} },
+      },
+      {
+        usage: {
+          inputTokens: 1,
+          outputTokens: 2,
+          cacheReadTokens: 0,
+          cacheWriteTokens: 0,
+          cacheWrite1hTokens: 0,
+        },
+        costUsd: 0.07,
+      },
+    ],
+    [
+      "an SDK error result with a cost and no usage",
+      { type: "result", total_cost_usd: 0.01, usage: {} },
+      { costUsd: 0.01 },
+    ],
+    [
+      "a cost that is not a finite number >= 0 is not a cost",
+      { inputTokens: 5, outputTokens: 1, costUsd: -1, total_cost_usd: Number.NaN },
+      { usage: { inputTokens: 5, outputTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0 } },
+    ],
     ["nothing usable", { verdict: "pass" }, undefined],
     ["negative tokens are not usage", { inputTokens: -5, outputTokens: 1 }, undefined],
   ])("%s", (_name, value, expected) => {
