@@ -55,6 +55,8 @@ export function reportCommand(o: ReportCommandOptions, now = Date.now()): number
       since,
       until,
       sessionKey: o.sessionKey,
+      // Only for a ledger that records no guard configuration (before schema v4): the report
+      // otherwise reads the caps the guard recorded, not this process's environment.
       sessionBudgetUsd: env.sessionBudgetUsd ?? DEFAULTS.sessionBudgetUsd,
       budgetWindowMs: env.budgetWindowMs ?? DEFAULTS.budgetWindowMs,
       ...(by === "day" && { bucket: "day" }),

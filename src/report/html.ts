@@ -1,4 +1,5 @@
 import { count, percent, usd } from "../cli/format.js";
+import { capsLine, mixedSources } from "./render.js";
 import type { Report } from "./report.js";
 
 const escapeHtml = (s: string): string =>
@@ -66,6 +67,9 @@ export function renderHtml(r: Report): string {
         `<li>${escapeHtml(reason)}: ${count(n)} calls, ${usd(t.saved_by_reason[reason] ?? 0)}</li>`,
     )
     .join("");
+  const sources = mixedSources(t)
+    ? `<p class="sources" id="cost-sources">charged: ${usd(t.reported_usd)} reported by the judges (tokens x price of the same calls: ${usd(t.reported_computed_usd)}) · ${usd(t.computed_usd)} computed from tokens x price · ${usd(t.estimated_usd)} estimated${t.unknown_source_usd > 0 ? ` · ${usd(t.unknown_source_usd)} not recorded` : ""}</p>`
+    : "";
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -92,6 +96,7 @@ th,td{padding:6px 8px;border-bottom:1px solid #e6ebf0;text-align:right;white-spa
 <div class="card">saved<b>${usd(t.saved_usd)}</b>${count(t.calls_skipped)} calls skipped</div>
 <div class="card">unguarded<b>${usd(t.unguarded_usd)}</b>${percent(t.saved_usd, t.unguarded_usd)} saved</div>
 </div>
+${sources}
 ${reasons ? `<ul>${reasons}</ul>` : ""}
 <h2>Charged and saved per ${r.series.bucket}</h2>
 <p class="legend"><span style="background:#2f5d9e"></span>charged<span style="background:#8cc9a6"></span>saved</p>
@@ -102,6 +107,7 @@ ${chart(r)}
 <tbody>
 ${rows}
 </tbody></table></div>
+<p class="caps" id="caps">${escapeHtml(capsLine(r.config))}</p>
 </body>
 </html>
 `;

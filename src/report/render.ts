@@ -1,5 +1,30 @@
 import { count, percent, usd } from "../cli/format.js";
-import type { Report, SessionRow } from "./report.js";
+import type { CostSplit, Report, ReportConfig, SessionRow } from "./report.js";
+
+/** Whether any charge in the report came from elsewhere than tokens x price. */
+export function mixedSources(t: CostSplit): boolean {
+  return t.reported_usd > 0 || t.estimated_usd > 0 || t.unknown_source_usd > 0;
+}
+
+const window = (ms: number): string =>
+  ms % 86_400_000 === 0 && ms > 86_400_000
+    ? `${ms / 86_400_000}d`
+    : ms % 3_600_000 === 0
+      ? `${ms / 3_600_000}h`
+      : `${Math.round(ms / 60_000)}m`;
+
+/** Where the caps of the budget column come from, in words (one or two lines). */
+export function capsLine(c: ReportConfig): string {
+  const cap = c.session_budget_usd === null ? "no session cap" : `session cap ${usd(c.session_budget_usd)}`;
+  const what = `${cap} per ${window(c.budget_window_ms)}`;
+  if (c.source === "environment")
+    return `budget used / cap: ${what} from this environment (the ledger records no guard caps)`;
+  const changed =
+    c.changed.length === 0
+      ? ""
+      : `\ncaps changed during the range (${c.changed.join(", ")}): the latest is shown`;
+  return `budget used / cap: ${what}, as the guard that wrote the ledger configured it${changed}`;
+}
 
 /** Aligned columns that fit `width` characters: column `give` (a text column) gives way. */
 export function table(
@@ -11,7 +36,7 @@ export function table(
 ): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const total = widths.reduce((a, b) => a + b, 0) + 2 * (widths.length - 1);
-  if (total > width) widths[give] = Math.max(12, widths[give]! - (total - width));
+  if (total > width) widths[give] = Math.max(10, widths[give]! - (total - width));
   const cell = (text: string, i: number) => {
     const w = widths[i]!;
     const t = text.length > w ? `${text.slice(0, w - 1)}…` : text;
@@ -48,6 +73,20 @@ export function renderTable(r: Report, width = 100): string {
   out.push(
     `  judged     ${count(t.calls_judged).padStart(8)} calls   ${usd(t.charged_usd)} charged${t.calls_failed ? ` (${count(t.calls_failed)} failed calls included)` : ""}`,
   );
+  if (mixedSources(t)) {
+    const n = t.calls_by_cost_source;
+    const line = (label: string, calls: number, amount: number, extra = "") =>
+      out.push(`    ${label.padEnd(16)}${count(calls).padStart(6)}   ${usd(amount)}${extra}`);
+    line(
+      "reported cost",
+      n.reported,
+      t.reported_usd,
+      n.reported > 0 ? ` (tokens x price of the same calls: ${usd(t.reported_computed_usd)})` : "",
+    );
+    line("computed", n.computed, t.computed_usd, " (tokens x price)");
+    line("estimate", n.estimate, t.estimated_usd);
+    if (t.unknown_source_usd > 0) line("not recorded", n.unknown, t.unknown_source_usd);
+  }
   out.push(`  skipped    ${count(t.calls_skipped).padStart(8)} calls   ${usd(t.saved_usd)} saved`);
   for (const [reason, n] of Object.entries(t.skipped_by_reason).sort((a, b) => b[1] - a[1])) {
     out.push(`    ${reason.padEnd(16)}${count(n).padStart(6)}   ${usd(t.saved_by_reason[reason] ?? 0)}`);
@@ -72,7 +111,9 @@ export function renderTable(r: Report, width = 100): string {
         6,
       ),
     );
+    out.push(capsLine(r.config));
   }
+  const mixed = mixedSources(t);
   for (const [title, rows] of [
     ["per judge kind", r.by_judge],
     ["per model", r.by_model],
@@ -81,7 +122,16 @@ export function renderTable(r: Report, width = 100): string {
     out.push("", title);
     out.push(
       table(
-        ["name", "calls", "input", "output", "cache read", "cache write", "charged"],
+        [
+          "name",
+          "calls",
+          "input",
+          "output",
+          "cache read",
+          "cache write",
+          ...(mixed ? ["reported", "computed", "estimate"] : []),
+          "charged",
+        ],
         rows.map((x) => [
           x.name,
           count(x.calls),
@@ -89,10 +139,11 @@ export function renderTable(r: Report, width = 100): string {
           count(x.output_tokens),
           count(x.cache_read_tokens),
           count(x.cache_write_tokens),
+          ...(mixed ? [usd(x.reported_usd), usd(x.computed_usd), usd(x.estimated_usd)] : []),
           usd(x.charged_usd),
         ]),
         width,
-        [false, true, true, true, true, true, true],
+        [false, true, true, true, true, true, true, ...(mixed ? [true, true, true] : [])],
       ),
     );
   }
@@ -151,6 +202,11 @@ export function renderCsv(r: Report, by: "key" | "day"): string {
       "budget_cap_usd",
       "stuck_episodes",
       "ongoing_episodes",
+      "reported_usd",
+      "reported_computed_usd",
+      "computed_usd",
+      "estimated_usd",
+      "budget_cap_source",
     ],
     r.sessions.map((s) => [
       s.session_key,
@@ -162,6 +218,11 @@ export function renderCsv(r: Report, by: "key" | "day"): string {
       s.budget.cap_usd,
       s.episodes.length,
       s.episodes.filter((e) => e.ended === null).length,
+      s.reported_usd,
+      s.reported_computed_usd,
+      s.computed_usd,
+      s.estimated_usd,
+      r.config.source,
     ]),
   );
 }

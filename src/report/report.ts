@@ -20,9 +20,45 @@ export interface Report {
   readonly by_model: TokenRow[];
   readonly series: { readonly bucket: "hour" | "day"; readonly points: SeriesPoint[] };
   readonly estimates: EstimateAccuracy;
+  /** The caps the budget column is measured against, and where they were read. */
+  readonly config: ReportConfig;
 }
 
-export interface Totals {
+/**
+ * Charges split by where they came from (see the ledger's `cost_source`): they add up to
+ * `charged_usd`.
+ */
+export interface CostSplit {
+  /** Charged the judge's own reported cost. */
+  readonly reported_usd: number;
+  /** Tokens x the price table of the same reported calls, where they gave tokens. */
+  readonly reported_computed_usd: number;
+  /** Charged tokens x the price table (no cost reported). */
+  readonly computed_usd: number;
+  /** Charged the reservation's estimate (nothing reported). */
+  readonly estimated_usd: number;
+  /** Charged by rows with no recorded source and no tokens (written before schema v4). */
+  readonly unknown_source_usd: number;
+}
+
+/**
+ * The guard configuration in force during the range: the latest recorded at or before its end
+ * (`source: "ledger"`), or, for a ledger that records none, the report's own environment.
+ */
+export interface ReportConfig {
+  readonly source: "ledger" | "environment";
+  /** When the configuration shown was recorded (a guard started); null from the environment. */
+  readonly recorded: string | null;
+  readonly mode: string | null;
+  readonly session_budget_usd: number | null;
+  readonly session_max_calls: number | null;
+  readonly budget_window_ms: number;
+  readonly daily_budget_usd: number | null;
+  /** Fields whose value differed between configurations in force during the range; the latest is shown. */
+  readonly changed: string[];
+}
+
+export interface Totals extends CostSplit {
   readonly calls_judged: number;
   readonly calls_failed: number;
   readonly calls_skipped: number;
@@ -32,6 +68,13 @@ export interface Totals {
   readonly saved_by_reason: Record<string, number>;
   /** What the same traffic would have cost with no guard: charged plus saved. */
   readonly unguarded_usd: number;
+  /** Judged and failed calls by where their charge came from. */
+  readonly calls_by_cost_source: {
+    readonly reported: number;
+    readonly computed: number;
+    readonly estimate: number;
+    readonly unknown: number;
+  };
 }
 
 export interface EpisodeRow {
@@ -44,7 +87,7 @@ export interface EpisodeRow {
   readonly signals: Array<{ readonly channel: string; readonly status: string; readonly attempts: number }>;
 }
 
-export interface SessionRow {
+export interface SessionRow extends CostSplit {
   readonly session_key: string;
   readonly calls: number;
   readonly skipped: number;
@@ -55,7 +98,7 @@ export interface SessionRow {
   readonly episodes: EpisodeRow[];
 }
 
-export interface TokenRow {
+export interface TokenRow extends CostSplit {
   readonly name: string;
   readonly calls: number;
   readonly input_tokens: number;
@@ -90,7 +133,10 @@ export interface ReportOptions {
   readonly since: number;
   readonly until: number;
   readonly sessionKey?: string | undefined;
-  /** The per-key cap and its rolling window, to show each key's budget use at `until`. */
+  /**
+   * The per-key cap and its rolling window, to show each key's budget use at `until`, when the
+   * ledger records no guard configuration (written before schema v4): the caller's environment.
+   */
   readonly sessionBudgetUsd?: number;
   readonly budgetWindowMs?: number;
   /** Width of the series' periods. @default hours for ranges up to two days, days beyond */
@@ -98,6 +144,103 @@ export interface ReportOptions {
 }
 
 const usd = (micros: number | null | undefined): number => Math.round(Number(micros ?? 0)) / 1_000_000;
+
+/** Sums, per group, of the charges by source (the columns `split` reads back). */
+function splitSql(version: number): string {
+  // Rows with tokens and no recorded source (before v4, or from an older process still
+  // writing) were charged tokens x price: that was the only use of tokens then.
+  const tokens =
+    "(decision != 'skipped' AND input_tokens + output_tokens + cache_read_tokens + cache_write_tokens > 0)";
+  const legacy = `CASE WHEN ${tokens} THEN 'computed' END`;
+  const src = version >= 4 ? `coalesce(cost_source, ${legacy})` : `(${legacy})`;
+  const computed =
+    version >= 4
+      ? `coalesce(computed_micros, CASE WHEN cost_source IS NULL AND ${tokens} THEN charged_micros END)`
+      : `(CASE WHEN ${tokens} THEN charged_micros END)`;
+  const by = (source: string, what = "charged_micros") =>
+    `coalesce(sum(CASE WHEN ${src} = '${source}' THEN ${what} END), 0)`;
+  return `${by("reported")} AS s_rep, ${by("reported", computed)} AS s_rep_comp, ${by("computed")} AS s_comp,
+    ${by("estimate")} AS s_est, coalesce(sum(CASE WHEN ${src} IS NULL THEN charged_micros END), 0) AS s_unk,
+    ${by("reported", "1")} AS n_rep, ${by("computed", "1")} AS n_comp, ${by("estimate", "1")} AS n_est,
+    coalesce(sum(CASE WHEN ${src} IS NULL AND decision != 'skipped' THEN 1 END), 0) AS n_unk`;
+}
+
+interface SplitColumns {
+  s_rep: number;
+  s_rep_comp: number;
+  s_comp: number;
+  s_est: number;
+  s_unk: number;
+  n_rep: number;
+  n_comp: number;
+  n_est: number;
+  n_unk: number;
+}
+
+const split = (r: SplitColumns): CostSplit => ({
+  reported_usd: usd(r.s_rep),
+  reported_computed_usd: usd(r.s_rep_comp),
+  computed_usd: usd(r.s_comp),
+  estimated_usd: usd(r.s_est),
+  unknown_source_usd: usd(r.s_unk),
+});
+
+/** The configuration in force during [since, until], from the ledger's `guard_config`. */
+function configOf(db: Database.Database, version: number, o: ReportOptions): ReportConfig {
+  const rows =
+    version >= 4
+      ? (db.prepare("SELECT * FROM guard_config ORDER BY started_ms, id").all() as Array<{
+          started_ms: number;
+          mode: string;
+          session_budget_micros: number | null;
+          session_max_calls: number | null;
+          budget_window_ms: number;
+          daily_budget_micros: number | null;
+        }>)
+      : [];
+  if (rows.length === 0) {
+    const cap = o.sessionBudgetUsd;
+    return {
+      source: "environment",
+      recorded: null,
+      mode: null,
+      session_budget_usd: cap === undefined || cap === Infinity ? null : cap,
+      session_max_calls: null,
+      budget_window_ms: o.budgetWindowMs ?? 86_400_000,
+      daily_budget_usd: null,
+      changed: [],
+    };
+  }
+  // In force during the range: the latest at or before its start, and every one started in it.
+  // With none at or before its end (the range precedes every record), the earliest.
+  let first = 0;
+  for (let i = 0; i < rows.length; i++) if (rows[i]!.started_ms <= o.since) first = i;
+  let last = first;
+  for (let i = first; i < rows.length; i++) if (rows[i]!.started_ms <= o.until) last = i;
+  const during = rows.slice(first, last + 1);
+  const shown = rows[last]!;
+  const money = (m: number | null) => (m === null ? null : usd(m));
+  const fields: Record<string, (r: typeof shown) => string | number | null> = {
+    mode: (r) => r.mode,
+    session_budget_usd: (r) => r.session_budget_micros,
+    session_max_calls: (r) => r.session_max_calls,
+    budget_window_ms: (r) => r.budget_window_ms,
+    daily_budget_usd: (r) => r.daily_budget_micros,
+  };
+  const changed = Object.entries(fields)
+    .filter(([, get]) => new Set(during.map(get)).size > 1)
+    .map(([name]) => name);
+  return {
+    source: "ledger",
+    recorded: iso(shown.started_ms),
+    mode: shown.mode,
+    session_budget_usd: money(shown.session_budget_micros),
+    session_max_calls: shown.session_max_calls,
+    budget_window_ms: shown.budget_window_ms,
+    daily_budget_usd: money(shown.daily_budget_micros),
+    changed,
+  };
+}
 const iso = (ms: number): string => new Date(ms).toISOString();
 
 function open(path: string): Database.Database {
@@ -146,7 +289,9 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
   // One filter for every query: the time range, and the key when one is asked for.
   // Since schema v3 a decision's id starts with its time (decision-ids.ts): the id bound turns
   // the range into a range scan of the table, the ts bounds keep it exact.
-  const byId = Number(db.pragma("user_version", { simple: true })) >= 3;
+  const version = Number(db.pragma("user_version", { simple: true }));
+  const byId = version >= 3;
+  const splits = splitSql(version);
   const from = (param: string) => `${byId ? `id >= ${param}Id AND ` : ""}ts >= ${param}`;
   const keyOnly = key === null ? "" : " AND session_key = @key";
   const where = `${from("@since")} AND ts < @until${keyOnly}`;
@@ -169,6 +314,7 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
     charged: number;
     saved: number;
   }>;
+  const bySource = db.prepare(`SELECT ${splits} FROM decisions WHERE ${where}`).get(args) as SplitColumns;
   const skippedByReason: Record<string, number> = {};
   const savedByReason: Record<string, number> = {};
   let judged = 0;
@@ -192,16 +338,18 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
   const sessionRows = db
     .prepare(
       `SELECT session_key, count(*) AS calls, sum(decision = 'skipped') AS skipped,
-              sum(charged_micros) AS charged, sum(saved_micros) AS saved
+              sum(charged_micros) AS charged, sum(saved_micros) AS saved, ${splits}
        FROM decisions WHERE ${where} GROUP BY session_key ORDER BY sum(charged_micros) + sum(saved_micros) DESC, session_key`,
     )
-    .all(args) as Array<{
-    session_key: string;
-    calls: number;
-    skipped: number;
-    charged: number;
-    saved: number;
-  }>;
+    .all(args) as Array<
+    {
+      session_key: string;
+      calls: number;
+      skipped: number;
+      charged: number;
+      saved: number;
+    } & SplitColumns
+  >;
   const episodes = db
     .prepare(
       `SELECT id, session_key, fingerprint, repeats, started_ms, ended_ms FROM episodes
@@ -243,8 +391,10 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
     });
     episodesByKey.set(e.session_key, list);
   }
-  const windowMs = o.budgetWindowMs ?? 86_400_000;
-  const cap = o.sessionBudgetUsd === undefined || o.sessionBudgetUsd === Infinity ? null : o.sessionBudgetUsd;
+  // The caps of the guard that made the decisions, not of whoever runs the report.
+  const config = configOf(db, version, o);
+  const windowMs = config.budget_window_ms;
+  const cap = config.session_budget_usd;
   const used = new Map(
     (
       db
@@ -264,6 +414,7 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
     calls: r.calls,
     skipped: Number(r.skipped ?? 0),
     charged_usd: usd(r.charged),
+    ...split(r),
     saved_usd: usd(r.saved),
     budget: { used_usd: used.get(r.session_key) ?? 0, cap_usd: cap },
     episodes: episodesByKey.get(r.session_key) ?? [],
@@ -274,18 +425,21 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
       db
         .prepare(
           `SELECT ${column} AS name, count(*) AS calls, sum(input_tokens) AS i, sum(output_tokens) AS o,
-                  sum(cache_read_tokens) AS cr, sum(cache_write_tokens) AS cw, sum(charged_micros) AS charged
+                  sum(cache_read_tokens) AS cr, sum(cache_write_tokens) AS cw, sum(charged_micros) AS charged,
+                  ${splits}
            FROM decisions WHERE ${where} AND decision != 'skipped' GROUP BY ${column} ORDER BY sum(charged_micros) DESC, ${column}`,
         )
-        .all(args) as Array<{
-        name: string;
-        calls: number;
-        i: number;
-        o: number;
-        cr: number;
-        cw: number;
-        charged: number;
-      }>
+        .all(args) as Array<
+        {
+          name: string;
+          calls: number;
+          i: number;
+          o: number;
+          cr: number;
+          cw: number;
+          charged: number;
+        } & SplitColumns
+      >
     ).map((r) => ({
       name: r.name,
       calls: r.calls,
@@ -294,6 +448,7 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
       cache_read_tokens: Number(r.cr ?? 0),
       cache_write_tokens: Number(r.cw ?? 0),
       charged_usd: usd(r.charged),
+      ...split(r),
     }));
 
   // Hours for ranges up to two days, days beyond, unless asked.
@@ -326,6 +481,13 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
       calls_skipped: skipped,
       skipped_by_reason: skippedByReason,
       charged_usd: usd(charged),
+      ...split(bySource),
+      calls_by_cost_source: {
+        reported: Number(bySource.n_rep),
+        computed: Number(bySource.n_comp),
+        estimate: Number(bySource.n_est),
+        unknown: Number(bySource.n_unk),
+      },
       saved_usd: usd(saved),
       saved_by_reason: savedByReason,
       unguarded_usd: usd(charged + saved),
@@ -343,5 +505,6 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
         : null,
       mean_abs_error_usd: est.mae === null ? null : usd(est.mae),
     },
+    config,
   };
 }

@@ -9,7 +9,9 @@ import {
   MemoryStore,
   SqliteStore,
 } from "../../src/index.js";
+import { buildReport } from "../../src/report/report.js";
 import { applyMigration, SCHEMA_VERSION } from "../../src/store/migrations.js";
+import type { DecisionRecord } from "../../src/store/types.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
@@ -218,7 +220,28 @@ describe("the charge is the judge's reported cost, and the ledger says where it 
 });
 
 describe("schema v4", () => {
-  it("upgrading a v3 ledger keeps every row, with no source recorded for them", () => {
+  const old: Omit<DecisionRecord, "ts"> = {
+    sessionKey: "k",
+    judge: "j",
+    model: SONNET,
+    decision: "judged",
+    reason: null,
+    shadow: false,
+    reservedMicros: 0,
+    chargedMicros: 0,
+    savedMicros: 0,
+    inputTokens: 0,
+    outputTokens: 0,
+    cacheReadTokens: 0,
+    cacheWriteTokens: 0,
+    turns: 1,
+    transcriptChars: 1,
+    transcriptHash: "h",
+    durationMs: 1,
+    episodeId: null,
+  };
+
+  it("upgrading a v3 ledger keeps every row; a report reads its rows with tokens as computed", () => {
     const path = join(tmp(), "v3.db");
     const db = new Database(path);
     for (let v = 0; v < 3; v++) applyMigration(db, v);
@@ -226,9 +249,12 @@ describe("schema v4", () => {
     const insert = db.prepare(
       "INSERT INTO decisions (id, ts, session_key, judge, model, decision, charged_micros, input_tokens, output_tokens) VALUES (?, ?, 'k', 'j', ?, ?, ?, ?, ?)",
     );
-    insert.run(1000 * 1024, 1000, SONNET, "judged", 4500, 1000, 100);
-    insert.run(1001 * 1024, 1001, SONNET, "judged", 7000, 0, 0);
+    insert.run(1000 * 1024, 1000, SONNET, "judged", 4500, 1000, 100); // priced by its tokens
+    insert.run(1001 * 1024, 1001, SONNET, "judged", 7000, 0, 0); // a cost alone, or an estimate
+    insert.run(1002 * 1024, 1002, SONNET, "skipped", 0, 0, 0);
     db.close();
+    // Read before the upgrade (the report never migrates)...
+    const before = buildReport(path, { since: 0, until: 2000 }).totals;
     const store = new SqliteStore(path, { backgroundCheckpoints: false });
     expect(store.db.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
     expect(
@@ -238,8 +264,33 @@ describe("schema v4", () => {
     ).toEqual([
       { charged_micros: 4500, cost_source: null, computed_micros: null },
       { charged_micros: 7000, cost_source: null, computed_micros: null },
+      { charged_micros: 0, cost_source: null, computed_micros: null },
     ]);
+    // ...and after it, with a row of this version beside them.
+    store.recordDecision({
+      ...old,
+      ts: 1500,
+      chargedMicros: 20_000,
+      inputTokens: 10,
+      costSource: "reported",
+      computedMicros: 30,
+    });
     store.close();
+    expect(before).toMatchObject({
+      charged_usd: 0.0115,
+      computed_usd: 0.0045,
+      reported_usd: 0,
+      unknown_source_usd: 0.007,
+      calls_by_cost_source: { reported: 0, computed: 1, estimate: 0, unknown: 1 },
+    });
+    expect(buildReport(path, { since: 0, until: 2000 }).totals).toMatchObject({
+      charged_usd: 0.0315,
+      computed_usd: 0.0045,
+      reported_usd: 0.02,
+      reported_computed_usd: 0.00003,
+      unknown_source_usd: 0.007,
+      calls_by_cost_source: { reported: 1, computed: 1, estimate: 0, unknown: 1 },
+    });
   });
 
   it("records a guard's caps when it opens the ledger, once while they stay the same", async () => {
