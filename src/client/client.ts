@@ -3,6 +3,8 @@
  * SQLite ledger (Phantom runs on Bun). It uses `fetch` and nothing else, so it runs under Node
  * and Bun alike, and the Phantom adapters (`judge-guard/phantom`) take it in place of a guard.
  */
+
+import { CostEstimator } from "../budget/estimator.js";
 import {
   InvalidRequestError,
   type JudgeSkippedError,
@@ -16,13 +18,18 @@ import {
   type Outcome,
   outcomeValue,
   type RunOptions,
+  SKIP_CODES,
   type SkippedOutcome,
   skipReasonOf,
 } from "../guard/outcome.js";
-import type { JudgeRequest, SessionRef } from "../guard/request.js";
-import type { Usage } from "../pricing/prices.js";
+import { type JudgeRequest, normalizeRequest, type SessionRef } from "../guard/request.js";
+import { DEFAULT_PRICES, PriceTable, type Usage } from "../pricing/prices.js";
 import { type ReportedCost, readUsage } from "../pricing/usage.js";
 import type { SkipReason } from "../store/types.js";
+import { toMicros, toUsd } from "../util/money.js";
+import { LocalBudget, type LocalBudgetCaps } from "./local-budget.js";
+
+export type { LocalBudgetCaps } from "./local-budget.js";
 
 export interface ClientOptions {
   /** The sidecar, e.g. http://127.0.0.1:8787. */
@@ -32,11 +39,20 @@ export interface ClientOptions {
   /** Per request to the sidecar (not the judge call). @default 2000 */
   readonly timeoutMs?: number;
   /**
-   * When the sidecar does not answer: `closed` skips the judge (a LEDGER_UNAVAILABLE skip),
-   * `open` calls it unguarded. @default "closed"
+   * When the sidecar does not answer: `local` admits calls against a budget kept in this
+   * process (`localBudget`), so judging, and learning, goes on within caps; `closed` skips the
+   * judge (a LEDGER_UNAVAILABLE skip); `open` calls it unguarded, without any cap.
+   * @default "local"
    */
-  readonly onUnreachable?: "closed" | "open";
-  /** Told when the sidecar does not answer (a warning by default). */
+  readonly onUnreachable?: "local" | "closed" | "open";
+  /**
+   * The caps of `onUnreachable: "local"`, per session key and for all keys over a rolling
+   * 24 h. Each defaults to its guard variable (JUDGE_GUARD_SESSION_BUDGET_USD,
+   * JUDGE_GUARD_DAILY_BUDGET_USD, JUDGE_GUARD_SESSION_MAX_CALLS: a number or "none") when set,
+   * else to the guard's default ($5, $50, 1000 calls).
+   */
+  readonly localBudget?: LocalBudgetCaps;
+  /** Told of every request the sidecar did not answer (the outage itself is logged once). */
   readonly onError?: (error: Error) => void;
   /** Reads the cost from a judge's result. @default readUsage */
   readonly usageOf?: (result: unknown) => ReportedCost | undefined;
@@ -44,6 +60,24 @@ export interface ClientOptions {
 }
 
 class Unreachable extends Error {}
+
+/** What a client has done without its sidecar, since it was created. */
+export interface ClientStats {
+  /** Requests to the sidecar that failed (no answer, a 5xx, a refusal). */
+  readonly unreachable: number;
+  /** Judge calls made while the sidecar did not answer (under the local budget, or unguarded). */
+  readonly degradedCalls: number;
+  /** Judge calls skipped while the sidecar did not answer (a local cap, or `closed`). */
+  readonly degradedSkips: number;
+  /** The sidecar did not answer the last request. */
+  readonly degraded: boolean;
+}
+
+const POLICY: Record<NonNullable<ClientOptions["onUnreachable"]>, string> = {
+  local: "judge calls are admitted against a local budget in this process",
+  closed: "judge calls are skipped (LEDGER_UNAVAILABLE)",
+  open: "judge calls run unguarded, without any budget",
+};
 
 const DEFAULT_TIMEOUT_MS = 2000;
 
@@ -101,7 +135,12 @@ export class GuardClient {
   readonly #o: ClientOptions;
   readonly #base: string;
   readonly #fetch: typeof fetch;
-  #warned = false;
+  readonly #policy: NonNullable<ClientOptions["onUnreachable"]>;
+  readonly #local: LocalBudget;
+  readonly #prices = new PriceTable(DEFAULT_PRICES);
+  readonly #estimator = new CostEstimator(this.#prices);
+  #degraded = false;
+  readonly #stats = { unreachable: 0, degradedCalls: 0, degradedSkips: 0 };
 
   constructor(options: ClientOptions) {
     try {
@@ -112,6 +151,18 @@ export class GuardClient {
     this.#o = options;
     this.#base = options.url.replace(/\/+$/, "");
     this.#fetch = options.fetch ?? globalThis.fetch;
+    this.#policy = options.onUnreachable ?? "local";
+    if (!(this.#policy in POLICY)) {
+      throw new TypeError(
+        `GuardClient: onUnreachable ${JSON.stringify(options.onUnreachable)} is not "local", "closed" or "open"`,
+      );
+    }
+    this.#local = new LocalBudget(options.localBudget);
+  }
+
+  /** Counters of what was done without the sidecar (a snapshot). */
+  get stats(): ClientStats {
+    return { ...this.#stats, degraded: this.#degraded };
   }
 
   async run<T>(
@@ -191,7 +242,7 @@ export class GuardClient {
       };
     } catch (e) {
       if (!(e instanceof Unreachable)) throw e;
-      this.#report(e);
+      // Not stuck, as far as anyone can tell: the cycle runs, and learning goes on.
       return { stuck: false, skip: false, episodeId: null, fingerprint: null, repeats: 0 };
     }
   }
@@ -204,7 +255,7 @@ export class GuardClient {
         if (!(e instanceof Unreachable) || attempt >= 3) {
           // The judge has run: its verdict is returned; the sidecar charges the reservation's
           // estimate when its timeout releases it.
-          this.#report(e as Error);
+          if (!(e instanceof Unreachable)) this.#o.onError?.(e as Error);
           return null;
         }
         await new Promise((r) => setTimeout(r, 100 * attempt));
@@ -240,14 +291,15 @@ export class GuardClient {
     return options.usageOf ?? this.#o.usageOf ?? readUsage;
   }
 
+  /** A judge call the sidecar could not admit: the `onUnreachable` policy decides. */
   async #unreachable<T>(
     request: JudgeRequest,
     judge: () => Promise<T> | T,
     options: RunOptions<T>,
     e: Error,
   ): Promise<Outcome<T>> {
-    this.#report(e);
-    if (this.#o.onUnreachable === "open") {
+    if (this.#policy === "open") {
+      this.#stats.degradedCalls++;
       const value = await judge();
       return {
         status: "judged",
@@ -258,32 +310,135 @@ export class GuardClient {
         shadowReason: null,
       };
     }
-    const details: SkipDetails = {
-      sessionKey: request.sessionKey ?? "",
-      judge: request.judge,
-      model: request.model,
-      savedUsd: 0,
-    };
+    if (this.#policy === "closed") {
+      this.#stats.degradedSkips++;
+      const details: SkipDetails = {
+        sessionKey: request.sessionKey ?? "",
+        judge: request.judge,
+        model: request.model,
+        savedUsd: 0,
+      };
+      return {
+        status: "skipped",
+        reason: "ledger_error",
+        code: "LEDGER_UNAVAILABLE",
+        error: skipError("LEDGER_UNAVAILABLE", details, e),
+        savedUsd: 0,
+      };
+    }
+    return this.#runLocally(request, judge, options, e);
+  }
+
+  /** `onUnreachable: "local"`: the call is admitted against this process's budget, and charged to it. */
+  async #runLocally<T>(
+    request: JudgeRequest,
+    judge: () => Promise<T> | T,
+    options: RunOptions<T>,
+    e: Error,
+  ): Promise<Outcome<T>> {
+    const req = normalizeRequest(request);
+    let chars = 0;
+    for (const m of req.userMessages) chars += m.length;
+    for (const m of req.assistantMessages) chars += m.length;
+    const estimate = this.#estimator.estimate(req.judge, req.model, chars, req.maxTokens).expectedMicros;
+    const refusal = this.#local.admit(req.sessionKey);
+    if (refusal !== null) {
+      this.#stats.degradedSkips++;
+      const code = SKIP_CODES[refusal.reason];
+      const calls = refusal.reason === "session_calls";
+      const details: SkipDetails = {
+        sessionKey: req.sessionKey,
+        judge: req.judge,
+        model: req.model,
+        savedUsd: toUsd(estimate),
+        used: calls ? refusal.used : toUsd(refusal.used),
+        cap: calls ? refusal.cap : toUsd(refusal.cap),
+      };
+      return {
+        status: "skipped",
+        reason: refusal.reason,
+        code,
+        error: skipError(code, details, e),
+        savedUsd: toUsd(estimate),
+      };
+    }
+    this.#stats.degradedCalls++;
+    let value: T;
+    try {
+      value = await judge();
+    } catch (error) {
+      this.#local.end(req.sessionKey, this.#costMicros(req.model, readUsage(error), null), false);
+      throw error;
+    }
+    const reported = this.#usageOf(options)(value) ?? (options.knownUsage && { usage: options.knownUsage });
+    const micros = this.#costMicros(req.model, reported, estimate);
+    this.#local.end(req.sessionKey, micros, true);
     return {
-      status: "skipped",
-      reason: "ledger_error",
-      code: "LEDGER_UNAVAILABLE",
-      error: skipError("LEDGER_UNAVAILABLE", details, e),
-      savedUsd: 0,
+      status: "judged",
+      value,
+      costUsd: toUsd(micros),
+      usage: reported?.usage ?? null,
+      reservedUsd: 0,
+      shadowReason: null,
     };
   }
 
-  #report(e: Error): void {
-    if (this.#o.onError) {
-      this.#o.onError(e);
-      return;
+  /**
+   * What a call cost, as the guard reads it: a reported cost in USD, else its tokens at the
+   * built-in prices (of the model that really ran), else `fallback` (the estimate; 0 for a
+   * failed call).
+   */
+  #costMicros(model: string, reported: ReportedCost | undefined, fallback: number | null): number {
+    const cost = reported?.costUsd;
+    const computed = reported?.usage
+      ? this.#prices.costMicros(reported.model ?? model, reported.usage)
+      : null;
+    // A zero beside tokens that cost something is a placeholder, not a free call.
+    if (typeof cost === "number" && Number.isFinite(cost) && cost >= 0 && (cost > 0 || computed === null))
+      return toMicros(cost);
+    return computed ?? fallback ?? 0;
+  }
+
+  /** A request the sidecar did not answer: counted, told, and the outage logged once. */
+  #down(e: Unreachable): void {
+    this.#stats.unreachable++;
+    if (!this.#degraded) {
+      this.#degraded = true;
+      const c = this.#local.caps;
+      const caps =
+        this.#policy === "local"
+          ? ` (per session key $${c.sessionUsd} and ${c.sessionCalls} calls, $${c.dailyUsd} for all keys, per 24 h)`
+          : "";
+      console.error(
+        `judge-guard client: the sidecar at ${this.#base} does not answer (${e.message}); onUnreachable "${this.#policy}": ${POLICY[this.#policy]}${caps} until it answers again`,
+      );
     }
-    if (this.#warned) return;
-    this.#warned = true;
-    process.emitWarning(`judge-guard client: ${e.message}`, { code: "JUDGE_GUARD_UNREACHABLE" });
+    this.#o.onError?.(e);
+  }
+
+  /** The sidecar answered: after an outage, say so once. */
+  #up(): void {
+    if (!this.#degraded) return;
+    this.#degraded = false;
+    const s = this.#stats;
+    console.error(
+      `judge-guard client: the sidecar at ${this.#base} answers again: judge calls are guarded by it again (${s.degradedCalls} calls made and ${s.degradedSkips} skipped without it so far)`,
+    );
   }
 
   async #post<R>(path: string, body: unknown): Promise<R> {
+    try {
+      const r = await this.#postOnce<R>(path, body);
+      this.#up();
+      return r;
+    } catch (e) {
+      if (e instanceof Unreachable) this.#down(e);
+      else this.#up(); // it answered: the request was wrong
+      throw e;
+    }
+  }
+
+  async #postOnce<R>(path: string, body: unknown): Promise<R> {
     let res: Response;
     try {
       res = await this.#fetch(`${this.#base}${path}`, {

@@ -223,7 +223,12 @@ describe("judge-guard serve", () => {
       .run({ judge: "j".repeat(300), model: "m", sessionKey: "k" }, async () => 1)
       .catch((e: unknown) => e);
     expect(bad).toMatchObject({ code: "REQUEST_INVALID", field: "judge" });
-    const wrongToken = createClient({ url: s.url, token: "not-the-token-0123456789", onError: () => {} });
+    const wrongToken = createClient({
+      url: s.url,
+      token: "not-the-token-0123456789",
+      onUnreachable: "closed",
+      onError: () => {},
+    });
     const out = await wrongToken.run(request("k", ["q"], ["a"]), async () => ({
       inputTokens: 1,
       outputTokens: 1,
@@ -380,7 +385,8 @@ describe("judge-guard serve", () => {
       });
       child.on("exit", (c) => reject(new Error(`serve exited ${c}: ${out}`)));
     });
-    const client = createClient({ url, token: TOKEN, onError: () => {} });
+    // Calls refused during shutdown are skipped, not run under the client's local budget.
+    const client = createClient({ url, token: TOKEN, onUnreachable: "closed", onError: () => {} });
     let settled = 0;
     let invoked = 0;
     const work = Array.from({ length: 60 }, (_, i) =>
