@@ -109,6 +109,7 @@ function wire(r: SessionRef & Partial<JudgeRequest>) {
         ...(f.costUsd !== undefined && { cost_usd: f.costUsd }),
         ...(f.sdkSessionId !== undefined && { session_id: f.sdkSessionId }),
         ...(f.durationMs !== undefined && { duration_ms: f.durationMs }),
+        ...(f.handled !== undefined && { handled: f.handled }),
         ...(f.toolsUsed !== undefined && { tools_used: f.toolsUsed }),
         ...(f.outcome !== undefined && { outcome: f.outcome }),
       },

@@ -19,6 +19,12 @@ export interface ReplyFacts {
   readonly toolsUsed?: readonly string[] | undefined;
   /** The runtime's outcome label ("success", "failure", ...); informational. */
   readonly outcome?: string | undefined;
+  /**
+   * False when the runtime answered without running the agent at all (Phantom's busy bounce,
+   * as the Phantom install sees it): the turn holds nothing for a judge, so its judges are
+   * skipped, with no stuck episode opened (that still needs repeats).
+   */
+  readonly handled?: boolean | undefined;
 }
 
 /** What one call to {@link SessionTracker.observe} learned about a session key. */

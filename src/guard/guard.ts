@@ -451,7 +451,7 @@ export class Guard {
       }),
     );
     const { obs, now, stuck: verdict } = this.#observe(s);
-    const skip = verdict.stuck && this.#o.mode !== "shadow";
+    const skip = (verdict.stuck || s.facts?.handled === false) && this.#o.mode !== "shadow";
     if (skip) {
       for (const req of judges) {
         const saved = this.#estimator.estimate(
@@ -460,7 +460,7 @@ export class Guard {
           obs.transcriptChars,
           req.maxTokens,
         ).expectedMicros;
-        this.#skip(req, obs, now, "stuck_session", saved, { stuck: verdict });
+        this.#skip(req, obs, now, "stuck_session", saved, verdict.stuck ? { stuck: verdict } : {});
       }
     }
     return { ...verdict, skip };
@@ -536,8 +536,9 @@ export class Guard {
     const { obs, now, stuck } = this.#observe(req);
     const estimate = this.#estimator.estimate(req.judge, req.model, obs.transcriptChars, req.maxTokens);
     const savedMicros = knownUsage ? this.#prices.costMicros(req.model, knownUsage) : estimate.expectedMicros;
-    if (stuck.stuck && this.#o.mode !== "shadow")
-      return this.#skip(req, obs, now, "stuck_session", savedMicros, { stuck });
+    // A turn the runtime did not handle (a busy bounce) is not judged, stuck yet or not.
+    if ((stuck.stuck || req.facts?.handled === false) && this.#o.mode !== "shadow")
+      return this.#skip(req, obs, now, "stuck_session", savedMicros, stuck.stuck ? { stuck } : {});
     return { req, obs, now, estimate, savedMicros, shadowReason: stuck.stuck ? "stuck_session" : null };
   }
 

@@ -31,6 +31,7 @@ const reply = z.object({
   cost_usd: z.number().nonnegative().max(1e6).optional(),
   session_id: z.string().max(LIMITS.label).nullable().optional(),
   duration_ms: z.number().nonnegative().max(1e9).optional(),
+  handled: z.boolean().optional(),
   tools_used: z.array(z.string().max(LIMITS.label)).max(1000).optional(),
   outcome: z.string().max(64).optional(),
 });
@@ -109,6 +110,7 @@ export function toRequest(b: Partial<AdmitBody> & Omit<AssessBody, "judges">): J
         costUsd: r.cost_usd,
         sdkSessionId: r.session_id,
         durationMs: r.duration_ms,
+        handled: r.handled,
         toolsUsed: r.tools_used,
         outcome: r.outcome,
       },
