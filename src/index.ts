@@ -1,4 +1,4 @@
-export * from "./adapters/phantom.js";
+export * from "./adapters/index.js";
 export {
   admit,
   type BudgetCaps,

@@ -17,7 +17,8 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import { createHash } from "node:crypto";
-import type { Assessment, AssessOptions } from "../guard/guard.js";
+import type { ReplyFacts } from "../detection/tracker.js";
+import type { Assessment, AssessOptions, Settlement, Ticket } from "../guard/guard.js";
 import type { CallOptions, SkippedOutcome } from "../guard/outcome.js";
 import type {
   JudgeRequest,
@@ -30,11 +31,36 @@ import type {
 export interface GuardLike {
   call<T>(request: JudgeRequest, judge: () => Promise<T> | T, options?: CallOptions<T>): Promise<T>;
   assess(session: SessionRef, options?: AssessOptions): Assessment | Promise<Assessment>;
+  /** The halves of a call, for a call the caller makes for several keys at once (main's reflection). */
+  admit?(
+    request: JudgeRequest,
+    options?: { waitMs?: number },
+  ): Promise<Ticket | SkippedOutcome> | Ticket | SkippedOutcome;
+  settle?(reservationId: string, result: Settlement): Promise<{ costUsd: number }> | { costUsd: number };
 }
 
 export type PhantomSession = PhantomSessionSummary | PhantomSessionData;
 
-const context = new AsyncLocalStorage<PhantomSession>();
+/**
+ * The session a judge call is made for. A mutable cell, so a caller can enter the context before
+ * it knows the session (the runtime's turn is still running) and fill it in when it does.
+ */
+export interface SessionCell {
+  session?: PhantomSession;
+  /** Facts about the turn's reply the session does not carry (a bounce the runtime did not handle). */
+  reply?: ReplyFacts;
+  /** The judge calls made in this context, in order (the shape of an evolution cycle). */
+  readonly calls: Array<{
+    readonly judge: string;
+    readonly model: string;
+    readonly variant?: string;
+    readonly maxTokens?: number;
+  }>;
+  /** Set when no judge may run in this context (a request the guard released). */
+  blocked?: () => Error;
+}
+
+const context = new AsyncLocalStorage<SessionCell>();
 const warned = new Set<string>();
 
 /** Warns once per adapter that a call outside any session's context went through unguarded. */
@@ -54,29 +80,71 @@ const PHANTOM_MAX_TOKENS = 4096;
  * What every judge-level adapter does with one call: guard it under the session of the
  * current context (the request built only then), or, outside any, let it through unguarded.
  */
-function guardedCall<R>(
+export function guardedCall<R>(
   guard: GuardLike,
   adapter: string,
   request: () => Omit<JudgeRequest, "session">,
   call: () => Promise<R>,
   options?: CallOptions<R>,
 ): Promise<R> {
-  const session = currentSession();
-  if (session === undefined) {
+  const cell = context.getStore();
+  const blocked = cell?.blocked;
+  if (blocked) return Promise.reject(blocked());
+  const session = cell?.session;
+  if (cell === undefined || session === undefined) {
     unguarded(adapter);
     return call();
   }
-  return guard.call({ ...request(), session }, call, options);
+  const r = request();
+  cell.calls.push({
+    judge: r.judge,
+    model: r.model,
+    ...(r.variant !== undefined && { variant: r.variant }),
+    ...(r.maxTokens !== undefined && { maxTokens: r.maxTokens }),
+  });
+  return guard.call({ ...r, session, ...(cell.reply && { reply: cell.reply }) }, call, options);
 }
 
 /** Runs `fn` with `session` as the session the judge-level adapters charge their calls to. */
 export function withSession<R>(session: PhantomSession, fn: () => R): R {
-  return context.run(session, fn);
+  return context.run({ session, calls: [] }, fn);
+}
+
+/** Runs `fn` in a fresh {@link SessionCell}, returned with fn's result, to see its judge calls. */
+export function inSessionCell<R>(
+  session: PhantomSession,
+  fn: () => R,
+  reply?: ReplyFacts,
+): { cell: SessionCell; result: R } {
+  const cell: SessionCell = { session, calls: [], ...(reply && { reply }) };
+  return { cell, result: context.run(cell, fn) };
+}
+
+/**
+ * Enters a session context for the rest of the caller's synchronous run and what it awaits
+ * after (AsyncLocalStorage.enterWith), for code that cannot be wrapped in a callback: the
+ * runtime's turn enters it, and the judge calls its caller makes afterwards (v0.18.2's memory
+ * consolidation) find the session there.
+ */
+export function enterSessionCell(): SessionCell {
+  const cell: SessionCell = { calls: [] };
+  context.enterWith(cell);
+  return cell;
+}
+
+/** True in a context where no judge may run (a turn whose request the guard released). */
+export function currentBlocked(): boolean {
+  return context.getStore()?.blocked !== undefined;
+}
+
+/** The session cell of the current context, if any. */
+export function currentCell(): SessionCell | undefined {
+  return context.getStore();
 }
 
 /** The session set by {@link withSession} or {@link guardAfterSession}, if any. */
 export function currentSession(): PhantomSession | undefined {
-  return context.getStore();
+  return context.getStore()?.session;
 }
 
 /**
@@ -243,11 +311,39 @@ export function guardRunJudgeQuery<C, P extends JudgeQueryParams, R>(
   };
 }
 
+/** v0.18.2's judge kinds (its cost buckets), told apart by a property only their result schema has. */
+const V018_SCHEMA_KINDS: ReadonlyArray<readonly [string, string]> = [
+  ["observations", "observation_extraction"],
+  ["extracted_facts", "consolidation"],
+  ["violated_principles", "constitution_gate"],
+  ["flags", "safety_gate"],
+  ["case_id", "regression_gate"],
+  ["goal_accomplished", "quality_assessment"],
+];
+
+/**
+ * The judge kind of a v0.18.2 `messages.parse` request, read from its structured-output schema
+ * (`output_config.format.schema`): `observation_extraction`, `consolidation`, `constitution_gate`,
+ * `safety_gate`, `regression_gate`, `quality_assessment`, or "judge" for anything else.
+ */
+export function phantomJudgeKind(params: AnthropicParams): string {
+  const format = (params.output_config as { format?: { schema?: { properties?: object } } } | undefined)
+    ?.format;
+  const properties = format?.schema?.properties;
+  if (properties === undefined || properties === null) return "judge";
+  for (const [property, kind] of V018_SCHEMA_KINDS) if (property in properties) return kind;
+  return "judge";
+}
+
 /** The part of an Anthropic SDK client the guard wraps. */
 export interface AnthropicLike {
   readonly messages: {
-    create(params: AnthropicParams, ...rest: unknown[]): Promise<unknown>;
-    parse?(params: AnthropicParams, ...rest: unknown[]): Promise<unknown>;
+    // `any`: every Anthropic SDK version's overloaded signatures must fit (the real client's
+    // parameter types are interfaces, which an index-signature type would not accept).
+    // biome-ignore lint/suspicious/noExplicitAny: see above
+    create(params: any, ...rest: any[]): Promise<unknown>;
+    // biome-ignore lint/suspicious/noExplicitAny: see above
+    parse?(params: any, ...rest: any[]): Promise<unknown>;
   };
 }
 
@@ -270,6 +366,7 @@ export function guardAnthropicClient<C extends AnthropicLike>(
   client: C,
   options: { judgeOf?: (params: AnthropicParams) => string } = {},
 ): C {
+  const judgeOf = options.judgeOf ?? phantomJudgeKind;
   const wrap =
     (method: "create" | "parse") =>
     (params: AnthropicParams, ...rest: unknown[]) => {
@@ -281,7 +378,7 @@ export function guardAnthropicClient<C extends AnthropicLike>(
         guard,
         "guardAnthropicClient",
         () => ({
-          judge: options.judgeOf?.(params) ?? "judge",
+          judge: judgeOf(params),
           model: params.model,
           maxTokens: params.max_tokens ?? PHANTOM_MAX_TOKENS,
           variant: promptVariant(params.system, params.messages),
