@@ -12,7 +12,7 @@ import {
   type SkipDetails,
   skipError,
 } from "../errors.js";
-import type { Assessment, AssessOptions } from "../guard/guard.js";
+import type { Assessment, AssessOptions, Settlement, Ticket } from "../guard/guard.js";
 import {
   type CallOptions,
   type Outcome,
@@ -142,6 +142,11 @@ export class GuardClient {
   readonly #estimator = new CostEstimator(this.#prices);
   #degraded = false;
   readonly #stats = { unreachable: 0, degradedCalls: 0, degradedSkips: 0 };
+  /** Calls admitted by {@link admit}, waiting for {@link settle}. */
+  readonly #tickets = new Map<
+    string,
+    { readonly finish: (s: Settlement) => void; readonly done: Promise<Outcome<Settlement>> }
+  >();
 
   constructor(options: ClientOptions) {
     try {
@@ -212,6 +217,58 @@ export class GuardClient {
     options: CallOptions<T> = {},
   ): Promise<T> {
     return outcomeValue(await this.run(request, judge, options), options);
+  }
+
+  /**
+   * The first half of {@link run}, for a caller that makes one call for several keys (Phantom
+   * main's reflection over a batch): admitted (then {@link settle} it) or skipped. It is `run`
+   * held open at the judge, so the sidecar, its timeouts and the unreachable policy apply alike.
+   */
+  async admit(request: JudgeRequest): Promise<Ticket | SkippedOutcome> {
+    let finish!: (s: Settlement) => void;
+    const settled = new Promise<Settlement>((r) => {
+      finish = r;
+    });
+    let admitted!: () => void;
+    const called = new Promise<null>((r) => {
+      admitted = () => r(null);
+    });
+    const done = this.run(
+      request,
+      async () => {
+        admitted();
+        const s = await settled;
+        if (!s.ok) throw Object.assign(new Error("the call failed"), { usage: s.usage, costUsd: s.costUsd });
+        return s;
+      },
+      {
+        usageOf: (s) => ({
+          ...(s.usage && { usage: s.usage }),
+          ...(s.costUsd !== undefined && { costUsd: s.costUsd }),
+          ...(s.model && { model: s.model }),
+        }),
+      },
+    );
+    const first = await Promise.race([called, done]);
+    if (first !== null) return first as SkippedOutcome;
+    const reservationId = globalThis.crypto.randomUUID();
+    this.#tickets.set(reservationId, { finish, done });
+    return { status: "admitted", reservationId, reservedUsd: 0, shadowReason: null };
+  }
+
+  /** The second half: what the admitted call really cost (`ok: false` for a call that failed). */
+  async settle(reservationId: string, result: Settlement): Promise<{ costUsd: number }> {
+    const t = this.#tickets.get(reservationId);
+    if (t === undefined) {
+      throw new InvalidRequestError(
+        "reservation_id",
+        `no open reservation ${JSON.stringify(reservationId)} in this client: it was settled already, or never admitted here`,
+      );
+    }
+    this.#tickets.delete(reservationId);
+    t.finish(result);
+    const out = await t.done.catch(() => undefined);
+    return { costUsd: out?.status === "judged" ? out.costUsd : (result.costUsd ?? 0) };
   }
 
   /** Is the session stuck? When the sidecar does not answer, the cycle runs (and is guarded per call). */
