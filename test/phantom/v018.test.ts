@@ -1,7 +1,7 @@
 // Phantom v0.18.2's real code, guarded as the README says (the Bun preload, the sidecar), with
 // only the LLM faked: see v018.scenario.ts. Each run is a fresh Phantom work folder and a fresh
 // ledger; the unguarded run is the baseline the savings are measured against.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -62,14 +62,16 @@ async function runScenario(guard?: { env?: NodeJS.ProcessEnv }): Promise<Run> {
   const db = join(base, "judge-guard.db");
   const sidecar = guard ? await startSidecar(db, guard.env) : undefined;
   try {
-    // `bun test` (the fake SDK needs bun:test's mock.module) takes the preload as a flag: with
-    // BUN_OPTIONS, Bun would read "test" as Phantom's package.json script. Same file, same env.
-    const preload = sidecar ? ["--preload", join(REPO, "dist/adapters/phantom-preload.js")] : [];
-    const run = await runBun(["test", ...preload, join(REPO, "test/phantom/v018.scenario.ts")], {
+    // Installed as the README says: BUN_OPTIONS="--preload=..." and the sidecar's address.
+    const run = await runBun(["test", join(REPO, "test/phantom/v018.scenario.ts")], {
       cwd: work,
       timeoutMs: 120_000,
       env: {
-        ...(sidecar && { JUDGE_GUARD_URL: sidecar.url, JUDGE_GUARD_TOKEN: SIDECAR_TOKEN }),
+        ...(sidecar && {
+          BUN_OPTIONS: `--preload=${join(REPO, "dist/adapters/phantom-preload.js")}`,
+          JUDGE_GUARD_URL: sidecar.url,
+          JUDGE_GUARD_TOKEN: SIDECAR_TOKEN,
+        }),
         ...guard?.env,
       },
     });
@@ -111,6 +113,10 @@ async function runScenario(guard?: { env?: NodeJS.ProcessEnv }): Promise<Run> {
     await sidecar?.stop();
   }
 }
+
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 
 const UNCAPPED = { JUDGE_GUARD_SESSION_BUDGET_USD: "none", JUDGE_GUARD_DAILY_BUDGET_USD: "none" };
 
@@ -213,6 +219,57 @@ describe.skipIf(unavailable !== undefined)(
     });
   },
 );
+
+describe.skipIf(unavailable !== undefined)("the preload, as Phantom's entrypoint runs it (bun run)", () => {
+  const PRELOAD = `--preload=${join(REPO, "dist/adapters/phantom-preload.js")}`;
+  const probe = (work: string) => {
+    // Loads Phantom's runtime module the way src/index.ts does, and says what it finds.
+    writeFileSync(
+      join(work, "probe.ts"),
+      `const { AgentRuntime } = await import("./src/agent/runtime.ts");
+console.log(JSON.stringify({ installed: globalThis[Symbol.for("judge-guard.phantom.install")] !== undefined, wrapped: AgentRuntime.prototype.handleMessage.name }));`,
+    );
+  };
+  beforeAll(() => {
+    root = installedPhantom("v0.18.2");
+  }, 300_000);
+
+  it("BUN_OPTIONS=--preload=... installs the guard before Phantom's code runs", async () => {
+    const base = mkdtempSync(join(tmpdir(), "jg-phantom-v018-"));
+    dirs.push(base);
+    const work = phantomWorkdir(root, join(base, "work"));
+    probe(work);
+    const run = await runBun(["run", "probe.ts"], {
+      cwd: work,
+      env: { BUN_OPTIONS: PRELOAD, JUDGE_GUARD_URL: "http://127.0.0.1:9" },
+    });
+    expect(run.code).toBe(0);
+    expect(run.result).toEqual({ installed: true, wrapped: "handleMessage" });
+    expect(run.stderr).toMatch(/judge-guard: guarding Phantom \(v0\.18\.x\)/);
+  });
+
+  it("refuses to start Phantom when it would guard nothing, saying what to set", async () => {
+    const base = mkdtempSync(join(tmpdir(), "jg-phantom-v018-"));
+    dirs.push(base);
+    const work = phantomWorkdir(root, join(base, "work"));
+    probe(work);
+    const noUrl = await runBun(["run", "probe.ts"], {
+      cwd: work,
+      env: { BUN_OPTIONS: PRELOAD, JUDGE_GUARD_URL: "" },
+    });
+    expect(noUrl.code).toBe(2);
+    expect(noUrl.stderr.trim()).toMatch(
+      /^judge-guard: JUDGE_GUARD_URL is not set: give the sidecar's address/,
+    );
+    expect(noUrl.result).toBeUndefined();
+    const elsewhere = await runBun(["run", join(work, "probe.ts")], {
+      cwd: base,
+      env: { BUN_OPTIONS: PRELOAD, JUDGE_GUARD_URL: "http://127.0.0.1:9" },
+    });
+    expect(elsewhere.code).toBe(2);
+    expect(elsewhere.stderr).toMatch(/does not look like Phantom .*set JUDGE_GUARD_PHANTOM_ROOT/);
+  });
+});
 
 if (unavailable !== undefined) {
   describe("Phantom v0.18.2 integration", () => {
