@@ -7,7 +7,9 @@ import {
   cpSync,
   existsSync,
   mkdirSync,
+  mkdtempSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -41,13 +43,25 @@ export function installedPhantom(name: SnapshotName): string {
   const src = join(SNAPSHOTS, name);
   const stamp = statSync(join(src, "bun.lock")).mtimeMs.toString(36);
   const dest = join(tmpdir(), `judge-guard-phantom-${name}-${stamp}`);
-  const done = join(dest, ".judge-guard-installed");
-  if (existsSync(done)) return dest;
-  rmSync(dest, { recursive: true, force: true });
-  cpSync(src, dest, { recursive: true });
-  execFileSync("chmod", ["-R", "u+w", dest]);
-  execFileSync(BUN, ["install", "--frozen-lockfile"], { cwd: dest, stdio: "pipe", timeout: 300_000 });
-  writeFileSync(done, new Date().toISOString());
+  if (existsSync(join(dest, ".judge-guard-installed"))) return dest;
+  // Installed aside and renamed into place, so two test workers racing here both end up with
+  // one complete copy (the loser's rename fails and it uses the winner's).
+  const staging = mkdtempSync(`${dest}.staging-`);
+  try {
+    cpSync(src, staging, { recursive: true });
+    execFileSync("chmod", ["-R", "u+w", staging]);
+    execFileSync(BUN, ["install", "--frozen-lockfile"], { cwd: staging, stdio: "pipe", timeout: 300_000 });
+    writeFileSync(join(staging, ".judge-guard-installed"), new Date().toISOString());
+    if (existsSync(join(dest, ".judge-guard-installed"))) return dest;
+    rmSync(dest, { recursive: true, force: true });
+    try {
+      renameSync(staging, dest);
+    } catch (e) {
+      if (!existsSync(join(dest, ".judge-guard-installed"))) throw e;
+    }
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
   return dest;
 }
 
