@@ -506,7 +506,9 @@ export async function installPhantomGuard(
           }>;
           const kept: typeof batch = [];
           const tickets: Array<{ id: string; chars: number }> = [];
-          await Promise.all(
+          // A row the guard could not look at (a malformed summary) stays in the batch: the
+          // guard's own trouble must not stop Phantom's learning. Every admitted row is settled.
+          const looked = await Promise.allSettled(
             batch.map(async (row) => {
               // Asked for every row, not only keys seen stuck: a key that recovered must reach drains again.
               const v = await watched.assess({ session: row.session_summary });
@@ -524,6 +526,13 @@ export async function installPhantomGuard(
               kept.push(row);
             }),
           );
+          looked.forEach((r, i) => {
+            if (r.status === "fulfilled") return;
+            kept.push(batch[i]!);
+            log(
+              `judge-guard: a queued session could not be checked and goes to the drain unguarded (${(r.reason as { code?: string })?.code ?? (r.reason as Error)?.name ?? "error"})`,
+            );
+          });
           if (kept.length < batch.length) {
             log(
               `judge-guard: ${batch.length - kept.length} of ${batch.length} queued session(s) left out of the drain (stuck or over budget)`,
