@@ -3,9 +3,7 @@
 // (main.scenario.ts) runs unguarded, then guarded through the documented install path (Bun
 // --preload of judge-guard's Phantom preload, talking to a real `judge-guard serve` sidecar), then
 // guarded with a low per-key budget. `npm test` builds dist first; this file builds nothing.
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -17,12 +15,13 @@ import {
   phantomWorkdir,
   REPO,
   runBun,
+  SIDECAR_TOKEN,
+  startSidecar,
 } from "../helpers/phantom.js";
 
 const unavailable = phantomUnavailable();
 const CLI = "cli:cli:local";
 const HEALTHY = ["slack:C042", "telegram:77001"];
-const TOKEN = "test-token-0123456789abcdef";
 const LOW_BUDGET_USD = 0.005;
 /** The stuck key's healthy turns before its session goes stale (the scenario's default). */
 const HEALTHY_CLI_TURNS = 3;
@@ -68,55 +67,6 @@ interface Run {
 const tmpRoots: string[] = [];
 let root = "";
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
-
-async function startSidecar(
-  db: string,
-  env: NodeJS.ProcessEnv,
-): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    [join(REPO, "dist/cli/main.js"), "serve", "--host", "127.0.0.1", "--port", String(port)],
-    {
-      env: { ...process.env, JUDGE_GUARD_DB: db, JUDGE_GUARD_TOKEN: TOKEN, ...env },
-      stdio: ["ignore", "ignore", "pipe"],
-    },
-  );
-  let err = "";
-  child.stderr?.on("data", (c) => {
-    err += c;
-  });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    if (child.exitCode !== null) throw new Error(`the sidecar exited: ${err}`);
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) return { url, child };
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`the sidecar did not start: ${err}`);
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once("exit", () => resolve());
-    child.kill("SIGTERM");
-  });
-}
-
 function workdir(): string {
   const base = mkdtempSync(join(tmpdir(), "jg-phantom-main-"));
   tmpRoots.push(base);
@@ -144,7 +94,7 @@ async function runScenario(guard?: { env?: NodeJS.ProcessEnv }): Promise<Run> {
         ...(sidecar && {
           BUN_OPTIONS: `--preload=${join(REPO, "dist/adapters/phantom-preload.js")}`,
           JUDGE_GUARD_URL: sidecar.url,
-          JUDGE_GUARD_TOKEN: TOKEN,
+          JUDGE_GUARD_TOKEN: SIDECAR_TOKEN,
           JUDGE_GUARD_PHANTOM_ROOT: w,
         }),
       },
@@ -159,7 +109,7 @@ async function runScenario(guard?: { env?: NodeJS.ProcessEnv }): Promise<Run> {
     let decisions: Decision[] = [];
     let reportedSavedUsd = 0;
     if (sidecar) {
-      await stop(sidecar.child);
+      await sidecar.stop();
       const ledger = new Database(db, { readonly: true });
       try {
         decisions = ledger
@@ -174,7 +124,7 @@ async function runScenario(guard?: { env?: NodeJS.ProcessEnv }): Promise<Run> {
     }
     return { s: run.result as unknown as Scenario, stderr: run.stderr, gateLog, decisions, reportedSavedUsd };
   } finally {
-    if (sidecar) await stop(sidecar.child);
+    if (sidecar) await sidecar.stop();
   }
 }
 
