@@ -60,6 +60,11 @@ export interface PhantomInstallOptions {
    * @default true
    */
   readonly recover?: boolean;
+  /**
+   * Only a request running at least this long is released: a younger one may be a long healthy
+   * turn (the user's pings during it bounce with the busy line too). @default 10 minutes
+   */
+  readonly releaseAfterMs?: number;
   /** Where the install reports what it does (one line each, no transcript text). @default console.error */
   readonly log?: (line: string) => void;
 }
@@ -102,6 +107,7 @@ const V018_CYCLE = [{ judge: "observation_extraction", model: "claude-sonnet-4-6
 const REFLECTION_MODEL = "claude-haiku-4-5";
 const REFLECTION_MAX_TOKENS = 16_384;
 const KEYS_REMEMBERED = 10_000;
+const DEFAULT_RELEASE_AFTER_MS = 10 * 60_000;
 /** The sidecar takes at most this many judges in one assessment. */
 const MAX_CYCLE_JUDGES = 64;
 const GLOBAL_HANDLE = Symbol.for("judge-guard.phantom.install");
@@ -175,7 +181,9 @@ export async function installPhantomGuard(
   // --- recovery ------------------------------------------------------------------------------
   interface InFlight {
     readonly release: (response: unknown) => void;
+    readonly started: number;
   }
+  const releaseAfterMs = options.releaseAfterMs ?? DEFAULT_RELEASE_AFTER_MS;
   const inflight = new Map<string, Set<InFlight>>();
   const runtimes = new Set<WeakRef<object>>();
   const recovered = new Set<string>();
@@ -184,9 +192,13 @@ export async function installPhantomGuard(
 
   const recover = (sessionKey: string, episodeId: string): void => {
     if (recovered.has(episodeId) || options.recover === false) return;
+    // A request younger than releaseAfterMs may be a long healthy turn the user pinged during
+    // (its pings bounce too): leave it, and look again at the episode's next stuck verdict.
+    const running = [...(inflight.get(sessionKey) ?? [])];
+    if (running.some((f) => Date.now() - f.started < releaseAfterMs)) return;
     recovered.add(episodeId);
     let released = 0;
-    for (const f of inflight.get(sessionKey) ?? []) {
+    for (const f of running) {
       f.release({
         text: releasedText(episodeId),
         sessionId: "",
@@ -329,7 +341,7 @@ export async function installPhantomGuard(
             r(response);
           };
         });
-        const entry: InFlight = { release };
+        const entry: InFlight = { release, started: Date.now() };
         const set = inflight.get(sessionKey) ?? new Set<InFlight>();
         set.add(entry);
         inflight.set(sessionKey, set);

@@ -94,6 +94,7 @@ async function runScenario(guard?: { env?: NodeJS.ProcessEnv }): Promise<Run> {
         ...(sidecar && {
           BUN_OPTIONS: `--preload=${join(REPO, "dist/adapters/phantom-preload.js")}`,
           JUDGE_GUARD_URL: sidecar.url,
+          JUDGE_GUARD_PHANTOM_RELEASE_AFTER: "0",
           JUDGE_GUARD_TOKEN: SIDECAR_TOKEN,
           JUDGE_GUARD_PHANTOM_ROOT: w,
         }),

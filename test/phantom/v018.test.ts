@@ -70,6 +70,8 @@ async function runScenario(guard?: { env?: NodeJS.ProcessEnv }): Promise<Run> {
         ...(sidecar && {
           BUN_OPTIONS: `--preload=${join(REPO, "dist/adapters/phantom-preload.js")}`,
           JUDGE_GUARD_URL: sidecar.url,
+          // The scenario's hang lasts milliseconds, not the 10 minutes a real one must before release.
+          JUDGE_GUARD_PHANTOM_RELEASE_AFTER: "0",
           JUDGE_GUARD_TOKEN: SIDECAR_TOKEN,
         }),
         ...guard?.env,
@@ -204,6 +206,14 @@ describe.skipIf(unavailable !== undefined)(
       expect(tail.every((x) => x === "answer")).toBe(true);
       // Judging resumed on the recovered key.
       expect(s.after.calls).toBeGreaterThan(0);
+    });
+
+    it("never releases a request younger than JUDGE_GUARD_PHANTOM_RELEASE_AFTER (a long healthy turn)", async () => {
+      const r = await runScenario({ env: { JUDGE_GUARD_PHANTOM_RELEASE_AFTER: "10m" } });
+      expect(r.s.recoveries).toEqual([]);
+      expect(r.s.hung_request_released).toBe(false);
+      // Its bounced turns are still not judged.
+      expect(r.s.canned_turns.calls).toBe(0);
     });
 
     it("keeps every key within its cap plus one call, in real spend", async () => {
