@@ -185,6 +185,8 @@ let currentKey = "";
 let currentCanned = false;
 const CANNED = "I'm still working on your previous message. Please wait.";
 const isCanned = (text: string) => text === CANNED || text.startsWith("Error: judge-guard released");
+// The fake LLM tells judges apart on its own, not with judge-guard's phantomJudgeKind: the
+// counts it reports are what the guard is checked against.
 const PROPS: Array<[string, string]> = [
   ["observations", "observation_extraction"],
   ["extracted_facts", "consolidation"],
