@@ -8,15 +8,25 @@ export {
 } from "./budget/admission.js";
 export { CostEstimator, type EstimateStats } from "./budget/estimator.js";
 export { ENV_VARIABLES, fromEnv, parseDuration, SIGNAL_VARIABLES } from "./config/env.js";
-export {
-  type Assessment as RunAssessment,
-  assessRun,
-  type RunFacts,
-  type StuckEvidence,
-} from "./detection/assess.js";
 export { CannedCatalog, compilePatterns, PHANTOM_CANNED_PATTERNS } from "./detection/catalog.js";
 export type { StuckVerdict } from "./detection/episodes.js";
-export { type Observation, type ReplyFacts, SessionTracker } from "./detection/tracker.js";
+export {
+  type Comparison,
+  type DetectionThresholds,
+  type MatchKind,
+  type Reason,
+  type StuckEvidence,
+  type Weighing,
+  type Work,
+  weigh,
+} from "./detection/evidence.js";
+export {
+  type Observation,
+  type ReplyFacts,
+  SessionTracker,
+  type StuckAssessment,
+} from "./detection/tracker.js";
+export type { EvidenceStep } from "./detection/window.js";
 export * from "./errors.js";
 export { fingerprint, type ReplySignature, signReply } from "./fingerprint/fingerprint.js";
 export { normalize, normalizeLine } from "./fingerprint/normalize.js";

@@ -5,6 +5,7 @@ import type { SignalDispatcher } from "../signals/dispatcher.js";
 import type { KeyStateRecord, LedgerStore } from "../store/types.js";
 import type { CannedCatalog } from "./catalog.js";
 import type { Observation } from "./tracker.js";
+import type { EvidenceStep } from "./window.js";
 
 /** Whether a key is stuck now, and the episode it is stuck in. */
 export interface StuckVerdict {
@@ -93,29 +94,38 @@ export class EpisodeBook {
     );
   }
 
-  update(obs: Observation, now: number): StuckVerdict {
+  /**
+   * Applies the key's latest observation. `trail` gives the evidence that decided, asked for
+   * only when an episode opens (the ledger keeps it for `judge-guard explain`).
+   */
+  update(obs: Observation, now: number, trail: () => readonly EvidenceStep[] = () => []): StuckVerdict {
     const key = obs.sessionKey;
     const ks = this.state(key);
-    const run = obs.run;
-    const stuckNow = obs.assessment?.stuck === true && run !== null;
+    const step = obs.step;
+    const a = obs.assessment;
+    const stuckNow = a?.stuck === true && step !== null;
     if (obs.stale) {
       // A late request reports an older transcript: answer it, but let it change nothing.
       return stuckNow
-        ? { stuck: true, episodeId: ks.episodeId, fingerprint: run.fingerprint, repeats: run.length }
+        ? { stuck: true, episodeId: ks.episodeId, fingerprint: step.fingerprint, repeats: a.repeats }
         : NOT_STUCK;
     }
     if (!stuckNow) {
-      if (ks.stuck) this.#recover(ks, now);
+      // A new reply is judged; the episode ends only once the evidence has fallen below the
+      // threshold (a real answer), not at each paraphrase of a rotating canned line.
+      if (ks.stuck && a?.elevated !== true) this.#recover(ks, now);
       return NOT_STUCK;
     }
 
     this.stuckKeys.add(key);
+    // The episode's other canned forms (a rotation, an alternation) are canned for every session.
+    if (!this.#catalog.hasFingerprint(step.fingerprint)) this.#register(step.fingerprint, now);
     let next: KeyStateRecord;
-    if (ks.stuck && ks.fingerprint === run.fingerprint && ks.episodeId) {
-      if (ks.repeats === run.length && !this.#signalDue(ks, now)) return verdict(ks);
-      next = { ...ks, repeats: run.length, updatedMs: now };
+    if (ks.stuck && ks.episodeId) {
+      if (ks.repeats === a.repeats && !this.#signalDue(ks, now)) return verdict(ks);
+      next = { ...ks, repeats: a.repeats, updatedMs: now };
     } else {
-      next = this.#open(obs, ks, now);
+      next = this.#open(obs, ks, now, trail());
     }
     if (this.#signalDue(next, now)) {
       next = { ...next, lastSignalMs: now };
@@ -125,8 +135,8 @@ export class EpisodeBook {
           type: "stuck_session",
           session_key: key,
           reason: "stuck_session",
-          fingerprint: run.fingerprint,
-          repeats: run.length,
+          fingerprint: next.fingerprint ?? step.fingerprint,
+          repeats: a.repeats,
           episode_id: episodeId,
           ts: new Date(now).toISOString(),
         },
@@ -140,18 +150,22 @@ export class EpisodeBook {
     return verdict(next);
   }
 
+  #register(fingerprint: string, now: number): void {
+    this.#catalog.addFingerprint(fingerprint);
+    this.#o.safely(() => this.#store.addCannedFingerprint(fingerprint, "episode", now));
+  }
+
   /** Opens an episode, or adopts the one another process sharing the ledger opened already. */
-  #open(obs: Observation, ks: KeyStateRecord, now: number): KeyStateRecord {
-    const run = obs.run!;
+  #open(obs: Observation, ks: KeyStateRecord, now: number, trail: readonly EvidenceStep[]): KeyStateRecord {
+    const step = obs.step!;
+    const a = obs.assessment!;
     const key = obs.sessionKey;
-    const evidence = obs.assessment!.evidence;
-    this.#catalog.addFingerprint(run.fingerprint);
     const fresh: KeyStateRecord = {
       sessionKey: key,
       stuck: true,
       episodeId: randomUUID(),
-      fingerprint: run.fingerprint,
-      repeats: run.length,
+      fingerprint: step.fingerprint,
+      repeats: a.repeats,
       lastSignalMs: null,
       signalled: false,
       updatedMs: now,
@@ -161,21 +175,21 @@ export class EpisodeBook {
       this.#o.safely(() =>
         this.#store.atomically(() => {
           const current = this.#store.keyState(key);
-          if (current?.stuck && current.fingerprint === run.fingerprint && current.episodeId) {
-            return { ...current, repeats: run.length, updatedMs: now };
+          if (current?.stuck && current.episodeId) {
+            return { ...current, repeats: a.repeats, updatedMs: now };
           }
           const previous = current?.episodeId ?? ks.episodeId;
           if (previous) this.#store.closeEpisode(previous, now);
           this.#store.openEpisode({
             id: fresh.episodeId!,
             sessionKey: key,
-            fingerprint: run.fingerprint,
-            evidence,
-            repeats: run.length,
+            fingerprint: step.fingerprint,
+            evidence: a.evidence,
+            repeats: a.repeats,
             detectedTurn: obs.turns,
             startedMs: now,
+            trail,
           });
-          this.#store.addCannedFingerprint(run.fingerprint, "episode", now);
           return fresh;
         }),
       ) ?? fresh;
@@ -185,9 +199,10 @@ export class EpisodeBook {
         {
           sessionKey: key,
           episodeId: fresh.episodeId,
-          fingerprint: run.fingerprint,
-          repeats: run.length,
-          evidence,
+          fingerprint: step.fingerprint,
+          repeats: a.repeats,
+          evidence: a.evidence,
+          score: a.score,
         },
         "session is stuck: judging stops until it recovers",
       );

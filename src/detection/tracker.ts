@@ -1,11 +1,11 @@
 import { LRUCache } from "lru-cache";
 import { InvalidRequestError } from "../errors.js";
 import { chainHash, type ReplySignature, signReply } from "../fingerprint/fingerprint.js";
-import { normalize } from "../fingerprint/normalize.js";
-import { coreWords, nearWords, type SimilarityLimits, sameReply } from "../fingerprint/similarity.js";
+import { coreWords, nearWords } from "../fingerprint/similarity.js";
 import { describe } from "../util/describe.js";
-import { type Assessment, assessRun, type DetectionThresholds } from "./assess.js";
 import type { CannedCatalog } from "./catalog.js";
+import type { StuckEvidence, Work } from "./evidence.js";
+import { type EvidenceStep, EvidenceWindow, type WindowOptions } from "./window.js";
 
 /** Facts about the latest reply, where the runtime reports them. All optional. */
 export interface ReplyFacts {
@@ -27,6 +27,23 @@ export interface ReplyFacts {
   readonly handled?: boolean | undefined;
 }
 
+/** The detector's verdict on a key after its latest reply. */
+export interface StuckAssessment {
+  /** Skip judging: the score has reached the threshold and the latest reply is a repeat. */
+  readonly stuck: boolean;
+  /**
+   * The score has reached the threshold (the key's episode, if any, goes on) even if the latest
+   * reply is new and is judged.
+   */
+  readonly elevated: boolean;
+  readonly score: number;
+  readonly threshold: number;
+  /** The strongest kind of evidence in the latest step. */
+  readonly evidence: StuckEvidence;
+  /** Replies counted in the current stretch of evidence (the first occurrence included). */
+  readonly repeats: number;
+}
+
 /** What one call to {@link SessionTracker.observe} learned about a session key. */
 export interface Observation {
   readonly sessionKey: string;
@@ -45,41 +62,14 @@ export interface Observation {
    * late): the observation is the one made then, and must not change the key's state.
    */
   readonly stale: boolean;
-  /** The current run of the same reply. */
-  readonly run: RunView | null;
-  readonly assessment: Assessment | null;
+  /** The evidence the latest reply added; null before the first reply. */
+  readonly step: EvidenceStep | null;
+  readonly assessment: StuckAssessment | null;
 }
 
-export interface RunView {
-  readonly fingerprint: string;
-  readonly length: number;
-  /** Index (0-based) of the run's first reply in the transcript. */
-  readonly startTurn: number;
-}
-
-export interface TrackerOptions extends DetectionThresholds {
-  readonly similarity: SimilarityLimits;
+export interface TrackerOptions extends WindowOptions {
   /** Session keys whose state is kept in memory; older ones are rebuilt from their next transcript. */
   readonly maxSessions: number;
-}
-
-const NO_BOILERPLATE: ReadonlySet<string> = new Set();
-
-interface Run {
-  rep: ReplySignature;
-  length: number;
-  startTurn: number;
-  /**
-   * Distinct user inputs the run answered (near-duplicates count once), collected only up to
-   * two: the stuck rule asks whether there were at least two.
-   */
-  inputs: ReplySignature[];
-  /** The first reply's input, signed only if the run grows past one reply. */
-  firstInput: string | undefined;
-  /** Whether the reply is a known canned line; asked only once the run repeats. */
-  known: boolean | undefined;
-  zeroCost: number;
-  paid: number;
 }
 
 interface KeyState {
@@ -91,7 +81,9 @@ interface KeyState {
   lastUser: string | undefined;
   lastReply: string | undefined;
   prev: ReplySignature | undefined;
-  run: Run | undefined;
+  /** The latest user message, signed once, with its index. */
+  input: { index: number; sig: ReplySignature } | undefined;
+  window: EvidenceWindow;
   boilerplate: Set<string>;
   /** The last few observations, newest first, for requests that arrive late. */
   history: Array<{
@@ -113,7 +105,8 @@ function emptyState(): KeyState {
     lastUser: undefined,
     lastReply: undefined,
     prev: undefined,
-    run: undefined,
+    input: undefined,
+    window: new EvidenceWindow(),
     boilerplate: new Set(),
     history: [],
   };
@@ -125,7 +118,7 @@ const HISTORY = 8;
 
 /**
  * Keeps, per session key, just enough to extend its analysis when the next, longer transcript
- * arrives: counts, running hashes, the previous reply and the current run. Work per call is
+ * arrives: counts, running hashes, the previous reply and the evidence window. Work per call is
  * proportional to the messages added since the last call (plus one string comparison per array
  * to confirm the transcript was extended rather than rewritten), so a session of T turns costs
  * O(T) in total, however often its growing transcript is resent.
@@ -142,15 +135,21 @@ export class SessionTracker {
   }
 
   /**
-   * Ends the key's current run: the replies so far no longer count, and the next reply starts
-   * a new run. The transcript's hashes and counts are kept.
+   * Forgets the key's evidence: the replies so far no longer count. The transcript's hashes and
+   * counts are kept.
    */
   resetRun(sessionKey: string): void {
     const state = this.#states.get(sessionKey);
     if (state) {
-      state.run = undefined;
+      state.window.reset();
       state.history.length = 0;
     }
+  }
+
+  /** The key's evidence, reply by reply (the last few replies), or null for a key not in memory. */
+  explain(sessionKey: string): readonly EvidenceStep[] | null {
+    const state = this.#states.peek(sessionKey);
+    return state ? [...state.window.trail] : null;
   }
 
   observe(
@@ -185,22 +184,22 @@ export class SessionTracker {
       state.chars += text.length;
     }
     const newReplies = assistantMessages.length - state.replies;
+    let step: EvidenceStep | null = state.window.trail.at(-1) ?? null;
     for (let i = state.replies; i < assistantMessages.length; i++) {
       const text = assistantMessages[i]!;
       state.replyChain = chainHash(state.replyChain, text);
       state.chars += text.length;
       const isLatest = i === assistantMessages.length - 1;
       // A reply answers the user message with the same index, or failing that the latest one.
-      const input = userMessages[Math.min(i, userMessages.length - 1)];
-      this.#addReply(state, i, text, input, isLatest ? facts : undefined);
+      const inputTurn = Math.min(i, userMessages.length - 1);
+      step = this.#addReply(state, i, text, inputTurn, userMessages, isLatest ? facts : undefined);
     }
     state.users = userMessages.length;
     state.replies = assistantMessages.length;
     state.lastUser = userMessages[userMessages.length - 1];
     state.lastReply = assistantMessages[assistantMessages.length - 1];
 
-    const run = state.run;
-    const assessment = run ? assessRun(this.#runFacts(state, run), this.#options) : null;
+    const assessment = step === null ? null : assess(step, state.window);
     const observation: Observation = {
       sessionKey,
       turns: state.replies,
@@ -209,7 +208,7 @@ export class SessionTracker {
       newReplies: Math.max(0, newReplies),
       rebuilt,
       stale: false,
-      run: run ? { fingerprint: run.rep.fingerprint, length: run.length, startTurn: run.startTurn } : null,
+      step,
       assessment,
     };
     if (newReplies > 0 || rebuilt) {
@@ -229,92 +228,44 @@ export class SessionTracker {
     state: KeyState,
     index: number,
     text: string,
-    input: string | undefined,
+    inputTurn: number,
+    userMessages: readonly string[],
     facts?: ReplyFacts,
-  ): void {
+  ): EvidenceStep {
     const sig = signReply(text);
     const prev = state.prev;
     if (prev !== undefined && prev.normalized !== sig.normalized)
       learnBoilerplate(state, prev, sig, this.#options);
     state.prev = sig;
-
-    let run = state.run;
-    const same =
-      run !== undefined &&
-      sameReply(sig, run.rep, state.boilerplate, this.#options.similarity) &&
-      !echoesInput(sig, run.rep, input, state.boilerplate);
-    if (run === undefined || !same) {
-      run = {
-        rep: sig,
-        length: 0,
-        startTurn: index,
-        inputs: [],
-        firstInput: input,
-        known: undefined,
-        zeroCost: 0,
-        paid: 0,
-      };
-      state.run = run;
+    let input: ReplySignature | undefined;
+    if (inputTurn >= 0) {
+      if (state.input?.index !== inputTurn)
+        state.input = { index: inputTurn, sig: signReply(userMessages[inputTurn]!) };
+      input = state.input.sig;
     }
-    run.length++;
-    // Work that only matters for a repeated reply is done once it repeats, so a healthy
-    // session's varied replies cost one normalisation each and nothing more.
-    if (run.known === undefined && run.length >= Math.min(2, this.#options.knownRepeatThreshold)) {
-      run.known =
-        this.#catalog.hasFingerprint(run.rep.fingerprint) || this.#catalog.recognises(sig.fingerprint, text);
-    }
-    if (run.length >= 2 && run.inputs.length < 2) {
-      if (run.inputs.length === 0) run.inputs.push(signReply(run.firstInput ?? ""));
-      run.firstInput = undefined;
-      // "when is the branch cut?" and "sorry, when exactly is the branch cut?" are one question.
-      const asked = signReply(input ?? "");
-      if (!run.inputs.some((prior) => sameReply(asked, prior, NO_BOILERPLATE, this.#options.similarity))) {
-        run.inputs.push(asked);
-      }
-    }
-    if (facts !== undefined) {
-      if (isPaid(facts)) run.paid++;
-      else if (isZeroCost(facts)) run.zeroCost++;
-    }
-  }
-
-  #runFacts(state: KeyState, run: Run) {
-    const distinctInputs = Math.max(run.inputs.length, run.length > 0 ? 1 : 0);
-    // Substance matters only to a run that answered different inputs (see assessRun): a
-    // healthy session's single replies are not split into words for it.
-    let substanceChars = 0;
-    if (distinctInputs >= 2)
-      for (const w of coreWords(run.rep, state.boilerplate)) substanceChars += w.length;
-    return {
-      length: run.length,
-      distinctInputs,
-      substanceChars,
-      // The registry may have learned this fingerprint from another session since the run began.
-      known: run.known === true || (run.length >= 2 && this.#catalog.hasFingerprint(run.rep.fingerprint)),
-      zeroCostReplies: run.zeroCost,
-      paidReplies: run.paid,
-    };
+    return state.window.add(
+      { turn: index, inputTurn, text, sig, input, work: workOf(facts) },
+      state.boilerplate,
+      this.#catalog,
+      this.#options,
+    );
   }
 }
 
-/**
- * A reply that differs from the run's reply in a word the user just wrote is answering the
- * user ("Deployed web to staging" after "deploy web"), not repeating a canned line.
- */
-function echoesInput(
-  sig: ReplySignature,
-  rep: ReplySignature,
-  input: string | undefined,
-  boilerplate: ReadonlySet<string>,
-): boolean {
-  if (input === undefined || sig.normalized === rep.normalized) return false;
-  const counts = new Map<string, number>();
-  for (const w of coreWords(sig, boilerplate)) counts.set(w, (counts.get(w) ?? 0) + 1);
-  for (const w of coreWords(rep, boilerplate)) counts.set(w, (counts.get(w) ?? 0) - 1);
-  const asked = new Set(normalize(input).split(" "));
-  for (const [w, c] of counts)
-    if (c !== 0 && w.length >= 3 && !w.startsWith("_") && asked.has(w)) return true;
-  return false;
+function assess(step: EvidenceStep, window: EvidenceWindow): StuckAssessment {
+  const evidence: StuckEvidence = step.reasons.includes("known_canned")
+    ? "known_canned"
+    : step.reasons.includes("free_bounce")
+      ? "zero_cost"
+      : "repeats";
+  return {
+    stuck: step.stuck,
+    elevated: step.score >= step.threshold,
+    score: step.score,
+    threshold: step.threshold,
+    evidence,
+    repeats: window.repeats,
+  };
 }
 
 function checkStrings(list: readonly unknown[], from: number, field: string): void {
@@ -335,20 +286,21 @@ function extends_(state: KeyState, users: readonly string[], replies: readonly s
   return true;
 }
 
-function isPaid(f: ReplyFacts): boolean {
-  return (
+/** The strongest sign of work in a reply's facts. */
+function workOf(f: ReplyFacts | undefined): Work {
+  if (f === undefined) return "none";
+  if (
     (typeof f.costUsd === "number" && f.costUsd > 0) ||
-    (typeof f.sdkSessionId === "string" && f.sdkSessionId !== "") ||
     (f.toolsUsed !== undefined && f.toolsUsed.length > 0)
-  );
-}
-
-function isZeroCost(f: ReplyFacts): boolean {
+  )
+    return "paid";
+  const session = typeof f.sdkSessionId === "string" && f.sdkSessionId !== "";
+  if (session) return "session";
   const noSession = f.sdkSessionId === "" || f.sdkSessionId === null;
   const free = f.costUsd === 0;
   const instant = f.durationMs === 0;
   // Two of the three signs, so that one missing field does not hide the bounce.
-  return (noSession ? 1 : 0) + (free ? 1 : 0) + (instant ? 1 : 0) >= 2;
+  return (noSession ? 1 : 0) + (free ? 1 : 0) + (instant ? 1 : 0) >= 2 ? "bounce" : "none";
 }
 
 /**

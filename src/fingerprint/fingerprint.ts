@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { normalizeLines } from "./normalize.js";
+import { NON_ASCII, normalizeLines, tokenize } from "./normalize.js";
 
 /** A 64-bit hex digest. Collisions among one deployment's replies are not a practical concern. */
 export function hash64(text: string): string {
@@ -39,19 +39,20 @@ export class ReplySignature {
     return this.#fingerprint;
   }
 
-  /** How many words {@link words} holds, counted without splitting. */
+  /** How many words {@link words} holds, counted without splitting where that is exact. */
   get wordCount(): number {
     if (this.#words !== undefined) return this.#words.length;
     const n = this.normalized;
     if (n === "") return 0;
+    if (NON_ASCII.test(n)) return this.words.length;
     let count = 1;
     for (let i = n.indexOf(" "); i !== -1; i = n.indexOf(" ", i + 1)) count++;
     return count;
   }
 
-  /** All normalised words, in order. */
+  /** All normalised words (characters, in scripts without spaces), in order. */
   get words(): readonly string[] {
-    this.#words ??= this.normalized === "" ? [] : this.normalized.split(" ");
+    this.#words ??= tokenize(this.normalized);
     return this.#words;
   }
 }

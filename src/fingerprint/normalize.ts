@@ -36,7 +36,7 @@ const PLACEHOLDERS = [" _uuid_ ", " _ts_ ", " _ts_ ", " _id_ ", " _id_ ", " _dur
 
 const PUNCTUATION = /[^\p{L}\p{N}_\s]+/gu;
 const ASCII_PUNCTUATION = /[^a-z0-9_\s]+/g;
-const NON_ASCII = /[\u0080-\uffff]/;
+export const NON_ASCII = /[\u0080-\uffff]/;
 const DIGIT = /\d/;
 // Runs of blanks and any whitespace other than a single space: replacing every lone space by
 // itself would cost a match per word.
@@ -86,4 +86,30 @@ export function normalizeLines(text: string, numbers?: string[]): string[] {
 /** The normalised form of a whole reply: its normalised lines joined by single spaces. */
 export function normalize(text: string): string {
   return normalizeLines(text).join(" ");
+}
+
+/**
+ * Scripts written without spaces between words. Their characters are compared one by one: a
+ * Chinese or Japanese line normalises to one long "word", and two variants of it would
+ * otherwise differ in that single word however little they differ.
+ */
+const UNSPACED =
+  /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}]/u;
+const UNSPACED_SPLIT =
+  /([\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}])/u;
+
+/** The comparison tokens of normalised text: its words, with unspaced scripts split into characters. */
+export function tokenize(normalized: string): string[] {
+  if (normalized === "") return [];
+  const words = normalized.split(" ");
+  if (!NON_ASCII.test(normalized) || !UNSPACED.test(normalized)) return words;
+  const out: string[] = [];
+  for (const w of words) {
+    if (!UNSPACED.test(w)) {
+      out.push(w);
+      continue;
+    }
+    for (const part of w.split(UNSPACED_SPLIT)) if (part !== "") out.push(part);
+  }
+  return out;
 }

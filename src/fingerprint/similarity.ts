@@ -1,4 +1,5 @@
 import type { ReplySignature } from "./fingerprint.js";
+import { tokenize } from "./normalize.js";
 
 /**
  * When two replies count as "the same reply".
@@ -39,7 +40,7 @@ export function coreWords(sig: ReplySignature, boilerplate: ReadonlySet<string>)
   const words: string[] = [];
   for (const line of sig.lines) {
     if (boilerplate.has(line)) continue;
-    for (const w of line.split(" ")) words.push(w);
+    for (const w of tokenize(line)) words.push(w);
   }
   return words;
 }

@@ -546,7 +546,8 @@ export class Guard {
   #observe(s: NormalizedSession): { obs: Observation; now: number; stuck: StuckVerdict } {
     const now = this.#o.clock.now();
     const obs = this.#tracker.observe(s.sessionKey, s.userMessages, s.assistantMessages, s.facts);
-    return { obs, now, stuck: this.#episodes.update(obs, now) };
+    const trail = () => this.#tracker.explain(s.sessionKey) ?? [];
+    return { obs, now, stuck: this.#episodes.update(obs, now, trail) };
   }
 
   /** Admission, then the call within the concurrency limit, then settlement. */

@@ -249,6 +249,11 @@ export const MIGRATIONS: readonly Migration[] = [
   );
   CREATE INDEX guard_config_started ON guard_config (started_ms);
   `,
+  // v5: the evidence an episode was opened on, reply by reply, as JSON (fingerprints, lengths,
+  // weights and reason codes; never text), for `judge-guard explain`. NULL for older episodes.
+  `
+  ALTER TABLE episodes ADD COLUMN trail TEXT;
+  `,
 ];
 
 /**

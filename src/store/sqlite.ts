@@ -4,7 +4,8 @@ import { dirname } from "node:path";
 import type Database from "better-sqlite3";
 import type { ScopeUsage } from "../budget/admission.js";
 import type { EstimateStats } from "../budget/estimator.js";
-import type { StuckEvidence } from "../detection/assess.js";
+import type { StuckEvidence } from "../detection/evidence.js";
+import type { EvidenceStep } from "../detection/window.js";
 import { LedgerSchemaError } from "../errors.js";
 import { bucketStart, DEFAULT_BUCKET_MS, scopeOf } from "./buckets.js";
 import { type Checkpointer, startCheckpointer } from "./checkpointer.js";
@@ -314,6 +315,7 @@ export class SqliteStore implements LedgerStore {
       e.repeats,
       e.detectedTurn,
       e.startedMs,
+      e.trail === undefined ? null : JSON.stringify(e.trail),
     );
   }
 
@@ -332,6 +334,7 @@ export class SqliteStore implements LedgerStore {
       detectedTurn: Number(r.detected_turn),
       startedMs: Number(r.started_ms),
       endedMs: r.ended_ms === null ? null : Number(r.ended_ms),
+      ...(r.trail == null ? {} : { trail: parseTrail(String(r.trail)) }),
     }));
   }
 
@@ -487,7 +490,7 @@ function prepare(db: Database.Database) {
       "INSERT OR REPLACE INTO key_state (session_key, stuck, episode_id, fingerprint, repeats, last_signal_ms, signalled, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     ),
     openEpisode: db.prepare(
-      "INSERT OR IGNORE INTO episodes (id, session_key, fingerprint, evidence, repeats, detected_turn, started_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      "INSERT OR IGNORE INTO episodes (id, session_key, fingerprint, evidence, repeats, detected_turn, started_ms, trail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     ),
     closeEpisode: db.prepare("UPDATE episodes SET ended_ms = ? WHERE id = ? AND ended_ms IS NULL"),
     episodes: db.prepare("SELECT * FROM episodes ORDER BY started_ms DESC"),
@@ -505,4 +508,14 @@ function prepare(db: Database.Database) {
       "INSERT OR REPLACE INTO estimates (judge, model, samples, output_mean, output_var, output_max, input_ratio, input_ratio_max) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     ),
   };
+}
+
+/** An episode's stored evidence; a row written by hand that does not parse reads as none. */
+function parseTrail(json: string): EvidenceStep[] | undefined {
+  try {
+    const v: unknown = JSON.parse(json);
+    return Array.isArray(v) ? (v as EvidenceStep[]) : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,6 +1,7 @@
 import type { ScopeUsage } from "../budget/admission.js";
 import type { EstimateStats } from "../budget/estimator.js";
-import type { StuckEvidence } from "../detection/assess.js";
+import type { StuckEvidence } from "../detection/evidence.js";
+import type { EvidenceStep } from "../detection/window.js";
 
 /** Why a request was not judged. */
 export type SkipReason =
@@ -110,6 +111,8 @@ export interface EpisodeRecord {
   /** Index (1-based) of the reply at which the episode was detected. */
   readonly detectedTurn: number;
   readonly startedMs: number;
+  /** The evidence that decided, reply by reply (fingerprints and weights, no text). */
+  readonly trail?: readonly EvidenceStep[] | undefined;
 }
 
 export interface SignalRecord {

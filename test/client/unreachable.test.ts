@@ -6,6 +6,7 @@ import { createClient } from "../../src/client/client.js";
 import { createGuard, isBudgetError, type JudgeRequest } from "../../src/index.js";
 import { createLogger } from "../../src/log/logger.js";
 import { type RunningServer, serve } from "../../src/server/server.js";
+import { healthyReply } from "../helpers/replies.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
@@ -31,7 +32,7 @@ const request = (key: string, n = 1): JudgeRequest => ({
   session: {
     session_key: key,
     user_messages: Array.from({ length: n }, (_, i) => `question ${i}`),
-    assistant_messages: Array.from({ length: n }, (_, i) => `A real answer, number ${i}.`),
+    assistant_messages: Array.from({ length: n }, (_, i) => healthyReply(i)),
   },
 });
 // Sonnet: 2000 x $3/M + 600 x $15/M = $0.015 a call.

@@ -535,10 +535,16 @@ describe("createGuard honours fromEnv options", () => {
       [J, J, J, S, S, S, S],
     ],
     [
-      "JUDGE_GUARD_MAX_WORD_DIFFERENCE=0 makes near-duplicates different replies",
+      "two wordings of one line count as one reply: the 3rd reply is skipped",
+      {},
+      NEAR_DUPLICATES,
+      [J, J, J, S, S, S, S],
+    ],
+    [
+      "JUDGE_GUARD_MAX_WORD_DIFFERENCE=0 makes them two lines, skipped once each recurs (A/B/A/B)",
       { JUDGE_GUARD_MAX_WORD_DIFFERENCE: "0" },
       NEAR_DUPLICATES,
-      [J, J, J, J, J, J, J],
+      [J, J, J, J, S, S, S],
     ],
     [
       "JUDGE_GUARD_BUILTIN_PATTERNS=false forgets Phantom's line",

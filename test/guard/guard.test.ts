@@ -15,6 +15,7 @@ import {
   StuckSessionError,
   type StuckSessionEvent,
 } from "../../src/index.js";
+import { healthyReply } from "../helpers/replies.js";
 import { FakeClock, useTempDir } from "../helpers/tmp.js";
 
 const CANNED = "I'm still working on your previous message. Please wait.";
@@ -363,7 +364,7 @@ describe("signals", () => {
 describe("budgets", () => {
   const usage = { inputTokens: 100_000, outputTokens: 0 }; // $0.30 on Sonnet
   const healthy = (s: Session, i: number) =>
-    s.turn(`question ${i}`, `Answer number ${i}: ${"detail ".repeat(i % 7)}`);
+    s.turn(`question ${i}`, healthyReply(i, "detail ".repeat(i % 7).trim()));
 
   it("stops a key at its USD cap within the window and lets it go again when the window moves", async () => {
     const clock = new FakeClock();

@@ -1,40 +1,65 @@
 import { describe, expect, it } from "vitest";
-import { assessRun, type RunFacts } from "../../src/detection/assess.js";
 import { CannedCatalog, PHANTOM_CANNED_PATTERNS } from "../../src/detection/catalog.js";
+import { type Comparison, weigh } from "../../src/detection/evidence.js";
 import { type ReplyFacts, SessionTracker } from "../../src/detection/tracker.js";
 import { DEFAULT_SIMILARITY } from "../../src/fingerprint/similarity.js";
 
 const T = { repeatThreshold: 3, knownRepeatThreshold: 2, minReplyChars: 16 };
 
-describe("assessRun", () => {
-  const base: RunFacts = {
-    length: 3,
-    distinctInputs: 3,
-    substanceChars: 40,
+describe("weigh", () => {
+  const repeat: Comparison = {
+    match: "exact",
     known: false,
-    zeroCostReplies: 0,
-    paidReplies: 0,
+    sameInput: false,
+    substanceChars: 40,
+    numberChanges: 0,
+    work: "none",
+    blocked: false,
+    thanks: false,
+    related: false,
+    long: false,
   };
-  it.each<[string, Partial<RunFacts>, boolean, number]>([
-    ["3 repeats to different inputs", {}, true, 3],
-    ["2 repeats are not enough without evidence", { length: 2 }, false, 3],
-    ["a known canned line needs 2", { length: 2, known: true }, true, 2],
-    ["two free, session-less replies need 2", { length: 2, zeroCostReplies: 2 }, true, 2],
-    ["the same question asked again", { distinctInputs: 1, length: 5 }, false, Infinity],
-    ["short acknowledgements", { substanceChars: 4, length: 6 }, false, Infinity],
-    ["short but known canned", { substanceChars: 8, length: 2, known: true }, true, 2],
-    ["paid replies need two more", { paidReplies: 3, length: 4 }, false, 5],
-    ["paid replies, long run", { paidReplies: 5, length: 5 }, true, 5],
+  const fresh: Comparison = { ...repeat, match: null };
+  it.each<[string, Comparison, number | "reset"]>([
+    ["a repeat to a different input", repeat, 1],
+    ["a near-duplicate", { ...repeat, match: "near" }, 1],
+    ["a known canned line reaches the threshold at once", { ...repeat, known: true, work: "paid" }, 2],
+    ["the same question again", { ...repeat, sameInput: true }, 0],
+    ["too short to tell", { ...repeat, substanceChars: 5 }, 0],
+    ["a closer after thanks", { ...repeat, thanks: true }, 0],
+    ["a counter changed, no facts", { ...repeat, match: "volatile", numberChanges: 1 }, 1],
     [
-      "known but paid for by the model: not a runtime bounce",
-      { known: true, paidReplies: 1, length: 3 },
-      false,
-      5,
+      "a counter changed, an SDK session",
+      { ...repeat, match: "volatile", numberChanges: 1, work: "session" },
+      0.5,
     ],
-  ])("%s", (_name, facts, stuck, required) => {
-    const a = assessRun({ ...base, ...facts }, T);
-    expect(a.stuck).toBe(stuck);
-    expect(a.required).toBe(required);
+    [
+      "data changed in a paid reply: a template",
+      { ...repeat, match: "volatile", numberChanges: 2, work: "paid" },
+      -0.5,
+    ],
+    [
+      "data changed in a paid reply that reads as an error",
+      { ...repeat, match: "volatile", numberChanges: 1, work: "paid", blocked: true },
+      0.5,
+    ],
+    ["three or more numbers changed: a report", { ...repeat, match: "volatile", numberChanges: 3 }, 0],
+    ["the words that changed are the user's", { ...repeat, match: "slot" }, 0],
+    ["... in a paid reply", { ...repeat, match: "slot", work: "paid" }, -0.5],
+    ["a quote of the user's message set aside", { ...repeat, match: "quote" }, 1],
+    ["a free bounce", { ...repeat, work: "bounce" }, 2],
+    ["a paid repeat (a refusal loop)", { ...repeat, work: "paid" }, 1],
+    ["a new reply", fresh, -1],
+    ["a new short reply", { ...fresh, substanceChars: 4 }, 0],
+    ["a new paraphrase of the window", { ...fresh, related: true }, 0],
+    ["a new long reply is a real answer", { ...fresh, long: true }, "reset"],
+    ["a new paid reply is a real answer", { ...fresh, work: "paid" }, "reset"],
+  ])("%s", (_name, c, weight) => {
+    expect(weigh(c, T).weight).toBe(weight);
+  });
+
+  it("scales the known-line weight to knownRepeatThreshold", () => {
+    expect(weigh({ ...repeat, known: true }, { ...T, knownRepeatThreshold: 3 }).weight).toBe(1);
   });
 });
 
@@ -74,7 +99,8 @@ describe("SessionTracker", () => {
       ["are you there", line],
     ]);
     expect(obs.map((o) => o.assessment?.stuck)).toEqual([false, false, false, true]);
-    expect(obs[3]!.run).toMatchObject({ length: 3, startTurn: 1 });
+    expect(obs[3]!.assessment).toMatchObject({ repeats: 3, evidence: "repeats" });
+    expect(obs[3]!.step).toMatchObject({ turn: 4, match: "exact", matchedTurn: 3, score: 2 });
   });
 
   it("recognises Phantom's canned line at the 2nd repeat", () => {
@@ -133,18 +159,145 @@ describe("SessionTracker", () => {
     expect(obs[1]!.assessment).toMatchObject({ stuck: true, evidence: "zero_cost" });
   });
 
-  it("uses reply facts: paid replies need more repeats", () => {
+  it("catches a paid canned loop (a refusal) at the 3rd reply to different inputs", () => {
     const { t } = tracker([]);
-    const reply = "I could not find that file in the repository; check the path and try again.";
+    const reply = "I'm sorry, but I can't help with that request.";
     const paid: ReplyFacts = { costUsd: 0.02, sdkSessionId: "sdk_1" };
     const obs = feed(t, "k", [
-      ["open a.ts", reply, paid],
-      ["open b.ts", reply, paid],
-      ["open c.ts", reply, paid],
-      ["open d.ts", reply, paid],
-      ["open e.ts", reply, paid],
+      [
+        "summarise the incident doc",
+        "The incident began at 09:12 when the cache filled; two fixes shipped.",
+        paid,
+      ],
+      ["open the runbook", reply, paid],
+      ["list the alerts from last night", reply, paid],
+      ["who is on call this week?", reply, paid],
     ]);
-    expect(obs.map((o) => o.assessment?.stuck)).toEqual([false, false, false, false, true]);
+    expect(obs.map((o) => o.assessment?.stuck)).toEqual([false, false, false, true]);
+  });
+
+  it("never flags a paid status template whose numbers change", () => {
+    const { t } = tracker([]);
+    const paid: ReplyFacts = { costUsd: 0.03, sdkSessionId: "sdk_2", toolsUsed: ["Bash"] };
+    const asks = [
+      "backup ok?",
+      "how did the backup go",
+      "did last night's backup finish?",
+      "backup status",
+      "and today?",
+      "check it again",
+    ];
+    const obs = feed(
+      t,
+      "k",
+      asks.map((u, i) => [
+        u,
+        `Backup finished: ${1200 + i * 37 - (i % 2) * 90} files, ${(3 + i * 0.3).toFixed(1)} GB copied.`,
+        paid,
+      ]),
+    );
+    expect(obs.some((o) => o.assessment?.stuck)).toBe(false);
+  });
+
+  it("counts a line that recurs within the window, not only in a run: A/B/A/B", () => {
+    const { t } = tracker([]);
+    const a = "The service is temporarily unavailable. Please try again later.";
+    const b = "Your request could not be completed right now; our team has been notified.";
+    const obs = feed(t, "k", [
+      ["hi", "Hello! What shall we look at today?"],
+      ["check the logs", a],
+      ["and the metrics?", b],
+      ["hello?", a],
+      ["anyone there?", b],
+      ["this is broken", a],
+    ]);
+    expect(obs.map((o) => o.assessment?.stuck)).toEqual([false, false, false, false, true, true]);
+  });
+
+  it("catches three paraphrases in rotation", () => {
+    const { t } = tracker([]);
+    const lines = [
+      "I'm still working on your previous message. Please wait.",
+      "Still busy with your last request, please hold on a moment.",
+      "Please wait, your earlier message is still being processed.",
+    ];
+    const asks = ["deploy web", "status?", "hello", "why so slow", "ping", "any news", "come on", "ok?"];
+    const obs = feed(t, "k", [
+      ["hi", "Hi! Ready when you are."],
+      ...asks.map((u, i) => [u, lines[i % 3]!] as [string, string]),
+    ]);
+    const first = obs.findIndex((o) => o.assessment?.stuck);
+    expect(first).toBeGreaterThan(0);
+    expect(first).toBeLessThanOrEqual(6);
+    expect(obs.slice(first + 1).every((o) => o.assessment?.stuck)).toBe(true);
+  });
+
+  it("sets aside a quote of the user's message", () => {
+    const { t } = tracker([]);
+    const asks = ["how big is the users table?", "can you rotate the api keys", "why did the deploy fail"];
+    const obs = feed(t, "k", [
+      ["hello", "Hello! What do you need?"],
+      ...asks.map(
+        (u) =>
+          [
+            u,
+            `I received "${u}" but I'm still processing your previous request. Please try again shortly.`,
+          ] as [string, string],
+      ),
+    ]);
+    expect(obs.map((o) => o.assessment?.stuck)).toEqual([false, false, false, true]);
+    expect(obs[3]!.step?.match).toBe("quote");
+  });
+
+  it("compares Chinese and Japanese character by character", () => {
+    const { t } = tracker([]);
+    const obs = feed(t, "k", [
+      ["你好", "你好！今天需要我帮你做什么？"],
+      ["部署进度怎么样", "系统繁忙，正在处理您之前的消息，请稍候再试（第2次）。"],
+      ["还要多久", "系统繁忙，正在处理您之前的消息，请稍候再试（第3次）。"],
+      ["快点", "系统繁忙，正在处理您之前的消息，请稍后再试（第4次）。"],
+    ]);
+    expect(obs.map((o) => o.assessment?.stuck)).toEqual([false, false, false, true]);
+  });
+
+  it("judges the first real reply after a recovery, even a short one", () => {
+    const { t } = tracker([]);
+    const line = "Sorry, I am unable to process requests right now. Try again later.";
+    const obs = feed(t, "k", [
+      ["a", "Here is the plan for the migration: three steps, each reversible."],
+      ["b", line],
+      ["c", line],
+      ["d", line],
+      ["e", line],
+      ["f", "Hi again! What can I help with?"],
+    ]);
+    expect(obs.map((o) => o.assessment?.stuck)).toEqual([false, false, false, true, true, false]);
+  });
+
+  it("counts an agent repeating itself without a new user message (a monologue)", () => {
+    const { t } = tracker([]);
+    const line = "I will now check the configuration file for errors and report back.";
+    const obs = [1, 2, 3, 4].map((n) =>
+      t.observe(
+        "k",
+        ["check the config please"],
+        Array.from({ length: n }, () => line),
+        undefined,
+      ),
+    );
+    expect(obs.map((o) => o.assessment?.stuck)).toEqual([false, false, true, true]);
+  });
+
+  it("catches a known line at its 2nd occurrence even when paid", () => {
+    const { t } = tracker();
+    const paid: ReplyFacts = { costUsd: 0.01, sdkSessionId: "sdk_3", toolsUsed: ["Read"] };
+    const obs = feed(t, "k", [
+      ["go", "Working on it: the first draft is in docs/plan.md.", paid],
+      ["next", CANNED, paid],
+      ["and?", CANNED, paid],
+    ]);
+    expect(obs.map((o) => o.assessment?.stuck)).toEqual([false, false, true]);
+    expect(obs[2]!.assessment?.evidence).toBe("known_canned");
   });
 
   it("re-arms when a different reply arrives", () => {
@@ -166,7 +319,7 @@ describe("SessionTracker", () => {
       ["z", line],
     ]);
     expect(a[2]!.assessment?.stuck).toBe(true);
-    first.catalog.addFingerprint(a[2]!.run!.fingerprint);
+    first.catalog.addFingerprint(a[2]!.step!.fingerprint);
     const b = feed(first.t, "b", [
       ["p", line],
       ["q", line],
