@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { isJudgeGuardError } from "../errors.js";
 import { UsageError } from "./errors.js";
+import { explainCommand } from "./explain.js";
 import { replayCommand } from "./replay.js";
 import { reportCommand } from "./report.js";
 import { resetSessionsCommand } from "./reset-sessions.js";
@@ -33,8 +34,21 @@ async function main(argv: string[]): Promise<number> {
     .option("--decisions <file>", "write one JSON decision per input line to this file")
     .option("--json", "print the summary as one JSON object")
     .option("--no-progress", "no progress bar, even on a terminal")
+    .option("--explain <key>", "also show, reply by reply, why this session key was or was not judged stuck")
     .action(async (file: string, opts) => {
       code = await replayCommand(file, opts);
+    });
+
+  program
+    .command("explain")
+    .description(
+      "why a session key was judged stuck: its episodes and the evidence each opened on, from the ledger",
+    )
+    .argument("<session-key>", "the session key, e.g. slack:C04:1712345678.1234")
+    .option("--db <path>", "the ledger (default: JUDGE_GUARD_DB, or ./data/judge-guard.db)")
+    .option("--json", "print the history as JSON")
+    .action((key: string, opts) => {
+      code = explainCommand(key, opts);
     });
 
   program

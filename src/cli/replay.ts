@@ -3,8 +3,9 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fromEnv } from "../config/env.js";
 import type { LogLevel } from "../log/logger.js";
-import { openLines, type ReplaySummary, replay } from "../replay/replay.js";
+import { type ExplainedReply, openLines, type ReplaySummary, replay } from "../replay/replay.js";
 import { fsReason, UsageError } from "./errors.js";
+import { renderExplainedReplay } from "./explain.js";
 import { count, ProgressBar, percent, usd } from "./format.js";
 import { createCliLogger } from "./log.js";
 
@@ -13,6 +14,7 @@ export interface ReplayCommandOptions {
   readonly decisions?: string;
   readonly json?: boolean;
   readonly progress?: boolean;
+  readonly explain?: string;
 }
 
 const MAX_INVALID_SHOWN = 100;
@@ -85,6 +87,7 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
   let invalidTotal = 0;
   let summary: ReplaySummary;
   let linesSeen = 0;
+  const explained: ExplainedReply[] = [];
   try {
     summary = await replay(
       input.lines,
@@ -105,6 +108,9 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
           bar?.clear();
           process.stderr.write(`${file}: line ${bad.line}: ${bad.field}: ${bad.message}\n`);
         },
+        ...(opts.explain !== undefined && {
+          explain: { sessionKey: opts.explain, onReply: (r: ExplainedReply) => void explained.push(r) },
+        }),
       },
     );
     flush();
@@ -117,7 +123,16 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
     process.stderr.write(`${file}: ${invalidTotal - invalidShown} more invalid lines not shown\n`);
   }
   const shown = { ...summary, ledger: opts.db ?? "(temporary, removed)" };
-  process.stdout.write(opts.json ? `${JSON.stringify(shown, null, 2)}\n` : renderSummary(file, shown));
+  if (opts.json) {
+    const withExplain =
+      opts.explain === undefined
+        ? shown
+        : { ...shown, explain: { session_key: opts.explain, replies: explained } };
+    process.stdout.write(`${JSON.stringify(withExplain, null, 2)}\n`);
+  } else {
+    process.stdout.write(renderSummary(file, shown));
+    if (opts.explain !== undefined) process.stdout.write(renderExplainedReplay(opts.explain, explained));
+  }
   return summary.invalid > 0 ? 1 : 0;
 }
 

@@ -72,6 +72,17 @@ export interface EvidenceStep {
   readonly reasons: readonly Reason[];
 }
 
+/** Steps stored as JSON (the ledger's episodes.trail); null when absent or not a list. */
+export function parseTrail(json: unknown): EvidenceStep[] | null {
+  if (typeof json !== "string") return null;
+  try {
+    const v: unknown = JSON.parse(json);
+    return Array.isArray(v) ? (v as EvidenceStep[]) : null;
+  } catch {
+    return null;
+  }
+}
+
 export interface NewReply {
   readonly turn: number;
   readonly inputTurn: number;

@@ -6,6 +6,7 @@ import { CostEstimator, type Estimate, type EstimateStats } from "../budget/esti
 import { CannedCatalog } from "../detection/catalog.js";
 import { EpisodeBook, type StuckVerdict } from "../detection/episodes.js";
 import { type Observation, SessionTracker } from "../detection/tracker.js";
+import type { EvidenceStep } from "../detection/window.js";
 import { GuardClosedError, InvalidRequestError, type SkipDetails, skipError } from "../errors.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { PriceTable, type Usage } from "../pricing/prices.js";
@@ -485,6 +486,15 @@ export class Guard {
   }
 
   /**
+   * Why the key is or is not stuck: the evidence each of its last replies (up to a dozen) added,
+   * as fingerprints, lengths, weights and reason codes (never text). Empty for a key whose
+   * transcript this process has not seen (or no longer keeps in memory).
+   */
+  explain(sessionKey: string): readonly EvidenceStep[] {
+    return this.#tracker.explain(sessionKey) ?? [];
+  }
+
+  /**
    * Operator action: ends a key's stuck episode. The replies so far stop counting; judging
    * resumes, and only new canned replies can make the key stuck again.
    */
@@ -546,7 +556,7 @@ export class Guard {
   #observe(s: NormalizedSession): { obs: Observation; now: number; stuck: StuckVerdict } {
     const now = this.#o.clock.now();
     const obs = this.#tracker.observe(s.sessionKey, s.userMessages, s.assistantMessages, s.facts);
-    const trail = () => this.#tracker.explain(s.sessionKey) ?? [];
+    const trail = () => this.explain(s.sessionKey);
     return { obs, now, stuck: this.#episodes.update(obs, now, trail) };
   }
 

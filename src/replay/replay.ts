@@ -3,6 +3,7 @@ import { open } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
+import type { EvidenceStep } from "../detection/window.js";
 import { Guard } from "../guard/guard.js";
 import type { GuardOptions } from "../guard/options.js";
 import type { SkipReason } from "../store/types.js";
@@ -55,10 +56,20 @@ export interface ReplaySummary {
   readonly ledger: string;
 }
 
+/** One reply of an explained key: the evidence it added, and the first line that carried it. */
+export interface ExplainedReply extends EvidenceStep {
+  readonly line: number;
+  /** What the guard did with that line. */
+  readonly decision: "judged" | "skipped";
+  readonly reason: SkipReason | null;
+}
+
 export interface ReplayHooks {
   /** Called for every input line, in order. */
   onDecision?(d: ReplayDecision): void;
   onInvalid?(bad: ReplayInvalidLine): void;
+  /** Collect the evidence of this session key, reply by reply, for `replay --explain KEY`. */
+  explain?: { readonly sessionKey: string; onReply(r: ExplainedReply): void };
 }
 
 /** Opens a JSON Lines file, gzip-compressed or not ("-" for standard input). */
@@ -116,6 +127,7 @@ export async function replay(
   const byReason: Record<string, number> = {};
   const wouldSkip: Record<string, number> = {};
   const episodes = new Map<string, ReplayStuckSession & { skipped_calls: number; saved_usd: number }>();
+  let lastStep: EvidenceStep | undefined;
   let n = 0;
   let judged = 0;
   let skipped = 0;
@@ -199,6 +211,15 @@ export async function replay(
         }
       }
       hooks.onDecision?.(d);
+      if (hooks.explain !== undefined && key === hooks.explain.sessionKey && d.decision !== "invalid") {
+        // The steps this line added: those after the last one reported (all of them when the
+        // key's evidence started over).
+        const trail = guard.explain(key);
+        const from = lastStep === undefined ? 0 : trail.lastIndexOf(lastStep) + 1;
+        for (const step of trail.slice(from))
+          hooks.explain.onReply({ ...step, line: n, decision: d.decision, reason: d.reason });
+        lastStep = trail.at(-1) ?? lastStep;
+      }
     }
   } finally {
     await guard.close();

@@ -243,7 +243,8 @@ function configOf(db: Database.Database, version: number, o: ReportOptions): Rep
 }
 const iso = (ms: number): string => new Date(ms).toISOString();
 
-function open(path: string): Database.Database {
+/** Opens a ledger read-only for reading, or throws a ReportDataError saying what is wrong. */
+export function openForReading(path: string): Database.Database {
   if (!existsSync(path)) throw new ReportDataError(`no ledger at ${path} (set --db or JUDGE_GUARD_DB)`);
   if (statSync(path).isDirectory())
     throw new ReportDataError(
@@ -272,7 +273,7 @@ function open(path: string): Database.Database {
 
 /** Builds the report for one time range (and optionally one session key). */
 export function buildReport(path: string, o: ReportOptions): Report {
-  const db = open(path);
+  const db = openForReading(path);
   try {
     return db.transaction(() => collect(db, path, o))();
   } catch (e) {

@@ -5,7 +5,7 @@ import type Database from "better-sqlite3";
 import type { ScopeUsage } from "../budget/admission.js";
 import type { EstimateStats } from "../budget/estimator.js";
 import type { StuckEvidence } from "../detection/evidence.js";
-import type { EvidenceStep } from "../detection/window.js";
+import { parseTrail } from "../detection/window.js";
 import { LedgerSchemaError } from "../errors.js";
 import { bucketStart, DEFAULT_BUCKET_MS, scopeOf } from "./buckets.js";
 import { type Checkpointer, startCheckpointer } from "./checkpointer.js";
@@ -334,7 +334,7 @@ export class SqliteStore implements LedgerStore {
       detectedTurn: Number(r.detected_turn),
       startedMs: Number(r.started_ms),
       endedMs: r.ended_ms === null ? null : Number(r.ended_ms),
-      ...(r.trail == null ? {} : { trail: parseTrail(String(r.trail)) }),
+      ...(r.trail == null ? {} : { trail: parseTrail(r.trail) ?? undefined }),
     }));
   }
 
@@ -508,14 +508,4 @@ function prepare(db: Database.Database) {
       "INSERT OR REPLACE INTO estimates (judge, model, samples, output_mean, output_var, output_max, input_ratio, input_ratio_max) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     ),
   };
-}
-
-/** An episode's stored evidence; a row written by hand that does not parse reads as none. */
-function parseTrail(json: string): EvidenceStep[] | undefined {
-  try {
-    const v: unknown = JSON.parse(json);
-    return Array.isArray(v) ? (v as EvidenceStep[]) : undefined;
-  } catch {
-    return undefined;
-  }
 }

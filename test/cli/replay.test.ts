@@ -1,13 +1,10 @@
-import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { beforeAll, describe, expect, it } from "vitest";
+import { cli, ensureBuilt, ROOT, type Run } from "../helpers/cli.js";
 import { useTempDir } from "../helpers/tmp.js";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const BIN = join(ROOT, "dist", "cli", "main.js");
 const SMALL = join(ROOT, "examples", "small.jsonl");
 const INCIDENT = join(ROOT, "examples", "phantom-incident.jsonl.gz");
 const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
@@ -24,56 +21,7 @@ const HELP_HINT = /^\(run judge-guard --help for usage\)$/;
 
 const tempDir = useTempDir();
 
-beforeAll(() => {
-  // `npm test` builds first; build here only when the binary is missing (e.g. vitest run alone).
-  if (existsSync(BIN)) return;
-  const r = spawnSync("npx", ["tsc", "-p", "tsconfig.build.json"], { cwd: ROOT, encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`build failed:\n${r.stdout}${r.stderr}`);
-}, 120_000);
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-interface RunOptions {
-  /** Variables added to the child's environment (after JUDGE_GUARD_* are removed). */
-  readonly env?: Record<string, string>;
-  readonly cwd?: string;
-  /** Written to the child's standard input. */
-  readonly stdin?: string | Buffer;
-  /** Kills the child after this long (a hang then fails the test instead of outliving it). */
-  readonly timeoutMs?: number;
-}
-
-/** Runs the real CLI binary in a child process. */
-function cli(args: readonly string[], opts: RunOptions = {}): Promise<Run> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !k.startsWith("JUDGE_GUARD_")) env[k] = v;
-  }
-  Object.assign(env, { NO_COLOR: "1" }, opts.env);
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: opts.cwd ?? ROOT,
-      env,
-      ...(opts.timeoutMs === undefined ? {} : { timeout: opts.timeoutMs, killSignal: "SIGKILL" }),
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      stderr += d;
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.on("error", () => {}); // the CLI may exit before reading all of it
-    child.stdin.end(opts.stdin ?? "");
-  });
-}
+beforeAll(ensureBuilt, 120_000);
 
 const linesOf = (text: string): string[] => text.split("\n").filter((l) => l !== "");
 
