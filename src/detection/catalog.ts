@@ -38,6 +38,13 @@ export class CannedCatalog {
     return true;
   }
 
+  /** True when the text matches a canned pattern. */
+  matchesPattern(rawText: string): boolean {
+    if (this.#patterns.length === 0 || rawText === "") return false;
+    const text = rawText.normalize("NFKC").replace(WHITESPACE, " ");
+    return this.#patterns.some((p) => p.test(text));
+  }
+
   /** True when the reply's fingerprint is registered or its text matches an operator pattern. */
   recognises(fingerprint: string, rawText: string): boolean {
     if (this.#fingerprints.has(fingerprint)) return true;

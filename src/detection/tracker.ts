@@ -5,7 +5,7 @@ import { coreWords, nearWords } from "../fingerprint/similarity.js";
 import { describe } from "../util/describe.js";
 import type { CannedCatalog } from "./catalog.js";
 import type { StuckEvidence, Work } from "./evidence.js";
-import { type EvidenceStep, EvidenceWindow, type WindowOptions } from "./window.js";
+import { type EvidenceStep, EvidenceWindow, InputRef, type WindowOptions } from "./window.js";
 
 /** Facts about the latest reply, where the runtime reports them. All optional. */
 export interface ReplyFacts {
@@ -82,7 +82,7 @@ interface KeyState {
   lastReply: string | undefined;
   prev: ReplySignature | undefined;
   /** The latest user message, signed once, with its index. */
-  input: { index: number; sig: ReplySignature } | undefined;
+  input: { index: number; ref: InputRef } | undefined;
   window: EvidenceWindow;
   boilerplate: Set<string>;
   /** The last few observations, newest first, for requests that arrive late. */
@@ -237,11 +237,11 @@ export class SessionTracker {
     if (prev !== undefined && prev.normalized !== sig.normalized)
       learnBoilerplate(state, prev, sig, this.#options);
     state.prev = sig;
-    let input: ReplySignature | undefined;
+    let input: InputRef | undefined;
     if (inputTurn >= 0) {
       if (state.input?.index !== inputTurn)
-        state.input = { index: inputTurn, sig: signReply(userMessages[inputTurn]!) };
-      input = state.input.sig;
+        state.input = { index: inputTurn, ref: new InputRef(userMessages[inputTurn]!) };
+      input = state.input.ref;
     }
     return state.window.add(
       { turn: index, inputTurn, text, sig, input, work: workOf(facts) },

@@ -1,6 +1,7 @@
-import type { ReplySignature } from "../fingerprint/fingerprint.js";
+import { hash64, type ReplySignature, signReply } from "../fingerprint/fingerprint.js";
 import { tokenize } from "../fingerprint/normalize.js";
 import {
+  lengthsAllow,
   nearWords,
   numberDifference,
   type SimilarityLimits,
@@ -25,8 +26,16 @@ import { contentWords, onlyThanks, soundsBlocked } from "./vocabulary.js";
 export const WINDOW = 12;
 /** Replies longer than this (normalised characters) are compared by fingerprint only. */
 const MAX_COMPARED_CHARS = 4000;
+/**
+ * Replies with at most this many tokens are compared word by word with the whole window (canned
+ * lines are short); longer ones only with the reply just before them, and with the window by
+ * their normalised core, which keeps a healthy session's work per reply small.
+ */
+const SHORT_TOKENS = 64;
 /** A new reply with this much substance is a real answer. */
 const LONG_CHARS = 400;
+/** How much longer than the user's message a reply may be and still be searched for a quote of it. */
+const QUOTE_SLACK_CHARS = 400;
 /** Content words beyond which two replies are not compared for relatedness. */
 const MAX_RELATED_WORDS = 60;
 
@@ -35,22 +44,89 @@ export interface ReplyWork {
   readonly work: Work;
 }
 
-/** One reply as the window keeps it: no raw text, normalised words only while short. */
-interface Entry {
+/** One reply as the window keeps it: no raw text, its normalised form only. */
+class Entry {
   readonly turn: number;
   /** Index of the user message it answered (-1 when there was none). */
   readonly inputTurn: number;
-  readonly fingerprint: string;
+  /** The normalised reply, the fingerprint's source. */
+  readonly normalized: string;
   /** Normalised core (boilerplate lines and a quote of the input set aside). */
   readonly core: string;
-  /** Tokens of the core; null when the reply is too long to compare word by word. */
-  readonly tokens: readonly string[] | null;
   readonly numbers: readonly string[];
   readonly quoted: boolean;
-  readonly input: ReplySignature | undefined;
+  readonly input: InputRef | undefined;
   readonly work: Work;
-  readonly known: boolean;
-  readonly content: ReadonlySet<string> | null;
+  /** The reply matches a canned pattern (checked for short replies only). */
+  readonly patterned: boolean;
+  /** Core tokens: undefined until needed, null once dropped (a long reply that is no longer the latest). */
+  #tokens: readonly string[] | null | undefined;
+  readonly wordCount: number;
+  #content: ReadonlySet<string> | null | undefined;
+  #fingerprint: string | undefined;
+  readonly #nonAscii: boolean;
+
+  constructor(
+    reply: NewReply,
+    core: string,
+    numbers: readonly string[],
+    quoted: boolean,
+    catalog: CannedCatalog,
+  ) {
+    const { sig } = reply;
+    this.turn = reply.turn;
+    this.inputTurn = reply.inputTurn;
+    this.normalized = sig.normalized;
+    this.core = core;
+    this.numbers = numbers;
+    this.quoted = quoted;
+    this.input = reply.input;
+    this.work = reply.work;
+    this.#nonAscii = sig.nonAscii;
+    if (core === sig.normalized) {
+      this.wordCount = sig.wordCount;
+      if (this.wordCount <= SHORT_TOKENS) this.#tokens = sig.words;
+    } else {
+      this.#tokens = core.length <= MAX_COMPARED_CHARS ? tokenize(core, sig.nonAscii) : null;
+      this.wordCount = this.#tokens?.length ?? Number.POSITIVE_INFINITY;
+    }
+    // Patterns are for canned lines, which are short; a long reply is known by its fingerprint.
+    this.patterned = this.short && catalog.matchesPattern(reply.text);
+  }
+
+  /** Short replies are compared word by word with the whole window; long ones with the previous reply. */
+  get short(): boolean {
+    return this.wordCount <= SHORT_TOKENS;
+  }
+
+  get fingerprint(): string {
+    this.#fingerprint ??= hash64(this.normalized);
+    return this.#fingerprint;
+  }
+
+  get tokens(): readonly string[] | null {
+    if (this.#tokens === undefined)
+      this.#tokens = this.core.length <= MAX_COMPARED_CHARS ? tokenize(this.core, this.#nonAscii) : null;
+    return this.#tokens;
+  }
+
+  /** A long reply stops being compared word by word once another reply follows it. */
+  retire(): void {
+    if (!this.short) this.#tokens = null;
+  }
+
+  /** Content words, for short replies only. */
+  get content(): ReadonlySet<string> | null {
+    if (this.#content === undefined) {
+      const words = this.short && this.tokens !== null ? contentWords(this.tokens) : null;
+      this.#content = words !== null && words.size <= MAX_RELATED_WORDS ? words : null;
+    }
+    return this.#content;
+  }
+
+  known(catalog: CannedCatalog): boolean {
+    return this.patterned || catalog.hasFingerprint(this.fingerprint);
+  }
 }
 
 /** One reply's step of evidence, for the ledger and `judge-guard explain`: no text. */
@@ -72,6 +148,57 @@ export interface EvidenceStep {
   readonly reasons: readonly Reason[];
 }
 
+/** A step whose fingerprint is hashed only when someone reads it (most never are). */
+class Step implements EvidenceStep {
+  readonly #entry: Entry;
+  readonly turn: number;
+  readonly chars: number;
+  readonly match: MatchKind | "new";
+  readonly matchedTurn: number | null;
+  readonly weight: number | "reset";
+  readonly score: number;
+  readonly threshold: number;
+  readonly stuck: boolean;
+  readonly reasons: readonly Reason[];
+
+  constructor(entry: Entry, fields: Omit<EvidenceStep, "fingerprint" | "turn">) {
+    this.#entry = entry;
+    this.turn = entry.turn + 1;
+    this.chars = fields.chars;
+    this.match = fields.match;
+    this.matchedTurn = fields.matchedTurn;
+    this.weight = fields.weight;
+    this.score = fields.score;
+    this.threshold = fields.threshold;
+    this.stuck = fields.stuck;
+    this.reasons = fields.reasons;
+  }
+
+  get fingerprint(): string {
+    return this.#entry.fingerprint;
+  }
+
+  toJSON(): EvidenceStep {
+    return {
+      turn: this.turn,
+      fingerprint: this.fingerprint,
+      chars: this.chars,
+      match: this.match,
+      matchedTurn: this.matchedTurn,
+      weight: this.weight,
+      score: this.score,
+      threshold: this.threshold,
+      stuck: this.stuck,
+      reasons: this.reasons,
+    };
+  }
+}
+
+/** A step as a plain object (the steps the window gives compute their fingerprint on demand). */
+export function plainStep(step: EvidenceStep): EvidenceStep {
+  return step instanceof Step ? step.toJSON() : step;
+}
+
 /** Steps stored as JSON (the ledger's episodes.trail); null when absent or not a list. */
 export function parseTrail(json: unknown): EvidenceStep[] | null {
   if (typeof json !== "string") return null;
@@ -83,12 +210,44 @@ export function parseTrail(json: unknown): EvidenceStep[] | null {
   }
 }
 
+/**
+ * The user message a reply answered, signed only when a comparison needs it (most replies of a
+ * healthy session never do). One per user message, shared by the replies that answered it.
+ */
+export class InputRef {
+  readonly text: string | null;
+  readonly chars: number;
+  #sig: ReplySignature | undefined;
+  /** Messages longer than this are kept as a hash: only an identical message is the same. */
+  static readonly MAX_KEPT = 4000;
+  readonly #hash: string | undefined;
+
+  constructor(text: string) {
+    this.chars = text.length;
+    if (text.length > InputRef.MAX_KEPT) {
+      this.text = null;
+      this.#hash = hash64(text);
+    } else this.text = text;
+  }
+
+  /** The signed message; null for a long one. */
+  get sig(): ReplySignature | null {
+    if (this.text === null) return null;
+    this.#sig ??= signReply(this.text);
+    return this.#sig;
+  }
+
+  get hash(): string | undefined {
+    return this.#hash;
+  }
+}
+
 export interface NewReply {
   readonly turn: number;
   readonly inputTurn: number;
   readonly text: string;
   readonly sig: ReplySignature;
-  readonly input: ReplySignature | undefined;
+  readonly input: InputRef | undefined;
   readonly work: Work;
 }
 
@@ -128,9 +287,7 @@ export class EvidenceWindow {
     const threshold = stuckThreshold(o);
     const isRepeat = comparison.match !== null && comparison.match !== "slot";
     const stuck = isRepeat && w.weight !== "reset" && w.weight >= 0 && this.score >= threshold;
-    const step: EvidenceStep = {
-      turn: reply.turn + 1,
-      fingerprint: reply.sig.fingerprint,
+    const step = new Step(entry, {
       chars: reply.text.length,
       match: comparison.match ?? "new",
       matchedTurn: matched ? matched.turn + 1 : null,
@@ -139,7 +296,8 @@ export class EvidenceWindow {
       threshold,
       stuck,
       reasons: w.reasons,
-    };
+    });
+    this.#entries.at(-1)?.retire();
     this.#entries.push(entry);
     if (this.#entries.length > WINDOW) this.#entries.shift();
     this.trail.push(step);
@@ -155,50 +313,47 @@ export class EvidenceWindow {
     o: WindowOptions,
   ): { comparison: Comparison; matched: Entry | null } {
     const substanceChars = entry.core.length;
-    const base = {
-      substanceChars,
-      blocked: false,
-      thanks: false,
-      related: false,
-      long: substanceChars >= LONG_CHARS,
-    };
+    const long = substanceChars >= LONG_CHARS;
     let best: { comparison: Comparison; matched: Entry; weight: number } | null = null;
     for (let i = this.#entries.length - 1; i >= 0; i--) {
       const prior = this.#entries[i]!;
       const match = matchKind(entry, prior, reply, o.similarity);
       if (match === null) continue;
-      const work = entry.work === "none" ? prior.work : entry.work;
       const monologue = prior.inputTurn === entry.inputTurn;
+      // Object literals, not spreads: this runs for every reply (see bench/decision-overhead).
       const comparison: Comparison = {
-        ...base,
         match,
-        known: entry.known || prior.known || catalog.hasFingerprint(prior.fingerprint),
+        known: entry.known(catalog) || prior.known(catalog),
         sameInput: !monologue && sameInput(entry.input, prior.input, o.similarity),
+        substanceChars,
         numberChanges: numberDifference(entry.numbers, prior.numbers),
-        work,
+        work: entry.work === "none" ? prior.work : entry.work,
         blocked: entry.tokens !== null && soundsBlocked(entry.tokens),
-        thanks:
-          !monologue &&
-          entry.input !== undefined &&
-          prior.input !== undefined &&
-          onlyThanks(entry.input.words) &&
-          onlyThanks(prior.input.words),
+        thanks: !monologue && thanksOnly(entry.input) && thanksOnly(prior.input),
+        related: false,
         long: false,
       };
       const w = weigh(comparison, o).weight;
-      const weight = w === "reset" ? -Infinity : w;
+      const weight = w === "reset" ? Number.NEGATIVE_INFINITY : w;
       if (best === null || weight > best.weight) best = { comparison, matched: prior, weight };
     }
     if (best !== null) return { comparison: best.comparison, matched: best.matched };
+    // Relatedness matters only to a new reply that is neither short, nor long, nor paid for
+    // (see weigh): it is not computed for the others.
+    const related =
+      !long && entry.work !== "paid" && substanceChars >= o.minReplyChars && this.#related(entry);
     return {
       comparison: {
-        ...base,
         match: null,
-        known: entry.known,
+        known: entry.patterned,
         sameInput: false,
+        substanceChars,
         numberChanges: 0,
         work: entry.work,
-        related: this.#related(entry),
+        blocked: false,
+        thanks: false,
+        related,
+        long,
       },
       matched: null,
     };
@@ -231,30 +386,26 @@ function makeEntry(reply: NewReply, boilerplate: ReadonlySet<string>, catalog: C
       : sig.lines.filter((l) => !boilerplate.has(l)).join(" ");
   let numbers = sig.numbers;
   let quoted = false;
-  if (input !== undefined && input.normalized !== "" && core.length <= MAX_COMPARED_CHARS) {
-    const quote = findQuote(reply.text, core, input.normalized);
+  // A reply that quotes the message is not much longer than it: a long answer to a short
+  // question is not searched.
+  const inputSig =
+    input !== undefined && input.text !== null && reply.text.length <= input.chars + QUOTE_SLACK_CHARS
+      ? input.sig
+      : null;
+  if (inputSig !== null && inputSig.normalized !== "" && core.length <= MAX_COMPARED_CHARS) {
+    const quote = findQuote(reply.text, core, inputSig.normalized);
     if (quote !== null) {
       core = setAside(core, quote);
-      numbers = without(numbers, input.numbers);
+      numbers = without(numbers, inputSig.numbers);
       quoted = true;
     }
   }
-  const short = core.length <= MAX_COMPARED_CHARS;
-  const tokens = short ? (core === sig.normalized ? sig.words : tokenize(core)) : null;
-  const content = tokens !== null && tokens.length <= 4 * MAX_RELATED_WORDS ? contentWords(tokens) : null;
-  return {
-    turn: reply.turn,
-    inputTurn: reply.inputTurn,
-    fingerprint: sig.fingerprint,
-    core,
-    tokens,
-    numbers,
-    quoted,
-    input,
-    work: reply.work,
-    known: catalog.recognises(sig.fingerprint, reply.text.length <= MAX_COMPARED_CHARS ? reply.text : ""),
-    content: content !== null && content.size <= MAX_RELATED_WORDS ? content : null,
-  };
+  return new Entry(reply, core, numbers, quoted, catalog);
+}
+
+function thanksOnly(input: InputRef | undefined): boolean {
+  const sig = input?.sig;
+  return sig !== undefined && sig !== null && onlyThanks(sig.words);
 }
 
 /** `numbers` without one occurrence of each of `remove`. */
@@ -275,11 +426,14 @@ function matchKind(entry: Entry, prior: Entry, reply: NewReply, limits: Similari
     if (entry.quoted || prior.quoted) return "quote";
     return numberDifference(entry.numbers, prior.numbers) === 0 ? "exact" : "volatile";
   }
+  if (!(entry.short && prior.short) && prior.turn !== entry.turn - 1) return null;
+  // Most pairs of different replies differ in length too much: tell without splitting them.
+  if (!lengthsAllow(entry.wordCount, prior.wordCount, limits)) return null;
   const a = entry.tokens;
   const b = prior.tokens;
   if (a === null || b === null || a.length === 0 || b.length === 0) return null;
   if (!nearWords(a, b, limits)) return null;
-  return fromInput(a, b, reply.input) ? "slot" : "near";
+  return fromInput(a, b, reply.input?.sig ?? undefined) ? "slot" : "near";
 }
 
 /**
@@ -302,12 +456,12 @@ function fromInput(a: readonly string[], b: readonly string[], input: ReplySigna
  * when exactly is the branch cut?" after "when is the branch cut?"). A word or number put in
  * place of another makes another question ("restart service a" / "restart service b").
  */
-function sameInput(
-  a: ReplySignature | undefined,
-  b: ReplySignature | undefined,
-  limits: SimilarityLimits,
-): boolean {
-  if (a === undefined || b === undefined || a.normalized === "" || b.normalized === "") return false;
+function sameInput(x: InputRef | undefined, y: InputRef | undefined, limits: SimilarityLimits): boolean {
+  if (x === undefined || y === undefined) return false;
+  if (x.text === null || y.text === null) return x.hash !== undefined && x.hash === y.hash;
+  const a = x.sig!;
+  const b = y.sig!;
+  if (a.normalized === "" || b.normalized === "") return false;
   if (numberDifference(a.numbers, b.numbers) !== 0) return false;
   if (a.normalized === b.normalized) return true;
   if (!nearWords(a.words, b.words, limits)) return false;

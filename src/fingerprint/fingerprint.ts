@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { NON_ASCII, normalizeLines, tokenize } from "./normalize.js";
+import { normalizeLines, tokenize } from "./normalize.js";
 
 /** A 64-bit hex digest. Collisions among one deployment's replies are not a practical concern. */
 export function hash64(text: string): string {
@@ -26,9 +26,14 @@ export class ReplySignature {
   #fingerprint: string | undefined;
   #words: string[] | undefined;
 
+  /** The reply has characters outside ASCII (Unicode steps apply). */
+  readonly nonAscii: boolean;
+
   constructor(text: string) {
     const numbers: string[] = [];
-    this.lines = normalizeLines(text, numbers);
+    const seen = { nonAscii: false };
+    this.lines = normalizeLines(text, numbers, seen);
+    this.nonAscii = seen.nonAscii;
     this.normalized = this.lines.length === 1 ? this.lines[0]! : this.lines.join(" ");
     this.numbers = numbers;
   }
@@ -44,7 +49,7 @@ export class ReplySignature {
     if (this.#words !== undefined) return this.#words.length;
     const n = this.normalized;
     if (n === "") return 0;
-    if (NON_ASCII.test(n)) return this.words.length;
+    if (this.nonAscii) return this.words.length;
     let count = 1;
     for (let i = n.indexOf(" "); i !== -1; i = n.indexOf(" ", i + 1)) count++;
     return count;
@@ -52,7 +57,7 @@ export class ReplySignature {
 
   /** All normalised words (characters, in scripts without spaces), in order. */
   get words(): readonly string[] {
-    this.#words ??= tokenize(this.normalized);
+    this.#words ??= tokenize(this.normalized, this.nonAscii);
     return this.#words;
   }
 }

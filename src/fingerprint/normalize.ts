@@ -73,8 +73,13 @@ export function normalizeLine(line: string, numbers?: string[]): string {
   return s.includes("_ _") ? s.replace(REPEATED_PLACEHOLDER, "$1") : s;
 }
 
-/** Normalises a whole reply line by line, dropping lines that normalise to nothing. */
-export function normalizeLines(text: string, numbers?: string[]): string[] {
+/**
+ * Normalises a whole reply line by line, dropping lines that normalise to nothing. `seen`, when
+ * given, learns whether the text has any non-ASCII character (so that later steps can skip
+ * Unicode work for the plain ASCII most replies are).
+ */
+export function normalizeLines(text: string, numbers?: string[], seen?: { nonAscii: boolean }): string[] {
+  if (seen !== undefined) seen.nonAscii = NON_ASCII.test(text);
   const out: string[] = [];
   for (const raw of text.split(/\r?\n|\r|\u2028|\u2029/)) {
     const line = normalizeLine(raw, numbers);
@@ -99,10 +104,10 @@ const UNSPACED_SPLIT =
   /([\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}])/u;
 
 /** The comparison tokens of normalised text: its words, with unspaced scripts split into characters. */
-export function tokenize(normalized: string): string[] {
+export function tokenize(normalized: string, nonAscii = true): string[] {
   if (normalized === "") return [];
   const words = normalized.split(" ");
-  if (!NON_ASCII.test(normalized) || !UNSPACED.test(normalized)) return words;
+  if (!nonAscii || !NON_ASCII.test(normalized) || !UNSPACED.test(normalized)) return words;
   const out: string[] = [];
   for (const w of words) {
     if (!UNSPACED.test(w)) {

@@ -56,7 +56,7 @@ export function wordDifference(a: readonly string[], b: readonly string[]): numb
 }
 
 /** Whether word lists of these lengths can be near-duplicates: their difference is at least the gap. */
-function lengthsAllow(a: number, b: number, limits: SimilarityLimits): boolean {
+export function lengthsAllow(a: number, b: number, limits: SimilarityLimits): boolean {
   const gap = Math.abs(a - b);
   return gap <= limits.maxWordDifference && gap / (a + b) <= limits.maxRelativeDifference;
 }

@@ -6,7 +6,7 @@ import { CostEstimator, type Estimate, type EstimateStats } from "../budget/esti
 import { CannedCatalog } from "../detection/catalog.js";
 import { EpisodeBook, type StuckVerdict } from "../detection/episodes.js";
 import { type Observation, SessionTracker } from "../detection/tracker.js";
-import type { EvidenceStep } from "../detection/window.js";
+import { type EvidenceStep, plainStep } from "../detection/window.js";
 import { GuardClosedError, InvalidRequestError, type SkipDetails, skipError } from "../errors.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { PriceTable, type Usage } from "../pricing/prices.js";
@@ -491,7 +491,7 @@ export class Guard {
    * transcript this process has not seen (or no longer keeps in memory).
    */
   explain(sessionKey: string): readonly EvidenceStep[] {
-    return this.#tracker.explain(sessionKey) ?? [];
+    return (this.#tracker.explain(sessionKey) ?? []).map(plainStep);
   }
 
   /**

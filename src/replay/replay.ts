@@ -215,7 +215,9 @@ export async function replay(
         // The steps this line added: those after the last one reported (all of them when the
         // key's evidence started over).
         const trail = guard.explain(key);
-        const from = lastStep === undefined ? 0 : trail.lastIndexOf(lastStep) + 1;
+        const same = (a: EvidenceStep, b: EvidenceStep) =>
+          a.turn === b.turn && a.fingerprint === b.fingerprint && a.score === b.score && a.match === b.match;
+        const from = lastStep === undefined ? 0 : trail.findLastIndex((x) => same(x, lastStep!)) + 1;
         for (const step of trail.slice(from))
           hooks.explain.onReply({ ...step, line: n, decision: d.decision, reason: d.reason });
         lastStep = trail.at(-1) ?? lastStep;
