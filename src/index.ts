@@ -8,7 +8,12 @@ export {
 } from "./budget/admission.js";
 export { CostEstimator, type EstimateStats } from "./budget/estimator.js";
 export { ENV_VARIABLES, fromEnv, parseDuration, SIGNAL_VARIABLES } from "./config/env.js";
-export { CannedCatalog, compilePatterns, PHANTOM_CANNED_PATTERNS } from "./detection/catalog.js";
+export {
+  CannedCatalog,
+  compilePatterns,
+  PHANTOM_CANNED_PATTERNS,
+  RUNTIME_CANNED_PATTERNS,
+} from "./detection/catalog.js";
 export type { StuckVerdict } from "./detection/episodes.js";
 export {
   type Comparison,

@@ -223,21 +223,21 @@ export const ENV_VARIABLES: readonly Variable[] = [
     name: "JUDGE_GUARD_REPEAT_THRESHOLD",
     option: "repeatThreshold",
     defaultText: "3",
-    doc: "repeats of one reply to different inputs that make a session stuck",
+    doc: "evidence that makes a session stuck, in repeats of one reply to different messages (see How it decides)",
     parse: intAtLeast(2),
   },
   {
     name: "JUDGE_GUARD_KNOWN_REPEAT_THRESHOLD",
     option: "knownRepeatThreshold",
     defaultText: "2",
-    doc: "repeats needed for a known canned line or a reply reported free and session-less",
+    doc: "occurrences of a known canned line (or of a free, session-less bounce) that make a session stuck",
     parse: intAtLeast(1),
   },
   {
     name: "JUDGE_GUARD_MIN_REPLY_CHARS",
     option: "minReplyChars",
     defaultText: "16",
-    doc: 'shorter replies (e.g. "Done.") need strong evidence to count as canned',
+    doc: 'shorter replies (e.g. "Done.") never count as repeats, unless a known canned line',
     parse: intAtLeast(0),
   },
   {
@@ -251,7 +251,7 @@ export const ENV_VARIABLES: readonly Variable[] = [
     name: "JUDGE_GUARD_BUILTIN_PATTERNS",
     option: "builtinPatterns",
     defaultText: "true",
-    doc: "recognise Phantom's known canned lines",
+    doc: "recognise the known canned lines of Phantom and the Claude Agent SDK (usage limit, overloaded, ...)",
     parse: bool,
   },
   {
@@ -272,7 +272,7 @@ export const ENV_VARIABLES: readonly Variable[] = [
     name: "JUDGE_GUARD_MAX_NUMBER_DIFFERENCE",
     option: "similarity.maxNumberDifference",
     defaultText: String(DEFAULT_SIMILARITY.maxNumberDifference),
-    doc: "replies of one template whose numbers differ in more places than this are different replies",
+    doc: "a repeat whose numbers differ in more places than this is data (a report), not a counter: it weighs 0",
     parse: intAtLeast(0),
   },
   {

@@ -10,6 +10,24 @@ export const PHANTOM_CANNED_PATTERNS: readonly RegExp[] = [
   /session busy \(previous execution still running\)/i,
 ];
 
+/**
+ * Lines agent runtimes print in place of an answer when the model did not run or stopped: the
+ * Claude Agent SDK / Claude Code errors, and the iteration-limit stops of common agent loops.
+ * A reply matching one still has to recur before its session counts as stuck.
+ */
+export const RUNTIME_CANNED_PATTERNS: readonly RegExp[] = [
+  /claude ai usage limit reached/i,
+  /credit balance is too low/i,
+  /prompt is too long/i,
+  /\boverloaded_error\b/i,
+  /\brate_limit_error\b/i,
+  /\bapi error: (?:429|5\d\d)\b/i,
+  /\bapi error: request timed out/i,
+  /claude code process exited with code \d+/i,
+  /reached maximum number of turns/i,
+  /agent stopped due to (?:max iterations|iteration limit)/i,
+];
+
 const WHITESPACE = /\s+/g;
 
 export class CannedCatalog {

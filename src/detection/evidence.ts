@@ -23,8 +23,8 @@
  * | too little text to tell (under `minReplyChars`: "Done.")          | 0                 |
  * | both inputs only thank or acknowledge (closers)                   | 0                 |
  * | the same reply, or a near-duplicate of it                         | 1                 |
- * | the same reply with other numbers or another quote of the input,  | 1 (0 when 3+      |
- * |   and no sign of real work                                        |   numbers change) |
+ * | the same reply with other numbers or another quote of the input,  | 1 (0 when more    |
+ * |   and no sign of real work                                        |   than 2 change)  |
  * |   ... and only an SDK session id as a sign of work                | 0.5               |
  * |   ... and a cost or tools (a template filled with data)           | -0.5              |
  * |   ... when the reply reads as an error, a wait or a limit         | 1 (0.5), 1, 0.5   |
@@ -69,8 +69,8 @@ export interface Comparison {
   readonly sameInput: boolean;
   /** Characters of the reply's core: boilerplate lines and quotes of the input set aside. */
   readonly substanceChars: number;
-  /** Plain numbers that differ between the two replies. */
-  readonly numberChanges: number;
+  /** More plain numbers differ between the two replies than `maxNumberDifference`: data, not a counter. */
+  readonly manyNumbers: boolean;
   readonly work: Work;
   /** The reply reads as an error, a wait, a limit or a refusal. */
   readonly blocked: boolean;
@@ -160,8 +160,8 @@ export function weigh(c: Comparison, t: DetectionThresholds): Weighing {
       } else if (c.work === "session") {
         weight = 0.5;
         reasons.push("sdk_session");
-      } else if (c.numberChanges >= 3) {
-        // Three or more values changing at once is data (a report), not a counter.
+      } else if (c.manyNumbers) {
+        // Many values changing at once is data (a report), not a counter.
         weight = 0;
         reasons.push("many_numbers");
       } else weight = 1;

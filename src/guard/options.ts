@@ -1,6 +1,6 @@
 import type { EstimatorOptions } from "../budget/estimator.js";
 import { DEFAULT_ESTIMATOR } from "../budget/estimator.js";
-import { compilePatterns, PHANTOM_CANNED_PATTERNS } from "../detection/catalog.js";
+import { compilePatterns, PHANTOM_CANNED_PATTERNS, RUNTIME_CANNED_PATTERNS } from "../detection/catalog.js";
 import { ConfigError } from "../errors.js";
 import { DEFAULT_SIMILARITY, type SimilarityLimits } from "../fingerprint/similarity.js";
 import { LOG_LEVELS, type Logger, type LogLevel } from "../log/logger.js";
@@ -37,9 +37,9 @@ export interface GuardOptions {
   readonly knownRepeatThreshold?: number;
   /** Replies with less normalised substance than this need strong evidence to count. @default 16 */
   readonly minReplyChars?: number;
-  /** Operator canned patterns (regular expressions or phrases), added to Phantom's known lines. */
+  /** Operator canned patterns (regular expressions or phrases), added to the built-in ones. */
   readonly cannedPatterns?: readonly (string | RegExp)[];
-  /** Whether Phantom's known canned lines are recognised. @default true */
+  /** Whether the built-in canned lines (Phantom's, and the Agent SDK's errors) are recognised. @default true */
   readonly builtinPatterns?: boolean;
   /** USD per session key per budget window. @default 5 */
   readonly sessionBudgetUsd?: number;
@@ -230,7 +230,8 @@ export function resolveOptions(o: GuardOptions): ResolvedOptions {
   if (knownRepeatThreshold > repeatThreshold) {
     bad("knownRepeatThreshold", knownRepeatThreshold, `at most repeatThreshold (${repeatThreshold})`);
   }
-  const patterns: RegExp[] = o.builtinPatterns === false ? [] : [...PHANTOM_CANNED_PATTERNS];
+  const patterns: RegExp[] =
+    o.builtinPatterns === false ? [] : [...PHANTOM_CANNED_PATTERNS, ...RUNTIME_CANNED_PATTERNS];
   if (o.cannedPatterns !== undefined) {
     if (!Array.isArray(o.cannedPatterns))
       bad("cannedPatterns", o.cannedPatterns, "an array of strings or RegExps");
