@@ -28,16 +28,8 @@ describe("weigh", () => {
     ["too short to tell", { ...repeat, substanceChars: 5 }, 0],
     ["a closer after thanks", { ...repeat, thanks: true }, 0],
     ["a counter changed, no facts", { ...repeat, match: "volatile" }, 1],
-    [
-      "a counter changed, an SDK session",
-      { ...repeat, match: "volatile", work: "session" },
-      0.5,
-    ],
-    [
-      "data changed in a paid reply: a template",
-      { ...repeat, match: "volatile", work: "paid" },
-      -0.5,
-    ],
+    ["a counter changed, an SDK session", { ...repeat, match: "volatile", work: "session" }, 0.5],
+    ["data changed in a paid reply: a template", { ...repeat, match: "volatile", work: "paid" }, -0.5],
     [
       "data changed in a paid reply that reads as an error",
       { ...repeat, match: "volatile", work: "paid", blocked: true },
