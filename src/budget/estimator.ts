@@ -68,7 +68,18 @@ export class CostEstimator {
     for (const s of initial) this.#stats.set(statKey(s.judge, s.model), s);
   }
 
-  estimate(judge: string, model: string, transcriptChars: number, maxTokens?: number): Estimate {
+  /**
+   * What a call may cost. `escalation` shapes the worst case: the models it may escalate to,
+   * each run in turn (the worst case is the sum over the chain); `"ceiling"`, any model (priced
+   * at the table's highest rates); absent or `[]`, its own model only.
+   */
+  estimate(
+    judge: string,
+    model: string,
+    transcriptChars: number,
+    maxTokens?: number,
+    escalation?: readonly string[] | "ceiling",
+  ): Estimate {
     const o = this.#options;
     const s = this.#stats.get(statKey(judge, model));
     const ceiling = maxTokens ?? Math.max(o.defaultMaxTokens, s?.outputMax ?? 0);
@@ -88,7 +99,13 @@ export class CostEstimator {
       expected,
       worst,
       expectedMicros: this.#prices.costMicros(model, expected),
-      worstMicros: this.#prices.costMicros(model, worst),
+      worstMicros:
+        escalation === "ceiling"
+          ? Math.max(this.#prices.costMicros(model, worst), this.#prices.ceilingMicros(worst))
+          : (escalation ?? []).reduce(
+              (sum, m) => sum + this.#prices.costMicros(m, worst),
+              this.#prices.costMicros(model, worst),
+            ),
     };
   }
 

@@ -61,6 +61,8 @@ export interface ClientOptions {
 
 class Unreachable extends Error {}
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /** What a client has done without its sidecar, since it was created. */
 export interface ClientStats {
   /** Requests to the sidecar that failed (no answer, a 5xx, a refusal). */
@@ -71,7 +73,17 @@ export interface ClientStats {
   readonly degradedSkips: number;
   /** The sidecar did not answer the last request. */
   readonly degraded: boolean;
+  /**
+   * Settlements the sidecar did not take within a few seconds, retried in the background until
+   * it does (a restart): the calls were made, so their cost must reach the ledger.
+   */
+  readonly pendingSettlements: number;
 }
+
+/** How long a settlement is retried before the caller gets its verdict (and retries go on in the background). */
+const SETTLE_PATIENCE_MS = 5_000;
+/** How long a settlement is retried in the background: the sidecar's default reservation timeout. */
+const SETTLE_GIVE_UP_MS = 600_000;
 
 const POLICY: Record<NonNullable<ClientOptions["onUnreachable"]>, string> = {
   local: "judge calls are admitted against a local budget in this process",
@@ -115,6 +127,7 @@ function wire(r: SessionRef & Partial<JudgeRequest>) {
       },
     }),
     ...(r.maxTokens !== undefined && { max_tokens: r.maxTokens }),
+    ...(r.escalation !== undefined && { escalation: r.escalation }),
     ...(r.variant !== undefined && { variant: r.variant }),
   };
 }
@@ -142,6 +155,7 @@ export class GuardClient {
   readonly #estimator = new CostEstimator(this.#prices);
   #degraded = false;
   readonly #stats = { unreachable: 0, degradedCalls: 0, degradedSkips: 0 };
+  #pendingSettlements = 0;
   /** Calls admitted by {@link admit}, waiting for {@link settle}. */
   readonly #tickets = new Map<
     string,
@@ -168,7 +182,7 @@ export class GuardClient {
 
   /** Counters of what was done without the sidecar (a snapshot). */
   get stats(): ClientStats {
-    return { ...this.#stats, degraded: this.#degraded };
+    return { ...this.#stats, degraded: this.#degraded, pendingSettlements: this.#pendingSettlements };
   }
 
   async run<T>(
@@ -305,20 +319,49 @@ export class GuardClient {
     }
   }
 
+  /**
+   * Reports what an admitted call cost. The call was made: its cost must reach the ledger even
+   * when the sidecar is restarting (a restarted sidecar takes settlements of the calls its
+   * predecessor admitted). Retried for a few seconds while the caller waits, then in the
+   * background; the caller gets the judge's own cost meanwhile, or null when it reported none.
+   */
   async #settle(id: string, ok: boolean, reported: ReportedCost | undefined): Promise<number | null> {
+    const patience = performance.now() + SETTLE_PATIENCE_MS;
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.#settleOnce(id, ok, reported);
       } catch (e) {
-        if (!(e instanceof Unreachable) || attempt >= 3) {
-          // The judge has run: its verdict is returned; the sidecar charges the reservation's
-          // estimate when its timeout releases it.
-          if (!(e instanceof Unreachable)) this.#o.onError?.(e as Error);
+        if (!(e instanceof Unreachable)) {
+          this.#o.onError?.(e as Error);
           return null;
         }
-        await new Promise((r) => setTimeout(r, 100 * attempt));
+        if (performance.now() >= patience) {
+          this.#settleLater(id, ok, reported);
+          return reported?.costUsd ?? null;
+        }
+        await sleep(Math.min(1000, 100 * 2 ** (attempt - 1)));
       }
     }
+  }
+
+  #settleLater(id: string, ok: boolean, reported: ReportedCost | undefined): void {
+    this.#pendingSettlements++;
+    const giveUp = performance.now() + SETTLE_GIVE_UP_MS;
+    const retry = () => {
+      this.#settleOnce(id, ok, reported).then(
+        () => this.#pendingSettlements--,
+        (e: unknown) => {
+          if (e instanceof Unreachable && performance.now() < giveUp) {
+            setTimeout(retry, 2000).unref();
+            return;
+          }
+          // Given up: the sidecar charges the reservation's estimate when it times out.
+          this.#pendingSettlements--;
+          this.#o.onError?.(e as Error);
+        },
+      );
+    };
+    setTimeout(retry, 1000).unref();
   }
 
   async #settleOnce(id: string, ok: boolean, reported: ReportedCost | undefined): Promise<number> {

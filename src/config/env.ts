@@ -384,8 +384,15 @@ export const ENV_VARIABLES: readonly Variable[] = [
     name: "JUDGE_GUARD_LEASE",
     option: "leaseMs",
     defaultText: "30s",
-    doc: "a reservation whose guard stopped heart-beating this long ago is reclaimed",
+    doc: "a guard in another PID namespace or on another host whose heartbeat has not moved for this long is gone: its calls in flight are charged at their estimate, or wait for their settlement",
     parse: (v, n) => parseDuration(v, n, 1000),
+  },
+  {
+    name: "JUDGE_GUARD_ESCALATION",
+    option: "escalation",
+    defaultText: "ceiling",
+    doc: "`ceiling`: a call's worst case is priced at the highest rates in the price table, since a judge may report a pricier model than it was admitted on; `none`: at its own model",
+    parse: oneOf(["ceiling", "none"]),
   },
   {
     name: "JUDGE_GUARD_ALERT_AT",

@@ -14,9 +14,17 @@ import { type ReportedCost, readUsage } from "../pricing/usage.js";
 import { SignalDispatcher } from "../signals/dispatcher.js";
 import { guardConfigRecord } from "../store/guard-config.js";
 import { MemoryStore } from "../store/memory.js";
-import { currentOwner, isOwnerDead } from "../store/owners.js";
+import { currentOwner, OwnerWatch } from "../store/owners.js";
 import { SqliteStore } from "../store/sqlite.js";
-import type { CostSource, DecisionRecord, LedgerStore, OwnerRecord, SkipReason } from "../store/types.js";
+import type {
+  CostSource,
+  DecisionRecord,
+  LedgerStore,
+  OwnerRecord,
+  SkipReason,
+  StoredReservation,
+} from "../store/types.js";
+import { SteadyClock } from "../util/clock.js";
 import { toMicros, toUsd } from "../util/money.js";
 import { DAY_MS, DEFAULTS, type GuardOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 import {
@@ -136,6 +144,10 @@ interface Waiter {
   readonly shadowReason: SkipReason | null;
   readonly knownUsage: Usage | undefined;
   readonly reservationId: string;
+  /** Settled by id through `settle` (see {@link ReservationRecord.remote}), and how long it may wait for that once its owner is gone. */
+  readonly remote: boolean;
+  readonly ttlMs: number;
+  /** performance.now() past which it stops waiting. */
   readonly deadline: number;
   resolve: (r: Admitted | SkippedOutcome) => void;
   /** The scope that refused it last: a session key, or null for the global budget. */
@@ -154,7 +166,70 @@ interface Admitted {
   readonly reserved: boolean;
   readonly shadowReason: SkipReason | null;
   readonly knownUsage: Usage | undefined;
+  readonly remote: boolean;
 }
+
+/** What a settlement needs of a call: an admitted one, or one known only by its ledger row. */
+interface Settling {
+  readonly sessionKey: string;
+  readonly judge: string;
+  readonly model: string;
+  /** Admission time on the guard's clock: the charge lands in this time's bucket. */
+  readonly at: number;
+  readonly reservationId: string;
+  /** False when the ledger failed at admission and the call ran unguarded. */
+  readonly reserved: boolean;
+  readonly shadowReason: SkipReason | null;
+  readonly expectedMicros: number;
+  /** What the estimator learns from when the judge reports no usage; null: learn nothing. */
+  readonly expected: Usage | null;
+  readonly knownUsage: Usage | undefined;
+  readonly turns: number;
+  readonly transcriptChars: number;
+  readonly transcriptHash: string;
+}
+
+function settlingOf(a: Admitted): Settling {
+  return {
+    sessionKey: a.req.sessionKey,
+    judge: a.req.judge,
+    model: a.req.model,
+    at: a.at,
+    reservationId: a.reservationId,
+    reserved: a.reserved,
+    shadowReason: a.shadowReason,
+    expectedMicros: a.estimate.expectedMicros,
+    expected: a.estimate.expected,
+    knownUsage: a.knownUsage,
+    turns: a.obs.turns,
+    transcriptChars: a.obs.transcriptChars,
+    transcriptHash: a.obs.transcriptHash,
+  };
+}
+
+/** A reservation known only by its ledger row: admitted by a guard that is gone (a restarted sidecar). */
+function settlingOfRow(r: StoredReservation): Settling {
+  return {
+    sessionKey: r.sessionKey,
+    judge: r.judge,
+    model: r.model,
+    at: r.createdMs,
+    reservationId: r.id,
+    reserved: true,
+    shadowReason: null,
+    expectedMicros: r.expectedMicros,
+    expected: null,
+    knownUsage: undefined,
+    turns: r.turns ?? 0,
+    transcriptChars: r.transcriptChars ?? 0,
+    transcriptHash: r.transcriptHash ?? "",
+  };
+}
+
+/** How long a remote reservation waits for its settlement once its owner is gone, by default. */
+const REMOTE_TTL_MS = 600_000;
+/** A wall clock this far from the guard's steady clock is worth a warning. */
+const CLOCK_SKEW_WARN_MS = 60_000;
 
 /**
  * The guard in front of every judge call. One verb, {@link Guard.run}: it fingerprints the
@@ -197,6 +272,10 @@ export class Guard {
   /** When each undelivered alert was last tried. */
   readonly #alertTried = new LRUCache<string, number>({ max: 10_000 });
   readonly #owner: OwnerRecord;
+  readonly #watch: OwnerWatch;
+  /** The prune horizon this guard last saw, and when (monotonic): it advances only as time really passes. */
+  #horizonSeen: { ms: number; mono: number } | undefined;
+  #skewWarnedAt = Number.NEGATIVE_INFINITY;
   readonly #timer: NodeJS.Timeout;
   readonly #usageOf: (result: unknown) => ReportedCost | undefined;
   readonly #usageOfError: (error: unknown) => ReportedCost | undefined;
@@ -243,7 +322,8 @@ export class Guard {
       ttlResolution: 0,
       perf: clock,
     });
-    this.#owner = currentOwner(Date.now());
+    this.#owner = currentOwner(clock.now());
+    this.#watch = new OwnerWatch(this.#owner, this.#o.leaseMs);
     try {
       this.#estimator = new CostEstimator(this.#prices, this.#o.estimator, this.#store.estimateStats());
       this.#catalog = new CannedCatalog(this.#o.cannedPatterns, this.#store.cannedFingerprints());
@@ -275,7 +355,8 @@ export class Guard {
       signalCooldownMs: this.#o.signalCooldownMs,
       safely,
     });
-    this.#timer = setInterval(() => this.#tick(), HEARTBEAT_MS);
+    // Several heartbeats within a lease, so that a peer never sees a live owner's counter stand still.
+    this.#timer = setInterval(() => this.#tick(), Math.min(HEARTBEAT_MS, Math.floor(this.#o.leaseMs / 3)));
     this.#timer.unref();
   }
 
@@ -363,20 +444,16 @@ export class Guard {
    */
   async admit(
     request: JudgeRequest,
-    options: { knownUsage?: Usage; waitMs?: number } = {},
+    options: { knownUsage?: Usage; waitMs?: number; ttlMs?: number } = {},
   ): Promise<Ticket | SkippedOutcome> {
     const prepared = this.#prepare(request, options.knownUsage);
     if ("status" in prepared) return prepared;
     const { req, obs, estimate, savedMicros, shadowReason } = prepared;
-    const admitted = await this.#admit(
-      req,
-      obs,
-      estimate,
-      savedMicros,
-      shadowReason,
-      options.knownUsage,
-      options.waitMs,
-    );
+    const admitted = await this.#admit(req, obs, estimate, savedMicros, shadowReason, options.knownUsage, {
+      waitMs: options.waitMs,
+      remote: true,
+      ttlMs: options.ttlMs ?? REMOTE_TTL_MS,
+    });
     if ("status" in admitted) return admitted;
     this.#tickets.set(admitted.reservationId, { admitted, started: performance.now() });
     return {
@@ -392,21 +469,35 @@ export class Guard {
    * failed, charging any partial cost given) and releases the reservation.
    */
   settle(reservationId: string, result: Settlement): { costUsd: number } {
+    if (this.#closed) throw new GuardClosedError();
     const t = this.#tickets.get(reservationId);
-    if (t === undefined) {
-      throw new InvalidRequestError(
-        "reservation_id",
-        `no open reservation ${JSON.stringify(reservationId)}: it was settled already, released after its timeout, or never made`,
-      );
+    let call: Settling;
+    let started: number;
+    if (t !== undefined) {
+      this.#tickets.delete(reservationId);
+      call = settlingOf(t.admitted);
+      started = t.started;
+    } else {
+      // Admitted by a guard that is gone (a sidecar that crashed and restarted), or charged at
+      // its estimate after its timeout: the call was made, so its settlement counts.
+      const row = this.#safely(() => this.#store.reservation(reservationId));
+      if (row === undefined || (row.chargedMicros !== null && result.expired)) {
+        throw new InvalidRequestError(
+          "reservation_id",
+          `no open reservation ${JSON.stringify(reservationId)}: it was settled already, or never made`,
+        );
+      }
+      call = settlingOfRow(row);
+      started = performance.now() - Math.max(0, this.#o.clock.now() - row.createdMs);
     }
-    this.#tickets.delete(reservationId);
-    const { admitted } = t;
-    // An expired call's client never said what it cost: charge what was reserved, not nothing.
+    // An expired call's client never said what it cost: charge what was reserved, not nothing,
+    // and keep the reservation's row, so that a settlement arriving after all corrects it.
     const reported: ReportedCost = result.expired
-      ? { costUsd: toUsd(admitted.estimate.expectedMicros), estimated: true }
+      ? { costUsd: toUsd(call.expectedMicros), estimated: true }
       : result;
     const decision = result.ok && !result.expired ? "judged" : "failed";
-    return { costUsd: toUsd(this.#settle(admitted, decision, reported, t.started).micros) };
+    const charged = this.#settle(call, decision, reported, started, { keep: result.expired === true });
+    return { costUsd: toUsd(charged.micros) };
   }
 
   /** Reservations admitted through {@link admit} and not settled yet, oldest first. */
@@ -544,12 +635,22 @@ export class Guard {
     if (this.#closed) throw new GuardClosedError();
     const req = normalizeRequest(request);
     const { obs, now, stuck } = this.#observe(req);
-    const estimate = this.#estimator.estimate(req.judge, req.model, obs.transcriptChars, req.maxTokens);
+    const estimate = this.#estimate(req, obs);
     const savedMicros = knownUsage ? this.#prices.costMicros(req.model, knownUsage) : estimate.expectedMicros;
     // A turn the runtime did not handle (a busy bounce) is not judged, stuck yet or not.
     if ((stuck.stuck || req.facts?.handled === false) && this.#o.mode !== "shadow")
       return this.#skip(req, obs, now, "stuck_session", savedMicros, stuck.stuck ? { stuck } : {});
     return { req, obs, now, estimate, savedMicros, shadowReason: stuck.stuck ? "stuck_session" : null };
+  }
+
+  /**
+   * A call's estimate. Its worst case, held against the caps while it runs, covers the models it
+   * may escalate to: those the request names, or any model (the `escalation` option's default),
+   * since a judge that reports a pricier model than it was admitted on is charged that price.
+   */
+  #estimate(req: NormalizedRequest, obs: Observation): Estimate {
+    const escalation = req.escalation ?? (this.#o.escalation === "ceiling" ? "ceiling" : undefined);
+    return this.#estimator.estimate(req.judge, req.model, obs.transcriptChars, req.maxTokens, escalation);
   }
 
   /** What the session's transcript says now: the tracker's observation and the stuck verdict. */
@@ -586,8 +687,9 @@ export class Guard {
     savedMicros: number,
     shadowReason: SkipReason | null,
     knownUsage: Usage | undefined,
-    waitMs = this.#o.admissionWaitMs,
+    how: { waitMs?: number | undefined; remote?: boolean; ttlMs?: number } = {},
   ): Promise<Admitted | SkippedOutcome> {
+    const waitMs = how.waitMs ?? this.#o.admissionWaitMs;
     const w: Waiter = {
       req,
       obs,
@@ -595,7 +697,9 @@ export class Guard {
       shadowReason,
       knownUsage,
       reservationId: randomUUID(),
-      deadline: Date.now() + Math.min(waitMs, this.#o.admissionWaitMs),
+      remote: how.remote === true,
+      ttlMs: how.ttlMs ?? 0,
+      deadline: performance.now() + Math.min(waitMs, this.#o.admissionWaitMs),
       resolve: () => {},
     };
     const first = this.#tryAdmit(w, estimate);
@@ -624,6 +728,7 @@ export class Guard {
       reserved,
       shadowReason,
       knownUsage: w.knownUsage,
+      remote: w.remote,
     });
     let refusal: Refusal | null;
     try {
@@ -639,6 +744,11 @@ export class Guard {
           expectedMicros: estimate.expectedMicros,
           worstMicros: estimate.worstMicros,
           createdMs: now,
+          remote: w.remote,
+          ttlMs: w.ttlMs,
+          turns: w.obs.turns,
+          transcriptChars: w.obs.transcriptChars,
+          transcriptHash: w.obs.transcriptHash,
         });
         return r;
       });
@@ -650,7 +760,7 @@ export class Guard {
     }
     if (refusal === null) return admitted(true, w.shadowReason);
     if (shadow) return admitted(true, w.shadowReason ?? refusal.reason);
-    if (refusal.concurrency && Date.now() < w.deadline) {
+    if (refusal.concurrency && performance.now() < w.deadline) {
       w.blockedBy = refusal.reason === "global_budget" ? null : req.sessionKey;
       return "wait";
     }
@@ -677,17 +787,12 @@ export class Guard {
     const still: Waiter[] = [];
     for (const w of this.#queue) {
       const scopeBlocked = globalBlocked || blockedKeys.has(w.req.sessionKey);
-      if (scopeBlocked && Date.now() < w.deadline) {
+      if (scopeBlocked && performance.now() < w.deadline) {
         still.push(w);
         continue;
       }
       // A settlement meanwhile may have taught the estimator this judge's worst case.
-      const estimate = this.#estimator.estimate(
-        w.req.judge,
-        w.req.model,
-        w.obs.transcriptChars,
-        w.req.maxTokens,
-      );
+      const estimate = this.#estimate(w.req, w.obs);
       const r = this.#tryAdmit(w, estimate);
       if (r !== "wait") {
         w.resolve(r);
@@ -707,12 +812,12 @@ export class Guard {
     try {
       value = await judge();
     } catch (error) {
-      this.#settle(a, "failed", this.#usageOfError(error), started);
+      this.#settle(settlingOf(a), "failed", this.#usageOfError(error), started);
       throw error;
     }
     const usageOf =
       (options.usageOf as ((r: unknown) => ReportedCost | undefined) | undefined) ?? this.#usageOf;
-    const charged = this.#settle(a, "judged", usageOf(value), started);
+    const charged = this.#settle(settlingOf(a), "judged", usageOf(value), started);
     return {
       status: "judged",
       value,
@@ -725,16 +830,16 @@ export class Guard {
 
   /** Settles to the actual cost: releases the reservation, charges the budgets, records the decision. */
   #settle(
-    a: Admitted,
+    a: Settling,
     decision: "judged" | "failed",
     reported: ReportedCost | undefined,
     started: number,
+    how: { keep?: boolean } = {},
   ): { micros: number; usage: Usage | null } {
-    const { req, obs, estimate } = a;
     const failed = decision === "failed";
     const usage = reported?.usage ?? (failed ? null : (a.knownUsage ?? null));
     // Price at the model that really ran, where the judge says (an escalated Haiku call is Sonnet's price).
-    const model = reported?.model ?? req.model;
+    const model = reported?.model ?? a.model;
     // The judge's own cost wins (it knows its cache use, retries and subagents, which its token
     // counts may not show); tokens x price only without one, and is recorded beside it.
     const computed = usage ? this.#prices.costMicros(model, usage) : null;
@@ -760,44 +865,37 @@ export class Guard {
       costSource = null;
     } else {
       // The judge reported nothing: charge the estimate rather than pretend it was free.
-      charged = estimate.expectedMicros;
+      charged = a.expectedMicros;
       costSource = "estimate";
-      this.#log.debug(
-        { judge: req.judge, model: req.model },
-        "judge result has no usage: charged the estimate",
-      );
+      this.#log.debug({ judge: a.judge, model: a.model }, "judge result has no usage: charged the estimate");
     }
     const record: DecisionRecord = {
       ts: a.at,
-      sessionKey: req.sessionKey,
-      judge: req.judge,
+      sessionKey: a.sessionKey,
+      judge: a.judge,
       model,
       decision,
       reason: a.shadowReason,
       shadow: a.shadowReason !== null,
-      reservedMicros: a.reserved ? estimate.expectedMicros : 0,
+      reservedMicros: a.reserved ? a.expectedMicros : 0,
       chargedMicros: charged,
       savedMicros: 0,
       inputTokens: usage?.inputTokens ?? 0,
       outputTokens: usage?.outputTokens ?? 0,
       cacheReadTokens: usage?.cacheReadTokens ?? 0,
       cacheWriteTokens: (usage?.cacheWriteTokens ?? 0) + (usage?.cacheWrite1hTokens ?? 0),
-      turns: obs.turns,
-      transcriptChars: obs.transcriptChars,
-      transcriptHash: obs.transcriptHash,
+      turns: a.turns,
+      transcriptChars: a.transcriptChars,
+      transcriptHash: a.transcriptHash,
       durationMs: Math.round(performance.now() - started),
       episodeId: null,
       costSource,
       computedMicros: computed,
     };
-    if (!failed) {
+    const learnFrom = usage ?? a.expected;
+    if (!failed && learnFrom !== null) {
       // A judge that reports no usage is learned from its estimate, so its estimate settles.
-      const learned = this.#estimator.learn(
-        req.judge,
-        req.model,
-        obs.transcriptChars,
-        usage ?? estimate.expected,
-      );
+      const learned = this.#estimator.learn(a.judge, a.model, a.transcriptChars, learnFrom);
       this.#learned.set(`${learned.judge}\u0000${learned.model}`, learned);
     }
     // Budget alerts compare the usage after this charge with the caps: read it inside the
@@ -805,12 +903,27 @@ export class Guard {
     let after: BudgetSnapshot | undefined;
     const write = () =>
       this.#store.atomically(() => {
-        if (a.reserved) this.#store.deleteReservation(a.reservationId);
-        if (charged > 0 || !failed) this.#store.addUsage(req.sessionKey, a.at, charged, 1);
-        this.#store.recordDecision(record);
+        const id = a.reservationId;
+        const prior = !a.reserved
+          ? undefined
+          : how.keep
+            ? this.#store.reservation(id)
+            : this.#store.takeReservation(id);
+        if (!how.keep && prior?.chargedMicros != null && prior.decisionId !== null) {
+          // Charged at its estimate meanwhile (its owner was presumed gone, or it timed out):
+          // correct that charge to this one, in the same decision.
+          this.#store.addUsage(a.sessionKey, prior.createdMs, charged - prior.chargedMicros, 0);
+          this.#store.updateDecision(prior.decisionId, record);
+        } else {
+          if (charged > 0 || !failed) this.#store.addUsage(a.sessionKey, a.at, charged, 1);
+          const decisionId = this.#store.recordDecision(record);
+          // Kept, so that a settlement arriving after all (its client was only slow) corrects it.
+          if (how.keep && prior !== undefined)
+            this.#store.markCharged(id, charged, decisionId, this.#o.clock.now());
+        }
         if (charged > 0 && this.#alertsOn) {
           try {
-            after = this.#usage(req.sessionKey, a.at);
+            after = this.#usage(a.sessionKey, a.at);
           } catch {
             // Never fail a settlement over its alert check: #checkAlerts reads again.
           }
@@ -826,7 +939,7 @@ export class Guard {
     if (failed) this.#stats.failed++;
     else this.#stats.judged++;
     this.#stats.chargedMicros += charged;
-    if (charged > 0) this.#checkAlerts(req.sessionKey, a.at, after);
+    if (charged > 0) this.#checkAlerts(a.sessionKey, a.at, after);
     if (this.#queue.length > 0) {
       clearTimeout(this.#pumpTimer);
       this.#pumpTimer = undefined;
@@ -1021,20 +1134,106 @@ export class Guard {
     );
   }
 
+  /**
+   * Settles what owners that are gone left in flight, never freeing it: a call made by `run`
+   * died with its process and is charged at its estimate (the provider may well have billed
+   * it); a remote call (admit/settle) goes on without its owner, so its reservation keeps
+   * counting against the caps until a settlement arrives through any guard sharing the ledger,
+   * or its time to live passes, when it too is charged at its estimate. Either charge is
+   * corrected by a settlement that arrives later.
+   */
   #reclaim(): void {
-    const now = Date.now();
-    const dead = this.#store
-      .owners()
-      .filter((o) => isOwnerDead(o, this.#owner, now, this.#o.leaseMs))
-      .map((o) => o.id);
-    const n = this.#store.reclaimReservations(dead);
-    if (n > 0) {
-      this.#stats.reclaimedReservations += n;
+    const now = this.#o.clock.now();
+    const owners = this.#store.owners();
+    this.#watch.forgetExcept(new Set(owners.map((o) => o.id)));
+    const dead = owners.filter((o) => this.#watch.isDead(o)).map((o) => o.id);
+    let orphaned = 0;
+    let charged = 0;
+    this.#store.atomically(() => {
+      for (const r of this.#store.deadReservations(dead)) {
+        if (r.remote && r.orphanedMs === null) {
+          this.#store.orphanReservation(r.id, now);
+          orphaned++;
+        } else if (!r.remote || now - (r.orphanedMs ?? now) >= (r.ttlMs ?? 0)) {
+          this.#chargeEstimate(r, now);
+          if (!r.remote) charged++;
+        }
+      }
+      for (const id of dead) this.#store.removeOwner(id);
+    });
+    if (orphaned + charged > 0) {
+      this.#stats.reclaimedReservations += orphaned + charged;
       this.#log.warn(
-        { reservations: n, owners: dead.length },
-        "reclaimed reservations left by guards that are gone",
+        { charged, waiting: orphaned, owners: dead.length },
+        "calls in flight of guards that are gone: charged at their estimate, or waiting for their settlement",
       );
     }
+  }
+
+  /** Charges a reservation nobody settled at its estimate, keeping its row for a late settlement. */
+  #chargeEstimate(r: StoredReservation, now: number): void {
+    const micros = r.expectedMicros;
+    this.#store.addUsage(r.sessionKey, r.createdMs, micros, 1);
+    const id = this.#store.recordDecision({
+      ts: r.createdMs,
+      sessionKey: r.sessionKey,
+      judge: r.judge,
+      model: r.model,
+      decision: "failed",
+      reason: null,
+      shadow: false,
+      reservedMicros: micros,
+      chargedMicros: micros,
+      savedMicros: 0,
+      inputTokens: 0,
+      outputTokens: 0,
+      cacheReadTokens: 0,
+      cacheWriteTokens: 0,
+      turns: r.turns ?? 0,
+      transcriptChars: r.transcriptChars ?? 0,
+      transcriptHash: r.transcriptHash ?? "",
+      durationMs: Math.max(0, Math.round(now - r.createdMs)),
+      episodeId: null,
+      costSource: "estimate",
+      computedMicros: null,
+    });
+    this.#store.markCharged(r.id, micros, id, now);
+  }
+
+  /**
+   * Drops usage buckets older than twice the longest window. The cut-off is the ledger's prune
+   * horizon, which this guard advances by no more than the time its own monotonic clock saw pass
+   * since it last read it: a guard whose wall clock runs days ahead cannot erase spend that
+   * every other guard's windows still count.
+   */
+  #prune(): void {
+    const desired = this.#o.clock.now() - Math.max(this.#o.budgetWindowMs, DAY_MS) * 2;
+    const mono = performance.now();
+    const seen = this.#horizonSeen;
+    this.#store.atomically(() => {
+      const stored = this.#store.pruneHorizon();
+      const allowed = Math.min(
+        desired,
+        seen === undefined ? (stored ?? desired) : seen.ms + (mono - seen.mono),
+      );
+      const next = Math.max(stored ?? allowed, allowed);
+      this.#store.pruneUsage(next);
+      this.#store.setPruneHorizon(next);
+      this.#horizonSeen = { ms: next, mono };
+    });
+  }
+
+  /** Says so when the system clock has jumped away from the time this guard keeps. */
+  #checkSkew(): void {
+    const clock = this.#o.clock;
+    if (!(clock instanceof SteadyClock)) return;
+    const skewMs = clock.skew();
+    if (Math.abs(skewMs) < CLOCK_SKEW_WARN_MS || performance.now() - this.#skewWarnedAt < 600_000) return;
+    this.#skewWarnedAt = performance.now();
+    this.#log.warn(
+      { skewMs },
+      "the system clock jumped away from the time this guard keeps: budget windows go on counting by the monotonic clock; restart the guard to adopt the system clock",
+    );
   }
 
   #retryUnsettled(): void {
@@ -1050,12 +1249,14 @@ export class Guard {
 
   #tick(): void {
     this.#retryUnsettled();
+    this.#checkSkew();
     this.#safely(() => {
       // A row removed while this process stalled is put back: its reservations are live.
-      if (!this.#store.heartbeat(this.#owner.id, Date.now()))
-        this.#store.registerOwner({ ...this.#owner, heartbeatMs: Date.now() });
+      const now = this.#o.clock.now();
+      if (!this.#store.heartbeat(this.#owner.id, now))
+        this.#store.registerOwner({ ...this.#owner, heartbeatMs: now });
       this.#reclaim();
-      this.#store.pruneUsage(this.#o.clock.now() - Math.max(this.#o.budgetWindowMs, DAY_MS) * 2);
+      this.#prune();
       // Canned lines confirmed by other processes sharing the ledger.
       for (const f of this.#store.cannedFingerprints()) this.#catalog.addFingerprint(f);
     });

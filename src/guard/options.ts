@@ -9,14 +9,14 @@ import { DEFAULT_PRICES, type ModelPrice, parsePrices } from "../pricing/prices.
 import type { ReportedCost } from "../pricing/usage.js";
 import type { SignalSink } from "../signals/types.js";
 import type { LedgerStore } from "../store/types.js";
+import { type Clock, SteadyClock } from "../util/clock.js";
 import { describe } from "../util/describe.js";
 import { toMicros } from "../util/money.js";
 
-export interface Clock {
-  now(): number;
-}
+export type { Clock } from "../util/clock.js";
 
 export type GuardMode = "enforce" | "shadow";
+export type Escalation = "ceiling" | "none";
 export type OnLedgerError = "closed" | "open";
 
 /** Options of {@link createGuard}. Every one has an environment variable (see `fromEnv`). */
@@ -80,9 +80,27 @@ export interface GuardOptions {
    * after this long it is skipped with the budget reason instead. @default 60000
    */
   readonly admissionWaitMs?: number;
-  /** A reservation whose owner has not refreshed its heartbeat for this long is reclaimed. @default 30000 */
+  /**
+   * An owner in another PID namespace or on another host (where its pid proves nothing) whose
+   * heartbeat has not moved for this long, by this process's monotonic clock, is gone: its calls in
+   * flight are charged at their estimate, or wait for their settlement. @default 30000
+   */
   readonly leaseMs?: number;
-  /** The clock behind windows and cooldowns. @default Date */
+  /**
+   * Which models a call may end up priced at, for its worst case (what admission holds against
+   * the caps while it runs): `ceiling`, any model in the price table, since a judge may report a
+   * pricier model than it was admitted on (Phantom escalates Haiku to Sonnet and Opus) and is
+   * charged that price; `none`, its own model only. A request's `escalation` list overrides it.
+   * @default "ceiling"
+   */
+  readonly escalation?: Escalation;
+  /**
+   * The clock behind windows, cooldowns and the ledger's times. The default reads the system
+   * clock once and carries it forward by the monotonic clock, so that a jump of the system
+   * clock neither empties a budget window nor dates charges in the past. A clock given here is
+   * trusted as it is (a replay's, a test's).
+   * @default a SteadyClock
+   */
   readonly clock?: Clock;
   /** A pino logger, or a level for the default one (stderr). @default "warn" */
   readonly logger?: Logger | LogLevel;
@@ -114,6 +132,7 @@ export interface ResolvedOptions {
   readonly similarity: SimilarityLimits;
   readonly estimator: EstimatorOptions;
   readonly leaseMs: number;
+  readonly escalation: Escalation;
   readonly admissionWaitMs: number;
   readonly clock: Clock;
 }
@@ -137,6 +156,7 @@ export const DEFAULTS = {
   verdictCacheSize: 1000,
   maxSessions: 10_000,
   leaseMs: 30_000,
+  escalation: "ceiling",
   admissionWaitMs: 60_000,
   alertAt: 0.8,
 } as const;
@@ -300,7 +320,8 @@ export function resolveOptions(o: GuardOptions): ResolvedOptions {
     similarity: sim,
     estimator: est,
     leaseMs: int("leaseMs", o.leaseMs, DEFAULTS.leaseMs, 1000),
+    escalation: oneOf("escalation", o.escalation, DEFAULTS.escalation as Escalation, ["ceiling", "none"]),
     admissionWaitMs: int("admissionWaitMs", o.admissionWaitMs, DEFAULTS.admissionWaitMs, 0),
-    clock: o.clock ?? Date,
+    clock: o.clock ?? new SteadyClock(),
   };
 }

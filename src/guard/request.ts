@@ -51,6 +51,13 @@ export interface JudgeRequest {
   /** The judge's max_tokens, which bounds its output cost. */
   readonly maxTokens?: number;
   /**
+   * The models this call may escalate to, in order, each run in turn when the one before it
+   * escalates (Phantom's reflection: Haiku, then Sonnet, then Opus). Its worst case, which
+   * admission holds against the caps while it runs, is the sum over the chain. `[]`: it never
+   * escalates. Absent: the guard's `escalation` option decides.
+   */
+  readonly escalation?: readonly string[];
+  /**
    * Tells apart calls of one judge kind on one transcript that are not interchangeable, e.g.
    * the golden case of a regression judge or a hash of the prompt. Identical requests (same
    * key, judge, model, variant and transcript) reuse one verdict.
@@ -66,6 +73,7 @@ export interface NormalizedRequest {
   readonly assistantMessages: readonly string[];
   readonly facts: ReplyFacts | undefined;
   readonly maxTokens: number | undefined;
+  readonly escalation: readonly string[] | undefined;
   readonly variant: string;
 }
 
@@ -143,11 +151,18 @@ export function normalizeRequest(r: JudgeRequest): NormalizedRequest {
       `maxTokens must be a positive integer, got ${describe(r.maxTokens)}`,
     );
   }
+  if (r.escalation !== undefined && (!Array.isArray(r.escalation) || r.escalation.length > 8)) {
+    throw new InvalidRequestError(
+      "escalation",
+      `escalation must be a list of at most 8 model ids (the models the call may escalate to), got ${describe(r.escalation)}`,
+    );
+  }
   return {
     ...session,
     judge: label(r.judge, "judge"),
     model: label(r.model, "model"),
     maxTokens: r.maxTokens,
+    escalation: r.escalation?.map((m, i) => label(m, `escalation[${i}]`)),
     variant: r.variant === undefined ? "" : label(r.variant, "variant"),
   };
 }

@@ -103,15 +103,23 @@ export class PriceTable {
 
   /** Cost of a call in integer micro-dollars (rounded to the nearest). */
   costMicros(model: string, usage: Usage): number {
-    const { price } = this.resolve(model);
-    const micros =
-      usage.inputTokens * price.input +
-      usage.outputTokens * price.output +
-      (usage.cacheReadTokens ?? 0) * price.cacheRead +
-      (usage.cacheWriteTokens ?? 0) * price.cacheWrite5m +
-      (usage.cacheWrite1hTokens ?? 0) * price.cacheWrite1h;
-    return Math.round(micros);
+    return priced(this.resolve(model).price, usage);
   }
+
+  /** The most a call of this usage can cost on any model: at the table's highest rate of each kind. */
+  ceilingMicros(usage: Usage): number {
+    return priced(this.#fallback, usage);
+  }
+}
+
+function priced(price: Required<ModelPrice>, usage: Usage): number {
+  const micros =
+    usage.inputTokens * price.input +
+    usage.outputTokens * price.output +
+    (usage.cacheReadTokens ?? 0) * price.cacheRead +
+    (usage.cacheWriteTokens ?? 0) * price.cacheWrite5m +
+    (usage.cacheWrite1hTokens ?? 0) * price.cacheWrite1h;
+  return Math.round(micros);
 }
 
 const PRICE_FIELDS = ["input", "output", "cacheWrite5m", "cacheWrite1h", "cacheRead"] as const;

@@ -49,6 +49,8 @@ export const admitBody = z
     judge: label,
     model: label,
     max_tokens: z.number().int().positive().max(1_000_000).optional(),
+    /** The models the call may escalate to, in order ([] when it never escalates). */
+    escalation: z.array(label).max(8).optional(),
     variant: label.optional(),
     /** Ask for a substitute verdict with a skip: `gate` answers Phantom's gate "do not evolve". */
     substitute: z.enum(["gate"]).optional(),
@@ -116,6 +118,7 @@ export function toRequest(b: Partial<AdmitBody> & Omit<AssessBody, "judges">): J
       },
     }),
     ...(b.max_tokens !== undefined && { maxTokens: b.max_tokens }),
+    ...(b.escalation !== undefined && { escalation: b.escalation }),
     ...(b.variant !== undefined && { variant: b.variant }),
   };
 }

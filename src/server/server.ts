@@ -222,7 +222,11 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     }
     if (path === "/v1/admit" && method === "POST") {
       const body = parse(admitBody, await readBody(req));
-      const out = await guard.admit(toRequest(body), { waitMs: body.wait_ms ?? defaultWaitMs });
+      // Should this sidecar die, the call goes on: its settlement is still awaited this long.
+      const out = await guard.admit(toRequest(body), {
+        waitMs: body.wait_ms ?? defaultWaitMs,
+        ttlMs: timeoutMs,
+      });
       if (out.status === "admitted" && (res.destroyed || req.socket.destroyed)) {
         // The client gave up while the admission waited: the call will never be made. Release
         // the reservation without a charge (a failed call that reported no cost).

@@ -1,6 +1,7 @@
 import type { ScopeUsage } from "../budget/admission.js";
 import type { EstimateStats } from "../budget/estimator.js";
 import { bucketStart, DEFAULT_BUCKET_MS, scopeOf } from "./buckets.js";
+import type { DecisionId } from "./decision-ids.js";
 import type {
   DecisionRecord,
   EpisodeRecord,
@@ -10,7 +11,10 @@ import type {
   OwnerRecord,
   ReservationRecord,
   SignalRecord,
+  StoredReservation,
 } from "./types.js";
+
+type Held = { -readonly [K in keyof StoredReservation]: StoredReservation[K] } & { chargedMs: number | null };
 
 interface Episode extends EpisodeRecord {
   endedMs: number | null;
@@ -30,7 +34,11 @@ export class MemoryStore implements LedgerStore {
   readonly configs: GuardConfigRecord[] = [];
   readonly episodes = new Map<string, Episode>();
   readonly #usage = new Map<string, Map<number, { micros: number; calls: number }>>();
-  readonly #reservations = new Map<string, ReservationRecord>();
+  readonly #reservations = new Map<string, Held>();
+  /** Decisions by id, for a late settlement's rewrite (the latest ones only, as `decisions`). */
+  readonly #byId = new Map<number, DecisionRecord>();
+  #nextId = 1;
+  #horizon: number | null = null;
   readonly #owners = new Map<string, OwnerRecord>();
   readonly #keys = new Map<string, KeyStateRecord>();
   readonly #canned = new Map<string, { source: string; firstMs: number }>();
@@ -64,6 +72,7 @@ export class MemoryStore implements LedgerStore {
     let openExpectedMicros = 0;
     let openWorstMicros = 0;
     for (const r of this.#reservations.values()) {
+      if (r.chargedMicros !== null) continue;
       if (sessionKey !== null && r.sessionKey !== sessionKey) continue;
       openCount++;
       openExpectedMicros += r.expectedMicros;
@@ -89,24 +98,91 @@ export class MemoryStore implements LedgerStore {
   }
 
   openReservation(r: ReservationRecord): void {
-    this.#reservations.set(r.id, r);
+    this.#reservations.set(r.id, {
+      ...r,
+      orphanedMs: null,
+      chargedMicros: null,
+      chargedMs: null,
+      decisionId: null,
+    });
   }
 
   deleteReservation(id: string): boolean {
     return this.#reservations.delete(id);
   }
 
-  /** Reservations currently open (for tests and diagnostics). */
-  get openReservations(): number {
-    return this.#reservations.size;
+  reservation(id: string): StoredReservation | undefined {
+    const r = this.#reservations.get(id);
+    return r === undefined ? undefined : { ...r };
   }
 
-  recordDecision(d: DecisionRecord): void {
+  takeReservation(id: string): StoredReservation | undefined {
+    const r = this.reservation(id);
+    this.#reservations.delete(id);
+    return r;
+  }
+
+  deadReservations(ownerIds: readonly string[]): StoredReservation[] {
+    const dead = new Set(ownerIds);
+    return [...this.#reservations.values()]
+      .filter(
+        (r) =>
+          r.chargedMicros === null &&
+          (r.orphanedMs !== null || dead.has(r.ownerId) || !this.#owners.has(r.ownerId)),
+      )
+      .map((r) => ({ ...r }));
+  }
+
+  orphanReservation(id: string, atMs: number): void {
+    const r = this.#reservations.get(id);
+    if (r && r.orphanedMs === null && r.chargedMicros === null) r.orphanedMs = atMs;
+  }
+
+  markCharged(id: string, micros: number, decisionId: DecisionId, atMs: number): void {
+    const r = this.#reservations.get(id);
+    if (r === undefined) return;
+    r.chargedMicros = micros;
+    r.chargedMs = atMs;
+    r.decisionId = decisionId;
+  }
+
+  /** Reservations currently open (for tests and diagnostics). */
+  get openReservations(): number {
+    let n = 0;
+    for (const r of this.#reservations.values()) if (r.chargedMicros === null) n++;
+    return n;
+  }
+
+  recordDecision(d: DecisionRecord): DecisionId {
     // The same fields as a ledger row: a source and a computed cost, null when not given.
-    this.decisions.push({ ...d, costSource: d.costSource ?? null, computedMicros: d.computedMicros ?? null });
+    const row = { ...d, costSource: d.costSource ?? null, computedMicros: d.computedMicros ?? null };
+    this.decisions.push(row);
+    const id = this.#nextId++;
+    this.#byId.set(id, row);
     // A long-running in-memory guard keeps the latest decisions only.
-    if (this.decisions.length > this.#maxDecisions * 1.25)
-      this.decisions.splice(0, this.decisions.length - this.#maxDecisions);
+    if (this.decisions.length > this.#maxDecisions * 1.25) {
+      const dropped = new Set(this.decisions.splice(0, this.decisions.length - this.#maxDecisions));
+      for (const [k, v] of this.#byId) {
+        if (!dropped.has(v)) break;
+        this.#byId.delete(k);
+      }
+    }
+    return id;
+  }
+
+  updateDecision(id: DecisionId, d: DecisionRecord): void {
+    const row = this.#byId.get(Number(id));
+    if (row === undefined) return;
+    const at = this.decisions.indexOf(row);
+    const next = {
+      ...row,
+      ...d,
+      ts: row.ts,
+      costSource: d.costSource ?? null,
+      computedMicros: d.computedMicros ?? null,
+    };
+    this.#byId.set(Number(id), next);
+    if (at >= 0) this.decisions[at] = next;
   }
 
   recordConfig(c: GuardConfigRecord): void {
@@ -130,7 +206,7 @@ export class MemoryStore implements LedgerStore {
 
   heartbeat(ownerId: string, nowMs: number): boolean {
     const o = this.#owners.get(ownerId);
-    if (o) this.#owners.set(ownerId, { ...o, heartbeatMs: nowMs });
+    if (o) this.#owners.set(ownerId, { ...o, heartbeatMs: nowMs, beat: (o.beat ?? 0) + 1 });
     return o !== undefined;
   }
 
@@ -142,23 +218,20 @@ export class MemoryStore implements LedgerStore {
     return [...this.#owners.values()];
   }
 
-  reclaimReservations(ownerIds: readonly string[]): number {
-    const dead = new Set(ownerIds);
-    let n = 0;
-    for (const [id, r] of this.#reservations) {
-      if (dead.has(r.ownerId) || !this.#owners.has(r.ownerId)) {
-        this.#reservations.delete(id);
-        n++;
-      }
-    }
-    for (const id of ownerIds) this.#owners.delete(id);
-    return n;
-  }
-
   pruneUsage(beforeMs: number): void {
     for (const buckets of this.#usage.values()) {
       for (const start of buckets.keys()) if (start + this.#bucketMs <= beforeMs) buckets.delete(start);
     }
+    for (const [id, r] of this.#reservations)
+      if (r.chargedMs !== null && r.chargedMs < beforeMs) this.#reservations.delete(id);
+  }
+
+  pruneHorizon(): number | null {
+    return this.#horizon;
+  }
+
+  setPruneHorizon(ms: number): void {
+    this.#horizon = this.#horizon === null ? ms : Math.max(this.#horizon, ms);
   }
 
   keyState(sessionKey: string): KeyStateRecord | undefined {

@@ -254,6 +254,30 @@ export const MIGRATIONS: readonly Migration[] = [
   `
   ALTER TABLE episodes ADD COLUMN trail TEXT;
   `,
+  // v6: spend in flight survives its owner.
+  // - reservations: a remote one (admit/settle, the sidecar's clients) waits for its settlement
+  //   when its owner dies (orphaned_ms) for ttl_ms; one charged at its estimate without a
+  //   settlement keeps a row (charged_micros, the decision_id it wrote) so that a late
+  //   settlement corrects the charge instead of being refused; the transcript's sizes and hash
+  //   go into that decision.
+  // - owners: liveness by a heartbeat counter (beat), and a pid is proof only within one kernel
+  //   boot and PID namespace (boot_id, pid_ns).
+  // - ledger_clock: the prune horizon, which advances only as fast as time really passes.
+  `
+  ALTER TABLE reservations ADD COLUMN remote INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE reservations ADD COLUMN ttl_ms INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE reservations ADD COLUMN turns INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE reservations ADD COLUMN transcript_chars INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE reservations ADD COLUMN transcript_hash TEXT NOT NULL DEFAULT '';
+  ALTER TABLE reservations ADD COLUMN orphaned_ms INTEGER;
+  ALTER TABLE reservations ADD COLUMN charged_micros INTEGER;
+  ALTER TABLE reservations ADD COLUMN charged_ms INTEGER;
+  ALTER TABLE reservations ADD COLUMN decision_id INTEGER;
+  ALTER TABLE owners ADD COLUMN boot_id TEXT;
+  ALTER TABLE owners ADD COLUMN pid_ns TEXT;
+  ALTER TABLE owners ADD COLUMN beat INTEGER NOT NULL DEFAULT 0;
+  CREATE TABLE ledger_clock (name TEXT PRIMARY KEY, ms INTEGER NOT NULL) WITHOUT ROWID;
+  `,
 ];
 
 /**

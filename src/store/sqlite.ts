@@ -21,6 +21,7 @@ import type {
   OwnerRecord,
   ReservationRecord,
   SignalRecord,
+  StoredReservation,
 } from "./types.js";
 
 export interface SqliteStoreOptions {
@@ -134,16 +135,21 @@ export class SqliteStore implements LedgerStore {
   }
 
   openReservation(r: ReservationRecord): void {
-    this.#s.openReservation.run(
-      r.id,
-      r.ownerId,
-      r.sessionKey,
-      r.judge,
-      r.model,
-      r.expectedMicros,
-      r.worstMicros,
-      r.createdMs,
-    );
+    this.#s.openReservation.run({
+      ref: r.id,
+      owner: r.ownerId,
+      key: r.sessionKey,
+      judge: r.judge,
+      model: r.model,
+      expected: r.expectedMicros,
+      worst: r.worstMicros,
+      created: r.createdMs,
+      remote: r.remote ? 1 : 0,
+      ttl: r.ttlMs ?? 0,
+      turns: r.turns ?? 0,
+      chars: r.transcriptChars ?? 0,
+      hash: r.transcriptHash ?? "",
+    });
   }
 
   deleteReservation(id: string): boolean {
@@ -151,7 +157,29 @@ export class SqliteStore implements LedgerStore {
     return this.#s.deleteReservation.run(id).changes > 0;
   }
 
-  recordDecision(d: DecisionRecord): void {
+  reservation(id: string): StoredReservation | undefined {
+    const r = this.#s.reservation.get(id) as Row | undefined;
+    return r === undefined ? undefined : reservationOf(r);
+  }
+
+  takeReservation(id: string): StoredReservation | undefined {
+    const r = this.#s.takeReservation.get(id) as Row | undefined;
+    return r === undefined ? undefined : reservationOf(r);
+  }
+
+  deadReservations(ownerIds: readonly string[]): StoredReservation[] {
+    return (this.#s.deadReservations.all(JSON.stringify(ownerIds)) as Row[]).map(reservationOf);
+  }
+
+  orphanReservation(id: string, atMs: number): void {
+    this.#s.orphanReservation.run(atMs, id);
+  }
+
+  markCharged(id: string, micros: number, decisionId: DecisionId, atMs: number): void {
+    this.#s.markCharged.run(micros, atMs, decisionId, id);
+  }
+
+  recordDecision(d: DecisionRecord): DecisionId {
     const first = firstDecisionId(d.ts);
     let id = addToId(first, this.#slot++ % DECISION_ID_SLOTS);
     // A millisecond this process found crowded (a replay on a fixed clock): start past what it
@@ -163,7 +191,7 @@ export class SqliteStore implements LedgerStore {
       try {
         this.#insertDecision(id, d);
         if (taken || crowded?.first === first) this.#crowded = { first, next: addToId(id, 1) };
-        return;
+        return id;
       } catch (e) {
         // Taken (by another process in the same millisecond, or a crowded one): the first free
         // id after it is as good.
@@ -173,6 +201,10 @@ export class SqliteStore implements LedgerStore {
         id = free <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(free) : free;
       }
     }
+  }
+
+  updateDecision(id: DecisionId, d: DecisionRecord): void {
+    this.#s.updateDecision.run({ id, ...decisionParams(d) });
   }
 
   #insertDecision(id: DecisionId, d: DecisionRecord): void {
@@ -240,7 +272,17 @@ export class SqliteStore implements LedgerStore {
   }
 
   registerOwner(o: OwnerRecord): void {
-    this.#s.owner.run(o.id, o.pid, o.hostname, o.procStart, o.startedMs, o.heartbeatMs);
+    this.#s.owner.run({
+      id: o.id,
+      pid: o.pid,
+      hostname: o.hostname,
+      procStart: o.procStart,
+      bootId: o.bootId ?? null,
+      pidNs: o.pidNs ?? null,
+      started: o.startedMs,
+      heartbeat: o.heartbeatMs,
+      beat: o.beat ?? 0,
+    });
   }
 
   heartbeat(ownerId: string, nowMs: number): boolean {
@@ -257,25 +299,26 @@ export class SqliteStore implements LedgerStore {
       pid: Number(r.pid),
       hostname: String(r.hostname),
       procStart: r.proc_start === null ? null : String(r.proc_start),
+      bootId: r.boot_id == null ? null : String(r.boot_id),
+      pidNs: r.pid_ns == null ? null : String(r.pid_ns),
       startedMs: Number(r.started_ms),
       heartbeatMs: Number(r.heartbeat_ms),
+      beat: Number(r.beat ?? 0),
     }));
-  }
-
-  reclaimReservations(ownerIds: readonly string[]): number {
-    return this.atomically(() => {
-      let n = 0;
-      for (const id of ownerIds) {
-        n += this.#s.reclaimOwner.run(id).changes;
-        this.#s.removeOwner.run(id);
-      }
-      n += this.#s.reclaimOrphans.run().changes;
-      return n;
-    });
   }
 
   pruneUsage(beforeMs: number): void {
     this.#s.prune.run(beforeMs - this.#bucketMs);
+    this.#s.pruneCharged.run(beforeMs);
+  }
+
+  pruneHorizon(): number | null {
+    const r = this.#s.horizon.get() as Row | undefined;
+    return r === undefined ? null : Number(r.ms);
+  }
+
+  setPruneHorizon(ms: number): void {
+    this.#s.setHorizon.run(ms);
   }
 
   keyState(sessionKey: string): KeyStateRecord | undefined {
@@ -400,6 +443,48 @@ export class SqliteStore implements LedgerStore {
   }
 }
 
+function reservationOf(r: Row): StoredReservation {
+  return {
+    id: String(r.ref),
+    ownerId: String(r.owner_id),
+    sessionKey: String(r.session_key),
+    judge: String(r.judge),
+    model: String(r.model),
+    expectedMicros: Number(r.expected_micros),
+    worstMicros: Number(r.worst_micros),
+    createdMs: Number(r.created_ms),
+    remote: Number(r.remote) === 1,
+    ttlMs: Number(r.ttl_ms),
+    turns: Number(r.turns),
+    transcriptChars: Number(r.transcript_chars),
+    transcriptHash: String(r.transcript_hash),
+    orphanedMs: r.orphaned_ms == null ? null : Number(r.orphaned_ms),
+    chargedMicros: r.charged_micros == null ? null : Number(r.charged_micros),
+    decisionId:
+      r.decision_id == null
+        ? null
+        : (r.decision_id as bigint) <= BigInt(Number.MAX_SAFE_INTEGER)
+          ? Number(r.decision_id)
+          : (r.decision_id as bigint),
+  };
+}
+
+/** The columns a late settlement rewrites in a decision. */
+function decisionParams(d: DecisionRecord) {
+  return {
+    decision: d.decision,
+    model: d.model,
+    charged: d.chargedMicros,
+    input: d.inputTokens,
+    output: d.outputTokens,
+    cacheRead: d.cacheReadTokens,
+    cacheWrite: d.cacheWriteTokens,
+    duration: d.durationMs,
+    costSource: d.costSource ?? null,
+    computed: d.computedMicros ?? null,
+  };
+}
+
 /** Creates the file (and its folder) readable by its owner only, before SQLite opens it. */
 function createPrivateFile(path: string): void {
   if (existsSync(path)) return;
@@ -444,27 +529,53 @@ function prepare(db: Database.Database) {
     usage: db.prepare(
       "SELECT coalesce(sum(micros), 0) AS m, coalesce(sum(calls), 0) AS c FROM usage WHERE scope = ? AND bucket > ?",
     ),
+    // Open: not charged yet (a reservation charged at its estimate is spend, in `usage`).
     openKey: db.prepare(
-      "SELECT count(*) AS n, coalesce(sum(expected_micros), 0) AS e, coalesce(sum(worst_micros), 0) AS w FROM reservations WHERE session_key = ?",
+      "SELECT count(*) AS n, coalesce(sum(expected_micros), 0) AS e, coalesce(sum(worst_micros), 0) AS w FROM reservations WHERE session_key = ? AND charged_micros IS NULL",
     ),
     openAll: db.prepare(
-      "SELECT count(*) AS n, coalesce(sum(expected_micros), 0) AS e, coalesce(sum(worst_micros), 0) AS w FROM reservations",
+      "SELECT count(*) AS n, coalesce(sum(expected_micros), 0) AS e, coalesce(sum(worst_micros), 0) AS w FROM reservations WHERE charged_micros IS NULL",
     ),
     addUsage: db.prepare(
       "INSERT INTO usage (scope, bucket, micros, calls) VALUES (?, ?, ?, ?) ON CONFLICT (scope, bucket) DO UPDATE SET micros = micros + excluded.micros, calls = calls + excluded.calls",
     ),
     prune: db.prepare("DELETE FROM usage WHERE bucket <= ?"),
+    pruneCharged: db.prepare("DELETE FROM reservations WHERE charged_ms < ?"),
+    horizon: db.prepare("SELECT ms FROM ledger_clock WHERE name = 'prune_horizon'"),
+    setHorizon: db.prepare(
+      "INSERT INTO ledger_clock (name, ms) VALUES ('prune_horizon', ?) ON CONFLICT (name) DO UPDATE SET ms = max(ms, excluded.ms)",
+    ),
     openReservation: db.prepare(
-      "INSERT INTO reservations (ref, owner_id, session_key, judge, model, expected_micros, worst_micros, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      `INSERT INTO reservations (ref, owner_id, session_key, judge, model, expected_micros, worst_micros, created_ms,
+        remote, ttl_ms, turns, transcript_chars, transcript_hash)
+        VALUES (:ref, :owner, :key, :judge, :model, :expected, :worst, :created, :remote, :ttl, :turns, :chars, :hash)`,
     ),
     deleteReservation: db.prepare("DELETE FROM reservations WHERE ref = ?"),
+    // Decision ids pass 2^53 with clocks past 2248 or in microseconds: read them exactly.
+    reservation: db.prepare("SELECT * FROM reservations WHERE ref = ?").safeIntegers(true),
+    takeReservation: db.prepare("DELETE FROM reservations WHERE ref = ? RETURNING *").safeIntegers(true),
+    deadReservations: db
+      .prepare(
+        `SELECT * FROM reservations WHERE charged_micros IS NULL AND (orphaned_ms IS NOT NULL
+        OR owner_id IN (SELECT value FROM json_each(?)) OR owner_id NOT IN (SELECT id FROM owners))`,
+      )
+      .safeIntegers(true),
+    orphanReservation: db.prepare(
+      "UPDATE reservations SET orphaned_ms = ? WHERE ref = ? AND orphaned_ms IS NULL AND charged_micros IS NULL",
+    ),
+    markCharged: db.prepare(
+      "UPDATE reservations SET charged_micros = ?, charged_ms = ?, decision_id = ? WHERE ref = ?",
+    ),
+    updateDecision: db.prepare(
+      `UPDATE decisions SET decision = :decision, model = :model, charged_micros = :charged, input_tokens = :input,
+        output_tokens = :output, cache_read_tokens = :cacheRead, cache_write_tokens = :cacheWrite,
+        duration_ms = :duration, cost_source = :costSource, computed_micros = :computed WHERE id = :id`,
+    ),
     freeDecisionId: db
       .prepare(
         "SELECT min(id) + 1 AS id FROM decisions AS d WHERE id >= ? AND NOT EXISTS (SELECT 1 FROM decisions WHERE id = d.id + 1)",
       )
       .safeIntegers(true),
-    reclaimOwner: db.prepare("DELETE FROM reservations WHERE owner_id = ?"),
-    reclaimOrphans: db.prepare("DELETE FROM reservations WHERE owner_id NOT IN (SELECT id FROM owners)"),
     decision: db.prepare(
       `INSERT INTO decisions (id, ts, session_key, judge, model, decision, reason, shadow, reserved_micros, charged_micros,
         saved_micros, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, turns, transcript_chars,
@@ -480,9 +591,10 @@ function prepare(db: Database.Database) {
         budget_window_ms, daily_budget_micros) VALUES (?, ?, ?, ?, ?, ?, ?)`,
     ),
     owner: db.prepare(
-      "INSERT OR REPLACE INTO owners (id, pid, hostname, proc_start, started_ms, heartbeat_ms) VALUES (?, ?, ?, ?, ?, ?)",
+      `INSERT OR REPLACE INTO owners (id, pid, hostname, proc_start, boot_id, pid_ns, started_ms, heartbeat_ms, beat)
+        VALUES (:id, :pid, :hostname, :procStart, :bootId, :pidNs, :started, :heartbeat, :beat)`,
     ),
-    heartbeat: db.prepare("UPDATE owners SET heartbeat_ms = ? WHERE id = ?"),
+    heartbeat: db.prepare("UPDATE owners SET heartbeat_ms = ?, beat = beat + 1 WHERE id = ?"),
     removeOwner: db.prepare("DELETE FROM owners WHERE id = ?"),
     owners: db.prepare("SELECT * FROM owners"),
     keyState: db.prepare("SELECT * FROM key_state WHERE session_key = ?"),

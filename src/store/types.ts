@@ -2,6 +2,7 @@ import type { ScopeUsage } from "../budget/admission.js";
 import type { EstimateStats } from "../budget/estimator.js";
 import type { StuckEvidence } from "../detection/evidence.js";
 import type { EvidenceStep } from "../detection/window.js";
+import type { DecisionId } from "./decision-ids.js";
 
 /** Why a request was not judged. */
 export type SkipReason =
@@ -74,7 +75,34 @@ export interface ReservationRecord {
   readonly model: string;
   readonly expectedMicros: number;
   readonly worstMicros: number;
+  /** When the call was admitted: its charge lands in this time's bucket. */
   readonly createdMs: number;
+  /**
+   * Settled by its id, possibly through another guard sharing the ledger (`admit`/`settle`, the
+   * sidecar's clients): its call goes on when its owner dies. A reservation made by `run` dies
+   * with its process.
+   */
+  readonly remote?: boolean;
+  /** How long a remote reservation whose owner is gone waits for its settlement. */
+  readonly ttlMs?: number;
+  /** The transcript the call judges (sizes and a hash; never text), for its decision record. */
+  readonly turns?: number;
+  readonly transcriptChars?: number;
+  readonly transcriptHash?: string;
+}
+
+/** A reservation as the ledger keeps it, with what happened to it since. */
+export interface StoredReservation extends ReservationRecord {
+  /** When its owner was found gone; it still counts against the caps while it waits. */
+  readonly orphanedMs: number | null;
+  /**
+   * Charged at its estimate without a settlement (its owner died, or its client never
+   * settled): no longer counted as open, but a late settlement still corrects the charge.
+   * Null while the reservation is open.
+   */
+  readonly chargedMicros: number | null;
+  /** The decision recorded for that charge, which a late settlement rewrites. */
+  readonly decisionId: DecisionId | null;
 }
 
 /** A guard instance that may hold reservations. */
@@ -84,8 +112,15 @@ export interface OwnerRecord {
   readonly hostname: string;
   /** Process start marker (Linux: start time in clock ticks), to tell a reused pid apart. */
   readonly procStart: string | null;
+  /** Kernel boot id: a pid means the same process only under the same boot... */
+  readonly bootId?: string | null;
+  /** ...and in the same PID namespace (containers of one pod share a hostname, not pids). */
+  readonly pidNs?: string | null;
   readonly startedMs: number;
+  /** The owner's clock at its last heartbeat (informational: liveness never reads it). */
   readonly heartbeatMs: number;
+  /** Heartbeats so far: a live owner's count moves, whatever its clock says. */
+  readonly beat?: number;
 }
 
 /** Persisted detection state of one session key, so a restart does not forget a stuck session. */
@@ -149,7 +184,23 @@ export interface LedgerStore {
   openReservation(r: ReservationRecord): void;
   /** Removes a reservation; false when it was no longer there (reclaimed meanwhile). */
   deleteReservation(id: string): boolean;
-  recordDecision(d: DecisionRecord): void;
+  /** A reservation by id, open or charged at its estimate; undefined when unknown. */
+  reservation(id: string): StoredReservation | undefined;
+  /** Removes a reservation and returns it as it was (undefined when it was not there). */
+  takeReservation(id: string): StoredReservation | undefined;
+  /**
+   * Reservations not charged yet whose owner is among `ownerIds` or has no owner row (orphans
+   * included), for the reclaimer to settle.
+   */
+  deadReservations(ownerIds: readonly string[]): StoredReservation[];
+  /** Marks a remote reservation as waiting for its settlement, its owner gone since `atMs`. */
+  orphanReservation(id: string, atMs: number): void;
+  /** Marks a reservation as charged at its estimate (see {@link StoredReservation.chargedMicros}). */
+  markCharged(id: string, micros: number, decisionId: DecisionId, atMs: number): void;
+  /** Records a decision; returns its id. */
+  recordDecision(d: DecisionRecord): DecisionId;
+  /** Rewrites a decision (a late settlement of a call charged at its estimate). */
+  updateDecision(id: DecisionId, d: DecisionRecord): void;
   /**
    * Records the caps of a guard opening the store (unless the latest record says the same).
    * Optional for stores written before it existed.
@@ -161,10 +212,14 @@ export interface LedgerStore {
   heartbeat(ownerId: string, nowMs: number): boolean;
   removeOwner(ownerId: string): void;
   owners(): OwnerRecord[];
-  /** Deletes the reservations of the given owners (and reservations with no owner); returns how many. */
-  reclaimReservations(ownerIds: readonly string[]): number;
-  /** Drops usage buckets that ended before `beforeMs`. */
+  /**
+   * Drops usage buckets that ended before `beforeMs`, and reservations charged at their
+   * estimate before it (no settlement is coming for them any more).
+   */
   pruneUsage(beforeMs: number): void;
+  /** The ledger's prune horizon: nothing older was pruned; null before the first prune. */
+  pruneHorizon(): number | null;
+  setPruneHorizon(ms: number): void;
 
   keyState(sessionKey: string): KeyStateRecord | undefined;
   saveKeyState(s: KeyStateRecord): void;

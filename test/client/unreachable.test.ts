@@ -67,7 +67,13 @@ describe("judge-guard/client when the sidecar does not answer (onUnreachable loc
       stuck: false,
       skip: false,
     });
-    expect(client.stats).toEqual({ unreachable: 6, degradedCalls: 3, degradedSkips: 2, degraded: true });
+    expect(client.stats).toEqual({
+      unreachable: 6,
+      degradedCalls: 3,
+      degradedSkips: 2,
+      degraded: true,
+      pendingSettlements: 0,
+    });
     expect(errors).toHaveLength(6);
     expect(errors[0]!.message).toContain(`the sidecar at ${url} did not answer`);
     // One line for the outage, not one per call, naming the sidecar and the policy.
@@ -132,7 +138,13 @@ describe("judge-guard/client when the sidecar does not answer (onUnreachable loc
     const back = await client.run(request("k", 3), judge);
     expect(back.status === "judged" && back.reservedUsd).toBeGreaterThan(0);
     await client.run(request("k", 4), judge);
-    expect(client.stats).toEqual({ unreachable: 1, degradedCalls: 1, degradedSkips: 0, degraded: false });
+    expect(client.stats).toEqual({
+      unreachable: 1,
+      degradedCalls: 1,
+      degradedSkips: 0,
+      degraded: false,
+      pendingSettlements: 0,
+    });
     expect(logged()).toHaveLength(2);
     expect(logged()[0]).toContain(`the sidecar at ${first.url} does not answer`);
     expect(logged()[1]).toContain(`the sidecar at ${first.url} answers again`);

@@ -72,6 +72,7 @@ describe("fromEnv: each variable sets its option", () => {
     JUDGE_GUARD_MAX_SESSIONS: ["100", 100],
     JUDGE_GUARD_ADMISSION_WAIT: ["2m", 120_000],
     JUDGE_GUARD_LEASE: ["1m", 60_000],
+    JUDGE_GUARD_ESCALATION: ["none", "none"],
     JUDGE_GUARD_ALERT_AT: ["0.9", 0.9],
     JUDGE_GUARD_LOG_LEVEL: ["debug", "debug"],
   };

@@ -270,7 +270,7 @@ describe("judge-guard serve", () => {
     expect((await http(s.url, "/healthz")).status).toBe(200);
   });
 
-  it("releases a reservation its client never settled, and counts it", async () => {
+  it("charges the estimate of a reservation its client never settled, and corrects it when the settlement comes late", async () => {
     const s = await start({ reservationTimeoutMs: 100 });
     const admitted = await http(s.url, "/v1/admit", {
       method: "POST",
@@ -284,23 +284,44 @@ describe("judge-guard serve", () => {
     });
     expect(admitted.json).toMatchObject({ decision: "judge" });
     await new Promise((r) => setTimeout(r, 400));
+    expect((await http(s.url, "/metrics")).text).toMatch(/judge_guard_reservations_expired_total 1/);
+    const charged = () => {
+      const db = new Database(s.ledger, { readonly: true });
+      const rows = db
+        .prepare(
+          "SELECT decision, charged_micros AS c, reserved_micros AS r, cost_source AS src FROM decisions",
+        )
+        .all() as Array<{ decision: string; c: number; r: number; src: string }>;
+      const usage = db.prepare("SELECT sum(micros) AS m, sum(calls) AS n FROM usage WHERE scope = '*'").get();
+      const open = db.prepare("SELECT count(*) AS n FROM reservations WHERE charged_micros IS NULL").get();
+      db.close();
+      return { rows, usage, open };
+    };
+    // Its cost was never reported, so the reservation's estimate is charged rather than nothing.
+    const expired = charged();
+    expect(expired.open).toEqual({ n: 0 });
+    expect(expired.rows).toHaveLength(1);
+    expect(expired.rows[0]).toMatchObject({ decision: "failed", src: "estimate" });
+    expect(expired.rows[0]!.c).toBeGreaterThan(0);
+    expect(expired.rows[0]!.c).toBe(expired.rows[0]!.r);
+    // The client was only slow: its settlement is accepted and replaces the estimate, in the
+    // same decision and the same budget.
     const settle = await http(s.url, "/v1/settle", {
       method: "POST",
-      body: JSON.stringify({ reservation_id: admitted.json.reservation_id, ok: true }),
+      body: JSON.stringify({ reservation_id: admitted.json.reservation_id, ok: true, cost_usd: 0.5 }),
     });
-    expect(settle.status).toBe(400);
-    expect(settle.json.error.message).toMatch(/released after its timeout/);
-    expect((await http(s.url, "/metrics")).text).toMatch(/judge_guard_reservations_expired_total 1/);
-    const db = new Database(s.ledger, { readonly: true });
-    expect(db.prepare("SELECT count(*) AS n FROM reservations").get()).toEqual({ n: 0 });
-    // Its cost was never reported, so the reservation's estimate is charged rather than nothing.
-    const row = db
-      .prepare("SELECT decision, charged_micros AS c, reserved_micros AS r FROM decisions")
-      .get() as { decision: string; c: number; r: number };
-    expect(row.decision).toBe("failed");
-    expect(row.c).toBeGreaterThan(0);
-    expect(row.c).toBe(row.r);
-    db.close();
+    expect(settle.status).toBe(200);
+    expect(settle.json.charged_usd).toBe(0.5);
+    const late = charged();
+    expect(late.rows).toEqual([{ decision: "judged", c: 500_000, r: expired.rows[0]!.r, src: "reported" }]);
+    expect(late.usage).toEqual({ m: 500_000, n: 1 });
+    // A second settlement of the same call is refused.
+    const again = await http(s.url, "/v1/settle", {
+      method: "POST",
+      body: JSON.stringify({ reservation_id: admitted.json.reservation_id, ok: true, cost_usd: 0.5 }),
+    });
+    expect(again.status).toBe(400);
+    expect(again.json.error.message).toMatch(/settled already/);
   });
 
   it("charges cache writes through the client as in process: 1-hour writes at their own price", async () => {

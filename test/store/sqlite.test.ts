@@ -55,7 +55,10 @@ async function holder(ledger: string, key: string): Promise<ChildProcess> {
 const reservations = (ledger: string): number => {
   const db = new Database(ledger, { readonly: true });
   try {
-    return (db.prepare("SELECT count(*) AS n FROM reservations").get() as { n: number }).n;
+    // Open: not yet charged (a reservation charged at its estimate keeps a row for a late settlement).
+    return (
+      db.prepare("SELECT count(*) AS n FROM reservations WHERE charged_micros IS NULL").get() as { n: number }
+    ).n;
   } finally {
     db.close();
   }
@@ -367,7 +370,7 @@ describe("SqliteStore", () => {
 });
 
 describe("reservations across processes", () => {
-  it("reclaims a reservation left by a process that was killed", async () => {
+  it("charges a reservation left by a process that was killed at its estimate, never frees it", async () => {
     const ledger = join(tmp(), "ledger.db");
     const child = await holder(ledger, "k");
     expect(reservations(ledger)).toBe(1);
@@ -376,7 +379,25 @@ describe("reservations across processes", () => {
     const guard = createGuard({ ledger, logger: "silent" });
     expect(guard.stats.reclaimedReservations).toBe(1);
     expect(reservations(ledger)).toBe(0);
+    // The call may well have been billed: its estimate is spend on its key, in a decision.
+    const spent = guard.session("k").spentUsd;
     await guard.close();
+    const db = new Database(ledger, { readonly: true });
+    const row = db
+      .prepare(
+        "SELECT decision, charged_micros AS c, reserved_micros AS r, cost_source AS src FROM decisions",
+      )
+      .get() as {
+      decision: string;
+      c: number;
+      r: number;
+      src: string;
+    };
+    db.close();
+    expect(row).toMatchObject({ decision: "failed", src: "estimate" });
+    expect(row.c).toBe(row.r);
+    expect(row.c).toBeGreaterThan(0);
+    expect(spent).toBeCloseTo(row.c / 1e6, 6);
   });
 
   it("never mistakes a live process's reservation for a leftover", async () => {
