@@ -98,6 +98,37 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+const PATH_FIX = "send the path as the route names it, such as /v1/settle";
+
+/**
+ * The request's path, exactly as sent, for routing and for the shutdown check alike. Paths that
+ * a URL parser would resolve into another path (dot segments, plain or percent-encoded, and
+ * backslashes) and encoded slashes are refused rather than resolved: a path that names one
+ * route must not reach another.
+ */
+function requestPath(target: string | undefined): string {
+  const t = target ?? "";
+  if (!t.startsWith("/"))
+    throw new HttpError(
+      400,
+      "PATH_INVALID",
+      `the request target must be a path starting with /: ${PATH_FIX}`,
+    );
+  const end = t.search(/[?#]/);
+  const path = end === -1 ? t : t.slice(0, end);
+  if (path.includes("\\"))
+    throw new HttpError(400, "PATH_INVALID", `the path contains a backslash: ${PATH_FIX}`);
+  if (/%(2f|5c)/i.test(path))
+    throw new HttpError(
+      400,
+      "PATH_INVALID",
+      `the path contains an encoded slash (%2F or %5C): ${PATH_FIX} (a session key containing / or \\ cannot be named in a path)`,
+    );
+  if (path.split("/").some((segment) => /^(\.|%2e){1,2}$/i.test(segment)))
+    throw new HttpError(400, "PATH_INVALID", `the path contains a . or .. segment: ${PATH_FIX}`);
+  return path;
+}
+
 function hostOf(header: string | undefined): string {
   if (!header) return "";
   const h = header.trim().toLowerCase();
@@ -187,9 +218,7 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
   let idle: (() => void) | undefined;
   let closing = false;
 
-  const route = async (req: IncomingMessage, res: ServerResponse): Promise<string> => {
-    const url = new URL(req.url ?? "/", "http://localhost");
-    const path = url.pathname;
+  const route = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<string> => {
     if (!expected && !isLoopback(hostOf(req.headers.host))) {
       // Without a token only loopback callers are expected: a foreign Host is DNS rebinding.
       throw new HttpError(
@@ -309,21 +338,28 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     throw new HttpError(404, "NOT_FOUND", `no route ${method} ${path}`);
   };
 
+  const refuse = (res: ServerResponse, e: HttpError) =>
+    send(res, e.status, { error: { code: e.code, message: e.message, ...(e.field && { field: e.field }) } });
+
   const server = createServer((req, res) => {
+    let path: string;
+    try {
+      path = requestPath(req.url);
+    } catch (e) {
+      refuse(res, e as HttpError);
+      return;
+    }
     // Shutting down: no new admissions, but the calls already admitted may still settle.
-    if (closing && !(req.method === "POST" && req.url?.startsWith("/v1/settle"))) {
+    if (closing && !(req.method === "POST" && path === "/v1/settle")) {
       send(res, 503, { error: { code: "SHUTTING_DOWN", message: "the guard is shutting down" } });
       return;
     }
     inFlight++;
     const stop = latency.startTimer();
-    route(req, res)
+    route(req, res, path)
       .then((r) => stop({ route: r, status: String(res.statusCode) }))
       .catch((e: unknown) => {
-        if (e instanceof HttpError)
-          send(res, e.status, {
-            error: { code: e.code, message: e.message, ...(e.field && { field: e.field }) },
-          });
+        if (e instanceof HttpError) refuse(res, e);
         else if (isJudgeGuardError(e)) {
           const field = (e as { field?: string }).field;
           send(res, e.code === "GUARD_CLOSED" ? 503 : 400, {
