@@ -2,6 +2,7 @@
 // `judge-guard serve` in a child process: paths that route somewhere other than they look, and
 // clients that hold connections without sending requests.
 import { request as rawRequest } from "node:http";
+import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -156,4 +157,89 @@ describe("the sidecar's paths", () => {
     });
     expect((await raw(s.url, "GET", "/v1/sessions/..k")).status).toBe(200);
   });
+});
+
+/** A raw TCP connection to the sidecar, and when the sidecar closed it. */
+interface Held {
+  readonly socket: Socket;
+  readonly closed: Promise<number>;
+}
+
+function hold(url: string, send?: string): Promise<Held> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname);
+    const opened = Date.now();
+    const closed = new Promise<number>((r) => socket.once("close", () => r(Date.now() - opened)));
+    socket.on("error", () => {}); // a reset by the server is what some of these wait for
+    socket.resume();
+    socket.once("connect", () => {
+      if (send !== undefined) socket.write(send);
+      resolve({ socket, closed });
+    });
+    socket.once("error", reject);
+  });
+}
+
+describe("the sidecar's connections", () => {
+  const held: Socket[] = [];
+  afterEach(() => {
+    for (const s of held.splice(0)) s.destroy();
+  });
+
+  it("600 idle sockets do not stop real requests, and are closed within 15 s", async () => {
+    const s = await sidecar();
+    const idle: Held[] = [];
+    for (let i = 0; i < 600; i++) {
+      // Some say nothing at all, some start a request and stop.
+      const h = await hold(s.url, i % 2 === 0 ? undefined : "GET /healthz HTTP/1.1\r\n");
+      held.push(h.socket);
+      idle.push(h);
+    }
+    expect((await raw(s.url, "GET", "/healthz")).status).toBe(200);
+    expect((await raw(s.url, "GET", "/v1/sessions/k")).json).toMatchObject({ session_key: "k" });
+    expect((await raw(s.url, "POST", "/v1/admit", admission("k"))).json).toMatchObject({
+      decision: "judge",
+    });
+    // The sidecar drops those it needed room for at once, and the rest at its header timeout
+    // (10 s), not the 30 s of Node's default connection check.
+    const lifetimes = await Promise.all(idle.map((h) => h.closed));
+    expect(Math.max(...lifetimes)).toBeLessThan(15_000);
+  }, 40_000);
+
+  it("a client sending its headers a line a second is cut off within 15 s (it used to last 29 s)", async () => {
+    const s = await sidecar();
+    const within = (closed: Promise<number>) =>
+      Promise.race([
+        closed,
+        new Promise<number>((r) => setTimeout(() => r(Number.POSITIVE_INFINITY), 25_000)),
+      ]);
+    const slow = await hold(s.url, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    // A kept-alive connection left idle after its request is closed too (after 5 s).
+    const kept = await hold(s.url, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    held.push(slow.socket, kept.socket);
+    let n = 0;
+    const drip = setInterval(() => slow.socket.write(`x-drip-${n++}: 1\r\n`), 1000);
+    const [slowFor, keptFor] = await Promise.all([within(slow.closed), within(kept.closed)]);
+    clearInterval(drip);
+    expect(slowFor).toBeLessThan(15_000);
+    expect(keptFor).toBeLessThan(15_000);
+  }, 40_000);
+
+  it("with every connection busy in a request, /healthz still answers, and others get a 503 at once", async () => {
+    const s = await sidecar();
+    // 512 admissions that announce a body and send only part of it: each holds its connection
+    // inside a request until the request timeout.
+    const body = JSON.stringify(admission("k"));
+    const head = (i: number) =>
+      `POST /v1/admit HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${SIDECAR_TOKEN}\r\n` +
+      `Content-Type: application/json\r\nContent-Length: ${body.length + 10}\r\nX-N: ${i}\r\n\r\n${body.slice(0, 10)}`;
+    for (let i = 0; i < 512; i++) held.push((await hold(s.url, head(i))).socket);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await raw(s.url, "GET", "/healthz")).status).toBe(200);
+    const busy = await raw(s.url, "GET", "/v1/sessions/k");
+    expect(busy.status).toBe(503);
+    expect(busy.json?.error?.code).toBe("SERVER_BUSY");
+    expect(busy.json?.error?.message).toMatch(/retry/);
+  }, 40_000);
 });
