@@ -8,6 +8,7 @@ import type { Guard } from "../guard/guard.js";
 import { SKIP_CODES } from "../guard/outcome.js";
 import type { Logger } from "../log/logger.js";
 import { toUsage } from "../pricing/usage-schema.js";
+import { jsonErrorMessage } from "../util/json-error.js";
 import { admitBody, assessBody, LIMITS, settleBody, toJudges, toRequest } from "./schema.js";
 
 export interface ServeOptions {
@@ -93,10 +94,9 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   if (text.trim() === "") throw new HttpError(400, "BODY_INVALID", "the body is empty: send a JSON object");
   try {
     return JSON.parse(text);
-  } catch (e) {
-    // Say where, never what: the body may hold transcript text.
-    const at = /position (\d+)/.exec((e as Error).message)?.[1];
-    throw new HttpError(400, "BODY_INVALID", `the body is not valid JSON${at ? ` (at position ${at})` : ""}`);
+  } catch {
+    // Say where, never what: V8's message quotes the body, which may hold transcript text.
+    throw new HttpError(400, "BODY_INVALID", `the body is ${jsonErrorMessage(text)}`);
   }
 }
 
