@@ -75,8 +75,10 @@ export {
   type StuckSessionEvent,
 } from "./signals/types.js";
 export {
+  IDEMPOTENCY_HEADER,
   SIGNATURE_HEADER,
   sign,
+  type VerifyOptions,
   type VerifyResult,
   verifyWebhook,
   type WebhookOptions,

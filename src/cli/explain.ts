@@ -5,6 +5,7 @@ import { DEFAULTS } from "../guard/options.js";
 import type { ExplainedReply } from "../replay/replay.js";
 import { type KeyHistory, keyHistory } from "../report/episodes.js";
 import { ReportDataError } from "../report/report.js";
+import { printable } from "../util/printable.js";
 
 export interface ExplainCommandOptions {
   readonly db?: string;
@@ -61,15 +62,16 @@ const HOW_TO_READ =
 
 /** `judge-guard replay FILE --explain KEY`: the key's replies as the replay saw them. */
 export function renderExplainedReplay(sessionKey: string, replies: readonly ExplainedReply[]): string {
-  if (replies.length === 0) return `\nexplain ${sessionKey}: no line of the replay has this session key\n`;
-  return `\nexplain ${sessionKey}, reply by reply:\n${renderSteps(replies)}${HOW_TO_READ}`;
+  const key = printable(sessionKey);
+  if (replies.length === 0) return `\nexplain ${key}: no line of the replay has this session key\n`;
+  return `\nexplain ${key}, reply by reply:\n${renderSteps(replies)}${HOW_TO_READ}`;
 }
 
 export function renderHistory(ledger: string, h: KeyHistory): string {
   const out: string[] = [];
   const n = h.episodes.length;
   out.push(
-    `${h.sessionKey} in ${ledger}: ${n === 0 ? "no stuck episode recorded" : `${n} stuck episode${n === 1 ? "" : "s"}`}${h.stuck ? "; stuck now" : ""}`,
+    `${printable(h.sessionKey)} in ${ledger}: ${n === 0 ? "no stuck episode recorded" : `${n} stuck episode${n === 1 ? "" : "s"}`}${h.stuck ? "; stuck now" : ""}`,
   );
   for (const e of h.episodes) {
     const until = e.endedMs === null ? "ongoing" : `ended ${new Date(e.endedMs).toISOString()}`;
@@ -98,7 +100,7 @@ export function explainCommand(sessionKey: string, o: ExplainCommandOptions): nu
     h = keyHistory(ledger, sessionKey);
   } catch (e) {
     if (e instanceof ReportDataError) {
-      process.stderr.write(`judge-guard: explain: ${e.message}\n`);
+      process.stderr.write(`judge-guard: explain: ${printable(e.message)}\n`);
       return 1;
     }
     throw e;

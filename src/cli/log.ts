@@ -1,6 +1,7 @@
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import type { Logger, LogLevel } from "../log/logger.js";
+import { hasControls, printable } from "../util/printable.js";
 
 const LEVEL_NAMES: Record<number, string> = {
   10: "trace",
@@ -14,13 +15,16 @@ const LEVEL_NAMES: Record<number, string> = {
 /** pino's own fields, which the human line shows as its prefix and message, or not at all. */
 const OWN_FIELDS = new Set(["level", "time", "pid", "hostname", "name", "msg", "v"]);
 
+/** A field's value on the line: quoted when it has spaces or punctuation, always inert. */
 function showValue(value: unknown): string {
   if (typeof value === "string")
-    return value === "" || /[\s,()="]/.test(value) ? JSON.stringify(value) : value;
+    return value === "" || /[\s,()="]/.test(value) || hasControls(value)
+      ? printable(JSON.stringify(value))
+      : value;
   if (value !== null && typeof value === "object" && typeof (value as Error).message === "string") {
-    return JSON.stringify((value as Error).message); // a serialised error: its message, not its stack
+    return printable(JSON.stringify((value as Error).message)); // a serialised error: its message, not its stack
   }
-  return JSON.stringify(value) ?? String(value);
+  return printable(JSON.stringify(value) ?? String(value));
 }
 
 /**
@@ -33,14 +37,15 @@ export function formatLogLine(json: string): string {
   try {
     record = JSON.parse(json) as Record<string, unknown>;
   } catch {
-    return `judge-guard: ${json}`;
+    return `judge-guard: ${printable(json)}`;
   }
-  if (record === null || typeof record !== "object" || Array.isArray(record)) return `judge-guard: ${json}`;
+  if (record === null || typeof record !== "object" || Array.isArray(record))
+    return `judge-guard: ${printable(json)}`;
   const level = LEVEL_NAMES[record.level as number] ?? String(record.level ?? "log");
   const fields = Object.entries(record)
     .filter(([k, v]) => !OWN_FIELDS.has(k) && v !== undefined)
     .map(([k, v]) => `${k}=${showValue(v)}`);
-  const msg = typeof record.msg === "string" ? record.msg.replace(/\s*\n\s*/g, " ") : "";
+  const msg = typeof record.msg === "string" ? printable(record.msg.replace(/\s*\n\s*/g, " ")) : "";
   return `judge-guard: ${level}: ${msg}${fields.length > 0 ? ` (${fields.join(", ")})` : ""}`;
 }
 

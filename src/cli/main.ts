@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { isJudgeGuardError } from "../errors.js";
+import { printable } from "../util/printable.js";
 import { UsageError } from "./errors.js";
 import { explainCommand } from "./explain.js";
 import { replayCommand } from "./replay.js";
@@ -104,7 +105,7 @@ async function main(argv: string[]): Promise<number> {
         : 2;
     }
     const message = (e as Error)?.message ?? String(e);
-    process.stderr.write(`judge-guard: ${message}\n`);
+    process.stderr.write(`judge-guard: ${printable(message)}\n`);
     // Errors we raise on purpose say all there is to say; a stack helps only with the others.
     const expected = e instanceof UsageError || isJudgeGuardError(e);
     if (!expected) {
@@ -121,7 +122,7 @@ main(process.argv).then(
     process.exitCode = code;
   },
   (e) => {
-    process.stderr.write(`judge-guard: ${(e as Error)?.message ?? e}\n`);
+    process.stderr.write(`judge-guard: ${printable(String((e as Error)?.message ?? e))}\n`);
     process.exitCode = 1;
   },
 );

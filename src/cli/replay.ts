@@ -4,6 +4,7 @@ import { dirname, join, resolve } from "node:path";
 import { fromEnv } from "../config/env.js";
 import type { LogLevel } from "../log/logger.js";
 import { type ExplainedReply, openLines, type ReplaySummary, replay } from "../replay/replay.js";
+import { printable } from "../util/printable.js";
 import { fsReason, UsageError } from "./errors.js";
 import { renderExplainedReplay } from "./explain.js";
 import { count, ProgressBar, percent, usd } from "./format.js";
@@ -106,7 +107,9 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
           if (invalidShown >= MAX_INVALID_SHOWN) return;
           invalidShown++;
           bar?.clear();
-          process.stderr.write(`${file}: line ${bad.line}: ${bad.field}: ${bad.message}\n`);
+          process.stderr.write(
+            `${file}: line ${bad.line}: ${printable(bad.field)}: ${printable(bad.message)}\n`,
+          );
         },
         ...(opts.explain !== undefined && {
           explain: { sessionKey: opts.explain, onReply: (r: ExplainedReply) => void explained.push(r) },
@@ -158,7 +161,7 @@ export function renderSummary(file: string, s: ReplaySummary): string {
     out.push("stuck sessions:");
     for (const e of s.stuck_sessions) {
       out.push(
-        `  ${e.session_key}: stuck from line ${e.detected_line} (canned reply ${e.fingerprint} seen ${e.repeats} times), ` +
+        `  ${printable(e.session_key)}: stuck from line ${e.detected_line} (canned reply ${e.fingerprint} seen ${e.repeats} times), ` +
           `${count(e.skipped_calls)} judge calls skipped, ${usd(e.saved_usd)} saved`,
       );
     }

@@ -4,6 +4,7 @@ import { DEFAULTS } from "../guard/options.js";
 import { renderHtml } from "../report/html.js";
 import { renderCsv, renderTable } from "../report/render.js";
 import { buildReport, ReportDataError } from "../report/report.js";
+import { printable } from "../util/printable.js";
 import { fsReason, UsageError } from "./errors.js";
 
 export interface ReportCommandOptions {
@@ -63,7 +64,7 @@ export function reportCommand(o: ReportCommandOptions, now = Date.now()): number
     });
   } catch (e) {
     if (e instanceof ReportDataError) {
-      process.stderr.write(`judge-guard: report: ${e.message}\n`);
+      process.stderr.write(`judge-guard: report: ${printable(e.message)}\n`);
       return 1;
     }
     throw e;

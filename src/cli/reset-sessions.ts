@@ -5,6 +5,7 @@ import {
   resetPhantomSessions,
   type SessionSelector,
 } from "../adapters/phantom-sessions.js";
+import { printable } from "../util/printable.js";
 import { UsageError } from "./errors.js";
 import { parseTime } from "./report.js";
 
@@ -61,7 +62,7 @@ export function resetSessionsCommand(o: ResetSessionsOptions, startedAt = new Da
     rows = resetPhantomSessions(o.phantomDb, which, { dryRun: o.dryRun === true });
   } catch (e) {
     if (e instanceof PhantomDbError) {
-      process.stderr.write(`judge-guard: reset-sessions: ${e.message}\n`);
+      process.stderr.write(`judge-guard: reset-sessions: ${printable(e.message)}\n`);
       return 1;
     }
     throw e;
@@ -82,8 +83,10 @@ export function resetSessionsCommand(o: ResetSessionsOptions, startedAt = new Da
   process.stdout.write(
     `${verb} the SDK session of ${rows.length} session${rows.length === 1 ? "" : "s"} in ${o.phantomDb}:\n`,
   );
-  const width = Math.max(...rows.map((r) => r.sessionKey.length));
-  for (const r of rows) process.stdout.write(`  ${r.sessionKey.padEnd(width)}  ${r.turnCount} turns\n`);
+  // Keys as Phantom stored them, control characters and all: shown escaped, one line each.
+  const keys = rows.map((r) => printable(r.sessionKey));
+  const width = Math.max(...keys.map((k) => k.length));
+  rows.forEach((r, i) => void process.stdout.write(`  ${keys[i]!.padEnd(width)}  ${r.turnCount} turns\n`));
   if (!o.dryRun) process.stdout.write("the next message on each starts a fresh session\n");
   return 0;
 }

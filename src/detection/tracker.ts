@@ -2,7 +2,7 @@ import { LRUCache } from "lru-cache";
 import { InvalidRequestError } from "../errors.js";
 import { chainHash, type ReplySignature, signReply } from "../fingerprint/fingerprint.js";
 import { coreWords, nearWords } from "../fingerprint/similarity.js";
-import { describe } from "../util/describe.js";
+import { shape } from "../util/describe.js";
 import type { CannedCatalog } from "./catalog.js";
 import type { StuckEvidence, Work } from "./evidence.js";
 import { type EvidenceStep, EvidenceWindow, InputRef, type WindowOptions } from "./window.js";
@@ -273,7 +273,7 @@ function checkStrings(list: readonly unknown[], from: number, field: string): vo
     if (typeof list[i] !== "string") {
       throw new InvalidRequestError(
         `${field}[${i}]`,
-        `${field}[${i}] must be a string, got ${describe(list[i])}`,
+        `${field}[${i}] must be a string, got ${shape(list[i])}`,
       );
     }
   }

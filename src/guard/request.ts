@@ -1,6 +1,6 @@
 import type { ReplyFacts } from "../detection/tracker.js";
 import { InvalidRequestError } from "../errors.js";
-import { describe } from "../util/describe.js";
+import { shape } from "../util/describe.js";
 
 /** Phantom's `SessionSummary` (evolution engine), field names verbatim. */
 export interface PhantomSessionSummary {
@@ -81,7 +81,7 @@ const MAX_LABEL = 256;
 
 function label(value: unknown, field: string): string {
   if (typeof value !== "string" || value.length === 0) {
-    throw new InvalidRequestError(field, `${field} must be a non-empty string, got ${describe(value)}`);
+    throw new InvalidRequestError(field, `${field} must be a non-empty string, got ${shape(value)}`);
   }
   if (value.length > MAX_LABEL) {
     throw new InvalidRequestError(
@@ -96,7 +96,7 @@ function messages(value: unknown, field: string): readonly string[] {
   // Elements are checked by the tracker as they are first seen, so a resent transcript is not
   // walked again on every call.
   if (!Array.isArray(value))
-    throw new InvalidRequestError(field, `${field} must be an array of strings, got ${describe(value)}`);
+    throw new InvalidRequestError(field, `${field} must be an array of strings, got ${shape(value)}`);
   return value as readonly string[];
 }
 
@@ -113,11 +113,11 @@ export type NormalizedSession = Pick<
 
 export function normalizeSession(r: SessionRef): NormalizedSession {
   if (r === null || typeof r !== "object") {
-    throw new InvalidRequestError("request", `the request must be an object, got ${describe(r)}`);
+    throw new InvalidRequestError("request", `the request must be an object, got ${shape(r)}`);
   }
   const s = r.session as (Partial<PhantomSessionSummary> & Partial<PhantomSessionData>) | undefined;
   if (s !== undefined && (s === null || typeof s !== "object")) {
-    throw new InvalidRequestError("session", `session must be an object, got ${describe(s)}`);
+    throw new InvalidRequestError("session", `session must be an object, got ${shape(s)}`);
   }
   const sessionKey = label(
     r.sessionKey ?? s?.session_key ?? s?.sessionKey,
@@ -148,7 +148,7 @@ export function normalizeRequest(r: JudgeRequest): NormalizedRequest {
   if (r.maxTokens !== undefined && (!Number.isInteger(r.maxTokens) || r.maxTokens <= 0)) {
     throw new InvalidRequestError(
       "maxTokens",
-      `maxTokens must be a positive integer, got ${describe(r.maxTokens)}`,
+      `maxTokens must be a positive integer, got ${shape(r.maxTokens)}`,
     );
   }
   if (r.escalation !== undefined && (!Array.isArray(r.escalation) || r.escalation.length > 8)) {

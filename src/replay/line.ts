@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { PhantomSessionSummary } from "../guard/request.js";
 import type { Usage } from "../pricing/prices.js";
 import { toUsage, usageSchema } from "../pricing/usage-schema.js";
+import { jsonErrorMessage } from "../util/json-error.js";
 
 /** Limits that reject absurd input before it reaches the guard. */
 export const LIMITS = {
@@ -79,8 +80,9 @@ export function parseLine(text: string): ParsedLine {
   let data: unknown;
   try {
     data = JSON.parse(text);
-  } catch (e) {
-    return { ok: false, field: "(line)", message: `not valid JSON: ${(e as Error).message}` };
+  } catch {
+    // Say where, never what: V8's message quotes the text, which may be a transcript.
+    return { ok: false, field: "(line)", message: jsonErrorMessage(text) };
   }
   const parsed = lineSchema.safeParse(data, { error: missingField });
   if (!parsed.success) {

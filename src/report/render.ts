@@ -1,4 +1,5 @@
 import { count, percent, usd } from "../cli/format.js";
+import { printable } from "../util/printable.js";
 import type { CostSplit, Report, ReportConfig, SessionRow } from "./report.js";
 
 /** Whether any charge in the report came from elsewhere than tokens x price. */
@@ -34,6 +35,8 @@ export function table(
   right: boolean[] = [],
   give = 0,
 ): string {
+  // Names come from the ledger, where any caller may have put control characters.
+  rows = rows.map((r) => r.map(printable));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const total = widths.reduce((a, b) => a + b, 0) + 2 * (widths.length - 1);
   if (total > width) widths[give] = Math.max(10, widths[give]! - (total - width));
@@ -67,7 +70,7 @@ export function renderTable(r: Report, width = 100): string {
   const t = r.totals;
   const out: string[] = [];
   out.push(
-    `judge-guard report ${r.range.since} .. ${r.range.until}${r.session_key ? ` for ${r.session_key}` : ""}`,
+    `judge-guard report ${r.range.since} .. ${r.range.until}${r.session_key ? ` for ${printable(r.session_key)}` : ""}`,
   );
   out.push("");
   out.push(
@@ -173,9 +176,14 @@ export function renderTable(r: Report, width = 100): string {
   return `${out.join("\n")}\n`;
 }
 
-/** RFC 4180 quoting. */
-function csvCell(v: string | number | null): string {
-  const s = v === null ? "" : String(v);
+/**
+ * RFC 4180 quoting, and text a spreadsheet would run as a formula (starting with =, +, -, @, a
+ * tab or a carriage return) made inert with a leading single quote (OWASP's CSV injection
+ * advice). Numbers are written as numbers, negative ones included.
+ */
+export function csvCell(v: string | number | null): string {
+  let s = v === null ? "" : String(v);
+  if (typeof v === "string" && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
   return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
 }
 

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ZodType } from "zod";
 import { ConfigError, isJudgeGuardError } from "../errors.js";
@@ -8,6 +8,7 @@ import type { Guard } from "../guard/guard.js";
 import { SKIP_CODES } from "../guard/outcome.js";
 import type { Logger } from "../log/logger.js";
 import { toUsage } from "../pricing/usage-schema.js";
+import { jsonErrorMessage } from "../util/json-error.js";
 import { admitBody, assessBody, LIMITS, settleBody, toJudges, toRequest } from "./schema.js";
 
 export interface ServeOptions {
@@ -23,6 +24,34 @@ export interface ServeOptions {
   readonly reservationTimeoutMs?: number;
   /** On shutdown, how long settlements of calls already admitted are still taken. @default 10000 */
   readonly shutdownGraceMs?: number;
+  /**
+   * Connections served at once. At the limit a new connection takes the place of the one idle
+   * the longest (connected or kept alive without a request in progress); when every one is in a
+   * request, {@link HEALTHZ_RESERVE} more may ask `GET /healthz` only. @default 512
+   */
+  readonly maxConnections?: number;
+  /** A client must have sent its request's headers within this long of connecting. @default 10000 */
+  readonly headersTimeoutMs?: number;
+  /** A client must have sent its whole request (headers and body) within this long. @default 30000 */
+  readonly requestTimeoutMs?: number;
+  /** A kept-alive connection with no request is closed after this long. @default 5000 */
+  readonly keepAliveTimeoutMs?: number;
+}
+
+/** Connections beyond `maxConnections` kept for `GET /healthz` when all the others are in a request. */
+export const HEALTHZ_RESERVE = 8;
+
+/** Each connection: its requests in progress, and whether it is a reserve one (`/healthz` only). */
+interface Connection {
+  busy: number;
+  readonly reserve: boolean;
+}
+
+function positiveInt(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value <= 0)
+    throw new TypeError(`serve: ${name} must be a positive whole number, got ${String(value)}`);
+  return value;
 }
 
 export interface RunningServer {
@@ -65,10 +94,9 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   if (text.trim() === "") throw new HttpError(400, "BODY_INVALID", "the body is empty: send a JSON object");
   try {
     return JSON.parse(text);
-  } catch (e) {
-    // Say where, never what: the body may hold transcript text.
-    const at = /position (\d+)/.exec((e as Error).message)?.[1];
-    throw new HttpError(400, "BODY_INVALID", `the body is not valid JSON${at ? ` (at position ${at})` : ""}`);
+  } catch {
+    // Say where, never what: V8's message quotes the body, which may hold transcript text.
+    throw new HttpError(400, "BODY_INVALID", `the body is ${jsonErrorMessage(text)}`);
   }
 }
 
@@ -98,6 +126,37 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+const PATH_FIX = "send the path as the route names it, such as /v1/settle";
+
+/**
+ * The request's path, exactly as sent, for routing and for the shutdown check alike. Paths that
+ * a URL parser would resolve into another path (dot segments, plain or percent-encoded, and
+ * backslashes) and encoded slashes are refused rather than resolved: a path that names one
+ * route must not reach another.
+ */
+function requestPath(target: string | undefined): string {
+  const t = target ?? "";
+  if (!t.startsWith("/"))
+    throw new HttpError(
+      400,
+      "PATH_INVALID",
+      `the request target must be a path starting with /: ${PATH_FIX}`,
+    );
+  const end = t.search(/[?#]/);
+  const path = end === -1 ? t : t.slice(0, end);
+  if (path.includes("\\"))
+    throw new HttpError(400, "PATH_INVALID", `the path contains a backslash: ${PATH_FIX}`);
+  if (/%(2f|5c)/i.test(path))
+    throw new HttpError(
+      400,
+      "PATH_INVALID",
+      `the path contains an encoded slash (%2F or %5C): ${PATH_FIX} (a session key containing / or \\ cannot be named in a path)`,
+    );
+  if (path.split("/").some((segment) => /^(\.|%2e){1,2}$/i.test(segment)))
+    throw new HttpError(400, "PATH_INVALID", `the path contains a . or .. segment: ${PATH_FIX}`);
+  return path;
+}
+
 function hostOf(header: string | undefined): string {
   if (!header) return "";
   const h = header.trim().toLowerCase();
@@ -117,6 +176,14 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     );
   }
   const { guard, log } = o;
+  const maxConnections = positiveInt("maxConnections", o.maxConnections, 512);
+  const headersTimeout = positiveInt("headersTimeoutMs", o.headersTimeoutMs, 10_000);
+  const requestTimeout = positiveInt("requestTimeoutMs", o.requestTimeoutMs, 30_000);
+  const keepAliveTimeout = positiveInt("keepAliveTimeoutMs", o.keepAliveTimeoutMs, 5_000);
+  if (headersTimeout > requestTimeout)
+    throw new TypeError(
+      `serve: headersTimeoutMs (${headersTimeout}) must not exceed requestTimeoutMs (${requestTimeout})`,
+    );
   const expected = o.token ? digest(o.token) : undefined;
   const registry = new Registry();
   const latency = new Histogram({
@@ -187,9 +254,7 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
   let idle: (() => void) | undefined;
   let closing = false;
 
-  const route = async (req: IncomingMessage, res: ServerResponse): Promise<string> => {
-    const url = new URL(req.url ?? "/", "http://localhost");
-    const path = url.pathname;
+  const route = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<string> => {
     if (!expected && !isLoopback(hostOf(req.headers.host))) {
       // Without a token only loopback callers are expected: a foreign Host is DNS rebinding.
       throw new HttpError(
@@ -313,21 +378,22 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     throw new HttpError(404, "NOT_FOUND", `no route ${method} ${path}`);
   };
 
-  const server = createServer((req, res) => {
+  const refuse = (res: ServerResponse, e: HttpError) =>
+    send(res, e.status, { error: { code: e.code, message: e.message, ...(e.field && { field: e.field }) } });
+
+  /** Serves one request on a regular connection (not a reserve one). */
+  const handle = (req: IncomingMessage, res: ServerResponse, path: string) => {
     // Shutting down: no new admissions, but the calls already admitted may still settle.
-    if (closing && !(req.method === "POST" && req.url?.startsWith("/v1/settle"))) {
+    if (closing && !(req.method === "POST" && path === "/v1/settle")) {
       send(res, 503, { error: { code: "SHUTTING_DOWN", message: "the guard is shutting down" } });
       return;
     }
     inFlight++;
     const stop = latency.startTimer();
-    route(req, res)
+    route(req, res, path)
       .then((r) => stop({ route: r, status: String(res.statusCode) }))
       .catch((e: unknown) => {
-        if (e instanceof HttpError)
-          send(res, e.status, {
-            error: { code: e.code, message: e.message, ...(e.field && { field: e.field }) },
-          });
+        if (e instanceof HttpError) refuse(res, e);
         else if (isJudgeGuardError(e)) {
           const field = (e as { field?: string }).field;
           send(res, e.code === "GUARD_CLOSED" ? 503 : 400, {
@@ -343,10 +409,81 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
         inFlight--;
         if (inFlight === 0) idle?.();
       });
+  };
+
+  // Idle the longest first: a connection goes to the back when it connects and when its last
+  // request in progress ends (a Map keeps insertion order), so the one to give way is in front.
+  const connections = new Map<Socket, Connection>();
+  let reserved = 0;
+  const forget = (socket: Socket) => {
+    const c = connections.get(socket);
+    if (c === undefined) return;
+    connections.delete(socket);
+    if (c.reserve) reserved--;
+  };
+  /** Closes the connection idle the longest: never the one of a request in progress. */
+  const makeRoom = (): void => {
+    for (const [socket, c] of connections) {
+      if (c.reserve || c.busy > 0) continue;
+      forget(socket);
+      socket.destroy();
+      return;
+    }
+  };
+
+  const server = createServer(
+    {
+      headersTimeout,
+      requestTimeout,
+      keepAliveTimeout,
+      // Node checks the two timeouts above only this often (30 s by default): a client sending
+      // its headers slowly lived 29 s.
+      connectionsCheckingInterval: Math.min(1000, headersTimeout),
+    },
+    (req, res) => {
+      const conn = connections.get(req.socket);
+      if (conn !== undefined) {
+        conn.busy++;
+        res.once("close", () => {
+          if (--conn.busy > 0 || !connections.has(req.socket)) return;
+          connections.delete(req.socket);
+          connections.set(req.socket, conn);
+        });
+      }
+      let path: string;
+      try {
+        path = requestPath(req.url);
+      } catch (e) {
+        refuse(res, e as HttpError);
+        return;
+      }
+      if (conn?.reserve) {
+        // A connection beyond the limit, kept for health checks: answer, then close it.
+        res.shouldKeepAlive = false;
+        if (path === "/healthz" && req.method === "GET") send(res, 200, { ok: true });
+        else
+          send(res, 503, {
+            error: {
+              code: "SERVER_BUSY",
+              message: `all ${maxConnections} connections are in a request: retry shortly (GET /healthz still answers)`,
+            },
+          });
+        return;
+      }
+      handle(req, res, path);
+    },
+  );
+  server.on("connection", (socket: Socket) => {
+    if (connections.size - reserved >= maxConnections) makeRoom();
+    const reserve = connections.size - reserved >= maxConnections;
+    if (reserve && reserved >= HEALTHZ_RESERVE) {
+      socket.destroy();
+      return;
+    }
+    connections.set(socket, { busy: 0, reserve });
+    if (reserve) reserved++;
+    socket.once("close", () => forget(socket));
   });
-  server.requestTimeout = 30_000;
-  server.maxConnections = 512;
-  server.headersTimeout = 10_000;
 
   // A client that died must not hold budget forever.
   const timeoutMs = o.reservationTimeoutMs ?? 600_000;

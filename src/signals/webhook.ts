@@ -31,8 +31,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /**
  * POSTs each event as JSON, signed with `X-Judge-Guard-Signature: sha256=<hex HMAC>` of the raw
  * body. Every delivery of one event (one stuck episode, one budget alert) carries the same
- * `Idempotency-Key` (its episode or alert id), so the receiver can recognise a retry. 4xx answers other than 429 are final; timeouts,
- * network errors, 429 and 5xx are retried with exponential backoff.
+ * `Idempotency-Key`: its `episode_id` or `alert_id`, which the signed body carries too. The
+ * header itself is not signed, so a receiver recognises a retry (or a replayed capture) by the
+ * id in the verified body, {@link VerifyResult}'s `id`, never by the header alone; see
+ * {@link verifyWebhook}. 4xx answers other than 429 are final; timeouts, network errors, 429 and
+ * 5xx are retried with exponential backoff.
  */
 export function webhookSink(options: WebhookOptions): SignalSink {
   let url: URL;
@@ -93,21 +96,53 @@ export function webhookSink(options: WebhookOptions): SignalSink {
   };
 }
 
-export type VerifyResult = { ok: true; event: GuardEvent } | { ok: false; reason: string };
+/**
+ * A verified delivery: the event, and `id`, its `episode_id` or `alert_id` read from the signed
+ * body: the key to act on once.
+ */
+export type VerifyResult = { ok: true; event: GuardEvent; id: string } | { ok: false; reason: string };
+
+export interface VerifyOptions {
+  /** How far an event's `ts` may be from `now`. @default 300000 (5 minutes) */
+  readonly toleranceMs?: number;
+  /** @default Date.now() */
+  readonly now?: number;
+  /**
+   * The delivery's `Idempotency-Key` header (absent: `undefined` or `null`): a delivery whose
+   * header is not the signed body's id is refused, so the header can be trusted as far as the body.
+   */
+  readonly idempotencyKey?: string | readonly string[] | null;
+}
+
+type Header = string | readonly string[] | null | undefined;
+
+/** One header's value; a header sent twice is not one value. */
+function single(h: Header): string | undefined {
+  if (typeof h === "string") return h;
+  return h?.length === 1 ? h[0] : undefined;
+}
 
 /**
  * For the receiving side: checks a delivery's signature (in constant time) against the raw
- * body, exactly as received, and rejects events older than `toleranceMs` (a replayed capture).
+ * body, exactly as received, and rejects events older than `toleranceMs`.
+ *
+ * A capture replayed within the tolerance verifies again: act once per `result.id` (the
+ * episode or alert id from the signed body), remembered for at least twice the tolerance (a
+ * delivery verifies while its `ts` is within the tolerance of the receiver's clock, either
+ * side). Give `idempotencyKey` to refuse deliveries whose header does not match the body.
  */
 export function verifyWebhook(
   rawBody: string | Uint8Array,
-  signatureHeader: string | null | undefined,
+  signatureHeader: Header,
   secret: string,
-  options: { toleranceMs?: number; now?: number } = {},
+  options: VerifyOptions = {},
 ): VerifyResult {
-  if (!signatureHeader) return { ok: false, reason: `missing ${SIGNATURE_HEADER} header` };
+  const signature = single(signatureHeader);
+  if (signatureHeader === undefined || signatureHeader === null || signatureHeader.length === 0)
+    return { ok: false, reason: `missing ${SIGNATURE_HEADER} header` };
+  if (signature === undefined) return { ok: false, reason: `more than one ${SIGNATURE_HEADER} header` };
   const expected = Buffer.from(sign(rawBody, secret));
-  const given = Buffer.from(signatureHeader.trim());
+  const given = Buffer.from(signature.trim());
   if (given.length !== expected.length || !timingSafeEqual(given, expected))
     return { ok: false, reason: "bad signature" };
   let event: GuardEvent;
@@ -121,5 +156,11 @@ export function verifyWebhook(
   const age = (options.now ?? Date.now()) - ts;
   if (Math.abs(age) > (options.toleranceMs ?? 300_000))
     return { ok: false, reason: "stale event (ts outside the tolerance)" };
-  return { ok: true, event };
+  const id = event.type === "stuck_session" ? event.episode_id : event.alert_id;
+  if (typeof id !== "string" || id === "")
+    return { ok: false, reason: "event has no episode_id or alert_id" };
+  const key = options.idempotencyKey;
+  if (key !== undefined && key !== null && single(key)?.trim() !== id)
+    return { ok: false, reason: `${IDEMPOTENCY_HEADER} does not match the signed event's id` };
+  return { ok: true, event, id };
 }

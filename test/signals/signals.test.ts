@@ -205,7 +205,7 @@ describe("webhookSink and verifyWebhook", () => {
     expect(await sink.send(stuckEvent)).toEqual({ attempts: 1 });
     expect(r.got).toHaveLength(1);
     const { headers, body, verified } = r.got[0]!;
-    expect(verified).toEqual({ ok: true, event: stuckEvent });
+    expect(verified).toEqual({ ok: true, event: stuckEvent, id: stuckEvent.episode_id });
     expect(JSON.parse(body)).toMatchObject({
       session_key: "cli:cli:local",
       reason: "stuck_session",
