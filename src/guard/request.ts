@@ -154,7 +154,7 @@ export function normalizeRequest(r: JudgeRequest): NormalizedRequest {
   if (r.escalation !== undefined && (!Array.isArray(r.escalation) || r.escalation.length > 8)) {
     throw new InvalidRequestError(
       "escalation",
-      `escalation must be a list of at most 8 model ids (the models the call may escalate to), got ${describe(r.escalation)}`,
+      `escalation must be a list of at most 8 model ids (the models the call may escalate to), got ${shape(r.escalation)}`,
     );
   }
   return {
