@@ -13,6 +13,7 @@ const SCENARIOS = [
   "incident-savings",
   "report-scale",
   "sidecar",
+  "detection-quality",
 ];
 
 const args = process.argv.slice(2);

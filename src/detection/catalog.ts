@@ -16,15 +16,24 @@ export const PHANTOM_CANNED_PATTERNS: readonly RegExp[] = [
  * A reply matching one still has to recur before its session counts as stuck.
  */
 export const RUNTIME_CANNED_PATTERNS: readonly RegExp[] = [
+  // Claude Code / the Claude Agent SDK.
   /claude ai usage limit reached/i,
+  /\b(?:5-hour|weekly|opus|session) limit reached\b/i,
   /credit balance is too low/i,
   /prompt is too long/i,
+  /invalid api key\b.*\/login/i,
   /\boverloaded_error\b/i,
   /\brate_limit_error\b/i,
-  /\bapi error: (?:429|5\d\d)\b/i,
+  /\bapi error: (?:4\d\d|5\d\d)\b/i,
   /\bapi error: request timed out/i,
   /claude code process exited with code \d+/i,
-  /reached maximum number of turns/i,
+  // An empty assistant turn, as Claude Code renders it.
+  /^\s*\(no content\)\s*$/i,
+  // OpenAI-compatible runtimes.
+  /\binsufficient_quota\b|you exceeded your current quota/i,
+  /\bcontext_length_exceeded\b/i,
+  // Iteration limits of agent loops (the Agent SDK's max turns, LangChain, OpenHands).
+  /reached (?:the )?max(?:imum)? (?:number of )?(?:turns|iterations|steps)/i,
   /agent stopped due to (?:max iterations|iteration limit)/i,
 ];
 

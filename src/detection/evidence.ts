@@ -67,15 +67,36 @@ export interface Comparison {
   readonly known: boolean;
   /** The two replies answered near-identical inputs in different user turns. */
   readonly sameInput: boolean;
+  /**
+   * The two inputs ask about one thing, and the reply answers about it: they share a topic word
+   * ("backup"), which the reply uses too ("did last night's backup run?" / "backup status?" and
+   * "Backup finished: 1,204 files"). A canned line never names the user's topic.
+   */
+  readonly sameTopic: boolean;
+  /**
+   * The reply names what one of the two messages asked about (a topic word of it): an answer
+   * that happens to repeat ("Yes, a clean working tree on main" to "is the tree clean?" and
+   * "pull and check again"), rather than a line that ignores what was asked.
+   */
+  readonly onTopic: boolean;
+  /** The earlier reply was itself a real answer (it weighed against the evidence). */
+  readonly answer: boolean;
   /** Characters of the reply's core: boilerplate lines and quotes of the input set aside. */
   readonly substanceChars: number;
   /** More plain numbers differ between the two replies than `maxNumberDifference`: data, not a counter. */
   readonly manyNumbers: boolean;
+  /** Some plain number differs between the two replies. */
+  readonly numbersChanged: boolean;
   readonly work: Work;
   /** The reply reads as an error, a wait, a limit or a refusal. */
   readonly blocked: boolean;
   /** Both inputs only thank or acknowledge. */
   readonly thanks: boolean;
+  /**
+   * The two replies answered the same user message (or none): the agent said it again on its
+   * own, so no template filled in for different requests explains the repeat.
+   */
+  readonly monologue: boolean;
   /** New replies only: shares most content words with a reply in the window. */
   readonly related: boolean;
   /** New replies only: long enough to be a real answer. */
@@ -99,6 +120,9 @@ export type Reason =
   | "real_answer"
   | "known_canned"
   | "same_question"
+  | "same_topic"
+  | "on_topic"
+  | "answered_again"
   | "too_short"
   | "closer"
   | "repeat"
@@ -109,6 +133,8 @@ export type Reason =
   | "paid"
   | "sdk_session"
   | "reads_blocked"
+  | "new_blocked"
+  | "monologue"
   | "free_bounce";
 
 export interface Weighing {
@@ -129,11 +155,16 @@ export function weigh(c: Comparison, t: DetectionThresholds): Weighing {
       return { weight: "reset", reasons: ["real_answer"] };
     if (c.substanceChars < t.minReplyChars) return { weight: 0, reasons: ["new_short"] };
     if (c.related) return { weight: 0, reasons: ["new_related"] };
+    // "I'm not able to do that right now": no sign of an answer, whatever else it is.
+    if (c.blocked) return { weight: 0, reasons: ["new_blocked"] };
     return { weight: -1, reasons: ["new"] };
   }
   if (c.known)
     return { weight: threshold / Math.max(1, t.knownRepeatThreshold - 1), reasons: ["known_canned"] };
+  // The same question answered again as before: an answer, whatever came between.
+  if (c.sameInput && c.answer) return { weight: -1, reasons: ["same_question", "answered_again"] };
   if (c.sameInput) return { weight: 0, reasons: ["same_question"] };
+  if (c.sameTopic) return { weight: 0, reasons: ["same_topic"] };
   if (c.substanceChars < t.minReplyChars) return { weight: 0, reasons: ["too_short"] };
   if (c.thanks) return { weight: 0, reasons: ["closer"] };
 
@@ -141,9 +172,28 @@ export function weigh(c: Comparison, t: DetectionThresholds): Weighing {
   let weight: number;
   switch (c.match) {
     case "exact":
-    case "near":
-      weight = 1;
       reasons.push("repeat");
+      if (c.onTopic) {
+        weight = 0.5;
+        reasons.push("on_topic");
+      } else weight = 1;
+      break;
+    case "near":
+      // A few words changed. Between runtime bounces that is one line's variants; in work the
+      // agent paid for, or did on its own between two user messages, it is as likely the next
+      // step on another file ("Reading file1.txt" / "Reading file2.txt").
+      reasons.push("repeat");
+      if (c.work === "paid" && c.numbersChanged) {
+        // Paid work whose data changed as well: a template filled in ("37 files, 118 MB").
+        weight = -0.5;
+        reasons.push("changed_numbers", "paid");
+      } else if (c.work === "paid") {
+        weight = 0.5;
+        reasons.push("paid");
+      } else if (c.monologue) {
+        weight = 0.5;
+        reasons.push("monologue");
+      } else weight = 1;
       break;
     case "slot":
       reasons.push("user_words");
@@ -154,7 +204,12 @@ export function weigh(c: Comparison, t: DetectionThresholds): Weighing {
       // The data differs: a counter or a clock in a canned line, or a template filled with
       // data. The runtime's facts tell which, and an error-like wording tips it.
       reasons.push(c.match === "quote" ? "quoted_input" : "changed_numbers");
-      if (c.work === "paid") {
+      if (c.monologue && !c.manyNumbers) {
+        // No request to fill a template in for: the agent did the same thing again, a pid or
+        // a counter aside, paid for or not.
+        weight = 1;
+        reasons.push("monologue");
+      } else if (c.work === "paid") {
         weight = -0.5;
         reasons.push("paid");
       } else if (c.work === "session") {

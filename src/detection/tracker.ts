@@ -1,6 +1,7 @@
 import { LRUCache } from "lru-cache";
 import { InvalidRequestError } from "../errors.js";
 import { chainHash, type ReplySignature, signReply } from "../fingerprint/fingerprint.js";
+import { normalizeLine, tokenize } from "../fingerprint/normalize.js";
 import { coreWords, nearWords } from "../fingerprint/similarity.js";
 import { shape } from "../util/describe.js";
 import type { CannedCatalog } from "./catalog.js";
@@ -81,6 +82,8 @@ interface KeyState {
   lastUser: string | undefined;
   lastReply: string | undefined;
   prev: ReplySignature | undefined;
+  /** The user message the previous reply answered (for telling a footer from a canned line around a quote). */
+  prevInput: string | undefined;
   /** The latest user message, signed once, with its index. */
   input: { index: number; ref: InputRef } | undefined;
   window: EvidenceWindow;
@@ -105,6 +108,7 @@ function emptyState(): KeyState {
     lastUser: undefined,
     lastReply: undefined,
     prev: undefined,
+    prevInput: undefined,
     input: undefined,
     window: new EvidenceWindow(),
     boilerplate: new Set(),
@@ -234,9 +238,11 @@ export class SessionTracker {
   ): EvidenceStep {
     const sig = signReply(text);
     const prev = state.prev;
+    const inputText = inputTurn >= 0 ? userMessages[inputTurn] : undefined;
     if (prev !== undefined && prev.normalized !== sig.normalized)
-      learnBoilerplate(state, prev, sig, this.#options);
+      learnBoilerplate(state, prev, sig, this.#options, [state.prevInput, inputText]);
     state.prev = sig;
+    state.prevInput = inputText;
     let input: InputRef | undefined;
     if (inputTurn >= 0) {
       if (state.input?.index !== inputTurn)
@@ -306,13 +312,16 @@ function workOf(f: ReplyFacts | undefined): Work {
 /**
  * Lines shared by two consecutive, different replies are boilerplate (a signature, a footer)
  * when the rest of the two replies differs in substance. When the rest is itself a
- * near-duplicate, the replies are variants of one multi-line message and nothing is learned.
+ * near-duplicate, the replies are variants of one multi-line message, and when the rest of each
+ * is a quote of the message it answered, they are one canned line around a quote ('> your
+ * message', then "still busy"): nothing is learned.
  */
 function learnBoilerplate(
   state: KeyState,
   a: ReplySignature,
   b: ReplySignature,
   options: TrackerOptions,
+  inputs: readonly [string | undefined, string | undefined],
 ): void {
   if (a.lines.length < 2 && b.lines.length < 2) return; // one-line replies have no footer
   const inA = new Set(a.lines);
@@ -322,8 +331,18 @@ function learnBoilerplate(
   const restA = coreWords(a, sharedSet);
   const restB = coreWords(b, sharedSet);
   if (restA.length + restB.length > 0 && nearWords(restA, restB, options.similarity)) return;
+  if (quotes(restA, inputs[0]) && quotes(restB, inputs[1])) return;
   for (const f of shared) {
     if (state.boilerplate.size >= MAX_BOILERPLATE_LINES) return;
     state.boilerplate.add(f);
   }
+}
+
+/** Whether `words` are the words of `input`, whole or its opening (a truncated quote). */
+function quotes(words: readonly string[], input: string | undefined): boolean {
+  if (input === undefined || words.length === 0 || input.length > InputRef.MAX_KEPT) return false;
+  const asked = tokenize(normalizeLine(input));
+  // The last quoted word may be cut short.
+  const whole = words.length === asked.length ? words : words.slice(0, -1);
+  return whole.length > 0 && whole.length <= asked.length && whole.every((w, i) => asked[i] === w);
 }

@@ -20,6 +20,10 @@ const BLOCKER_WORDS = new Set([
   "cant",
   "couldnt",
   "unfortunately",
+  "afraid",
+  "apologies",
+  "apologize",
+  "impossible",
   "overloaded",
   "overload",
   "unavailable",
@@ -49,13 +53,27 @@ const BLOCKER_WORDS = new Set([
   "pending",
 ]);
 
-/** Whether a reply's words include at least two different blocker words. */
+/** "not able", "not possible": a negated capability reads as a blocker word. */
+const NEGATED = new Set(["able", "possible", "available", "allowed", "permitted"]);
+
+/**
+ * Whether a reply's words include at least two different blocker words (one is enough in a
+ * reply of a sentence or so: "I'm not able to do that just now").
+ */
 export function soundsBlocked(words: readonly string[]): boolean {
+  const needed = words.length <= 12 ? 1 : 2;
   let first: string | undefined;
-  for (const w of words) {
-    if (!BLOCKER_WORDS.has(w)) continue;
-    if (first === undefined) first = w;
-    else if (w !== first) return true;
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i]!;
+    const blocker = BLOCKER_WORDS.has(w)
+      ? w
+      : NEGATED.has(w) && words[i - 1] === "not"
+        ? `not ${w}`
+        : undefined;
+    if (blocker === undefined) continue;
+    if (needed === 1) return true;
+    if (first === undefined) first = blocker;
+    else if (blocker !== first) return true;
   }
   return false;
 }
@@ -116,6 +134,44 @@ const GRATITUDE_WORDS = new Set([
 export function onlyThanks(words: readonly string[]): boolean {
   if (words.length === 0 || words.length > 8) return false;
   return words.every((w) => GRATITUDE_WORDS.has(w));
+}
+
+/**
+ * Words of a conversation about the conversation ("any update on my previous message?"): two
+ * messages sharing one of them, and a canned line saying it too, are not on one topic.
+ */
+const META_WORDS = new Set(
+  (
+    "message messages request requests previous still working wait waiting please answer answers " +
+    "question questions reply replies update updates status help hello there anything something " +
+    "again sorry thanks thank going done what when where your about know tell time right just like " +
+    "think want need with this that have been does from will would could should them they then " +
+    "than also only some more much very really okay sure yeah yes here work task issue problem"
+  ).split(" "),
+);
+
+/**
+ * The words that say what a message is about: Latin-script content words of four letters or
+ * more, not about the conversation itself. (Scripts without spaces are left out: single
+ * characters say too little about a topic.)
+ */
+export function topicWords(words: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  for (const w of words) if (w.length >= 4 && /^[a-z]+$/.test(w) && !META_WORDS.has(w)) out.add(w);
+  return out;
+}
+
+/**
+ * A status line rather than an answer: it reads blocked, and names at most one thing besides
+ * ("I'm afraid I can't do that at the moment"; not "Sorry for the wait: the migration is done
+ * and tests pass").
+ */
+export function statusLine(words: readonly string[]): boolean {
+  if (!soundsBlocked(words)) return false;
+  let named = 0;
+  for (const w of topicWords(words))
+    if (!BLOCKER_WORDS.has(w) && !NEGATED.has(w) && ++named > 1) return false;
+  return true;
 }
 
 /** Function words left out when asking whether two short replies say related things. */

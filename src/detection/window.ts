@@ -1,5 +1,5 @@
 import { hash64, type ReplySignature, signReply } from "../fingerprint/fingerprint.js";
-import { tokenize } from "../fingerprint/normalize.js";
+import { NON_ASCII, tokenize } from "../fingerprint/normalize.js";
 import {
   lengthsAllow,
   nearWords,
@@ -20,7 +20,7 @@ import {
   type Work,
   weigh,
 } from "./evidence.js";
-import { contentWords, onlyThanks, soundsBlocked } from "./vocabulary.js";
+import { contentWords, onlyThanks, soundsBlocked, statusLine, topicWords } from "./vocabulary.js";
 
 /** Replies a new reply is compared with. */
 export const WINDOW = 12;
@@ -36,6 +36,8 @@ const SHORT_TOKENS = 64;
 const LONG_CHARS = 400;
 /** How much longer than the user's message a reply may be and still be searched for a quote of it. */
 const QUOTE_SLACK_CHARS = 400;
+/** A new reply this short that reads as a refusal, an error or a wait is a status line, not an answer. */
+const BLOCKED_LINE_TOKENS = 20;
 /** Content words beyond which two replies are not compared for relatedness. */
 const MAX_RELATED_WORDS = 60;
 
@@ -59,6 +61,10 @@ class Entry {
   readonly work: Work;
   /** The reply matches a canned pattern (checked for short replies only). */
   readonly patterned: boolean;
+  /** New to the window and weighed against the evidence: an answer, as far as it could tell. */
+  answered = false;
+  /** A real answer, or work paid for that weighed against the evidence (a template filled with data). */
+  worked = false;
   /** Core tokens: undefined until needed, null once dropped (a long reply that is no longer the latest). */
   #tokens: readonly string[] | null | undefined;
   readonly wordCount: number;
@@ -99,8 +105,13 @@ class Entry {
     return this.wordCount <= SHORT_TOKENS;
   }
 
+  /**
+   * The reply's fingerprint: of its normalised text, or, when it quotes the user's message, of
+   * the text with the quote set aside, so that a canned line built around the quote is one
+   * fingerprint in the registry whatever each user wrote.
+   */
   get fingerprint(): string {
-    this.#fingerprint ??= hash64(this.normalized);
+    this.#fingerprint ??= hash64(this.quoted ? this.core : this.normalized);
     return this.#fingerprint;
   }
 
@@ -280,6 +291,8 @@ export class EvidenceWindow {
     const entry = makeEntry(reply, boilerplate, catalog);
     const { comparison, matched } = this.#compare(entry, reply, catalog, o);
     const w: Weighing = weigh(comparison, o);
+    entry.answered = w.weight === "reset" || (comparison.match === null && w.weight < 0);
+    entry.worked = w.weight === "reset" || (w.weight < 0 && entry.work === "paid");
     this.score = accumulate(this.score, w, o);
     if (this.score === 0) this.repeats = 0;
     else if (comparison.match !== null && (w.weight as number) > 0)
@@ -312,30 +325,52 @@ export class EvidenceWindow {
     catalog: CannedCatalog,
     o: WindowOptions,
   ): { comparison: Comparison; matched: Entry | null } {
-    const substanceChars = entry.core.length;
+    const substanceChars = substance(entry.core);
     const long = substanceChars >= LONG_CHARS;
     let best: { comparison: Comparison; matched: Entry; weight: number } | null = null;
+    // Whether a real answer came between the prior reply being looked at and this one.
+    let answeredSince = false;
+    // Whether the reply names what any message it answered asked about (computed once, if needed).
+    let onTopicOnce: boolean | undefined;
+    const topical = () => {
+      onTopicOnce ??= onTopic(entry, this.#entries);
+      return onTopicOnce;
+    };
     for (let i = this.#entries.length - 1; i >= 0; i--) {
       const prior = this.#entries[i]!;
       const match = matchKind(entry, prior, reply, o.similarity);
-      if (match === null) continue;
+      if (match === null) {
+        answeredSince ||= prior.worked;
+        continue;
+      }
       const monologue = prior.inputTurn === entry.inputTurn;
+      const changed = numberDifference(entry.numbers, prior.numbers);
       // Object literals, not spreads: this runs for every reply (see bench/decision-overhead).
       const comparison: Comparison = {
         match,
-        known: entry.known(catalog) || prior.known(catalog),
+        // A known canned line counts at once only where nothing but canned lines came between
+        // its two occurrences: a healthy agent may print one (a context condensation) between
+        // real answers.
+        known: !answeredSince && (entry.known(catalog) || prior.known(catalog)),
         sameInput: !monologue && sameInput(entry.input, prior.input, o.similarity),
+        sameTopic: !monologue && sameTopic(entry, prior),
+        onTopic: !monologue && topical(),
+        answer: prior.answered,
         substanceChars,
-        manyNumbers: numberDifference(entry.numbers, prior.numbers) > o.similarity.maxNumberDifference,
+        // Data, not a counter: more values changed than a counter line has.
+        manyNumbers: changed > o.similarity.maxNumberDifference,
+        numbersChanged: changed > 0,
         work: entry.work === "none" ? prior.work : entry.work,
         blocked: entry.tokens !== null && soundsBlocked(entry.tokens),
         thanks: !monologue && thanksOnly(entry.input) && thanksOnly(prior.input),
+        monologue,
         related: false,
         long: false,
       };
       const w = weigh(comparison, o).weight;
       const weight = w === "reset" ? Number.NEGATIVE_INFINITY : w;
       if (best === null || weight > best.weight) best = { comparison, matched: prior, weight };
+      answeredSince ||= prior.worked;
     }
     if (best !== null) return { comparison: best.comparison, matched: best.matched };
     // Relatedness matters only to a new reply that is neither short, nor long, nor paid for
@@ -347,11 +382,17 @@ export class EvidenceWindow {
         match: null,
         known: entry.patterned,
         sameInput: false,
+        sameTopic: false,
+        onTopic: false,
+        answer: false,
         substanceChars,
         manyNumbers: false,
+        numbersChanged: false,
         work: entry.work,
-        blocked: false,
+        // A line, not an answer that happens to mention an error.
+        blocked: entry.wordCount <= BLOCKED_LINE_TOKENS && entry.tokens !== null && statusLine(entry.tokens),
         thanks: false,
+        monologue: false,
         related,
         long,
       },
@@ -401,6 +442,45 @@ function makeEntry(reply: NewReply, boilerplate: ReadonlySet<string>, catalog: C
     }
   }
   return new Entry(reply, core, numbers, quoted, catalog);
+}
+
+/** Characters of substance: a character of a script written without spaces says as much as a short word. */
+function substance(core: string): number {
+  if (!NON_ASCII.test(core)) return core.length;
+  let n = core.length;
+  for (const ch of core) if (ch.charCodeAt(0) >= 0x2e80) n += 2;
+  return n;
+}
+
+/**
+ * See {@link Comparison.onTopic}: the reply names a topic of its own message, or of a message
+ * that an earlier occurrence of it (or a near-duplicate) in the window answered.
+ */
+function onTopic(entry: Entry, window: readonly Entry[]): boolean {
+  if (entry.tokens === null || soundsBlocked(entry.tokens)) return false;
+  const core = ` ${entry.core} `;
+  const names = (input: InputRef | undefined) => {
+    const sig = input?.sig;
+    if (sig == null) return false;
+    for (const w of topicWords(sig.words)) if (core.includes(` ${w} `)) return true;
+    return false;
+  };
+  if (names(entry.input)) return true;
+  for (const prior of window)
+    if (prior.inputTurn !== entry.inputTurn && prior.core === entry.core && names(prior.input)) return true;
+  return false;
+}
+
+/** See {@link Comparison.sameTopic}. */
+function sameTopic(entry: Entry, prior: Entry): boolean {
+  const a = entry.input?.sig;
+  const b = prior.input?.sig;
+  if (a == null || b == null || entry.tokens === null || soundsBlocked(entry.tokens)) return false;
+  const topicB = topicWords(b.words);
+  if (topicB.size === 0) return false;
+  const core = ` ${entry.core} `;
+  for (const w of topicWords(a.words)) if (topicB.has(w) && core.includes(` ${w} `)) return true;
+  return false;
 }
 
 function thanksOnly(input: InputRef | undefined): boolean {

@@ -38,6 +38,8 @@ const PUNCTUATION = /[^\p{L}\p{N}_\s]+/gu;
 const ASCII_PUNCTUATION = /[^a-z0-9_\s]+/g;
 export const NON_ASCII = /[\u0080-\uffff]/;
 const DIGIT = /\d/;
+// A placeholder (_n_, as normalising a second time meets it) is kept whole.
+const EMPHASIS = /(_(?:uuid|ts|id|dur|n|quote)_)|(?<![\p{L}\p{N}])_+|_+(?![\p{L}\p{N}])/gu;
 // Runs of blanks and any whitespace other than a single space: replacing every lone space by
 // itself would cost a match per word.
 const SPACES = /\s{2,}|[^\S ]/g;
@@ -55,6 +57,9 @@ export function normalizeLine(line: string, numbers?: string[]): string {
   let s = ascii
     ? line.toLowerCase().replaceAll("`", "'")
     : line.normalize("NFKC").toLowerCase().replace(INVISIBLE, "").replace(QUOTES, "'").replace(DQUOTES, '"');
+  // Markdown emphasis with underscores (_text_, __text__) is decoration, as * is; underscores
+  // inside a word (snake_case) stay. Done before placeholders (which are _x_) are put in.
+  if (s.includes("_")) s = s.replace(EMPHASIS, (m, placeholder?: string) => (placeholder ? m : " "));
   if (DIGIT.test(s)) {
     s = s.replace(VOLATILE, (match: string, ...groups: unknown[]) => {
       const kind = groups.findIndex((g) => g !== undefined);

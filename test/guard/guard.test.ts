@@ -523,7 +523,9 @@ describe("operator actions and options", () => {
     const guard = createGuard(quiet({ ledger: store, builtinPatterns: false }));
     const line = "Your report is being generated and will be emailed to you shortly.";
     const s = new Session("k");
-    for (const q of ["weekly report", "monthly numbers", "the churn chart"])
+    // (Asks that do not name what the line is about: a line that answers about what was asked is
+    // weighed as an answer that repeats.)
+    for (const q of ["weekly summary", "monthly numbers", "the churn chart"])
       await guard.run(s.turn(q, line), fakeJudge());
     const fp = guard.session("k").fingerprint!;
     expect(store.cannedFingerprints()).toEqual([fp]);
@@ -531,8 +533,8 @@ describe("operator actions and options", () => {
     expect(store.cannedFingerprints()).toEqual([]);
     // Another session repeating the line twice is no longer flagged.
     const other = new Session("k2");
-    await guard.run(other.turn("sales report", line), fakeJudge());
-    expect((await guard.run(other.turn("costs report", line), fakeJudge())).status).toBe("judged");
+    await guard.run(other.turn("sales figures", line), fakeJudge());
+    expect((await guard.run(other.turn("cost breakdown", line), fakeJudge())).status).toBe("judged");
     await guard.close();
   });
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { CannedCatalog, PHANTOM_CANNED_PATTERNS } from "../../src/detection/catalog.js";
 import { type Comparison, weigh } from "../../src/detection/evidence.js";
 import { type ReplyFacts, SessionTracker } from "../../src/detection/tracker.js";
+import { signReply } from "../../src/fingerprint/fingerprint.js";
 import { DEFAULT_SIMILARITY } from "../../src/fingerprint/similarity.js";
 
 const T = { repeatThreshold: 3, knownRepeatThreshold: 2, minReplyChars: 16 };
@@ -11,11 +12,16 @@ describe("weigh", () => {
     match: "exact",
     known: false,
     sameInput: false,
+    sameTopic: false,
+    onTopic: false,
+    answer: false,
     substanceChars: 40,
     manyNumbers: false,
+    numbersChanged: false,
     work: "none",
     blocked: false,
     thanks: false,
+    monologue: false,
     related: false,
     long: false,
   };
@@ -46,6 +52,31 @@ describe("weigh", () => {
     ["a new paraphrase of the window", { ...fresh, related: true }, 0],
     ["a new long reply is a real answer", { ...fresh, long: true }, "reset"],
     ["a new paid reply is a real answer", { ...fresh, work: "paid" }, "reset"],
+    ["a new line that reads as a refusal or a wait: no sign of an answer", { ...fresh, blocked: true }, 0],
+    ["a repeat that names what was asked: an answer that repeats", { ...repeat, onTopic: true }, 0.5],
+    ["both messages ask about one thing, answered alike", { ...repeat, sameTopic: true }, 0],
+    ["the same question answered again as before", { ...repeat, sameInput: true, answer: true }, -1],
+    [
+      "the agent did the same thing again on its own, a pid aside",
+      { ...repeat, match: "volatile", work: "paid", monologue: true },
+      1,
+    ],
+    [
+      "... but with many values changed: progress",
+      { ...repeat, match: "volatile", work: "paid", monologue: true, manyNumbers: true },
+      -0.5,
+    ],
+    [
+      "a near-duplicate in paid work (the next step on another file)",
+      { ...repeat, match: "near", work: "paid" },
+      0.5,
+    ],
+    [
+      "... whose data changed too: a template filled in",
+      { ...repeat, match: "near", work: "paid", numbersChanged: true },
+      -0.5,
+    ],
+    ["a near-duplicate the agent said on its own", { ...repeat, match: "near", monologue: true }, 0.5],
   ])("%s", (_name, c, weight) => {
     expect(weigh(c, T).weight).toBe(weight);
   });
@@ -189,6 +220,109 @@ describe("SessionTracker", () => {
       ]),
     );
     expect(obs.some((o) => o.assessment?.stuck)).toBe(false);
+  });
+
+  it("never flags the same paid answer to differently worded asks about one thing", () => {
+    const { t } = tracker([]);
+    const paid: ReplyFacts = { costUsd: 0.03, sdkSessionId: "sdk_3", toolsUsed: ["Bash"] };
+    const clean = "Yes — `git status` shows a clean working tree on `main`, up to date with `origin/main`.";
+    const obs = feed(t, "k", [
+      ["commit everything with a sensible message", "Committed 4f1a9c2 (3 files changed).", paid],
+      ["is the tree clean now?", clean, paid],
+      ["pull and check again", clean, paid],
+      ["I rebased on top of origin/main, still clean?", clean, paid],
+      ["and after the merge?", clean, paid],
+    ]);
+    expect(obs.some((o) => o.assessment?.stuck)).toBe(false);
+  });
+
+  it("catches a canned line around a quoted message ('> your message', then 'still busy')", () => {
+    const { t } = tracker([]);
+    const line = (u: string) =>
+      `> ${u}\n\nI received this, but I'm still busy with your previous message. Please wait.`;
+    const asks = ["write the invoice email", "what about the SSO question?", "/status", "hello??"];
+    const obs = feed(t, "k", [
+      ["hi", "Hello! What are we working on today?"],
+      ...asks.map((u): [string, string] => [u, line(u)]),
+    ]);
+    expect(obs.map((o) => o.assessment?.stuck)).toEqual([false, false, false, true, true]);
+  });
+
+  it("reads markdown emphasis as decoration: _line_, **line**, ### line are one line", () => {
+    const { t } = tracker([]);
+    const obs = feed(t, "k", [
+      ["hi", "Hello! What are we working on today?"],
+      ["the SSO question", "💳 **Account suspended until the invoice is paid**"],
+      ["and the macro?", "_Account suspended until the invoice is paid_"],
+      ["hello?", "### ❗ Account suspended until the invoice is paid"],
+    ]);
+    expect(obs.map((o) => o.step?.match)).toEqual(["new", "new", "exact", "exact"]);
+    expect(obs[3]!.assessment?.stuck).toBe(true);
+  });
+
+  it("weighs a sentence of Chinese as a sentence: a paid refusal loop is caught by the 3rd reply", () => {
+    const { t } = tracker([]);
+    const paid: ReplyFacts = { costUsd: 0.006, sdkSessionId: "sdk_4" };
+    const refusal = "抱歉，我无法协助处理该请求。";
+    const obs = feed(t, "k", [
+      [
+        "Python 里怎么给列表去重？",
+        "最简单的写法是利用 dict 保持插入顺序：list(dict.fromkeys(items))。",
+        paid,
+      ],
+      ["第一次去北京，三天怎么安排？", refusal, paid],
+      ["继续说英文邮件开头吧", refusal, paid],
+      ["需要我做什么吗？", refusal, paid],
+    ]);
+    expect(obs.map((o) => o.assessment?.stuck)).toEqual([false, false, false, true]);
+  });
+
+  it("catches a random choice among short refusals that share no words", () => {
+    const { t } = tracker([]);
+    const lines = [
+      "I'm afraid I can't do that at the moment.",
+      "I'm not able to do that just now.",
+      "Unfortunately that's not possible for me right now.",
+      "Sorry, I'm not able to help with that right now.",
+    ];
+    const picks = [0, 1, 1, 3, 2, 2, 0, 3];
+    const obs = feed(t, "k", [
+      [
+        "profile a slow endpoint",
+        "Start it with node --cpu-prof, send load, then open the profile in DevTools.",
+      ],
+      ...picks.map((p, i): [string, string] => [`question number ${i}: something else entirely`, lines[p]!]),
+    ]);
+    expect(obs.some((o) => o.assessment?.stuck)).toBe(true);
+    // Not before a line has recurred.
+    expect(obs[2]!.assessment?.stuck).toBe(false);
+  });
+
+  it("does not count a known line printed between real steps of work (a context condensation)", () => {
+    const condensed = "[Condensed history] Trimming prompt to meet context window limitations.";
+    const { t } = tracker([], [signReply(condensed).fingerprint]);
+    const paid: ReplyFacts = { costUsd: 0.02, sdkSessionId: "sdk_5", toolsUsed: ["execute_bash"] };
+    const obs = feed(t, "k", [
+      ["convert every unittest class to pytest", "Counting the files to convert: 12 files.", paid],
+      ["", condensed, paid],
+      ["", "Converting batch 1: 3 files converted, 16 tests pass.", paid],
+      ["", condensed, paid],
+      ["", "Converting batch 2: 3 more files converted, 27 tests pass.", paid],
+    ]);
+    expect(obs.some((o) => o.assessment?.stuck)).toBe(false);
+  });
+
+  it("judges the same question answered again as before, and does not call it canned", () => {
+    const { t } = tracker();
+    const answer = "Use list(dict.fromkeys(items)): it keeps the first occurrence of each item, in order.";
+    const obs = feed(t, "k", [
+      ["how do I dedupe a list and keep the order?", answer],
+      ["/cancel", CANNED],
+      ["hello?", CANNED],
+      ["still there?", CANNED],
+      ["how do I dedupe a list and keep the order?", answer],
+    ]);
+    expect(obs.map((o) => o.assessment?.stuck)).toEqual([false, false, true, true, false]);
   });
 
   it("counts a line that recurs within the window, not only in a run: A/B/A/B", () => {
