@@ -38,8 +38,8 @@ const PUNCTUATION = /[^\p{L}\p{N}_\s]+/gu;
 const ASCII_PUNCTUATION = /[^a-z0-9_\s]+/g;
 export const NON_ASCII = /[\u0080-\uffff]/;
 const DIGIT = /\d/;
-// A placeholder (_n_, as normalising a second time meets it) is kept whole.
-const EMPHASIS = /(_(?:uuid|ts|id|dur|n|quote)_)|(?<![\p{L}\p{N}])_+|_+(?![\p{L}\p{N}])/gu;
+const PLACEHOLDER_WORD = /^_(?:uuid|ts|id|dur|n|quote)_$/;
+const EDGE_UNDERSCORES = /^_+|_+$/g;
 // Runs of blanks and any whitespace other than a single space: replacing every lone space by
 // itself would cost a match per word.
 const SPACES = /\s{2,}|[^\S ]/g;
@@ -57,9 +57,6 @@ export function normalizeLine(line: string, numbers?: string[]): string {
   let s = ascii
     ? line.toLowerCase().replaceAll("`", "'")
     : line.normalize("NFKC").toLowerCase().replace(INVISIBLE, "").replace(QUOTES, "'").replace(DQUOTES, '"');
-  // Markdown emphasis with underscores (_text_, __text__) is decoration, as * is; underscores
-  // inside a word (snake_case) stay. Done before placeholders (which are _x_) are put in.
-  if (s.includes("_")) s = s.replace(EMPHASIS, (m, placeholder?: string) => (placeholder ? m : " "));
   if (DIGIT.test(s)) {
     s = s.replace(VOLATILE, (match: string, ...groups: unknown[]) => {
       const kind = groups.findIndex((g) => g !== undefined);
@@ -74,6 +71,9 @@ export function normalizeLine(line: string, numbers?: string[]): string {
     .replace(ascii ? ASCII_PUNCTUATION : PUNCTUATION, " ")
     .replace(SPACES, " ")
     .trim();
+  // Markdown emphasis with underscores (_text_, __text__) is decoration, as * is: underscores at
+  // the edges of a word go, those inside it (snake_case) and placeholders stay.
+  if (s.includes("_")) s = stripEmphasis(s);
   // "3m12s" becomes two duration placeholders; collapse runs so the count of parts does not matter.
   return s.includes("_ _") ? s.replace(REPEATED_PLACEHOLDER, "$1") : s;
 }
@@ -122,4 +122,13 @@ export function tokenize(normalized: string, nonAscii = true): string[] {
     for (const part of w.split(UNSPACED_SPLIT)) if (part !== "") out.push(part);
   }
   return out;
+}
+
+function stripEmphasis(s: string): string {
+  const words: string[] = [];
+  for (const w of s.split(" ")) {
+    const kept = PLACEHOLDER_WORD.test(w) ? w : w.replace(EDGE_UNDERSCORES, "");
+    if (kept !== "") words.push(kept);
+  }
+  return words.join(" ");
 }
