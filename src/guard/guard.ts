@@ -901,6 +901,7 @@ export class Guard {
     // Budget alerts compare the usage after this charge with the caps: read it inside the
     // settlement's transaction, which holds the lock already, rather than in separate reads.
     let after: BudgetSnapshot | undefined;
+    let moot = false;
     const write = () =>
       this.#store.atomically(() => {
         const id = a.reservationId;
@@ -909,6 +910,11 @@ export class Guard {
           : how.keep
             ? this.#store.reservation(id)
             : this.#store.takeReservation(id);
+        if (how.keep && a.reserved && (prior === undefined || prior.chargedMicros !== null)) {
+          // Timed out here, but settled (or charged) through another guard on the ledger meanwhile.
+          moot = true;
+          return;
+        }
         if (!how.keep && prior?.chargedMicros != null && prior.decisionId !== null) {
           // Charged at its estimate meanwhile (its owner was presumed gone, or it timed out):
           // correct that charge to this one, in the same decision.
@@ -936,6 +942,7 @@ export class Guard {
       this.#ledgerFailed(e, "settlement");
       this.#unsettled.push(write);
     }
+    if (moot) return { micros: 0, usage: null };
     if (failed) this.#stats.failed++;
     else this.#stats.judged++;
     this.#stats.chargedMicros += charged;

@@ -324,6 +324,36 @@ describe("judge-guard serve", () => {
     expect(again.json.error.message).toMatch(/settled already/);
   });
 
+  it("a call admitted by one sidecar and settled through another is charged once, even when the first one's timeout passes", async () => {
+    const a = await start({ reservationTimeoutMs: 300 });
+    const bGuard = createGuard({ ledger: a.ledger, logger: "silent" });
+    const b = await serve({ guard: bGuard, log: createLogger("silent"), port: 0, token: TOKEN });
+    running.push(b);
+    const admitted = await http(a.url, "/v1/admit", {
+      method: "POST",
+      body: JSON.stringify({
+        judge: "j",
+        model: "claude-sonnet-4-6",
+        session_key: "k",
+        user_messages: ["q"],
+        assistant_messages: ["a"],
+      }),
+    });
+    const settle = await http(b.url, "/v1/settle", {
+      method: "POST",
+      body: JSON.stringify({ reservation_id: admitted.json.reservation_id, ok: true, cost_usd: 0.25 }),
+    });
+    expect(settle.status).toBe(200);
+    // a's sweeper finds its ticket past the timeout: it was settled already, so nothing more is charged.
+    await new Promise((r) => setTimeout(r, 700));
+    const db = new Database(a.ledger, { readonly: true });
+    const rows = db.prepare("SELECT decision, charged_micros AS c FROM decisions").all();
+    const usage = db.prepare("SELECT sum(micros) AS m FROM usage WHERE scope = '*'").get();
+    db.close();
+    expect(rows).toEqual([{ decision: "judged", c: 250_000 }]);
+    expect(usage).toEqual({ m: 250_000 });
+  });
+
   it("charges cache writes through the client as in process: 1-hour writes at their own price", async () => {
     const s = await start();
     const client = createClient({ url: s.url, token: TOKEN });
