@@ -269,6 +269,7 @@ export class Guard {
       shadow: this.#o.mode === "shadow",
       track: (p) => this.#track(p),
       safely,
+      retryAfterMs: this.#o.signalCooldownMs,
     });
     this.#episodes = new EpisodeBook(this.#store, this.#catalog, this.#signals, this.#log, {
       maxSessions: this.#o.maxSessions,
@@ -972,12 +973,13 @@ export class Guard {
     // Tried within the cooldown (its delivery may still be under way): nothing to do yet.
     const tried = this.#alertTried.get(alertId);
     if (tried !== undefined && now - tried < this.#o.signalCooldownMs) return;
-    // Sent already, by this process before a restart or by another sharing the ledger?
-    if (this.#safely(() => this.#store.signalDelivered(alertId)) === true) {
-      this.#alerted.set(alertId, true);
-      return;
-    }
     this.#alertTried.set(alertId, now);
+    // Sent already (by this process before a restart, or by another sharing the ledger), or being
+    // sent by another? Of the processes crossing the line together, the one whose claim is first
+    // sends. Without a ledger to ask, send: an alert twice beats none.
+    const claim = this.#safely(() => this.#signals.claim(alertId, now));
+    if (claim === "delivered") this.#alerted.set(alertId, true);
+    if (claim === "delivered" || claim === "taken") return;
     const money = reason !== "session_calls";
     this.#signals.send(
       {

@@ -20,6 +20,7 @@ import type {
   LedgerStore,
   OwnerRecord,
   ReservationRecord,
+  SignalClaim,
   SignalRecord,
 } from "./types.js";
 
@@ -368,6 +369,22 @@ export class SqliteStore implements LedgerStore {
     return this.#s.delivered.get(eventId) !== undefined;
   }
 
+  claimSignal(eventId: string, nowMs: number, retryAfterMs: number): SignalClaim {
+    return this.atomically(() => {
+      const claim = this.#s.claim.get(eventId) as Row | undefined;
+      // Without a claim row, a delivery recorded before claims existed (schema v5) still counts.
+      if (claim?.delivered === 1 || (claim === undefined && this.signalDelivered(eventId)))
+        return "delivered";
+      if (claim !== undefined && nowMs - Number(claim.claimed_ms) < retryAfterMs) return "taken";
+      this.#s.setClaim.run(eventId, nowMs);
+      return "claimed";
+    });
+  }
+
+  completeSignal(eventId: string, nowMs: number): void {
+    this.#s.completeClaim.run(eventId, nowMs);
+  }
+
   estimateStats(): EstimateStats[] {
     return (this.#s.estimates.all() as Row[]).map((r) => ({
       judge: String(r.judge),
@@ -501,6 +518,13 @@ function prepare(db: Database.Database) {
     removeCanned: db.prepare("DELETE FROM canned_fingerprints WHERE fingerprint = ?"),
     signal: db.prepare(
       "INSERT INTO signals (ts, event_id, episode_id, session_key, channel, event, status, attempts, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    ),
+    claim: db.prepare("SELECT claimed_ms, delivered FROM signal_claims WHERE event_id = ?"),
+    setClaim: db.prepare(
+      "INSERT INTO signal_claims (event_id, claimed_ms) VALUES (?, ?) ON CONFLICT (event_id) DO UPDATE SET claimed_ms = excluded.claimed_ms",
+    ),
+    completeClaim: db.prepare(
+      "INSERT INTO signal_claims (event_id, claimed_ms, delivered) VALUES (?, ?, 1) ON CONFLICT (event_id) DO UPDATE SET delivered = 1",
     ),
     estimates: db.prepare("SELECT * FROM estimates"),
     delivered: db.prepare("SELECT 1 FROM signals WHERE event_id = ? AND status = 'delivered' LIMIT 1"),
