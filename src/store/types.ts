@@ -129,6 +129,14 @@ export interface SignalRecord {
   readonly error: string | null;
 }
 
+/** What {@link LedgerStore.check} found: nothing (`{}`), a fault, a recovery, or both. */
+export interface LedgerCheck {
+  /** The store is unavailable for this reason, or was found so now and recovered at once. */
+  readonly fault?: Error;
+  /** What was done to make the store available again, for the log. */
+  readonly recovered?: string;
+}
+
 /** What {@link LedgerStore.claimSignal} answers. */
 export type SignalClaim = "claimed" | "taken" | "delivered";
 
@@ -192,6 +200,11 @@ export interface LedgerStore {
   completeSignal?(eventId: string, nowMs: number): void;
   estimateStats(): EstimateStats[];
   saveEstimateStats(s: EstimateStats): void;
+
+  /** Why the store cannot be used right now, if it can tell (its operations throw meanwhile). */
+  readonly fault?: Error | undefined;
+  /** Looks at the storage itself, on the guard's heartbeat, and recovers from a fault when it can. */
+  check?(): LedgerCheck;
 
   close(): void;
 }
