@@ -18,6 +18,7 @@ export type ErrorCode =
   | "CONFIG_INVALID"
   | "REQUEST_INVALID"
   | "LEDGER_SCHEMA"
+  | "LEDGER_FAULT"
   | "GUARD_CLOSED"
   | "SIGNAL_DELIVERY";
 
@@ -166,6 +167,30 @@ export class LedgerSchemaError extends JudgeGuardError {
   constructor(message: string) {
     super("LEDGER_SCHEMA", message);
   }
+}
+
+/** What went wrong with a ledger file that was usable as a ledger. */
+export type LedgerFault = "read-only" | "cannot-open" | "corrupt" | "deleted" | "replaced" | "io";
+
+/**
+ * The ledger file cannot be used right now: it cannot be opened or written, it is corrupt, or it
+ * was deleted or replaced while in use. The message names the file and what to do. A guard keeps
+ * running (skipping judges with `LEDGER_UNAVAILABLE`, or judging unguarded with `onError:
+ * "open"`) and tries the file again on its heartbeat.
+ */
+export class LedgerFaultError extends JudgeGuardError {
+  readonly path: string;
+  readonly fault: LedgerFault;
+
+  constructor(path: string, fault: LedgerFault, message: string, options?: { cause?: unknown }) {
+    super("LEDGER_FAULT", message, options);
+    this.path = path;
+    this.fault = fault;
+  }
+}
+
+export function isLedgerFaultError(e: unknown): e is LedgerFaultError {
+  return isJudgeGuardError(e) && e.code === "LEDGER_FAULT";
 }
 
 /** A signal sink could not deliver an event; `attempts` says how many tries were made. */

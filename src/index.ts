@@ -86,4 +86,4 @@ export {
 } from "./signals/webhook.js";
 export { MemoryStore } from "./store/memory.js";
 export { SqliteStore, type SqliteStoreOptions } from "./store/sqlite.js";
-export type { DecisionRecord, LedgerStore, SkipReason } from "./store/types.js";
+export type { DecisionRecord, LedgerCheck, LedgerStore, SignalClaim, SkipReason } from "./store/types.js";

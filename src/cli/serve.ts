@@ -33,6 +33,16 @@ export async function serveCommand(o: ServeCommandOptions): Promise<number> {
   process.stdout.write(
     `judge-guard serving on ${running.url} (${token ? "bearer token required" : isLoopback(host) ? "no token: loopback only" : ""})\n`,
   );
+  const fault = guard.ledgerFault;
+  if (fault !== null) {
+    const failing =
+      options.onError === "open"
+        ? "judge calls run unguarded (JUDGE_GUARD_ON_ERROR=open)"
+        : "judge calls are skipped (JUDGE_GUARD_ON_ERROR=closed)";
+    process.stderr.write(
+      `judge-guard: ${fault.message}. Until then ${failing}; the ledger is tried again every 5 s\n`,
+    );
+  }
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once("SIGTERM", stop);

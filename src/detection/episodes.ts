@@ -120,15 +120,23 @@ export class EpisodeBook {
     this.stuckKeys.add(key);
     // The episode's other canned forms (a rotation, an alternation) are canned for every session.
     if (!this.#catalog.hasFingerprint(step.fingerprint)) this.#register(step.fingerprint, now);
-    let next: KeyStateRecord;
-    if (ks.stuck && ks.episodeId) {
-      if (ks.repeats === a.repeats && !this.#signalDue(ks, now)) return verdict(ks);
-      next = { ...ks, repeats: a.repeats, updatedMs: now };
-    } else {
-      next = this.#open(obs, ks, now, trail());
+    if (ks.stuck && ks.episodeId && ks.repeats === a.repeats && !this.#signalDue(ks, now)) return verdict(ks);
+    const { next, opened, claimed } = this.#enter(obs, ks, now, trail);
+    if (opened) {
+      this.opened++;
+      this.#log.info(
+        {
+          sessionKey: key,
+          episodeId: next.episodeId,
+          fingerprint: step.fingerprint,
+          repeats: a.repeats,
+          evidence: a.evidence,
+          score: a.score,
+        },
+        "session is stuck: judging stops until it recovers",
+      );
     }
-    if (this.#signalDue(next, now)) {
-      next = { ...next, lastSignalMs: now };
+    if (claimed) {
       const episodeId = next.episodeId!;
       this.#signals.send(
         {
@@ -145,8 +153,6 @@ export class EpisodeBook {
       );
     }
     this.#states.set(key, next);
-    const saved = next;
-    this.#o.safely(() => this.#store.saveKeyState(saved));
     return verdict(next);
   }
 
@@ -155,59 +161,77 @@ export class EpisodeBook {
     this.#o.safely(() => this.#store.addCannedFingerprint(fingerprint, "episode", now));
   }
 
-  /** Opens an episode, or adopts the one another process sharing the ledger opened already. */
-  #open(obs: Observation, ks: KeyStateRecord, now: number, trail: readonly EvidenceStep[]): KeyStateRecord {
+  /**
+   * A stuck observation, in one transaction: adopts the key's open episode (another process
+   * sharing the ledger may have opened it) or opens one, saves the key's state, and claims the
+   * episode's signal when one is due. Of several processes that see a key turn stuck at once,
+   * one opens the episode and one sends its signal.
+   */
+  #enter(
+    obs: Observation,
+    ks: KeyStateRecord,
+    now: number,
+    trail: () => readonly EvidenceStep[],
+  ): { next: KeyStateRecord; opened: boolean; claimed: boolean } {
     const step = obs.step!;
     const a = obs.assessment!;
     const key = obs.sessionKey;
-    const fresh: KeyStateRecord = {
-      sessionKey: key,
-      stuck: true,
-      episodeId: randomUUID(),
-      fingerprint: step.fingerprint,
-      repeats: a.repeats,
-      lastSignalMs: null,
-      signalled: false,
-      updatedMs: now,
+    let fresh: KeyStateRecord | undefined;
+    const open = (): KeyStateRecord => {
+      fresh = {
+        sessionKey: key,
+        stuck: true,
+        episodeId: randomUUID(),
+        fingerprint: step.fingerprint,
+        repeats: a.repeats,
+        lastSignalMs: null,
+        signalled: false,
+        updatedMs: now,
+      };
+      return fresh;
     };
-    // Without a ledger the episode still holds in this process: detection does not need it.
-    const chosen =
-      this.#o.safely(() =>
-        this.#store.atomically(() => {
-          const current = this.#store.keyState(key);
-          if (current?.stuck && current.episodeId) {
-            return { ...current, repeats: a.repeats, updatedMs: now };
-          }
+    let claimed = false;
+    const inLedger = this.#o.safely(() =>
+      this.#store.atomically(() => {
+        claimed = false;
+        const current = this.#store.keyState(key);
+        let next: KeyStateRecord;
+        if (current?.stuck && current.episodeId) {
+          next = { ...current, repeats: a.repeats, updatedMs: now };
+        } else {
+          next = open();
           const previous = current?.episodeId ?? ks.episodeId;
           if (previous) this.#store.closeEpisode(previous, now);
           this.#store.openEpisode({
-            id: fresh.episodeId!,
+            id: next.episodeId!,
             sessionKey: key,
             fingerprint: step.fingerprint,
             evidence: a.evidence,
             repeats: a.repeats,
             detectedTurn: obs.turns,
             startedMs: now,
-            trail,
+            trail: trail(),
           });
-          return fresh;
-        }),
-      ) ?? fresh;
-    if (chosen === fresh) {
-      this.opened++;
-      this.#log.info(
-        {
-          sessionKey: key,
-          episodeId: fresh.episodeId,
-          fingerprint: step.fingerprint,
-          repeats: a.repeats,
-          evidence: a.evidence,
-          score: a.score,
-        },
-        "session is stuck: judging stops until it recovers",
-      );
+        }
+        if (this.#signalDue(next, now)) {
+          const claim = this.#signals.claim(next.episodeId!, now);
+          if (claim === "claimed") {
+            next = { ...next, lastSignalMs: now };
+            claimed = true;
+          } else if (claim === "delivered") next = { ...next, signalled: true };
+        }
+        this.#store.saveKeyState(next);
+        return next;
+      }),
+    );
+    // Without a ledger the episode still holds in this process: detection does not need it.
+    let next = inLedger;
+    if (next === undefined) {
+      next = ks.stuck && ks.episodeId ? { ...ks, repeats: a.repeats, updatedMs: now } : open();
+      claimed = this.#signalDue(next, now);
+      if (claimed) next = { ...next, lastSignalMs: now };
     }
-    return chosen;
+    return { next, opened: next.episodeId === fresh?.episodeId, claimed };
   }
 
   #recover(ks: KeyStateRecord, now: number): void {
@@ -238,10 +262,15 @@ export class EpisodeBook {
 
   #markSignalled(sessionKey: string, episodeId: string): void {
     const ks = this.#states.get(sessionKey);
-    if (ks?.episodeId !== episodeId) return;
-    const done = { ...ks, signalled: true };
-    this.#states.set(sessionKey, done);
-    this.#o.safely(() => this.#store.saveKeyState(done));
+    if (ks?.episodeId === episodeId) this.#states.set(sessionKey, { ...ks, signalled: true });
+    // The ledger's row, not this process's copy of it: another process may have moved it on.
+    this.#o.safely(() =>
+      this.#store.atomically(() => {
+        const current = this.#store.keyState(sessionKey);
+        if (current?.episodeId === episodeId && !current.signalled)
+          this.#store.saveKeyState({ ...current, signalled: true });
+      }),
+    );
   }
 }
 

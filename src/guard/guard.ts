@@ -7,7 +7,13 @@ import { CannedCatalog } from "../detection/catalog.js";
 import { EpisodeBook, type StuckVerdict } from "../detection/episodes.js";
 import { type Observation, SessionTracker } from "../detection/tracker.js";
 import { type EvidenceStep, plainStep } from "../detection/window.js";
-import { GuardClosedError, InvalidRequestError, type SkipDetails, skipError } from "../errors.js";
+import {
+  GuardClosedError,
+  InvalidRequestError,
+  isLedgerFaultError,
+  type SkipDetails,
+  skipError,
+} from "../errors.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { PriceTable, type Usage } from "../pricing/prices.js";
 import { type ReportedCost, readUsage } from "../pricing/usage.js";
@@ -290,6 +296,8 @@ export class Guard {
     reclaimedReservations: 0,
   };
   #closed = false;
+  /** The last ledger fault logged, and when. */
+  #faultLogged: { err: string; at: number } | undefined;
 
   constructor(options: GuardOptions = {}) {
     this.#o = resolveOptions(options);
@@ -302,7 +310,7 @@ export class Guard {
         ? ledger
         : ledger === ":memory:"
           ? new MemoryStore()
-          : new SqliteStore(ledger);
+          : new SqliteStore(ledger, { whenUnavailable: "retry" });
     this.#prices = new PriceTable(this.#o.prices, (model) =>
       this.#log.warn({ model }, "no price for this model: charging it at the highest known rate"),
     );
@@ -324,16 +332,23 @@ export class Guard {
     });
     this.#owner = currentOwner(clock.now());
     this.#watch = new OwnerWatch(this.#owner, this.#o.leaseMs);
+    let known: { stats: EstimateStats[]; canned: string[] } = { stats: [], canned: [] };
     try {
-      this.#estimator = new CostEstimator(this.#prices, this.#o.estimator, this.#store.estimateStats());
-      this.#catalog = new CannedCatalog(this.#o.cannedPatterns, this.#store.cannedFingerprints());
+      known = { stats: this.#store.estimateStats(), canned: this.#store.cannedFingerprints() };
       this.#store.registerOwner(this.#owner);
       this.#store.recordConfig?.(guardConfigRecord(this.#o, this.#owner.id));
       this.#reclaim();
     } catch (e) {
-      if (this.#ownsStore) this.#store.close();
-      throw e;
+      if (!isLedgerFaultError(e)) {
+        if (this.#ownsStore) this.#store.close();
+        throw e;
+      }
+      // A ledger file that cannot be used (read-only, corrupt) does not stop the guard: calls
+      // fail as `onError` says, and the heartbeat tries the file again.
+      this.#ledgerFailed(e, "start-up");
     }
+    this.#estimator = new CostEstimator(this.#prices, this.#o.estimator, known.stats);
+    this.#catalog = new CannedCatalog(this.#o.cannedPatterns, known.canned);
     this.#tracker = new SessionTracker(
       {
         repeatThreshold: this.#o.repeatThreshold,
@@ -349,6 +364,7 @@ export class Guard {
       shadow: this.#o.mode === "shadow",
       track: (p) => this.#track(p),
       safely,
+      retryAfterMs: this.#o.signalCooldownMs,
     });
     this.#episodes = new EpisodeBook(this.#store, this.#catalog, this.#signals, this.#log, {
       maxSessions: this.#o.maxSessions,
@@ -363,6 +379,14 @@ export class Guard {
   /** The ledger behind this guard. */
   get store(): LedgerStore {
     return this.#store;
+  }
+
+  /**
+   * Why the ledger cannot be used right now (calls fail as `onError` says until the heartbeat
+   * finds it usable again), or null.
+   */
+  get ledgerFault(): Error | null {
+    return this.#store.fault ?? null;
   }
 
   /** Counters since creation (a snapshot). */
@@ -609,6 +633,7 @@ export class Guard {
     this.#closed = true;
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
     clearInterval(this.#timer);
+    this.#checkLedger(); // a ledger that can be used again takes the settlements it refused
     this.#retryUnsettled();
     this.#saveLearned();
     await this.#signals.close();
@@ -1092,12 +1117,13 @@ export class Guard {
     // Tried within the cooldown (its delivery may still be under way): nothing to do yet.
     const tried = this.#alertTried.get(alertId);
     if (tried !== undefined && now - tried < this.#o.signalCooldownMs) return;
-    // Sent already, by this process before a restart or by another sharing the ledger?
-    if (this.#safely(() => this.#store.signalDelivered(alertId)) === true) {
-      this.#alerted.set(alertId, true);
-      return;
-    }
     this.#alertTried.set(alertId, now);
+    // Sent already (by this process before a restart, or by another sharing the ledger), or being
+    // sent by another? Of the processes crossing the line together, the one whose claim is first
+    // sends. Without a ledger to ask, send: an alert twice beats none.
+    const claim = this.#safely(() => this.#signals.claim(alertId, now));
+    if (claim === "delivered") this.#alerted.set(alertId, true);
+    if (claim === "delivered" || claim === "taken") return;
     const money = reason !== "session_calls";
     this.#signals.send(
       {
@@ -1135,10 +1161,14 @@ export class Guard {
 
   #ledgerFailed(e: unknown, during: string): void {
     this.#stats.ledgerErrors++;
-    this.#log.error(
-      { during, err: (e as Error)?.message ?? String(e), ledger: this.#store.location },
-      "ledger failure",
-    );
+    const err = (e as Error)?.message ?? String(e);
+    // A ledger file that stays unusable fails every call: say so once per heartbeat, not per call.
+    if (isLedgerFaultError(e)) {
+      const now = Date.now();
+      if (this.#faultLogged?.err === err && now - this.#faultLogged.at < HEARTBEAT_MS) return;
+      this.#faultLogged = { err, at: now };
+    }
+    this.#log.error({ during, err, ledger: this.#store.location }, "ledger failure");
   }
 
   /**
@@ -1243,6 +1273,15 @@ export class Guard {
     );
   }
 
+  /** The ledger file itself (deleted, replaced, overwritten?), and recovery from a fault. */
+  #checkLedger(): void {
+    const found = this.#safely(() => this.#store.check?.());
+    if (found?.fault !== undefined) this.#ledgerFailed(found.fault, "heartbeat");
+    if (found?.recovered === undefined) return;
+    this.#log.warn({ ledger: this.#store.location, how: found.recovered }, "ledger available again");
+    this.#safely(() => this.#store.recordConfig?.(guardConfigRecord(this.#o, this.#owner.id)));
+  }
+
   #retryUnsettled(): void {
     while (this.#unsettled.length > 0) {
       try {
@@ -1255,6 +1294,7 @@ export class Guard {
   }
 
   #tick(): void {
+    this.#checkLedger();
     this.#retryUnsettled();
     this.#checkSkew();
     this.#safely(() => {

@@ -124,6 +124,12 @@ export async function replay(
     clock: { now: () => now },
     signals: [...(options.signals ?? []), { name: "replay", send: () => void signals++ }],
   });
+  // A replay's answer is only as good as its ledger: no point replaying into one that fails.
+  const fault = guard.ledgerFault;
+  if (fault !== null) {
+    await guard.close();
+    throw fault;
+  }
   const byReason: Record<string, number> = {};
   const wouldSkip: Record<string, number> = {};
   const episodes = new Map<string, ReplayStuckSession & { skipped_calls: number; saved_usd: number }>();

@@ -242,6 +242,14 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     },
   });
   new Gauge({
+    name: "judge_guard_ledger_available",
+    help: "1 while the ledger file can be used, 0 while calls fail as JUDGE_GUARD_ON_ERROR says",
+    registers: [registry],
+    collect() {
+      this.set(guard.ledgerFault === null ? 1 : 0);
+    },
+  });
+  new Gauge({
     name: "judge_guard_stuck_keys",
     help: "session keys stuck right now",
     registers: [registry],
@@ -264,7 +272,8 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
       );
     }
     if (path === "/healthz" && req.method === "GET") {
-      send(res, 200, { ok: true });
+      // The sidecar answers (failing as JUDGE_GUARD_ON_ERROR says) even while its ledger does not.
+      send(res, 200, { ok: true, ledger: guard.ledgerFault === null ? "ok" : "unavailable" });
       return "/healthz";
     }
     if (expected) {
@@ -396,7 +405,7 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
         if (e instanceof HttpError) refuse(res, e);
         else if (isJudgeGuardError(e)) {
           const field = (e as { field?: string }).field;
-          send(res, e.code === "GUARD_CLOSED" ? 503 : 400, {
+          send(res, e.code === "GUARD_CLOSED" || e.code === "LEDGER_FAULT" ? 503 : 400, {
             error: { code: e.code, message: e.message, ...(field && { field }) },
           });
         } else {

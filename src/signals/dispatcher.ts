@@ -1,5 +1,5 @@
 import type { Logger } from "../log/logger.js";
-import type { LedgerStore } from "../store/types.js";
+import type { LedgerStore, SignalClaim } from "../store/types.js";
 import { type DeliveryReport, eventId, type GuardEvent, type SignalSink } from "./types.js";
 
 export interface DispatcherOptions {
@@ -9,13 +9,16 @@ export interface DispatcherOptions {
   readonly track: (delivery: Promise<unknown>) => void;
   /** Runs a ledger write whose failure must not break delivery (logged and counted). */
   readonly safely: <R>(fn: () => R) => R | undefined;
+  /** A claim whose delivery did not complete may be taken again after this long (the signal cooldown). */
+  readonly retryAfterMs: number;
 }
 
 /**
  * Delivers events to the signal sinks and records every delivery in the ledger. An event is
  * sent to each channel until that channel has delivered it once; `onDelivered` runs when every
  * channel has. Deliveries run in the background: a slow or failing receiver never delays or
- * breaks a judge call.
+ * breaks a judge call. Processes sharing a ledger {@link claim} an event before sending it, so
+ * that one of them sends it.
  */
 export class SignalDispatcher {
   readonly #sinks: readonly SignalSink[];
@@ -36,6 +39,14 @@ export class SignalDispatcher {
 
   get enabled(): boolean {
     return this.#sinks.length > 0;
+  }
+
+  /**
+   * Claims an event's delivery for this process (see `LedgerStore.claimSignal`); run it inside
+   * the atomic section that opens the event. A store without claims always grants one.
+   */
+  claim(eventId: string, now: number): SignalClaim {
+    return this.#store.claimSignal?.(eventId, now, this.#o.retryAfterMs) ?? "claimed";
   }
 
   send(event: GuardEvent, now: number, onDelivered: () => void = () => {}): void {
@@ -69,6 +80,8 @@ export class SignalDispatcher {
       Promise.allSettled(deliveries).then(() => {
         if (delivered.size < this.#sinks.length) return;
         this.#delivered.delete(key);
+        // Shadow mode sent nothing: an enforcing guard may still have to.
+        if (!this.#o.shadow) this.#o.safely(() => this.#store.completeSignal?.(key, now));
         onDelivered();
       }),
     );

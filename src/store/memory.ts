@@ -10,6 +10,7 @@ import type {
   LedgerStore,
   OwnerRecord,
   ReservationRecord,
+  SignalClaim,
   SignalRecord,
   StoredReservation,
 } from "./types.js";
@@ -43,6 +44,7 @@ export class MemoryStore implements LedgerStore {
   readonly #keys = new Map<string, KeyStateRecord>();
   readonly #canned = new Map<string, { source: string; firstMs: number }>();
   readonly #stats = new Map<string, EstimateStats>();
+  readonly #claims = new Map<string, { claimedMs: number; delivered: boolean }>();
   readonly #bucketMs: number;
 
   readonly #maxDecisions: number;
@@ -269,6 +271,18 @@ export class MemoryStore implements LedgerStore {
 
   signalDelivered(eventId: string): boolean {
     return this.signals.some((s) => s.eventId === eventId && s.status === "delivered");
+  }
+
+  claimSignal(eventId: string, nowMs: number, retryAfterMs: number): SignalClaim {
+    const claim = this.#claims.get(eventId);
+    if (claim?.delivered || (claim === undefined && this.signalDelivered(eventId))) return "delivered";
+    if (claim !== undefined && nowMs - claim.claimedMs < retryAfterMs) return "taken";
+    this.#claims.set(eventId, { claimedMs: nowMs, delivered: false });
+    return "claimed";
+  }
+
+  completeSignal(eventId: string, nowMs: number): void {
+    this.#claims.set(eventId, { claimedMs: this.#claims.get(eventId)?.claimedMs ?? nowMs, delivered: true });
   }
 
   estimateStats(): EstimateStats[] {

@@ -278,6 +278,16 @@ export const MIGRATIONS: readonly Migration[] = [
   ALTER TABLE owners ADD COLUMN beat INTEGER NOT NULL DEFAULT 0;
   CREATE TABLE ledger_clock (name TEXT PRIMARY KEY, ms INTEGER NOT NULL) WITHOUT ROWID;
   `,
+  // v7: who is delivering each event (a stuck episode or a budget alert). Several processes that
+  // see one event at once claim it in one transaction; the first claim wins, and a claim whose
+  // delivery never completed (its process died) may be taken again after the signal cooldown.
+  `
+  CREATE TABLE signal_claims (
+    event_id TEXT PRIMARY KEY,
+    claimed_ms INTEGER NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+  `,
 ];
 
 /**

@@ -1,25 +1,39 @@
-import { randomInt } from "node:crypto";
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from "node:fs";
+import { randomBytes, randomInt } from "node:crypto";
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+} from "node:fs";
 import { dirname } from "node:path";
 import type Database from "better-sqlite3";
 import type { ScopeUsage } from "../budget/admission.js";
 import type { EstimateStats } from "../budget/estimator.js";
 import type { StuckEvidence } from "../detection/evidence.js";
 import { parseTrail } from "../detection/window.js";
-import { LedgerSchemaError } from "../errors.js";
+import { isJudgeGuardError, LedgerFaultError, LedgerSchemaError } from "../errors.js";
 import { bucketStart, DEFAULT_BUCKET_MS, scopeOf } from "./buckets.js";
 import { type Checkpointer, startCheckpointer } from "./checkpointer.js";
 import { addToId, DECISION_ID_SLOTS, type DecisionId, firstDecisionId } from "./decision-ids.js";
 import { sqlite } from "./driver.js";
+import { faultKind, ledgerFault, openFault } from "./faults.js";
 import { applyMigration, ledgerProblem, SCHEMA_VERSION } from "./migrations.js";
 import type {
   DecisionRecord,
   EpisodeRecord,
   GuardConfigRecord,
   KeyStateRecord,
+  LedgerCheck,
   LedgerStore,
   OwnerRecord,
   ReservationRecord,
+  SignalClaim,
   SignalRecord,
   StoredReservation,
 } from "./types.js";
@@ -42,76 +56,364 @@ export interface SqliteStoreOptions {
    * starts the WAL over only once everything in it has been copied). @default 16384 (64 MiB)
    */
   readonly walLimitPages?: number;
+  /**
+   * When the file cannot be opened or written at construction (a read-only file, folder or
+   * mount, no permission, a corrupt file): `"throw"` its {@link LedgerFaultError}, or `"retry"`:
+   * construct the store unavailable (every operation throws that error) and try again at each
+   * {@link SqliteStore.check}. A path that is no ledger (a folder, another program's database, a
+   * newer schema) always throws a `LedgerSchemaError`. @default "throw"
+   */
+  readonly whenUnavailable?: "throw" | "retry";
+  /**
+   * How often the background worker runs `PRAGMA quick_check` on the tables behind budgets,
+   * reservations and stuck state. It finds pages overwritten in the file that this connection
+   * would not read again (it works from its cache and the WAL). 0 turns it off; it needs
+   * `backgroundCheckpoints`. @default 60000
+   */
+  readonly integrityCheckMs?: number;
 }
 
 type Row = Record<string, unknown>;
+type Statements = ReturnType<typeof prepare>;
+
+/** One open connection to the file, and what tells whether the file is still the one opened. */
+interface Connection {
+  readonly db: Database.Database;
+  readonly s: Statements;
+  readonly checkpointer: Checkpointer | undefined;
+  readonly dev: number;
+  readonly ino: number;
+  /**
+   * The file, opened read-only for its header. Closed only after SQLite's connections to it:
+   * closing any descriptor of a file drops every POSIX lock the process holds on it.
+   */
+  readonly fd: number | undefined;
+}
+
+/** How often, at most, an operation looks whether the file was deleted or replaced (a stat). */
+const IDENTITY_CHECK_MS = 100;
+const SQLITE_HEADER = Buffer.from("SQLite format 3\0", "latin1");
 
 /**
  * The ledger in one SQLite file (WAL, short transactions, a busy timeout), shared safely by
  * several processes on one host. The file and its WAL are created mode 0600.
+ *
+ * A file that stops being usable (it cannot be written, it is corrupt, it was deleted or
+ * replaced while open) makes every operation throw a {@link LedgerFaultError} naming it, rather
+ * than go on writing somewhere nobody reads; {@link check} (the guard's heartbeat) notices what
+ * operations would not, and recovers when it can.
  */
 export class SqliteStore implements LedgerStore {
   readonly location: string;
-  readonly db: Database.Database;
+  readonly #o: SqliteStoreOptions;
   readonly #bucketMs: number;
-  readonly #s: ReturnType<typeof prepare>;
-  readonly #checkpointer: Checkpointer | undefined;
+  #c: Connection | undefined;
+  #fault: LedgerFaultError | undefined;
+  /** Once a file was opened it is never created again: a new, empty ledger would restart every budget. */
+  #opened = false;
+  #checkedAt = 0;
+  readonly #released = new WeakSet<Connection>();
   /** Where this process starts looking for a free decision id within a millisecond. */
   #slot = randomInt(DECISION_ID_SLOTS);
   #crowded: { first: DecisionId; next: DecisionId } | undefined;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.location = path;
+    this.#o = options;
     this.#bucketMs = options.bucketMs ?? DEFAULT_BUCKET_MS;
-    if (path !== ":memory:") createPrivateFile(path);
     try {
-      this.db = new (sqlite())(path);
+      this.#c = this.#connect();
     } catch (e) {
-      const folder = path !== ":memory:" && statSync(path, { throwIfNoEntry: false })?.isDirectory();
-      throw new LedgerSchemaError(
-        `cannot open the ledger ${path}: ${folder ? "it is a folder" : (e as Error).message}; give --db (or JUDGE_GUARD_DB) the path of a ledger file`,
-      );
+      if (!(e instanceof LedgerFaultError) || options.whenUnavailable !== "retry") throw e;
+      this.#fault = e;
     }
-    try {
-      this.db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
-      // Before anything is written: not even the journal mode of a foreign file may change.
-      const problem = ledgerProblem(this.db, path);
-      if (problem !== null) throw new LedgerSchemaError(problem);
-      if (path !== ":memory:") enableWal(this.db);
-      this.db.pragma("synchronous = NORMAL");
-      migrate(this.db);
-      this.#s = prepare(this.db);
-    } catch (e) {
-      this.db.close();
-      if ((e as { code?: string }).code === "SQLITE_NOTADB") {
-        throw new LedgerSchemaError(
-          `${path} is not a judge-guard ledger (SQLite: ${(e as Error).message}): give --db (or JUDGE_GUARD_DB) a new file or an existing ledger`,
-        );
-      }
-      throw e;
-    }
-    if (path !== ":memory:" && options.backgroundCheckpoints !== false) {
-      this.db.pragma(`wal_autocheckpoint = ${Math.trunc(options.walLimitPages ?? 16384)}`);
-      this.#checkpointer = startCheckpointer(path, options.checkpointIntervalMs ?? 250, (message) => {
-        // Without the worker, commits checkpoint inline at SQLite's usual threshold.
-        this.checkpointError = message;
-        if (this.db.open) this.db.pragma("wal_autocheckpoint = 1000");
-      });
-    }
+  }
+
+  /** The connection (for inspection and tests); throws the fault while there is none. */
+  get db(): Database.Database {
+    if (this.#c === undefined) throw this.#fault!;
+    return this.#c.db;
+  }
+
+  /** Why the ledger cannot be used right now, or undefined. */
+  get fault(): LedgerFaultError | undefined {
+    return this.#fault;
   }
 
   /** The last error of the background checkpointer, if it failed (checkpoints are then inline). */
   checkpointError: string | undefined;
 
+  /**
+   * Looks at the file itself (the guard calls it on its heartbeat): still the file opened, with
+   * a SQLite header? Then recovers from a fault when it can: reopens a file that can be written
+   * again, adopts a file put in place of this one, restores a deleted ledger from this process's
+   * open copy.
+   */
+  check(): LedgerCheck {
+    let found: LedgerFaultError | undefined;
+    if (this.#fault === undefined) {
+      const c = this.#c;
+      if (c?.fd === undefined || !c.db.open) return {};
+      const problem = this.#moved(c) ?? this.#badHeader(c);
+      if (problem === undefined) return {};
+      found = this.#fail(problem);
+    }
+    try {
+      const recovered = this.#recover();
+      return found === undefined ? { recovered } : { fault: found, recovered };
+    } catch (e) {
+      return { fault: e as Error };
+    }
+  }
+
+  #recover(): string {
+    const fault = this.#fault!;
+    const path = this.location;
+    const c = this.#c;
+    // Corruption needs its operator: reopening would have SQLite apply the WAL of the corrupt
+    // file to whatever is put in its place.
+    if (fault.fault === "corrupt") throw fault;
+    let done: string;
+    if (fault.fault === "deleted" && c !== undefined && !existsSync(path)) {
+      try {
+        done = this.#restore(c)
+          ? "restored it from this process's open copy after it was deleted"
+          : `switched to the ledger another guard restored at ${path} after it was deleted`;
+      } catch (e) {
+        // The open copy stays open: the next heartbeat tries again.
+        throw this.#fail(
+          ledgerFault(
+            path,
+            "deleted",
+            undefined,
+            `could not be restored from this process's open copy (${(e as Error).message})`,
+          ),
+          true,
+        );
+      }
+    } else if (fault.fault === "deleted" || fault.fault === "replaced") {
+      if (!existsSync(path)) throw fault;
+      const stale = staleWal(path);
+      if (stale !== undefined) throw this.#fail(ledgerFault(path, "replaced", undefined, stale), true);
+      done = `switched to the file now at ${path}, which replaced the one in use (spend recorded only in the old file is not counted)`;
+    } else {
+      done = `${this.#opened ? "reopened" : "opened"} it, unavailable until now (${fault.fault})`;
+    }
+    if (c !== undefined) this.#disconnect(c);
+    this.#c = undefined;
+    try {
+      this.#c = this.#connect();
+    } catch (e) {
+      const next =
+        e instanceof LedgerFaultError
+          ? e
+          : new LedgerFaultError(path, "cannot-open", (e as Error).message, { cause: e });
+      throw this.#fail(next, true);
+    }
+    this.#fault = undefined;
+    return done;
+  }
+
+  /**
+   * Writes the open (deleted) ledger back to its path: a copy beside it, linked into place only
+   * if nothing took the path meanwhile (another guard's restoration, or a new ledger). True when
+   * this copy is the one in place.
+   */
+  #restore(c: Connection): boolean {
+    const path = this.location;
+    mkdirSync(dirname(path), { recursive: true });
+    const copy = `${path}.restore-${process.pid}-${randomBytes(4).toString("hex")}`;
+    closeSync(openSync(copy, "wx", 0o600));
+    try {
+      c.db.prepare("VACUUM INTO ?").run(copy);
+      chmodSync(copy, 0o600);
+      // Someone else put a ledger there meanwhile (another guard's restoration): that one stands.
+      if (existsSync(path)) return false;
+      // Only the file was deleted? Its WAL is in the copy already, and SQLite must not apply it
+      // again to the copy, whose pages are laid out anew.
+      for (const beside of [`${path}-wal`, `${path}-shm`]) rmSync(beside, { force: true });
+      try {
+        linkSync(copy, path);
+        return true;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+        return false;
+      }
+    } finally {
+      unlinkSync(copy);
+    }
+  }
+
+  /** Records a fault (the first one found stays, unless `replace`); returns it to throw. */
+  #fail(fault: LedgerFaultError, replace = false): LedgerFaultError {
+    if (this.#fault === undefined || replace) this.#fault = fault;
+    return this.#fault;
+  }
+
+  /** The fault the file's path shows: deleted, or replaced by another file; undefined if neither. */
+  #moved(c: Connection): LedgerFaultError | undefined {
+    let st: ReturnType<typeof statSync>;
+    try {
+      st = statSync(this.location, { throwIfNoEntry: false });
+    } catch {
+      return undefined; // cannot tell (a folder no longer searchable): operations will say
+    }
+    if (st === undefined) return ledgerFault(this.location, "deleted");
+    if (st.ino !== c.ino || st.dev !== c.dev) return ledgerFault(this.location, "replaced");
+    return undefined;
+  }
+
+  /** The file's first bytes are SQLite's header (a new file may be empty: its pages are in the WAL). */
+  #badHeader(c: Connection): LedgerFaultError | undefined {
+    const head = Buffer.alloc(SQLITE_HEADER.length);
+    let n: number;
+    try {
+      n = readSync(c.fd!, head, 0, head.length, 0);
+    } catch (e) {
+      return ledgerFault(this.location, "io", e);
+    }
+    if (n === 0 || head.equals(SQLITE_HEADER)) return undefined;
+    return ledgerFault(
+      this.location,
+      "corrupt",
+      new Error("its first bytes are not a SQLite header: the file was overwritten"),
+    );
+  }
+
+  /**
+   * The connection's statements, for one operation: they throw the fault while the ledger is
+   * unavailable, and a statement that finds the file itself unusable marks it so.
+   */
+  get #s(): Statements {
+    return this.#live().s;
+  }
+
+  #live(): Connection {
+    if (this.#fault !== undefined) throw this.#fault;
+    const c = this.#c!;
+    if (c.fd !== undefined && !c.db.inTransaction) {
+      // A deleted file still answers, to this process alone: stop writing to it at once.
+      const now = performance.now();
+      if (now - this.#checkedAt >= IDENTITY_CHECK_MS) {
+        this.#checkedAt = now;
+        const moved = c.db.open ? this.#moved(c) : undefined;
+        if (moved !== undefined) throw this.#fail(moved);
+      }
+    }
+    return c;
+  }
+
+  #failed(e: unknown, c: Connection): unknown {
+    if (isJudgeGuardError(e) || c !== this.#c) return e;
+    const kind = faultKind(e);
+    if (kind === undefined) return e;
+    // A file that is gone answers as read-only: say what really happened.
+    return this.#fail(
+      (c.fd !== undefined ? this.#moved(c) : undefined) ?? ledgerFault(this.location, kind, e),
+    );
+  }
+
+  /** Opens the file: creates it (and its folder) only if no file was ever opened here. */
+  #connect(): Connection {
+    const path = this.location;
+    const memory = path === ":memory:";
+    let db: Database.Database;
+    try {
+      if (!memory && !this.#opened) createPrivateFile(path);
+      db = new (sqlite())(path, { fileMustExist: !memory && this.#opened });
+    } catch (e) {
+      let folder = false;
+      try {
+        folder = !memory && statSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
+      } catch {}
+      if (folder) {
+        throw new LedgerSchemaError(
+          `cannot open the ledger ${path}: it is a folder; give --db (or JUDGE_GUARD_DB) the path of a ledger file`,
+        );
+      }
+      const fault = openFault(path, e);
+      if (fault !== undefined) throw fault;
+      throw new LedgerSchemaError(
+        `cannot open the ledger ${path}: ${(e as Error).message}; give --db (or JUDGE_GUARD_DB) the path of a ledger file`,
+      );
+    }
+    let fd: number | undefined;
+    let checkpointer: Checkpointer | undefined;
+    try {
+      db.pragma(`busy_timeout = ${Math.trunc(this.#o.busyTimeoutMs ?? 5000)}`);
+      // Before anything is written: not even the journal mode of a foreign file may change.
+      const problem = ledgerProblem(db, path);
+      if (problem !== null) throw new LedgerSchemaError(problem);
+      if (!memory) enableWal(db);
+      db.pragma("synchronous = NORMAL");
+      migrate(db);
+      // SQLite opens a file it may not write read-only, without a word: find out now.
+      if (!memory) probeWritable(db);
+      let conn: Connection | undefined;
+      const s = guarded(prepare(db), (e) => (conn === undefined ? e : this.#failed(e, conn)));
+      let dev = 0;
+      let ino = 0;
+      if (!memory) {
+        ({ dev, ino } = statSync(path));
+        fd = openSync(path, "r");
+      }
+      if (!memory && this.#o.backgroundCheckpoints !== false) {
+        db.pragma(`wal_autocheckpoint = ${Math.trunc(this.#o.walLimitPages ?? 16384)}`);
+        checkpointer = startCheckpointer(path, {
+          intervalMs: this.#o.checkpointIntervalMs ?? 250,
+          integrityCheckMs: this.#o.integrityCheckMs ?? 60_000,
+          onError: (message) => {
+            // Without the worker, commits checkpoint inline at SQLite's usual threshold.
+            this.checkpointError = message;
+            if (db.open) db.pragma("wal_autocheckpoint = 1000");
+          },
+          onCorrupt: (message) => {
+            if (conn !== undefined && this.#c === conn)
+              this.#fail(ledgerFault(path, "corrupt", new Error(message)));
+          },
+        });
+      }
+      conn = { db, s, checkpointer, dev, ino, fd };
+      this.#opened = !memory;
+      return conn;
+    } catch (e) {
+      checkpointer?.stopNow();
+      db.close();
+      if (fd !== undefined) closeSync(fd);
+      if (isJudgeGuardError(e)) throw e;
+      const code = (e as { code?: string }).code;
+      if (code === "SQLITE_NOTADB" && !this.#opened) {
+        throw new LedgerSchemaError(
+          `${path} is not a judge-guard ledger (SQLite: ${(e as Error).message}): give --db (or JUDGE_GUARD_DB) a new file or an existing ledger`,
+        );
+      }
+      throw openFault(path, e) ?? e;
+    }
+  }
+
+  /**
+   * Closes a connection: the worker's first (waiting for it, so that a connection opened next
+   * shares nothing with it), then this one, then the descriptor, once no connection holds locks.
+   */
+  #disconnect(c: Connection): void {
+    if (this.#released.has(c)) return;
+    this.#released.add(c);
+    c.checkpointer?.stopNow();
+    if (c.db.open) c.db.close();
+    if (c.fd !== undefined) closeSync(c.fd);
+  }
+
   atomically<T>(fn: () => T): T {
+    const s = this.#s;
     if (this.db.inTransaction) return fn();
-    this.#s.begin.run();
+    s.begin.run();
     try {
       const out = fn();
-      this.#s.commit.run();
+      s.commit.run();
       return out;
     } catch (e) {
-      if (this.db.inTransaction) this.#s.rollback.run();
+      // `s`, not `this.#s`: a statement inside may have found the file unusable meanwhile.
+      if (this.db.inTransaction) s.rollback.run();
       throw e;
     }
   }
@@ -411,6 +713,22 @@ export class SqliteStore implements LedgerStore {
     return this.#s.delivered.get(eventId) !== undefined;
   }
 
+  claimSignal(eventId: string, nowMs: number, retryAfterMs: number): SignalClaim {
+    return this.atomically(() => {
+      const claim = this.#s.claim.get(eventId) as Row | undefined;
+      // Without a claim row, a delivery recorded before claims existed (schema v5) still counts.
+      if (claim?.delivered === 1 || (claim === undefined && this.signalDelivered(eventId)))
+        return "delivered";
+      if (claim !== undefined && nowMs - Number(claim.claimed_ms) < retryAfterMs) return "taken";
+      this.#s.setClaim.run(eventId, nowMs);
+      return "claimed";
+    });
+  }
+
+  completeSignal(eventId: string, nowMs: number): void {
+    this.#s.completeClaim.run(eventId, nowMs);
+  }
+
   estimateStats(): EstimateStats[] {
     return (this.#s.estimates.all() as Row[]).map((r) => ({
       judge: String(r.judge),
@@ -438,8 +756,7 @@ export class SqliteStore implements LedgerStore {
   }
 
   close(): void {
-    void this.#checkpointer?.stop();
-    if (this.db.open) this.db.close();
+    if (this.#c !== undefined) this.#disconnect(this.#c);
   }
 }
 
@@ -485,6 +802,20 @@ function decisionParams(d: DecisionRecord) {
   };
 }
 
+/**
+ * Why the WAL beside a file put in place of the ledger belongs to the file it replaced (it was
+ * last written before the new file arrived), or undefined. SQLite would apply it to the new file.
+ */
+function staleWal(path: string): string | undefined {
+  try {
+    const wal = statSync(`${path}-wal`, { throwIfNoEntry: false });
+    if (wal === undefined || wal.mtimeMs >= statSync(path).ctimeMs) return undefined;
+  } catch {
+    return undefined;
+  }
+  return `${path}-wal beside it belongs to the replaced file, and SQLite would apply it to the new one: stop every judge-guard using the ledger, delete ${path}-wal and ${path}-shm, and start them again`;
+}
+
 /** Creates the file (and its folder) readable by its owner only, before SQLite opens it. */
 function createPrivateFile(path: string): void {
   if (existsSync(path)) return;
@@ -510,6 +841,22 @@ function enableWal(db: Database.Database): void {
   }
 }
 
+/**
+ * Throws SQLITE_READONLY if the connection cannot write (a write that is rolled back). A lock
+ * held elsewhere beyond the busy timeout tells nothing: the operations will say.
+ */
+function probeWritable(db: Database.Database): void {
+  const version = Number(db.pragma("user_version", { simple: true }));
+  try {
+    db.exec("BEGIN IMMEDIATE");
+    db.pragma(`user_version = ${version}`);
+  } catch (e) {
+    if ((e as { code?: string }).code !== "SQLITE_BUSY") throw e;
+  } finally {
+    if (db.inTransaction) db.exec("ROLLBACK");
+  }
+}
+
 function migrate(db: Database.Database): void {
   const version = Number(db.pragma("user_version", { simple: true }));
   if (version === SCHEMA_VERSION) return;
@@ -519,6 +866,28 @@ function migrate(db: Database.Database): void {
     for (let v = current; v < SCHEMA_VERSION; v++) applyMigration(db, v);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
+}
+
+/** Statements whose errors go through `fail` first (which may make them a ledger fault). */
+function guarded<S extends Record<string, Database.Statement>>(
+  statements: S,
+  fail: (e: unknown) => unknown,
+): S {
+  for (const statement of Object.values(statements)) {
+    for (const method of ["run", "get", "all"] as const) {
+      const call = statement[method].bind(statement) as (...args: unknown[]) => unknown;
+      Object.defineProperty(statement, method, {
+        value: (...args: unknown[]) => {
+          try {
+            return call(...args);
+          } catch (e) {
+            throw fail(e);
+          }
+        },
+      });
+    }
+  }
+  return statements;
 }
 
 function prepare(db: Database.Database) {
@@ -613,6 +982,13 @@ function prepare(db: Database.Database) {
     removeCanned: db.prepare("DELETE FROM canned_fingerprints WHERE fingerprint = ?"),
     signal: db.prepare(
       "INSERT INTO signals (ts, event_id, episode_id, session_key, channel, event, status, attempts, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    ),
+    claim: db.prepare("SELECT claimed_ms, delivered FROM signal_claims WHERE event_id = ?"),
+    setClaim: db.prepare(
+      "INSERT INTO signal_claims (event_id, claimed_ms) VALUES (?, ?) ON CONFLICT (event_id) DO UPDATE SET claimed_ms = excluded.claimed_ms",
+    ),
+    completeClaim: db.prepare(
+      "INSERT INTO signal_claims (event_id, claimed_ms, delivered) VALUES (?, ?, 1) ON CONFLICT (event_id) DO UPDATE SET delivered = 1",
     ),
     estimates: db.prepare("SELECT * FROM estimates"),
     delivered: db.prepare("SELECT 1 FROM signals WHERE event_id = ? AND status = 'delivered' LIMIT 1"),

@@ -164,6 +164,17 @@ export interface SignalRecord {
   readonly error: string | null;
 }
 
+/** What {@link LedgerStore.check} found: nothing (`{}`), a fault, a recovery, or both. */
+export interface LedgerCheck {
+  /** The store is unavailable for this reason, or was found so now and recovered at once. */
+  readonly fault?: Error;
+  /** What was done to make the store available again, for the log. */
+  readonly recovered?: string;
+}
+
+/** What {@link LedgerStore.claimSignal} answers. */
+export type SignalClaim = "claimed" | "taken" | "delivered";
+
 /**
  * Where the guard keeps what must survive a restart and be shared between processes. The
  * SQLite ledger is the default; the in-memory store serves tests and embedding. All methods
@@ -231,8 +242,24 @@ export interface LedgerStore {
   recordSignal(s: SignalRecord): void;
   /** Whether some channel has delivered this event (by any process sharing the ledger). */
   signalDelivered(eventId: string): boolean;
+  /**
+   * Claims the delivery of an event (a stuck episode or a budget alert) for the caller:
+   * `claimed` unless it was delivered already or another claim on it is younger than
+   * `retryAfterMs` (`taken`). Called inside the atomic section that opens the event, so that of
+   * several processes seeing it at once exactly one sends it; a claim whose delivery never
+   * completes (its process died) can be taken again once it is `retryAfterMs` old. Optional for
+   * stores written before it existed (every call then claims).
+   */
+  claimSignal?(eventId: string, nowMs: number, retryAfterMs: number): SignalClaim;
+  /** Every channel delivered the event: it is never claimed again. */
+  completeSignal?(eventId: string, nowMs: number): void;
   estimateStats(): EstimateStats[];
   saveEstimateStats(s: EstimateStats): void;
+
+  /** Why the store cannot be used right now, if it can tell (its operations throw meanwhile). */
+  readonly fault?: Error | undefined;
+  /** Looks at the storage itself, on the guard's heartbeat, and recovers from a fault when it can. */
+  check?(): LedgerCheck;
 
   close(): void;
 }

@@ -1,11 +1,18 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
-import { createGuard, type JudgeRequest, LedgerSchemaError, SqliteStore } from "../../src/index.js";
+import {
+  createGuard,
+  isLedgerFaultError,
+  type JudgeRequest,
+  LedgerFaultError,
+  LedgerSchemaError,
+  SqliteStore,
+} from "../../src/index.js";
 import { buildReport } from "../../src/report/report.js";
 import { applyMigration, SCHEMA_VERSION } from "../../src/store/migrations.js";
 import type { DecisionRecord } from "../../src/store/types.js";
@@ -473,5 +480,41 @@ describe("restarts", () => {
     const other = await b.run(request("slack:C1", ["hi", "yo"], [CANNED, CANNED]), judge);
     expect(other.status === "skipped" && other.reason).toBe("stuck_session");
     await b.close();
+  });
+});
+
+describe("a ledger path that cannot be opened", () => {
+  // Part of the path is a file, which stops root too (read-only files and mounts, which need
+  // another user or a mount namespace, are in test/reliability/ledger-files.test.ts).
+  const unusable = () => join(tmp(), "not-a-folder");
+
+  it("new SqliteStore throws a LedgerFaultError naming the file and what to do", () => {
+    const file = unusable();
+    writeFileSync(file, "");
+    const path = join(file, "ledger.db");
+    let thrown: unknown;
+    try {
+      new SqliteStore(path);
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(LedgerFaultError);
+    expect(isLedgerFaultError(thrown)).toBe(true);
+    expect(thrown).toMatchObject({ code: "LEDGER_FAULT", path, fault: "cannot-open" });
+    expect((thrown as Error).message).toMatch(
+      new RegExp(
+        `^the ledger ${path} cannot be opened \\(part of its path is a file, not a folder \\((EEXIST|ENOTDIR)\\)\\): .*JUDGE_GUARD_DB`,
+      ),
+    );
+  });
+
+  it("with whenUnavailable: retry it is constructed unavailable, and every operation throws the fault", () => {
+    const file = unusable();
+    writeFileSync(file, "");
+    const store = new SqliteStore(join(file, "ledger.db"), { whenUnavailable: "retry" });
+    expect(store.fault?.fault).toBe("cannot-open");
+    expect(() => store.scopeUsage("k", 0)).toThrow(store.fault!.message);
+    expect(store.check().fault).toBe(store.fault);
+    store.close();
   });
 });
