@@ -5,7 +5,7 @@
 //   node bench/detection-quality.mjs            # after npm run build
 //   bun bench/detection-quality.mjs --src       # straight from src/, while developing
 //   ... --misses [--delay N]                    # also list every missed target (delay > N, default 2)
-//   ... --corpus dev,v1                         # pick corpora (v1, dev, heldout)
+//   ... --corpus dev,v1                         # pick corpora (v1, dev, heldout, probe)
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describeSummary, evaluate, misses, summarize } from "../scripts/corpus-eval.mjs";
@@ -15,6 +15,7 @@ const CORPORA = {
   v1: "../test/fixtures/corpus/sessions.json",
   dev: "../test/fixtures/corpus/dev/sessions.json",
   heldout: "../test/fixtures/corpus/heldout/sessions.json",
+  probe: "../test/fixtures/corpus/probe/sessions.json",
 };
 
 export function loadCorpora(names = Object.keys(CORPORA)) {

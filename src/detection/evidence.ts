@@ -90,6 +90,8 @@ export interface Comparison {
   readonly work: Work;
   /** The reply reads as an error, a wait, a limit or a refusal. */
   readonly blocked: boolean;
+  /** The reply is a status line: a sentence or so that reads blocked and names at most one thing. */
+  readonly status: boolean;
   /** Both inputs only thank or acknowledge. */
   readonly thanks: boolean;
   /**
@@ -165,7 +167,9 @@ export function weigh(c: Comparison, t: DetectionThresholds): Weighing {
   if (c.sameInput && c.answer) return { weight: -1, reasons: ["same_question", "answered_again"] };
   if (c.sameInput) return { weight: 0, reasons: ["same_question"] };
   if (c.sameTopic) return { weight: 0, reasons: ["same_topic"] };
-  if (c.substanceChars < t.minReplyChars) return { weight: 0, reasons: ["too_short"] };
+  // Short repeats are acknowledgements ("Done."), unless they read as a wait or an error
+  // ("Working on it…").
+  if (c.substanceChars < t.minReplyChars && !c.status) return { weight: 0, reasons: ["too_short"] };
   if (c.thanks) return { weight: 0, reasons: ["closer"] };
 
   const reasons: Reason[] = [];

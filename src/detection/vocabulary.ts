@@ -51,6 +51,9 @@ const BLOCKER_WORDS = new Set([
   "later",
   "processing",
   "pending",
+  "working",
+  "thinking",
+  "hold",
 ]);
 
 /** "not able", "not possible": a negated capability reads as a blocker word. */
@@ -65,6 +68,8 @@ export function soundsBlocked(words: readonly string[]): boolean {
   let first: string | undefined;
   for (let i = 0; i < words.length; i++) {
     const w = words[i]!;
+    // "0 failed", "3 errors": a count in a report, not a status.
+    if (words[i - 1] === "_n_") continue;
     const blocker = BLOCKER_WORDS.has(w)
       ? w
       : NEGATED.has(w) && words[i - 1] === "not"
@@ -146,7 +151,15 @@ const META_WORDS = new Set(
     "question questions reply replies update updates status help hello there anything something " +
     "again sorry thanks thank going done what when where your about know tell time right just like " +
     "think want need with this that have been does from will would could should them they then " +
-    "than also only some more much very really okay sure yeah yes here work task issue problem"
+    "than also only some more much very really okay sure yeah yes here work task issue problem " +
+    // Function words of other languages written in the Latin alphabet, four letters or more
+    // (German, French, Spanish, Italian, Portuguese, Dutch): "bist du noch da?" is not about "noch".
+    "noch auch schon nicht eine einen einer dein deine mein meine sind bist habe hast kann dass oder " +
+    "aber wenn dann jetzt sehr mehr bitte danke immer hier alles etwas nach warte moment " +
+    "pour dans avec mais plus tout vous nous votre cette sont fait encore merci toujours ici " +
+    "para pero como todo esta este estoy tengo ahora todavia aqui gracias favor puedes " +
+    "ancora sono questo questa della grazie adesso ainda voce isso agora obrigado " +
+    "nog niet maar heel graag even"
   ).split(" "),
 );
 

@@ -362,6 +362,7 @@ export class EvidenceWindow {
         numbersChanged: changed > 0,
         work: entry.work === "none" ? prior.work : entry.work,
         blocked: entry.tokens !== null && soundsBlocked(entry.tokens),
+        status: entry.wordCount <= BLOCKED_LINE_TOKENS && entry.tokens !== null && statusLine(entry.tokens),
         thanks: !monologue && thanksOnly(entry.input) && thanksOnly(prior.input),
         monologue,
         related: false,
@@ -391,6 +392,7 @@ export class EvidenceWindow {
         work: entry.work,
         // A line, not an answer that happens to mention an error.
         blocked: entry.wordCount <= BLOCKED_LINE_TOKENS && entry.tokens !== null && statusLine(entry.tokens),
+        status: false,
         thanks: false,
         monologue: false,
         related,

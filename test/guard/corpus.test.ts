@@ -15,6 +15,7 @@ const CORPORA = {
   v1: "../fixtures/corpus/sessions.json",
   dev: "../fixtures/corpus/dev/sessions.json",
   heldout: "../fixtures/corpus/heldout/sessions.json",
+  probe: "../fixtures/corpus/probe/sessions.json",
 } as const;
 
 function load(path: string): CorpusCase[] {
@@ -38,6 +39,10 @@ const KNOWN_MISSES: Record<string, string> = {
     "three numbers change in every line and no facts: weighed as data, caught at the 7th",
   "dev/no patterns/stuck-openhands-condensation-text-2h10s":
     "three numbers change in every line and no facts: weighed as data, caught at the 7th",
+  "probe/built-in patterns/healthy-oncall-ack-bot":
+    "a paid, tool-calling 'Acknowledged. Paging on-call (alice).' to every alert reads as a paid canned loop",
+  "probe/no patterns/healthy-oncall-ack-bot":
+    "a paid, tool-calling 'Acknowledged. Paging on-call (alice).' to every alert reads as a paid canned loop",
   "heldout/no patterns/stuck-no-content-paid":
     "'(no content)' is shorter than the minimum reply; without built-in patterns nothing names it",
 };

@@ -20,6 +20,7 @@ describe("weigh", () => {
     numbersChanged: false,
     work: "none",
     blocked: false,
+    status: false,
     thanks: false,
     monologue: false,
     related: false,
@@ -323,6 +324,45 @@ describe("SessionTracker", () => {
       ["how do I dedupe a list and keep the order?", answer],
     ]);
     expect(obs.map((o) => o.assessment?.stuck)).toEqual([false, false, true, true, false]);
+  });
+
+  it("counts a short line that reads as a wait ('Working on it…'), though not an acknowledgement", () => {
+    const { t } = tracker([]);
+    const obs = feed(t, "k", [
+      ["hi", "Hello! What are we working on today?"],
+      ["fix the flaky test", "Working on it…"],
+      ["any news?", "Working on it…"],
+      ["hello??", "Working on it…"],
+    ]);
+    expect(obs.map((o) => o.assessment?.stuck)).toEqual([false, false, false, true]);
+  });
+
+  it("does not take a function word of another language for the user's topic ('bist du noch da?')", () => {
+    const { t } = tracker([]);
+    const line = "Ich bearbeite noch deine vorherige Nachricht. Bitte warte einen Moment.";
+    const obs = feed(t, "k", [
+      ["Wie lösche ich einen Git-Branch?", "Mit git branch -d NAME, oder -D, wenn er nicht gemergt ist."],
+      ["bist du noch da?", line],
+      ["Kannst du die Tabelle sortieren?", line],
+      ["Hallo?", line],
+    ]);
+    expect(obs.map((o) => o.assessment?.stuck)).toEqual([false, false, false, true]);
+  });
+
+  it("reads '0 failed' in a paid CI report as a count, not an error", () => {
+    const { t } = tracker([]);
+    const paid: ReplyFacts = { costUsd: 0.01, sdkSessionId: "sdk_6", toolsUsed: ["Bash"] };
+    const asks = ["run the tests", "rerun pls", "and now?", "final run before merge", "once more", "again"];
+    const obs = feed(
+      t,
+      "k",
+      asks.map((u, i) => [
+        u,
+        `Build #${4810 + i}: ${200 + i * 3} passed, 0 failed, 3 skipped (3m ${20 + i}s).`,
+        paid,
+      ]),
+    );
+    expect(obs.some((o) => o.assessment?.stuck)).toBe(false);
   });
 
   it("counts a line that recurs within the window, not only in a run: A/B/A/B", () => {
