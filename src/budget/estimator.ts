@@ -69,16 +69,16 @@ export class CostEstimator {
   }
 
   /**
-   * What a call may cost. `escalation` shapes the worst case: the models it may escalate to,
-   * each run in turn (the worst case is the sum over the chain); `"ceiling"`, any model (priced
-   * at the table's highest rates); absent or `[]`, its own model only.
+   * What a call may cost. `worstOn` shapes the worst case: `chain`, the models it may escalate
+   * to, each run in turn (summed over the chain); `ceiling`, at least the call priced at the
+   * table's highest rates (any model). Neither: its own model only.
    */
   estimate(
     judge: string,
     model: string,
     transcriptChars: number,
     maxTokens?: number,
-    escalation?: readonly string[] | "ceiling",
+    worstOn: { readonly chain?: readonly string[] | undefined; readonly ceiling?: boolean } = {},
   ): Estimate {
     const o = this.#options;
     const s = this.#stats.get(statKey(judge, model));
@@ -99,13 +99,13 @@ export class CostEstimator {
       expected,
       worst,
       expectedMicros: this.#prices.costMicros(model, expected),
-      worstMicros:
-        escalation === "ceiling"
-          ? Math.max(this.#prices.costMicros(model, worst), this.#prices.ceilingMicros(worst))
-          : (escalation ?? []).reduce(
-              (sum, m) => sum + this.#prices.costMicros(m, worst),
-              this.#prices.costMicros(model, worst),
-            ),
+      worstMicros: Math.max(
+        (worstOn.chain ?? []).reduce(
+          (sum, m) => sum + this.#prices.costMicros(m, worst),
+          this.#prices.costMicros(model, worst),
+        ),
+        worstOn.ceiling ? this.#prices.ceilingMicros(worst) : 0,
+      ),
     };
   }
 

@@ -232,6 +232,13 @@ function settlingOfRow(r: StoredReservation): Settling {
   };
 }
 
+function scaleUsage(u: Usage, by: number): Usage {
+  return {
+    inputTokens: Math.ceil(u.inputTokens * by),
+    outputTokens: Math.ceil(u.outputTokens * by),
+  };
+}
+
 /** How long a remote reservation waits for its settlement once its owner is gone, by default. */
 const REMOTE_TTL_MS = 600_000;
 /** A wall clock this far from the guard's steady clock is worth a warning. */
@@ -674,8 +681,12 @@ export class Guard {
    * since a judge that reports a pricier model than it was admitted on is charged that price.
    */
   #estimate(req: NormalizedRequest, obs: Observation): Estimate {
-    const escalation = req.escalation ?? (this.#o.escalation === "ceiling" ? "ceiling" : undefined);
-    return this.#estimator.estimate(req.judge, req.model, obs.transcriptChars, req.maxTokens, escalation);
+    // A named chain adds to the ceiling rather than replacing it: a judge that reports a model its
+    // request did not name is still covered, unless the operator chose `none`.
+    return this.#estimator.estimate(req.judge, req.model, obs.transcriptChars, req.maxTokens, {
+      chain: req.escalation,
+      ceiling: this.#o.escalation === "ceiling",
+    });
   }
 
   /** What the session's transcript says now: the tracker's observation and the stuck verdict. */
@@ -917,7 +928,13 @@ export class Guard {
       costSource,
       computedMicros: computed,
     };
-    const learnFrom = usage ?? a.expected;
+    // Without tokens, a reported cost still teaches: the expected usage scaled to it, so that a
+    // judge that costs far more than its estimate (an agent's many turns) is reserved for so.
+    const learnFrom =
+      usage ??
+      (a.expected !== null && costSource === "reported" && a.expectedMicros > 0
+        ? scaleUsage(a.expected, charged / a.expectedMicros)
+        : a.expected);
     if (!failed && learnFrom !== null) {
       // A judge that reports no usage is learned from its estimate, so its estimate settles.
       const learned = this.#estimator.learn(a.judge, a.model, a.transcriptChars, learnFrom);
@@ -1183,17 +1200,32 @@ export class Guard {
     const now = this.#o.clock.now();
     const owners = this.#store.owners();
     this.#watch.forgetExcept(new Set(owners.map((o) => o.id)));
-    const dead = owners.filter((o) => this.#watch.isDead(o)).map((o) => o.id);
+    const silent = new Set<string>();
+    const dead: string[] = [];
+    for (const o of owners) {
+      const v = this.#watch.verdict(o);
+      if (v === "alive") continue;
+      dead.push(o.id);
+      if (v === "silent") silent.add(o.id);
+    }
     let orphaned = 0;
     let charged = 0;
     this.#store.atomically(() => {
       for (const r of this.#store.deadReservations(dead)) {
-        if (r.remote && r.orphanedMs === null) {
+        if (r.orphanedMs !== null) {
+          // Waiting for a settlement: its time to live (a remote call's timeout; for a call of
+          // an owner that only went silent, ten leases) decides when it is charged instead.
+          const ttl = r.remote ? (r.ttlMs ?? 0) : 10 * this.#o.leaseMs;
+          if (now - r.orphanedMs >= ttl) this.#chargeEstimate(r, now);
+        } else if (r.remote || silent.has(r.ownerId)) {
+          // The call may go on (a sidecar's client) or its owner may only have stalled: it keeps
+          // counting, at its worst case, until it settles or its time runs out.
           this.#store.orphanReservation(r.id, now);
           orphaned++;
-        } else if (!r.remote || now - (r.orphanedMs ?? now) >= (r.ttlMs ?? 0)) {
+        } else {
+          // Its process is gone, and the call with it.
           this.#chargeEstimate(r, now);
-          if (!r.remote) charged++;
+          charged++;
         }
       }
       for (const id of dead) this.#store.removeOwner(id);
@@ -1248,12 +1280,12 @@ export class Guard {
     const mono = performance.now();
     const seen = this.#horizonSeen;
     this.#store.atomically(() => {
+      // Never seeded from this guard's clock: the first horizon is the oldest bucket (nothing
+      // is pruned then), and it moves only as fast as time passes here.
       const stored = this.#store.pruneHorizon();
-      const allowed = Math.min(
-        desired,
-        seen === undefined ? (stored ?? desired) : seen.ms + (mono - seen.mono),
-      );
-      const next = Math.max(stored ?? allowed, allowed);
+      if (stored === null) return;
+      const allowed = Math.min(desired, seen === undefined ? stored : seen.ms + (mono - seen.mono));
+      const next = Math.max(stored, allowed);
       this.#store.pruneUsage(next);
       this.#store.setPruneHorizon(next);
       this.#horizonSeen = { ms: next, mono };

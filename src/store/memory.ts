@@ -229,7 +229,11 @@ export class MemoryStore implements LedgerStore {
   }
 
   pruneHorizon(): number | null {
-    return this.#horizon;
+    if (this.#horizon !== null) return this.#horizon;
+    let oldest: number | null = null;
+    for (const buckets of this.#usage.values())
+      for (const start of buckets.keys()) if (oldest === null || start < oldest) oldest = start;
+    return oldest;
   }
 
   setPruneHorizon(ms: number): void {

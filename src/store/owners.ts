@@ -103,12 +103,16 @@ export class OwnerWatch {
     this.#mono = mono;
   }
 
-  isDead(owner: OwnerRecord): boolean {
-    if (owner.id === this.#self.id) return false;
+  /**
+   * `gone`: proven dead (its pid). `silent`: its heartbeat stood still for the lease, which a
+   * stalled process (SIGSTOP, a long pause) looks like too: its calls may still settle.
+   */
+  verdict(owner: OwnerRecord): "alive" | "gone" | "silent" {
+    if (owner.id === this.#self.id) return "alive";
     if (sameProcessSpace(owner, this.#self)) {
-      if (!pidRuns(owner.pid)) return true;
       // The pid runs: it is the same process only if it started at the same time.
-      return processStart(owner.pid) !== owner.procStart;
+      const dead = !pidRuns(owner.pid) || processStart(owner.pid) !== owner.procStart;
+      return dead ? "gone" : "alive";
     }
     // The heartbeat's progress, not its time: an owner older than the counter (an older
     // judge-guard) moves only its time, which counts as progress too.
@@ -117,9 +121,9 @@ export class OwnerWatch {
     const seen = this.#seen.get(owner.id);
     if (seen === undefined || seen.mark !== mark) {
       this.#seen.set(owner.id, { mark, at: now });
-      return false;
+      return "alive";
     }
-    return now - seen.at > this.#leaseMs;
+    return now - seen.at > this.#leaseMs ? "silent" : "alive";
   }
 
   /** Owners no longer in the ledger need no watching. */

@@ -616,7 +616,7 @@ export class SqliteStore implements LedgerStore {
 
   pruneHorizon(): number | null {
     const r = this.#s.horizon.get() as Row | undefined;
-    return r === undefined ? null : Number(r.ms);
+    return r === undefined || r.ms === null ? null : Number(r.ms);
   }
 
   setPruneHorizon(ms: number): void {
@@ -910,7 +910,10 @@ function prepare(db: Database.Database) {
     ),
     prune: db.prepare("DELETE FROM usage WHERE bucket <= ?"),
     pruneCharged: db.prepare("DELETE FROM reservations WHERE charged_ms < ?"),
-    horizon: db.prepare("SELECT ms FROM ledger_clock WHERE name = 'prune_horizon'"),
+    // Before any prune, the oldest bucket: nothing older has been pruned, by definition.
+    horizon: db.prepare(
+      "SELECT coalesce((SELECT ms FROM ledger_clock WHERE name = 'prune_horizon'), (SELECT min(bucket) FROM usage)) AS ms",
+    ),
     setHorizon: db.prepare(
       "INSERT INTO ledger_clock (name, ms) VALUES ('prune_horizon', ?) ON CONFLICT (name) DO UPDATE SET ms = max(ms, excluded.ms)",
     ),

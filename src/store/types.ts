@@ -228,7 +228,10 @@ export interface LedgerStore {
    * estimate before it (no settlement is coming for them any more).
    */
   pruneUsage(beforeMs: number): void;
-  /** The ledger's prune horizon: nothing older was pruned; null before the first prune. */
+  /**
+   * The ledger's prune horizon: nothing older was pruned. Before the first prune, the oldest
+   * usage bucket; null when there is none.
+   */
   pruneHorizon(): number | null;
   setPruneHorizon(ms: number): void;
 

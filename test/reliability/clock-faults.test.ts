@@ -52,6 +52,26 @@ describe("clock faults", () => {
     await later.close();
   });
 
+  it("the first guard to prune a ledger, 3 days ahead, erases nothing: the horizon starts at the oldest bucket", async () => {
+    const ledger = join(tmp(), "ledger.db");
+    const clock = new FakeClock(Date.now());
+    const honest = createGuard({ ledger, logger: "silent", clock, verdictTtlMs: 0 });
+    for (let i = 0; i < 3; i++) await honest.run(request("k", i), async () => ({ costUsd: 0.1 }));
+    // Closed before its first heartbeat: no horizon has ever been stored.
+    await honest.close();
+    const ahead = createGuard({
+      ledger,
+      logger: "silent",
+      clock: { now: () => clock.now() + 3 * 86_400_000 },
+      leaseMs: 1500,
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    await ahead.close();
+    const later = createGuard({ ledger, logger: "silent", clock });
+    expect(later.session("k").spentUsd).toBeCloseTo(0.3, 6);
+    await later.close();
+  });
+
   it("prunes spend older than twice the longest window once that much time has really passed", async () => {
     const ledger = join(tmp(), "ledger.db");
     const clock = new FakeClock(Date.now());
@@ -62,8 +82,12 @@ describe("clock faults", () => {
     // from the windows, and its bucket is pruned as the prune horizon catches up.
     const { default: Database } = await import("better-sqlite3");
     const db = new Database(ledger);
-    db.prepare("UPDATE ledger_clock SET ms = ms - 3 * 86400000").run();
+    // The charge is 3 days old, and the ledger's horizon (which only moves as time passes) has
+    // reached 2.5 days ago.
     db.prepare("UPDATE usage SET bucket = bucket - 3 * 86400000").run();
+    db.prepare("INSERT OR REPLACE INTO ledger_clock (name, ms) VALUES ('prune_horizon', ?)").run(
+      clock.now() - 2.5 * 86_400_000,
+    );
     db.close();
     const next = createGuard({ ledger, logger: "silent", clock, leaseMs: 1500 });
     await new Promise((r) => setTimeout(r, 1500));

@@ -62,8 +62,54 @@ describe("judges that escalate to pricier models", () => {
     expect(real).toBeLessThanOrEqual(CAP_USD + CALL_USD + 1e-9);
   });
 
+  it("a request whose named chain leaves out the model it settles at is still held at the ceiling by default", async () => {
+    const { real } = await burst({}, ["claude-haiku-4-5"]);
+    expect(real).toBeLessThanOrEqual(CAP_USD + CALL_USD + 1e-9);
+  });
+
   it("with escalation 'none' and no chain, the same burst overspends: the option is what holds the line", async () => {
     const { real } = await burst({ escalation: "none" });
     expect(real).toBeGreaterThan(2 * CAP_USD);
+  });
+});
+
+describe("a judge that reports only its cost, far above its estimate", () => {
+  it("is learned from the first settlement: later rounds of 8 concurrent calls stay within the cap plus one call", async () => {
+    const guard = createGuard({
+      ledger: join(tmp(), "ledger.db"),
+      logger: "silent",
+      dailyBudgetUsd: 10,
+      sessionBudgetUsd: 1000,
+      concurrency: 8,
+      verdictTtlMs: 0,
+      admissionWaitMs: 20_000,
+    });
+    let real = 0;
+    let round = 0;
+    const call = (i: number) =>
+      guard.run(
+        {
+          judge: "agent_review",
+          model: "claude-sonnet-4-6",
+          sessionKey: `k${round}-${i}`,
+          userMessages: [`question ${round}-${i}`],
+          assistantMessages: [`a real answer to question ${round}-${i}`],
+          maxTokens: 1000,
+        },
+        async () => {
+          await new Promise((r) => setTimeout(r, 10));
+          real += 0.5;
+          // An Agent SDK judge: many turns, one reported cost, no token counts.
+          return { costUsd: 0.5 };
+        },
+      );
+    // The first round teaches the guard what this judge costs (its overshoot is the limit
+    // docs/guarantees.md states: a judge far costlier than anything seen can exceed it once).
+    await Promise.all(Array.from({ length: 8 }, (_, i) => call(i)));
+    const taught = real;
+    for (round = 1; round < 6; round++) await Promise.all(Array.from({ length: 8 }, (_, i) => call(i)));
+    await guard.close();
+    expect(taught).toBe(4);
+    expect(real).toBeLessThanOrEqual(10 + 0.5 + 1e-9);
   });
 });

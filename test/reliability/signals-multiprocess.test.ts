@@ -139,12 +139,13 @@ describe("one signal per episode, one alert per window, across processes", () =>
 
   it(`${PROCESSES} processes cross the alert line of ${KEYS} keys at once: one warning per window`, async () => {
     const ledger = join(tmp(), "ledger.db");
-    // Each key at $0.79 of its $1 cap: any settlement crosses the alert line (0.8).
+    // Each key at $0.79 of its $1 cap: any settlement crosses the alert line (0.8). (Another judge
+    // kind: a $0.79 report for ten tokens would teach "j"'s estimate to expect that much.)
     const seed = createGuard({ ledger, logger: "silent", sessionBudgetUsd: 1, dailyBudgetUsd: Infinity });
     for (let i = 0; i < KEYS; i++) {
       await seed.run(
         {
-          judge: "j",
+          judge: "seed",
           model: "claude-sonnet-4-6",
           sessionKey: `race:${i}`,
           userMessages: ["seed"],
