@@ -86,11 +86,27 @@ const usd = (micros: number | null | undefined): number => Math.round(Number(mic
 
 export function collectDetail(db: Database.Database, q: RangeQuery, input: DetailInput): ReportDetail {
   const episodeIds = input.sessions.flatMap((s) => s.episodes.map((e) => e.episode_id));
+  // The skipped calls once, grouped three ways at once: judge kind, model and episode.
+  const skips = db
+    .prepare(
+      `SELECT judge, model, episode_id AS episode, count(*) AS n, sum(saved_micros) AS saved FROM decisions
+       WHERE ${q.where} AND decision = 'skipped' GROUP BY judge, model, episode_id`,
+    )
+    .all(q.args) as SkipRow[];
   return {
     timeline: input.span === null ? null : timeline(db, q, input, input.span),
-    ...savedBy(db, q),
-    episodes: episodes(db, q, episodeIds),
+    saved_by_judge: savedBy(skips, "judge"),
+    saved_by_model: savedBy(skips, "model"),
+    episodes: episodes(db, q, episodeIds, skips),
   };
+}
+
+interface SkipRow {
+  judge: string;
+  model: string;
+  episode: string | null;
+  n: number;
+  saved: number;
 }
 
 function timeline(
@@ -133,58 +149,47 @@ function timeline(
   };
 }
 
-function savedBy(
-  db: Database.Database,
-  q: RangeQuery,
-): Pick<ReportDetail, "saved_by_judge" | "saved_by_model"> {
-  const rows = db
-    .prepare(
-      `SELECT judge, model, count(*) AS n, sum(saved_micros) AS saved FROM decisions
-       WHERE ${q.where} AND decision = 'skipped' GROUP BY judge, model`,
-    )
-    .all(q.args) as Array<{ judge: string; model: string; n: number; saved: number }>;
-  const by = (column: "judge" | "model"): SavedRow[] => {
-    const sums = new Map<string, { n: number; micros: number }>();
-    for (const r of rows) {
-      const s = sums.get(r[column]) ?? { n: 0, micros: 0 };
-      s.n += r.n;
-      s.micros += Number(r.saved ?? 0);
-      sums.set(r[column], s);
-    }
-    return [...sums]
-      .map(([name, s]) => ({ name, skipped: s.n, saved_usd: usd(s.micros) }))
-      .sort((a, b) => b.saved_usd - a.saved_usd || (a.name < b.name ? -1 : 1));
-  };
-  return { saved_by_judge: by("judge"), saved_by_model: by("model") };
+function savedBy(skips: readonly SkipRow[], column: "judge" | "model"): SavedRow[] {
+  const sums = new Map<string, { n: number; micros: number }>();
+  for (const r of skips) {
+    const s = sums.get(r[column]) ?? { n: 0, micros: 0 };
+    s.n += r.n;
+    s.micros += Number(r.saved ?? 0);
+    sums.set(r[column], s);
+  }
+  return [...sums]
+    .map(([name, s]) => ({ name, skipped: s.n, saved_usd: usd(s.micros) }))
+    .sort((a, b) => b.saved_usd - a.saved_usd || (a.name < b.name ? -1 : 1));
 }
 
-function episodes(db: Database.Database, q: RangeQuery, ids: string[]): Record<string, EpisodeDetail> {
+function episodes(
+  db: Database.Database,
+  q: RangeQuery,
+  ids: readonly string[],
+  skips: readonly SkipRow[],
+): Record<string, EpisodeDetail> {
   if (ids.length === 0) return {};
-  const list = JSON.stringify(ids);
-  const skipped = new Map(
-    (
-      db
-        .prepare(
-          `SELECT episode_id AS id, count(*) AS n, sum(saved_micros) AS saved FROM decisions
-           WHERE ${q.where} AND decision = 'skipped' AND episode_id IN (SELECT value FROM json_each(@ids))
-           GROUP BY episode_id`,
-        )
-        .all({ ...q.args, ids: list }) as Array<{ id: string; n: number; saved: number }>
-    ).map((r) => [r.id, r]),
-  );
+  const skipped = new Map<string, { n: number; micros: number }>();
+  for (const r of skips) {
+    if (r.episode === null) continue;
+    const s = skipped.get(r.episode) ?? { n: 0, micros: 0 };
+    s.n += r.n;
+    s.micros += Number(r.saved ?? 0);
+    skipped.set(r.episode, s);
+  }
   const trails = new Map(
     q.version >= 5
       ? (
           db
             .prepare("SELECT id, trail FROM episodes WHERE id IN (SELECT value FROM json_each(?))")
-            .all(list) as Array<{ id: string; trail: unknown }>
+            .all(JSON.stringify(ids)) as Array<{ id: string; trail: unknown }>
         ).map((r) => [r.id, parseTrail(r.trail)])
       : [],
   );
   const out: Record<string, EpisodeDetail> = {};
   for (const id of ids) {
     const s = skipped.get(id);
-    out[id] = { calls_skipped: s?.n ?? 0, saved_usd: usd(s?.saved), trail: trails.get(id) ?? null };
+    out[id] = { calls_skipped: s?.n ?? 0, saved_usd: usd(s?.micros), trail: trails.get(id) ?? null };
   }
   return out;
 }
