@@ -61,6 +61,7 @@ export function reportCommand(o: ReportCommandOptions, now = Date.now()): number
       sessionBudgetUsd: env.sessionBudgetUsd ?? DEFAULTS.sessionBudgetUsd,
       budgetWindowMs: env.budgetWindowMs ?? DEFAULTS.budgetWindowMs,
       ...(by === "day" && { bucket: "day" }),
+      ...(format === "html" && { detail: true }),
     });
   } catch (e) {
     if (e instanceof ReportDataError) {

@@ -1,8 +1,10 @@
 import { existsSync, statSync } from "node:fs";
 import type Database from "better-sqlite3";
+import type { StuckEvidence } from "../detection/evidence.js";
 import { firstDecisionId } from "../store/decision-ids.js";
 import { sqlite } from "../store/driver.js";
 import { ledgerProblem } from "../store/migrations.js";
+import { collectDetail, type ReportDetail } from "./detail.js";
 
 /**
  * The cost report: what the guard decided over a time range, aggregated in SQL over that range
@@ -22,6 +24,8 @@ export interface Report {
   readonly estimates: EstimateAccuracy;
   /** The caps the budget column is measured against, and where they were read. */
   readonly config: ReportConfig;
+  /** Only with `ReportOptions.detail` (the HTML report's incident view). */
+  readonly detail?: ReportDetail;
 }
 
 /**
@@ -84,7 +88,17 @@ export interface EpisodeRow {
   readonly ended: string | null;
   readonly fingerprint: string;
   readonly repeats: number;
-  readonly signals: Array<{ readonly channel: string; readonly status: string; readonly attempts: number }>;
+  /** What it was opened on: a known canned line, replies at no cost, or repeats. */
+  readonly evidence: StuckEvidence;
+  /** 1-based index of the reply at which it was detected. */
+  readonly detected_turn: number;
+  readonly signals: Array<{
+    /** When the signal was sent (its last attempt). */
+    readonly ts: string;
+    readonly channel: string;
+    readonly status: string;
+    readonly attempts: number;
+  }>;
 }
 
 export interface SessionRow extends CostSplit {
@@ -141,6 +155,8 @@ export interface ReportOptions {
   readonly budgetWindowMs?: number;
   /** Width of the series' periods. @default hours for ranges up to two days, days beyond */
   readonly bucket?: "hour" | "day";
+  /** Also read what an incident review needs (see {@link ReportDetail}). @default false */
+  readonly detail?: boolean;
 }
 
 const usd = (micros: number | null | undefined): number => Math.round(Number(micros ?? 0)) / 1_000_000;
@@ -353,7 +369,7 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
   >;
   const episodes = db
     .prepare(
-      `SELECT id, session_key, fingerprint, repeats, started_ms, ended_ms FROM episodes
+      `SELECT id, session_key, fingerprint, repeats, evidence, detected_turn, started_ms, ended_ms FROM episodes
        WHERE started_ms < @until AND (ended_ms IS NULL OR ended_ms >= @since)${key === null ? "" : " AND session_key = @key"}
        ORDER BY started_ms`,
     )
@@ -362,6 +378,8 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
     session_key: string;
     fingerprint: string;
     repeats: number;
+    evidence: StuckEvidence;
+    detected_turn: number;
     started_ms: number;
     ended_ms: number | null;
   }>;
@@ -370,12 +388,12 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
   if (episodes.length > 0) {
     const rows = db
       .prepare(
-        "SELECT episode_id, channel, status, attempts FROM signals WHERE episode_id IS NOT NULL ORDER BY id",
+        "SELECT episode_id, ts, channel, status, attempts FROM signals WHERE episode_id IS NOT NULL ORDER BY id",
       )
-      .all() as Array<{ episode_id: string } & EpisodeRow["signals"][number]>;
-    for (const { episode_id, ...signal } of rows) {
+      .all() as Array<{ episode_id: string; ts: number; channel: string; status: string; attempts: number }>;
+    for (const { episode_id, ts, ...signal } of rows) {
       const list = signalsByEpisode.get(episode_id) ?? [];
-      list.push(signal);
+      list.push({ ts: iso(ts), ...signal });
       signalsByEpisode.set(episode_id, list);
     }
   }
@@ -388,6 +406,8 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
       ended: e.ended_ms === null ? null : iso(e.ended_ms),
       fingerprint: e.fingerprint,
       repeats: e.repeats,
+      evidence: e.evidence,
+      detected_turn: e.detected_turn,
       signals: signalsByEpisode.get(e.id) ?? [],
     });
     episodesByKey.set(e.session_key, list);
@@ -507,5 +527,18 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
       mean_abs_error_usd: est.mae === null ? null : usd(est.mae),
     },
     config,
+    ...(o.detail && {
+      detail: collectDetail(
+        db,
+        { where, args, version },
+        {
+          sessions,
+          span:
+            points.length === 0
+              ? null
+              : { first: Date.parse(points[0]!.start), last: Date.parse(points.at(-1)!.start), width },
+        },
+      ),
+    }),
   };
 }

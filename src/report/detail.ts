@@ -1,0 +1,195 @@
+import type Database from "better-sqlite3";
+import { type EvidenceStep, parseTrail } from "../detection/window.js";
+
+/**
+ * What an incident review needs beyond the totals (the HTML report): when each key was judged
+ * and skipped, what each stuck episode cost and why it was opened, and the savings per judge
+ * kind and model. Read in the report's transaction, over the same range; only when asked
+ * (`ReportOptions.detail`), so the table, JSON and CSV formats read no more than before.
+ */
+export interface ReportDetail {
+  /** Decisions per key over time; null when the range has no decisions. */
+  readonly timeline: Timeline | null;
+  /** Skipped calls and their savings per judge kind (the judged side is `Report.by_judge`). */
+  readonly saved_by_judge: SavedRow[];
+  readonly saved_by_model: SavedRow[];
+  /** Per episode id, for the episodes listed under `Report.sessions`. */
+  readonly episodes: Record<string, EpisodeDetail>;
+}
+
+export interface Timeline {
+  /** The span with decisions: from the first period of the series to the end of the last. */
+  readonly start: string;
+  readonly end: string;
+  /** Width of one column. */
+  readonly step_ms: number;
+  readonly columns: number;
+  /** Keys with a stuck episode first, then the others in the report's order; at most `MAX_KEYS`. */
+  readonly keys: TimelineKey[];
+  /** Keys with decisions in the range that are not in `keys`. */
+  readonly keys_left_out: number;
+}
+
+export interface TimelineKey {
+  readonly session_key: string;
+  /** Columns with decisions only (`column` counts from 0 at `start`). */
+  readonly cells: TimelineCell[];
+}
+
+export interface TimelineCell {
+  readonly column: number;
+  readonly judged: number;
+  readonly failed: number;
+  readonly skipped: number;
+}
+
+export interface SavedRow {
+  readonly name: string;
+  readonly skipped: number;
+  readonly saved_usd: number;
+}
+
+export interface EpisodeDetail {
+  /** Its key's calls skipped as stuck within the range, and what they would have cost. */
+  readonly calls_skipped: number;
+  readonly saved_usd: number;
+  /** The evidence it was opened on, reply by reply (no text); null before ledger schema v5. */
+  readonly trail: EvidenceStep[] | null;
+}
+
+/** Lanes drawn at most: the timeline is for reading, the per-key table lists every key. */
+export const MAX_KEYS = 20;
+/** Columns drawn at most across the span. */
+const MAX_COLUMNS = 96;
+const MINUTE = 60_000;
+/** Column widths that divide hours and days, so columns line up with the series' periods. */
+const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10_080].map((m) => m * MINUTE);
+
+/** The report's filter: its WHERE clause over `decisions` and the parameters it names. */
+export interface RangeQuery {
+  readonly where: string;
+  readonly args: Record<string, unknown>;
+  readonly version: number;
+}
+
+/** What `collectDetail` reads of the report built so far. */
+export interface DetailInput {
+  readonly sessions: ReadonlyArray<{
+    readonly session_key: string;
+    readonly episodes: ReadonlyArray<{ readonly episode_id: string }>;
+  }>;
+  /** Start (ms) of the series' first and last periods, and the period width; null when empty. */
+  readonly span: { readonly first: number; readonly last: number; readonly width: number } | null;
+}
+
+const usd = (micros: number | null | undefined): number => Math.round(Number(micros ?? 0)) / 1_000_000;
+
+export function collectDetail(db: Database.Database, q: RangeQuery, input: DetailInput): ReportDetail {
+  const episodeIds = input.sessions.flatMap((s) => s.episodes.map((e) => e.episode_id));
+  // The skipped calls once, grouped three ways at once: judge kind, model and episode.
+  const skips = db
+    .prepare(
+      `SELECT judge, model, episode_id AS episode, count(*) AS n, sum(saved_micros) AS saved FROM decisions
+       WHERE ${q.where} AND decision = 'skipped' GROUP BY judge, model, episode_id`,
+    )
+    .all(q.args) as SkipRow[];
+  return {
+    timeline: input.span === null ? null : timeline(db, q, input, input.span),
+    saved_by_judge: savedBy(skips, "judge"),
+    saved_by_model: savedBy(skips, "model"),
+    episodes: episodes(db, q, episodeIds, skips),
+  };
+}
+
+interface SkipRow {
+  judge: string;
+  model: string;
+  episode: string | null;
+  n: number;
+  saved: number;
+}
+
+function timeline(
+  db: Database.Database,
+  q: RangeQuery,
+  input: DetailInput,
+  span: NonNullable<DetailInput["span"]>,
+): Timeline {
+  const start = span.first;
+  const end = span.last + span.width;
+  const step = STEPS.find((s) => (end - start) / s <= MAX_COLUMNS) ?? STEPS[STEPS.length - 1]!;
+  const stuck = input.sessions.filter((s) => s.episodes.length > 0);
+  const rest = input.sessions.filter((s) => s.episodes.length === 0);
+  const keys = [...stuck, ...rest].slice(0, MAX_KEYS).map((s) => s.session_key);
+  const rows = db
+    .prepare(
+      `SELECT session_key AS k, CAST((ts - @t0) / @step AS INTEGER) AS c, sum(decision = 'judged') AS j,
+              sum(decision = 'failed') AS f, sum(decision = 'skipped') AS s
+       FROM decisions WHERE ${q.where} AND session_key IN (SELECT value FROM json_each(@keys))
+       GROUP BY k, c ORDER BY c`,
+    )
+    .all({ ...q.args, t0: start, step, keys: JSON.stringify(keys) }) as Array<{
+    k: string;
+    c: number;
+    j: number;
+    f: number;
+    s: number;
+  }>;
+  const cells = new Map<string, TimelineCell[]>(keys.map((k) => [k, []]));
+  for (const r of rows) {
+    cells.get(r.k)?.push({ column: r.c, judged: Number(r.j), failed: Number(r.f), skipped: Number(r.s) });
+  }
+  return {
+    start: new Date(start).toISOString(),
+    end: new Date(end).toISOString(),
+    step_ms: step,
+    columns: Math.ceil((end - start) / step),
+    keys: keys.map((k) => ({ session_key: k, cells: cells.get(k)! })),
+    keys_left_out: input.sessions.length - keys.length,
+  };
+}
+
+function savedBy(skips: readonly SkipRow[], column: "judge" | "model"): SavedRow[] {
+  const sums = new Map<string, { n: number; micros: number }>();
+  for (const r of skips) {
+    const s = sums.get(r[column]) ?? { n: 0, micros: 0 };
+    s.n += r.n;
+    s.micros += Number(r.saved ?? 0);
+    sums.set(r[column], s);
+  }
+  return [...sums]
+    .map(([name, s]) => ({ name, skipped: s.n, saved_usd: usd(s.micros) }))
+    .sort((a, b) => b.saved_usd - a.saved_usd || (a.name < b.name ? -1 : 1));
+}
+
+function episodes(
+  db: Database.Database,
+  q: RangeQuery,
+  ids: readonly string[],
+  skips: readonly SkipRow[],
+): Record<string, EpisodeDetail> {
+  if (ids.length === 0) return {};
+  const skipped = new Map<string, { n: number; micros: number }>();
+  for (const r of skips) {
+    if (r.episode === null) continue;
+    const s = skipped.get(r.episode) ?? { n: 0, micros: 0 };
+    s.n += r.n;
+    s.micros += Number(r.saved ?? 0);
+    skipped.set(r.episode, s);
+  }
+  const trails = new Map(
+    q.version >= 5
+      ? (
+          db
+            .prepare("SELECT id, trail FROM episodes WHERE id IN (SELECT value FROM json_each(?))")
+            .all(JSON.stringify(ids)) as Array<{ id: string; trail: unknown }>
+        ).map((r) => [r.id, parseTrail(r.trail)])
+      : [],
+  );
+  const out: Record<string, EpisodeDetail> = {};
+  for (const id of ids) {
+    const s = skipped.get(id);
+    out[id] = { calls_skipped: s?.n ?? 0, saved_usd: usd(s?.micros), trail: trails.get(id) ?? null };
+  }
+  return out;
+}
