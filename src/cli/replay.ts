@@ -167,6 +167,7 @@ export function renderSummary(file: string, s: ReplaySummary): string {
     }
   }
   out.push(`signals to force a fresh session: ${s.signals}`);
+  if (s.budget_alerts > 0) out.push(`budget alerts: ${s.budget_alerts}`);
   out.push(`ledger: ${s.ledger}`);
   return `${out.join("\n")}\n`;
 }

@@ -6,6 +6,7 @@ import { createGunzip } from "node:zlib";
 import type { EvidenceStep } from "../detection/window.js";
 import { Guard } from "../guard/guard.js";
 import type { GuardOptions } from "../guard/options.js";
+import type { GuardEvent } from "../signals/types.js";
 import type { SkipReason } from "../store/types.js";
 import { parseLine } from "./line.js";
 
@@ -51,7 +52,10 @@ export interface ReplaySummary {
   /** What every valid line would have cost with no guard. */
   readonly unguarded_usd: number;
   readonly stuck_sessions: ReplayStuckSession[];
+  /** Signals to force a fresh session: one per stuck episode (budget alerts are not counted here). */
   readonly signals: number;
+  /** Budget alerts sent (a cap near or reached), apart from the signals. */
+  readonly budget_alerts: number;
   readonly mode: "enforce" | "shadow";
   readonly ledger: string;
 }
@@ -119,10 +123,15 @@ export async function replay(
 ): Promise<ReplaySummary> {
   let now = 0;
   let signals = 0;
+  let alerts = 0;
+  const count = (event: GuardEvent) => {
+    if (event.type === "stuck_session") signals++;
+    else alerts++;
+  };
   const guard = new Guard({
     ...options,
     clock: { now: () => now },
-    signals: [...(options.signals ?? []), { name: "replay", send: () => void signals++ }],
+    signals: [...(options.signals ?? []), { name: "replay", send: count }],
   });
   // A replay's answer is only as good as its ledger: no point replaying into one that fails.
   const fault = guard.ledgerFault;
@@ -244,6 +253,7 @@ export async function replay(
     unguarded_usd: round6(spent + saved),
     stuck_sessions: [...episodes.values()].map((e) => ({ ...e, saved_usd: round6(e.saved_usd) })),
     signals,
+    budget_alerts: alerts,
     mode: options.mode ?? "enforce",
     ledger: options.ledger,
   };

@@ -98,6 +98,22 @@ describe("judge-guard replay examples/small.jsonl", () => {
     expect(errors[1]).toMatch(/>=\s*0/);
   });
 
+  it("counts only stuck-episode signals as signals to force a fresh session, budget alerts apart", async () => {
+    // A $0.05 daily cap makes the guard send budget alerts (a warning, then cap_reached) besides
+    // the one stuck episode's signal (issue 14: they were counted as fresh-session signals).
+    const env = { JUDGE_GUARD_DAILY_BUDGET_USD: "0.05" };
+    const [text, json] = await Promise.all([
+      cli(["replay", SMALL], { env }),
+      cli(["replay", SMALL, "--json"], { env }),
+    ]);
+    expect(text.stdout).toMatch(/^\s+global_budget\s+\d+$/m);
+    expect(text.stdout).toContain("signals to force a fresh session: 1\n");
+    expect(text.stdout).toMatch(/^budget alerts: [12]$/m);
+    const summary = JSON.parse(json.stdout) as Summary & { budget_alerts: number };
+    expect(summary.signals).toBe(1);
+    expect(summary.budget_alerts).toBeGreaterThan(0);
+  });
+
   describe("--decisions FILE with --json", () => {
     let run: Run;
     let decisions: Decision[];
