@@ -7,7 +7,7 @@ import { type ExplainedReply, openLines, type ReplaySummary, replay } from "../r
 import { printable } from "../util/printable.js";
 import { fsReason, UsageError } from "./errors.js";
 import { renderExplainedReplay } from "./explain.js";
-import { count, ProgressBar, percent, usd } from "./format.js";
+import { count, ProgressBar, percent, plural, usdColumn } from "./format.js";
 import { createCliLogger } from "./log.js";
 
 export interface ReplayCommandOptions {
@@ -123,7 +123,7 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
     if (tempDir) rmSync(tempDir, { recursive: true, force: true });
   }
   if (invalidTotal > invalidShown) {
-    process.stderr.write(`${file}: ${invalidTotal - invalidShown} more invalid lines not shown\n`);
+    process.stderr.write(`${file}: ${plural(invalidTotal - invalidShown, "more invalid line")} not shown\n`);
   }
   const shown = { ...summary, ledger: opts.db ?? "(temporary, removed)" };
   if (opts.json) {
@@ -142,16 +142,24 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
 export function renderSummary(file: string, s: ReplaySummary): string {
   const out: string[] = [];
   const pad = (label: string) => `  ${label.padEnd(16)}`;
-  out.push(`judge-guard replay of ${file} (${count(s.lines)} lines, ${s.mode} mode)`);
-  out.push(`${pad("judged")}${count(s.judged).padStart(8)} calls   ${usd(s.spent_usd)} spent`);
-  out.push(`${pad("skipped")}${count(s.skipped).padStart(8)} calls   ${usd(s.saved_usd)} saved`);
-  for (const [reason, n] of Object.entries(s.skipped_by_reason).sort((a, b) => b[1] - a[1])) {
-    out.push(`${pad(`  ${reason}`)}${count(n).padStart(8)}`);
+  // Right-aligned counts with their noun, singular for one, so the columns stay aligned.
+  const n = (x: number, one: string) => `${count(x).padStart(8)} ${x === 1 ? `${one} ` : `${one}s`}`;
+  const usd = usdColumn([
+    s.spent_usd,
+    s.saved_usd,
+    s.unguarded_usd,
+    ...s.stuck_sessions.map((e) => e.saved_usd),
+  ]);
+  out.push(`judge-guard replay of ${file} (${plural(s.lines, "line")}, ${s.mode} mode)`);
+  out.push(`${pad("judged")}${n(s.judged, "call")}   ${usd(s.spent_usd)} spent`);
+  out.push(`${pad("skipped")}${n(s.skipped, "call")}   ${usd(s.saved_usd)} saved`);
+  for (const [reason, k] of Object.entries(s.skipped_by_reason).sort((a, b) => b[1] - a[1])) {
+    out.push(`${pad(`  ${reason}`)}${count(k).padStart(8)}`);
   }
-  for (const [reason, n] of Object.entries(s.would_skip_by_reason).sort((a, b) => b[1] - a[1])) {
-    out.push(`${pad(`  would skip: ${reason}`)}${count(n).padStart(8)}`);
+  for (const [reason, k] of Object.entries(s.would_skip_by_reason).sort((a, b) => b[1] - a[1])) {
+    out.push(`${pad(`  would skip: ${reason}`)}${count(k).padStart(8)}`);
   }
-  if (s.invalid > 0) out.push(`${pad("invalid")}${count(s.invalid).padStart(8)} lines (see stderr)`);
+  if (s.invalid > 0) out.push(`${pad("invalid")}${n(s.invalid, "line")} (see stderr)`);
   out.push(
     `${pad("unguarded cost")}${usd(s.unguarded_usd).padStart(8)}   guarded ${usd(s.spent_usd)}: ${percent(s.saved_usd, s.unguarded_usd)} saved`,
   );
@@ -161,8 +169,8 @@ export function renderSummary(file: string, s: ReplaySummary): string {
     out.push("stuck sessions:");
     for (const e of s.stuck_sessions) {
       out.push(
-        `  ${printable(e.session_key)}: stuck from line ${e.detected_line} (canned reply ${e.fingerprint} seen ${e.repeats} times), ` +
-          `${count(e.skipped_calls)} judge calls skipped, ${usd(e.saved_usd)} saved`,
+        `  ${printable(e.session_key)}: stuck from line ${e.detected_line} (canned reply ${e.fingerprint} seen ${plural(e.repeats, "time")}), ` +
+          `${plural(e.skipped_calls, "judge call")} skipped, ${usd(e.saved_usd)} saved`,
       );
     }
   }

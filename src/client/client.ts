@@ -93,6 +93,8 @@ const POLICY: Record<NonNullable<ClientOptions["onUnreachable"]>, string> = {
 
 const DEFAULT_TIMEOUT_MS = 2000;
 
+const calls = (n: number): string => `${n} ${n === 1 ? "call" : "calls"}`;
+
 /** The wire form of a session: Phantom's snake_case SessionSummary, whichever casing came in. */
 function wireSession(s: NonNullable<JudgeRequest["session"]>) {
   const x = s as unknown as Record<string, unknown>;
@@ -508,7 +510,7 @@ export class GuardClient {
       const c = this.#local.caps;
       const caps =
         this.#policy === "local"
-          ? ` (per session key $${c.sessionUsd} and ${c.sessionCalls} calls, $${c.dailyUsd} for all keys, per 24 h)`
+          ? ` (per session key $${c.sessionUsd} and ${calls(c.sessionCalls)}, $${c.dailyUsd} for all keys, per 24 h)`
           : "";
       console.error(
         `judge-guard client: the sidecar at ${this.#base} does not answer (${e.message}); onUnreachable "${this.#policy}": ${POLICY[this.#policy]}${caps} until it answers again`,
@@ -523,7 +525,7 @@ export class GuardClient {
     this.#degraded = false;
     const s = this.#stats;
     console.error(
-      `judge-guard client: the sidecar at ${this.#base} answers again: judge calls are guarded by it again (${s.degradedCalls} calls made and ${s.degradedSkips} skipped without it so far)`,
+      `judge-guard client: the sidecar at ${this.#base} answers again: judge calls are guarded by it again (${calls(s.degradedCalls)} made and ${s.degradedSkips} skipped without it so far)`,
     );
   }
 

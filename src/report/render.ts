@@ -1,4 +1,4 @@
-import { count, percent, usd } from "../cli/format.js";
+import { count, percent, plural, usd, usdColumn } from "../cli/format.js";
 import { printable } from "../util/printable.js";
 import type { CostSplit, Report, ReportConfig, SessionRow } from "./report.js";
 
@@ -49,21 +49,35 @@ export function table(
   return [line(headers), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
-function budget(s: SessionRow): string {
-  if (s.budget.cap_usd === null) return usd(s.budget.used_usd);
-  return `${usd(s.budget.used_usd)} / ${usd(s.budget.cap_usd)}`;
+function budget(s: SessionRow, money: (n: number) => string): string {
+  if (s.budget.cap_usd === null) return money(s.budget.used_usd);
+  return `${money(s.budget.used_usd)} / ${money(s.budget.cap_usd)}`;
 }
 
-function episodes(s: SessionRow): string {
+/**
+ * A time of the report in UTC, labelled: the hour and minute when the whole range lies within
+ * one UTC day, the date too otherwise.
+ */
+function utcTime(iso: string, r: Report): string {
+  const sameDay =
+    r.range.since.slice(0, 10) === new Date(Date.parse(r.range.until) - 1).toISOString().slice(0, 10) &&
+    iso.slice(0, 10) === r.range.since.slice(0, 10);
+  return `${sameDay ? iso.slice(11, 16) : `${iso.slice(0, 10)} ${iso.slice(11, 16)}`} UTC`;
+}
+
+function episodes(s: SessionRow, r: Report): string {
   if (s.episodes.length === 0) return "";
   return s.episodes
     .map((e) => {
       const delivered = e.signals.filter((x) => x.status === "delivered").length;
       const state = e.ended === null ? "ongoing" : "recovered";
-      return `${state} since ${e.started.slice(11, 16)} (${delivered}/${e.signals.length} signalled)`;
+      return `${state} since ${utcTime(e.started, r)} (${delivered}/${e.signals.length} signalled)`;
     })
     .join("; ");
 }
+
+/** A count of calls right-aligned in a summary block, its noun singular for one. */
+const calls = (n: number): string => `${count(n).padStart(8)} ${n === 1 ? "call " : "calls"}`;
 
 /** The human view: totals, then per key, per judge kind, per model, the series, the estimates. */
 export function renderTable(r: Report, width = 100): string {
@@ -73,29 +87,47 @@ export function renderTable(r: Report, width = 100): string {
     `judge-guard report ${r.range.since} .. ${r.range.until}${r.session_key ? ` for ${printable(r.session_key)}` : ""}`,
   );
   out.push("");
+  // The judge ran for failed calls too (and they may be charged): they are counted as judged,
+  // as in the per-key column, and said apart.
+  const ran = t.calls_judged + t.calls_failed;
+  const mixed = mixedSources(t);
+  const money = usdColumn([
+    t.charged_usd,
+    t.saved_usd,
+    t.unguarded_usd,
+    ...Object.values(t.saved_by_reason),
+    ...(mixed
+      ? [t.reported_usd, t.reported_computed_usd, t.computed_usd, t.estimated_usd, t.unknown_source_usd]
+      : []),
+  ]);
   out.push(
-    `  judged     ${count(t.calls_judged).padStart(8)} calls   ${usd(t.charged_usd)} charged${t.calls_failed ? ` (${count(t.calls_failed)} failed calls included)` : ""}`,
+    `  judged     ${calls(ran)}   ${money(t.charged_usd)} charged${t.calls_failed ? ` (${plural(t.calls_failed, "failed call")} included)` : ""}`,
   );
-  if (mixedSources(t)) {
+  if (mixed) {
     const n = t.calls_by_cost_source;
     const line = (label: string, calls: number, amount: number, extra = "") =>
-      out.push(`    ${label.padEnd(16)}${count(calls).padStart(6)}   ${usd(amount)}${extra}`);
+      out.push(`    ${label.padEnd(16)}${count(calls).padStart(6)}   ${money(amount)}${extra}`);
     line(
       "reported cost",
       n.reported,
       t.reported_usd,
-      n.reported > 0 ? ` (tokens x price of the same calls: ${usd(t.reported_computed_usd)})` : "",
+      n.reported > 0 ? ` (tokens x price of the same calls: ${money(t.reported_computed_usd)})` : "",
     );
     line("computed", n.computed, t.computed_usd, " (tokens x price)");
     line("estimate", n.estimate, t.estimated_usd);
     if (t.unknown_source_usd > 0) line("not recorded", n.unknown, t.unknown_source_usd);
   }
-  out.push(`  skipped    ${count(t.calls_skipped).padStart(8)} calls   ${usd(t.saved_usd)} saved`);
+  out.push(`  skipped    ${calls(t.calls_skipped)}   ${money(t.saved_usd)} saved`);
   for (const [reason, n] of Object.entries(t.skipped_by_reason).sort((a, b) => b[1] - a[1])) {
-    out.push(`    ${reason.padEnd(16)}${count(n).padStart(6)}   ${usd(t.saved_by_reason[reason] ?? 0)}`);
+    out.push(`    ${reason.padEnd(16)}${count(n).padStart(6)}   ${money(t.saved_by_reason[reason] ?? 0)}`);
   }
-  out.push(`  unguarded  ${usd(t.unguarded_usd)}: the guard saved ${percent(t.saved_usd, t.unguarded_usd)}`);
+  out.push(
+    `  unguarded  ${money(t.unguarded_usd)}: the guard saved ${percent(t.saved_usd, t.unguarded_usd)}`,
+  );
   if (r.sessions.length > 0) {
+    const charged = usdColumn(r.sessions.map((s) => s.charged_usd));
+    const saved = usdColumn(r.sessions.map((s) => s.saved_usd));
+    const budgets = usdColumn(r.sessions.flatMap((s) => [s.budget.used_usd, s.budget.cap_usd ?? 0]));
     out.push("", "per session key");
     out.push(
       table(
@@ -104,10 +136,10 @@ export function renderTable(r: Report, width = 100): string {
           s.session_key,
           count(s.calls - s.skipped),
           count(s.skipped),
-          usd(s.charged_usd),
-          usd(s.saved_usd),
-          budget(s),
-          episodes(s),
+          charged(s.charged_usd),
+          saved(s.saved_usd),
+          budget(s, budgets),
+          episodes(s, r),
         ]),
         width,
         [false, true, true, true, true, true, false],
@@ -116,12 +148,19 @@ export function renderTable(r: Report, width = 100): string {
     );
     out.push(capsLine(r.config));
   }
-  const mixed = mixedSources(t);
   for (const [title, rows] of [
     ["per judge kind", r.by_judge],
     ["per model", r.by_model],
   ] as const) {
     if (rows.length === 0) continue;
+    const column = (f: (x: (typeof rows)[number]) => number) => {
+      const m = usdColumn(rows.map(f));
+      return (x: (typeof rows)[number]) => m(f(x));
+    };
+    const reported = column((x) => x.reported_usd);
+    const computed = column((x) => x.computed_usd);
+    const estimated = column((x) => x.estimated_usd);
+    const charged = column((x) => x.charged_usd);
     out.push("", title);
     out.push(
       table(
@@ -142,8 +181,8 @@ export function renderTable(r: Report, width = 100): string {
           count(x.output_tokens),
           count(x.cache_read_tokens),
           count(x.cache_write_tokens),
-          ...(mixed ? [usd(x.reported_usd), usd(x.computed_usd), usd(x.estimated_usd)] : []),
-          usd(x.charged_usd),
+          ...(mixed ? [reported(x), computed(x), estimated(x)] : []),
+          charged(x),
         ]),
         width,
         [false, true, true, true, true, true, true, ...(mixed ? [true, true, true] : [])],
@@ -151,14 +190,16 @@ export function renderTable(r: Report, width = 100): string {
     );
   }
   if (r.series.points.length > 0) {
+    const charged = usdColumn(r.series.points.map((p) => p.charged_usd));
+    const saved = usdColumn(r.series.points.map((p) => p.saved_usd));
     out.push("", `per ${r.series.bucket}`);
     out.push(
       table(
-        [r.series.bucket, "charged", "saved"],
+        [`${r.series.bucket} (UTC)`, "charged", "saved"],
         r.series.points.map((p) => [
           r.series.bucket === "hour" ? p.start.slice(0, 13).replace("T", " ") : p.start.slice(0, 10),
-          usd(p.charged_usd),
-          usd(p.saved_usd),
+          charged(p.charged_usd),
+          saved(p.saved_usd),
         ]),
         width,
         [false, true, true],
@@ -167,9 +208,10 @@ export function renderTable(r: Report, width = 100): string {
   }
   const e = r.estimates;
   if (e.calls > 0) {
+    const m = usdColumn([e.reserved_usd, e.charged_usd]);
     out.push(
       "",
-      `estimates: ${count(e.calls)} calls reserved ${usd(e.reserved_usd)}, settled at ${usd(e.charged_usd)} (ratio ${e.ratio}, mean error ${usd(e.mean_abs_error_usd ?? 0)} a call)`,
+      `estimates: ${plural(e.calls, "call")} reserved ${m(e.reserved_usd)}, settled at ${m(e.charged_usd)} (ratio ${e.ratio}, mean error ${usd(e.mean_abs_error_usd ?? 0)} a call)`,
     );
   }
   if (t.calls_judged + t.calls_skipped + t.calls_failed === 0) out.push("", "no decisions in this range");

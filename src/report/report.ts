@@ -103,8 +103,11 @@ export interface EpisodeRow {
 
 export interface SessionRow extends CostSplit {
   readonly session_key: string;
+  /** Every decision on the key: judged, failed and skipped. */
   readonly calls: number;
   readonly skipped: number;
+  /** Calls whose judge ran and threw (counted as judged in the table, as in the totals' headline). */
+  readonly failed: number;
   readonly charged_usd: number;
   readonly saved_usd: number;
   /** Spend in the budget window that ends at the range's end, against the per-key cap. */
@@ -354,7 +357,7 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
 
   const sessionRows = db
     .prepare(
-      `SELECT session_key, count(*) AS calls, sum(decision = 'skipped') AS skipped,
+      `SELECT session_key, count(*) AS calls, sum(decision = 'skipped') AS skipped, sum(decision = 'failed') AS failed,
               sum(charged_micros) AS charged, sum(saved_micros) AS saved, ${splits}
        FROM decisions WHERE ${where} GROUP BY session_key ORDER BY sum(charged_micros) + sum(saved_micros) DESC, session_key`,
     )
@@ -363,6 +366,7 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
       session_key: string;
       calls: number;
       skipped: number;
+      failed: number;
       charged: number;
       saved: number;
     } & SplitColumns
@@ -434,6 +438,7 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
     session_key: r.session_key,
     calls: r.calls,
     skipped: Number(r.skipped ?? 0),
+    failed: Number(r.failed ?? 0),
     charged_usd: usd(r.charged),
     ...split(r),
     saved_usd: usd(r.saved),

@@ -109,7 +109,7 @@ describe("judge-guard report: caps from the ledger", () => {
     db.close();
     const r = await cli(["report", "--db", path, ...RANGE], { JUDGE_GUARD_SESSION_BUDGET_USD: "7" });
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^k\s.*\$0\.004500 \/ \$7\.00/m);
+    expect(r.stdout).toMatch(/^k\s.*\$0\.0045 \/ \$7\.0000/m);
     expect(r.stdout).toContain(
       "budget used / cap: session cap $7.00 per 24h from this environment (the ledger records no guard caps)",
     );
@@ -201,14 +201,14 @@ describe("judge-guard report: reported and computed cost apart", () => {
     });
 
     const table = (await cli(["report", "--db", ledger, ...RANGE], { COLUMNS: "120" })).stdout;
-    expect(table).toMatch(/reported cost\s+1\s+\$0\.0110 \(tokens x price of the same calls: \$0\.004500\)/);
-    expect(table).toMatch(/computed\s+1\s+\$0\.004500 \(tokens x price\)/);
+    expect(table).toMatch(/reported cost\s+1\s+\$0\.0110 \(tokens x price of the same calls: \$0\.0045\)/);
+    expect(table).toMatch(/computed\s+1\s+\$0\.0045 \(tokens x price\)/);
     expect(table).toMatch(/estimate\s+1\s+\$0\.\d+/);
     expect(table).toMatch(
       /name\s+calls\s+input\s+output\s+cache read\s+cache write\s+reported\s+computed\s+estimate\s+charged/,
     );
     expect(table).toMatch(
-      /quality_assessment\s+1\s+1,000\s+100\s+0\s+0\s+\$0\.0110\s+\$0\.00\s+\$0\.00\s+\$0\.0110/,
+      /quality_assessment\s+1\s+1,000\s+100\s+0\s+0\s+\$0\.0110\s+\$0\.0000\s+\$0\.0000\s+\$0\.0110/,
     );
     const narrow = (await cli(["report", "--db", ledger, ...RANGE], { COLUMNS: "100" })).stdout;
     expect(narrow.split("\n").every((l) => l.length <= 100)).toBe(true);

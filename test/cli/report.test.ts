@@ -177,7 +177,7 @@ describe("judge-guard report", () => {
     expect(r.stdout.split("\n").every((l) => l.length <= 100)).toBe(true);
     // Piped with no width given, nothing is cut.
     const full = await cli(["report", "--db", ledger, ...RANGE]);
-    expect(full.stdout).toContain("ongoing since 09:47 (1/1 signalled)");
+    expect(full.stdout).toContain("ongoing since 09:47 UTC (1/1 signalled)");
   });
 
   it("reads the ledger while a guard holds a write transaction on it", async () => {
