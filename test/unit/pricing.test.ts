@@ -37,6 +37,107 @@ describe("PriceTable", () => {
     expect(table.costMicros(model, usage)).toBe(micros);
   });
 
+  it.each<[string, string, Parameters<PriceTable["costMicros"]>[1], number]>([
+    // 1M input + 100k output, and 1M cached input, at each provider's list prices.
+    ["GPT-4.1", "gpt-4.1", { inputTokens: 1e6, outputTokens: 1e5 }, 2e6 + 0.8e6],
+    ["GPT-4.1 mini", "gpt-4.1-mini", { inputTokens: 1e6, outputTokens: 1e5 }, 0.4e6 + 0.16e6],
+    ["GPT-4o", "gpt-4o", { inputTokens: 1e6, outputTokens: 1e5 }, 2.5e6 + 1e6],
+    ["GPT-4o mini", "gpt-4o-mini", { inputTokens: 1e6, outputTokens: 1e5 }, 0.15e6 + 0.06e6],
+    ["o3", "o3", { inputTokens: 1e6, outputTokens: 1e5 }, 2e6 + 0.8e6],
+    ["o4-mini", "o4-mini", { inputTokens: 1e6, outputTokens: 1e5 }, 1.1e6 + 0.44e6],
+    ["GPT-5", "gpt-5", { inputTokens: 1e6, outputTokens: 1e5 }, 1.25e6 + 1e6],
+    ["Gemini 2.5 Pro", "gemini-2.5-pro", { inputTokens: 1e5, outputTokens: 1e5 }, 0.125e6 + 1e6],
+    ["Gemini 2.5 Flash", "gemini-2.5-flash", { inputTokens: 1e6, outputTokens: 1e5 }, 0.3e6 + 0.25e6],
+    [
+      "Gemini 2.5 Flash-Lite",
+      "gemini-2.5-flash-lite",
+      { inputTokens: 1e6, outputTokens: 1e5 },
+      0.1e6 + 0.04e6,
+    ],
+    [
+      "GPT-4.1 cached input at 0.25x",
+      "gpt-4.1",
+      { inputTokens: 0, outputTokens: 0, cacheReadTokens: 1e6 },
+      0.5e6,
+    ],
+    [
+      "GPT-4o cached input at 0.5x",
+      "gpt-4o",
+      { inputTokens: 0, outputTokens: 0, cacheReadTokens: 1e6 },
+      1.25e6,
+    ],
+    [
+      "Gemini Flash cached input",
+      "gemini-2.5-flash",
+      { inputTokens: 0, outputTokens: 0, cacheReadTokens: 1e6 },
+      0.03e6,
+    ],
+    ["an OpenAI dated id", "gpt-4.1-mini-2025-04-14", { inputTokens: 1e6, outputTokens: 0 }, 0.4e6],
+    ["a Gemini preview id", "gemini-2.5-flash-preview-09-2025", { inputTokens: 1e6, outputTokens: 0 }, 0.3e6],
+    ["a Vertex id", "claude-sonnet-4-5@20250929", { inputTokens: 1e5, outputTokens: 0 }, 0.3e6],
+    // Over 200k tokens of prompt the whole call is billed at the long-context rates.
+    [
+      "Gemini 2.5 Pro at 200k tokens",
+      "gemini-2.5-pro",
+      { inputTokens: 200_000, outputTokens: 1e5 },
+      0.25e6 + 1e6,
+    ],
+    [
+      "Gemini 2.5 Pro over 200k",
+      "gemini-2.5-pro",
+      { inputTokens: 200_001, outputTokens: 1e5 },
+      500_002.5 + 1.5e6,
+    ],
+    [
+      "Gemini 2.5 Pro over 200k, cached tokens counted in the prompt",
+      "gemini-2.5-pro",
+      { inputTokens: 100_000, outputTokens: 0, cacheReadTokens: 150_000 },
+      0.25e6 + 37_500,
+    ],
+    [
+      "Sonnet 4.5 with 1M context, over 200k",
+      "claude-sonnet-4-5",
+      { inputTokens: 300_000, outputTokens: 1e4 },
+      1.8e6 + 225_000,
+    ],
+  ])("%s", (_name, model, usage, micros) => {
+    expect(table.costMicros(model, usage)).toBe(Math.round(micros));
+    expect(table.resolve(model).known).toBe(true);
+  });
+
+  it.each(["gpt-5-pro", "o3-pro", "o1-pro", "gpt-5.4", "gpt-4.1-turbo"])(
+    "does not price %s as a cheaper model whose id it starts with",
+    (model) => {
+      expect(table.resolve(model).known).toBe(false);
+      expect(table.costMicros(model, { inputTokens: 1e6, outputTokens: 0 })).toBe(15e6);
+    },
+  );
+
+  it("keeps the highest rates (unknown models, escalation ceilings) at Opus 4.1's", () => {
+    expect(table.ceilingMicros({ inputTokens: 1e6, outputTokens: 1e6, cacheReadTokens: 1e6 })).toBe(
+      15e6 + 75e6 + 1.5e6,
+    );
+  });
+
+  it("reads long-context rates from an override, and names a missing threshold", () => {
+    const prices = parsePrices(
+      { "my-model": { input: 1, output: 2, longContext: { aboveInputTokens: 100, input: 10, output: 20 } } },
+      "prices.json",
+    );
+    const t = new PriceTable(prices);
+    expect(t.costMicros("my-model", { inputTokens: 100, outputTokens: 1 })).toBe(102);
+    expect(t.costMicros("my-model", { inputTokens: 101, outputTokens: 1 })).toBe(1030);
+    expect(() =>
+      parsePrices({ m: { input: 1, output: 2, longContext: { input: 1, output: 2 } } }, "p"),
+    ).toThrow(/"m"\.longContext has no "aboveInputTokens"/);
+    expect(() =>
+      parsePrices(
+        { m: { input: 1, output: 2, longContext: { aboveInputTokens: 5, input: 1, output: 2, x: 1 } } },
+        "p",
+      ),
+    ).toThrow(/"m"\.longContext has an unknown field "x"/);
+  });
+
   it("charges an unknown model at the highest rate of each kind and reports it once", () => {
     const unknown: string[] = [];
     const t = new PriceTable(DEFAULT_PRICES, (m) => unknown.push(m));
