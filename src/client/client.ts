@@ -24,9 +24,10 @@ import {
 } from "../guard/outcome.js";
 import { type JudgeRequest, normalizeRequest, type SessionRef } from "../guard/request.js";
 import { DEFAULT_PRICES, PriceTable, type Usage } from "../pricing/prices.js";
-import { type ReportedCost, readUsage } from "../pricing/usage.js";
+import { hasUnreadUsage, type ReportedCost, readUsage } from "../pricing/usage.js";
 import type { SkipReason } from "../store/types.js";
 import { toMicros, toUsd } from "../util/money.js";
+import { printable } from "../util/printable.js";
 import { LocalBudget, type LocalBudgetCaps } from "./local-budget.js";
 
 export type { LocalBudgetCaps } from "./local-budget.js";
@@ -156,6 +157,7 @@ export class GuardClient {
   readonly #prices = new PriceTable(DEFAULT_PRICES);
   readonly #estimator = new CostEstimator(this.#prices);
   #degraded = false;
+  readonly #unreadWarned = new Set<string>();
   readonly #stats = { unreachable: 0, degradedCalls: 0, degradedSkips: 0 };
   #pendingSettlements = 0;
   /** Calls admitted by {@link admit}, waiting for {@link settle}. */
@@ -216,6 +218,8 @@ export class GuardClient {
       throw error;
     }
     const reported = this.#usageOf(options)(value) ?? (options.knownUsage && { usage: options.knownUsage });
+    if (reported?.usage === undefined && reported?.costUsd === undefined && hasUnreadUsage(value))
+      this.#warnUnread(request.judge, request.model);
     const charged = await this.#settle(id, true, reported);
     return {
       status: "judged",
@@ -387,6 +391,16 @@ export class GuardClient {
       error,
       savedUsd: s.saved_usd ?? 0,
     };
+  }
+
+  /** A result whose usage the guard cannot read is charged its estimate: said once per judge kind and model. */
+  #warnUnread(judge: string, model: string): void {
+    const key = `${judge}\u0000${model}`;
+    if (this.#unreadWarned.has(key) || this.#unreadWarned.size >= 1000) return;
+    this.#unreadWarned.add(key);
+    console.error(
+      `judge-guard client: the result of judge ${printable(judge)} (${printable(model)}) has a usage object in a shape the guard does not read: charged its estimate; give usageOf`,
+    );
   }
 
   /** How a judge's result tells its cost: the call's option, the client's, or the guard's default reading. */

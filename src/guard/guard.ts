@@ -16,7 +16,7 @@ import {
 } from "../errors.js";
 import { createLogger, type Logger } from "../log/logger.js";
 import { PriceTable, type Usage } from "../pricing/prices.js";
-import { type ReportedCost, readUsage } from "../pricing/usage.js";
+import { hasUnreadUsage, type ReportedCost, readUsage } from "../pricing/usage.js";
 import { SignalDispatcher } from "../signals/dispatcher.js";
 import { guardConfigRecord } from "../store/guard-config.js";
 import { MemoryStore } from "../store/memory.js";
@@ -282,6 +282,8 @@ export class Guard {
    * call the judge again after a skip) would not have been made unguarded, so it saves nothing.
    */
   readonly #savedOnce = new LRUCache<string, true>({ max: SAVED_IDENTITIES });
+  /** Judge kinds and models whose unreadable usage was warned about. */
+  readonly #unreadWarned = new LRUCache<string, true>({ max: 1000 });
   /** When each undelivered alert was last tried. */
   readonly #alertTried = new LRUCache<string, number>({ max: 10_000 });
   readonly #owner: OwnerRecord;
@@ -853,7 +855,10 @@ export class Guard {
     }
     const usageOf =
       (options.usageOf as ((r: unknown) => ReportedCost | undefined) | undefined) ?? this.#usageOf;
-    const charged = this.#settle(settlingOf(a), "judged", usageOf(value), started);
+    const reported = usageOf(value);
+    if (reported?.usage === undefined && reported?.costUsd === undefined && hasUnreadUsage(value))
+      this.#warnUnread(a.req.judge, a.req.model);
+    const charged = this.#settle(settlingOf(a), "judged", reported, started);
     return {
       status: "judged",
       value,
@@ -1157,6 +1162,20 @@ export class Guard {
       },
       now,
       () => this.#alerted.set(alertId, true),
+    );
+  }
+
+  /**
+   * A judge's result carried a usage object in a shape the guard does not read: its call is
+   * charged its estimate. Said once per judge kind and model, so the caller can give `usageOf`.
+   */
+  #warnUnread(judge: string, model: string): void {
+    const key = `${judge}\u0000${model}`;
+    if (this.#unreadWarned.has(key)) return;
+    this.#unreadWarned.set(key, true);
+    this.#log.warn(
+      { judge, model },
+      "the judge's result has a usage object in a shape the guard does not read: charged its estimate; give usageOf",
     );
   }
 

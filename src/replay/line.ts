@@ -12,6 +12,10 @@ export const LIMITS = {
   label: 256,
 } as const;
 
+/** A field that is absent says so, rather than "expected string, received undefined". */
+const missingField: z.core.$ZodErrorMap = (issue) =>
+  issue.code === "invalid_type" && issue.input === undefined ? "missing (required)" : undefined;
+
 const label = z.string().min(1).max(LIMITS.label);
 const iso = z.string().refine((s) => /^\d{4}-\d{2}-\d{2}T/.test(s) && !Number.isNaN(Date.parse(s)), {
   message: "expected an ISO-8601 time such as 2026-11-20T08:00:00Z",
@@ -37,7 +41,7 @@ const lineSchema = z.object({
   judge: label,
   model: label,
   session: sessionSchema,
-  usage: usageSchema(LIMITS.tokens, false).optional(),
+  usage: usageSchema(LIMITS.tokens, false, missingField).optional(),
   max_tokens: z.number().int().positive().max(1_000_000).optional(),
   variant: label.optional(),
 });
@@ -59,10 +63,6 @@ function fieldPath(path: readonly PropertyKey[]): string {
   for (const p of path) out += typeof p === "number" ? `[${p}]` : out === "" ? String(p) : `.${String(p)}`;
   return out || "(line)";
 }
-
-/** A field that is absent says so, rather than "expected string, received undefined". */
-const missingField: z.core.$ZodErrorMap = (issue) =>
-  issue.code === "invalid_type" && issue.input === undefined ? "missing (required)" : undefined;
 
 /**
  * Parses one JSON Lines record; on failure names the field and what was expected. A blank

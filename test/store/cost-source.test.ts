@@ -27,6 +27,9 @@ const replies = [
   "Two processes share the ledger and neither overspends.",
   "The report reads its caps from the ledger now.",
   "I removed the dead branch and the coverage holds.",
+  "The cache now expires entries after an hour of disuse.",
+  "Both replicas answer health checks within a second again.",
+  "The importer skips malformed rows and reports each one.",
 ];
 
 function request(key: string, i: number, judge = "observation_extraction"): JudgeRequest {
@@ -92,6 +95,66 @@ const judges: Array<{
     charged: 1000 * 3 + 100 * 15,
     source: "computed",
     computed: 1000 * 3 + 100 * 15,
+  },
+  {
+    // Issue 14: an OpenAI usage was charged at the estimate ($0.017 for a 100k-token call).
+    name: "an OpenAI Chat Completion (100k prompt tokens, 20k of them cached)",
+    result: {
+      object: "chat.completion",
+      model: "gpt-4.1-2025-04-14",
+      choices: [],
+      usage: {
+        prompt_tokens: 100_000,
+        completion_tokens: 1000,
+        total_tokens: 101_000,
+        prompt_tokens_details: { cached_tokens: 20_000, audio_tokens: 0 },
+        completion_tokens_details: { reasoning_tokens: 0 },
+      },
+    },
+    charged: 80_000 * 2 + 20_000 * 0.5 + 1000 * 8,
+    source: "computed",
+    computed: 80_000 * 2 + 20_000 * 0.5 + 1000 * 8,
+    model: "gpt-4.1-2025-04-14",
+    inputTokens: 80_000,
+  },
+  {
+    name: "an OpenAI Responses result (reasoning tokens are output)",
+    result: {
+      object: "response",
+      model: "o4-mini-2025-04-16",
+      output: [],
+      usage: {
+        input_tokens: 10_000,
+        input_tokens_details: { cached_tokens: 4000 },
+        output_tokens: 3000,
+        output_tokens_details: { reasoning_tokens: 2500 },
+        total_tokens: 13_000,
+      },
+    },
+    charged: 6600 + 1100 + 13_200,
+    source: "computed",
+    computed: 6600 + 1100 + 13_200,
+    model: "o4-mini-2025-04-16",
+    inputTokens: 6000,
+  },
+  {
+    name: "a Gemini GenerateContentResponse (thinking tokens are output)",
+    result: {
+      candidates: [],
+      modelVersion: "gemini-2.5-flash",
+      usageMetadata: {
+        promptTokenCount: 12_000,
+        cachedContentTokenCount: 10_000,
+        candidatesTokenCount: 500,
+        thoughtsTokenCount: 1500,
+        totalTokenCount: 14_000,
+      },
+    },
+    charged: 2000 * 0.3 + 10_000 * 0.03 + 2000 * 2.5,
+    source: "computed",
+    computed: 2000 * 0.3 + 10_000 * 0.03 + 2000 * 2.5,
+    model: "gemini-2.5-flash",
+    inputTokens: 2000,
   },
   {
     name: "nothing usable",

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { CostEstimator, DEFAULT_PRICES, PriceTable, readUsage } from "../../src/index.js";
 import { parsePrices } from "../../src/pricing/prices.js";
+import { hasUnreadUsage } from "../../src/pricing/usage.js";
 
 describe("PriceTable", () => {
   const table = new PriceTable(DEFAULT_PRICES);
@@ -283,10 +284,86 @@ describe("readUsage", () => {
       { inputTokens: 5, outputTokens: 1, costUsd: -1, total_cost_usd: Number.NaN },
       { usage: { inputTokens: 5, outputTokens: 1, cacheReadTokens: 0, cacheWriteTokens: 0 } },
     ],
+    [
+      "an OpenAI Chat Completions usage alone: prompt_tokens include the cached ones",
+      { prompt_tokens: 1000, completion_tokens: 50, prompt_tokens_details: { cached_tokens: 600 } },
+      { usage: { inputTokens: 400, outputTokens: 50, cacheReadTokens: 600 } },
+    ],
+    [
+      "an OpenAI Chat Completion without cache details",
+      { model: "gpt-4o-mini", usage: { prompt_tokens: 1000, completion_tokens: 50, total_tokens: 1050 } },
+      { usage: { inputTokens: 1000, outputTokens: 50, cacheReadTokens: 0 }, model: "gpt-4o-mini" },
+    ],
+    [
+      "an OpenAI Responses usage: input_tokens include input_tokens_details.cached_tokens",
+      {
+        model: "o3",
+        usage: {
+          input_tokens: 1000,
+          input_tokens_details: { cached_tokens: 200 },
+          output_tokens: 700,
+          output_tokens_details: { reasoning_tokens: 600 },
+        },
+      },
+      { usage: { inputTokens: 800, outputTokens: 700, cacheReadTokens: 200 }, model: "o3" },
+    ],
+    [
+      "a Gemini response: thinking tokens are output, cached tokens part of the prompt",
+      {
+        modelVersion: "gemini-2.5-pro",
+        usageMetadata: {
+          promptTokenCount: 11_500,
+          candidatesTokenCount: 1000,
+          cachedContentTokenCount: 10_000,
+          thoughtsTokenCount: 10_000,
+          toolUsePromptTokenCount: 300,
+        },
+      },
+      {
+        usage: { inputTokens: 1800, outputTokens: 11_000, cacheReadTokens: 10_000 },
+        model: "gemini-2.5-pro",
+      },
+    ],
+    [
+      "a Gemini usageMetadata alone, no candidates",
+      { promptTokenCount: 40 },
+      { usage: { inputTokens: 40, outputTokens: 0, cacheReadTokens: 0 } },
+    ],
+    [
+      "a LangChain message's usage_metadata: input_tokens include the cache",
+      {
+        content: "",
+        usage_metadata: {
+          input_tokens: 1000,
+          output_tokens: 20,
+          total_tokens: 1020,
+          input_token_details: { cache_read: 700, cache_creation: 100 },
+        },
+      },
+      { usage: { inputTokens: 200, outputTokens: 20, cacheReadTokens: 700, cacheWriteTokens: 100 } },
+    ],
+    [
+      "cached tokens beyond the prompt leave no negative input",
+      { prompt_tokens: 10, completion_tokens: 1, prompt_tokens_details: { cached_tokens: 50 } },
+      { usage: { inputTokens: 0, outputTokens: 1, cacheReadTokens: 50 } },
+    ],
     ["nothing usable", { verdict: "pass" }, undefined],
     ["negative tokens are not usage", { inputTokens: -5, outputTokens: 1 }, undefined],
+    ["a usage in a shape no provider uses", { usage: { tokens_in: 5, tokens_out: 1 } }, undefined],
   ])("%s", (_name, value, expected) => {
     expect(readUsage(value)).toEqual(expected);
+  });
+});
+
+describe("hasUnreadUsage", () => {
+  it.each<[string, unknown, boolean]>([
+    ["a usage object in an unknown shape", { usage: { tokens_in: 5 } }, true],
+    ["an unknown usageMetadata", { usageMetadata: { n: 1 } }, true],
+    ["an OpenAI usage", { usage: { prompt_tokens: 1, completion_tokens: 1 } }, false],
+    ["no usage at all (charged its estimate, as documented)", { verdict: "pass" }, false],
+    ["not an object", "opaque", false],
+  ])("%s: %s", (_name, value, expected) => {
+    expect(hasUnreadUsage(value)).toBe(expected);
   });
 });
 
