@@ -61,8 +61,21 @@ export type {
   RunOptions,
   SkippedOutcome,
 } from "./guard/outcome.js";
-export type { JudgeRequest, PhantomSessionData, PhantomSessionSummary } from "./guard/request.js";
-export { DEFAULT_PRICES, loadPriceFile, type ModelPrice, PriceTable, type Usage } from "./pricing/prices.js";
+export {
+  DEFAULT_MAX_TRANSCRIPT_TOKENS,
+  type JudgeRequest,
+  type PhantomSessionData,
+  type PhantomSessionSummary,
+} from "./guard/request.js";
+export {
+  DEFAULT_PRICES,
+  LARGEST_CONTEXT_TOKENS,
+  type LongContextPrice,
+  loadPriceFile,
+  type ModelPrice,
+  PriceTable,
+  type Usage,
+} from "./pricing/prices.js";
 export { type ReportedCost, readUsage } from "./pricing/usage.js";
 export { type ReplayDecision, type ReplaySummary, replay } from "./replay/replay.js";
 export { type PhantomSqliteOptions, phantomSqliteSink } from "./signals/phantom-sqlite.js";

@@ -4,7 +4,7 @@
  * and Bun alike, and the Phantom adapters (`judge-guard/phantom`) take it in place of a guard.
  */
 
-import { CostEstimator } from "../budget/estimator.js";
+import { CostEstimator, DEFAULT_ESTIMATOR } from "../budget/estimator.js";
 import {
   InvalidRequestError,
   type JudgeSkippedError,
@@ -22,7 +22,13 @@ import {
   type SkippedOutcome,
   skipReasonOf,
 } from "../guard/outcome.js";
-import { type JudgeRequest, normalizeRequest, type SessionRef } from "../guard/request.js";
+import {
+  checkTranscriptSize,
+  DEFAULT_MAX_TRANSCRIPT_TOKENS,
+  type JudgeRequest,
+  normalizeRequest,
+  type SessionRef,
+} from "../guard/request.js";
 import { DEFAULT_PRICES, PriceTable, type Usage } from "../pricing/prices.js";
 import { hasUnreadUsage, type ReportedCost, readUsage } from "../pricing/usage.js";
 import type { SkipReason } from "../store/types.js";
@@ -454,6 +460,11 @@ export class GuardClient {
     e: Error,
   ): Promise<Outcome<T>> {
     const req = normalizeRequest(request);
+    // As the sidecar would have refused it (with the guard's default limit and estimate).
+    checkTranscriptSize(request, req, {
+      maxTokens: DEFAULT_MAX_TRANSCRIPT_TOKENS,
+      charsPerToken: DEFAULT_ESTIMATOR.charsPerToken,
+    });
     let chars = 0;
     for (const m of req.userMessages) chars += m.length;
     for (const m of req.assistantMessages) chars += m.length;

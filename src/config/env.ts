@@ -346,6 +346,13 @@ export const ENV_VARIABLES: readonly Variable[] = [
     parse: intAtLeast(1),
   },
   {
+    name: "JUDGE_GUARD_MAX_TRANSCRIPT_TOKENS",
+    option: "maxTranscriptTokens",
+    defaultText: String(DEFAULTS.maxTranscriptTokens),
+    doc: "a request whose transcript is estimated above this many tokens fits no model and is refused, naming the field (twice the largest context window of a priced model, 1,048,576; `none` for no limit)",
+    parse: intAtLeast(1, true),
+  },
+  {
     name: "JUDGE_GUARD_SIGNAL_COOLDOWN",
     option: "signalCooldownMs",
     defaultText: "30m",

@@ -42,12 +42,14 @@ import {
   type SkippedOutcome,
 } from "./outcome.js";
 import {
+  checkTranscriptSize,
   type JudgeRequest,
   type NormalizedRequest,
   type NormalizedSession,
   normalizeRequest,
   normalizeSession,
   type SessionRef,
+  type TranscriptLimit,
 } from "./request.js";
 
 /** Read-only counters since the guard was created. */
@@ -575,6 +577,7 @@ export class Guard {
         ...s,
       }),
     );
+    checkTranscriptSize(session, s, this.#transcriptLimit);
     const { obs, now, stuck: verdict } = this.#observe(s);
     const skip = (verdict.stuck || s.facts?.handled === false) && this.#o.mode !== "shadow";
     if (skip) {
@@ -668,6 +671,8 @@ export class Guard {
       } {
     if (this.#closed) throw new GuardClosedError();
     const req = normalizeRequest(request);
+    // Before the transcript is observed, so that a refused request changes nothing.
+    checkTranscriptSize(request, req, this.#transcriptLimit);
     const { obs, now, stuck } = this.#observe(req);
     const estimate = this.#estimate(req, obs);
     const savedMicros = knownUsage ? this.#prices.costMicros(req.model, knownUsage) : estimate.expectedMicros;
@@ -675,6 +680,10 @@ export class Guard {
     if ((stuck.stuck || req.facts?.handled === false) && this.#o.mode !== "shadow")
       return this.#skip(req, obs, now, "stuck_session", savedMicros, stuck.stuck ? { stuck } : {});
     return { req, obs, now, estimate, savedMicros, shadowReason: stuck.stuck ? "stuck_session" : null };
+  }
+
+  get #transcriptLimit(): TranscriptLimit {
+    return { maxTokens: this.#o.maxTranscriptTokens, charsPerToken: this.#o.estimator.charsPerToken };
   }
 
   /**

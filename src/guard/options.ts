@@ -12,6 +12,7 @@ import type { LedgerStore } from "../store/types.js";
 import { type Clock, SteadyClock } from "../util/clock.js";
 import { describe } from "../util/describe.js";
 import { toMicros } from "../util/money.js";
+import { DEFAULT_MAX_TRANSCRIPT_TOKENS } from "./request.js";
 
 export type { Clock } from "../util/clock.js";
 
@@ -76,6 +77,14 @@ export interface GuardOptions {
   /** Cost estimation defaults before judges have been observed. */
   readonly estimator?: Partial<EstimatorOptions>;
   /**
+   * The largest transcript a request may carry, in estimated tokens (its characters divided by
+   * `estimator.charsPerToken`); Infinity for no limit. A larger one fits no model's context: it
+   * is refused with an `InvalidRequestError` naming the field, rather than reserved (and, when
+   * skipped, counted as saved) at an estimate no call could cost.
+   * @default 2_097_152 ({@link DEFAULT_MAX_TRANSCRIPT_TOKENS})
+   */
+  readonly maxTranscriptTokens?: number;
+  /**
    * Near a cap, calls in flight could overspend together, so a call waits for them to settle;
    * after this long it is skipped with the budget reason instead. @default 60000
    */
@@ -131,6 +140,7 @@ export interface ResolvedOptions {
   readonly maxSessions: number;
   readonly similarity: SimilarityLimits;
   readonly estimator: EstimatorOptions;
+  readonly maxTranscriptTokens: number;
   readonly leaseMs: number;
   readonly escalation: Escalation;
   readonly admissionWaitMs: number;
@@ -159,6 +169,7 @@ export const DEFAULTS = {
   escalation: "ceiling",
   admissionWaitMs: 60_000,
   alertAt: 0.8,
+  maxTranscriptTokens: DEFAULT_MAX_TRANSCRIPT_TOKENS,
 } as const;
 
 function bad(option: string, value: unknown, allowed: string): never {
@@ -319,6 +330,10 @@ export function resolveOptions(o: GuardOptions): ResolvedOptions {
     maxSessions: int("maxSessions", o.maxSessions, DEFAULTS.maxSessions, 1),
     similarity: sim,
     estimator: est,
+    maxTranscriptTokens:
+      o.maxTranscriptTokens === Infinity
+        ? Infinity
+        : int("maxTranscriptTokens", o.maxTranscriptTokens, DEFAULTS.maxTranscriptTokens, 1),
     leaseMs: int("leaseMs", o.leaseMs, DEFAULTS.leaseMs, 1000),
     escalation: oneOf("escalation", o.escalation, DEFAULTS.escalation as Escalation, ["ceiling", "none"]),
     admissionWaitMs: int("admissionWaitMs", o.admissionWaitMs, DEFAULTS.admissionWaitMs, 0),

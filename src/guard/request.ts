@@ -1,5 +1,6 @@
 import type { ReplyFacts } from "../detection/tracker.js";
 import { InvalidRequestError } from "../errors.js";
+import { LARGEST_CONTEXT_TOKENS } from "../pricing/prices.js";
 import { shape } from "../util/describe.js";
 
 /** Phantom's `SessionSummary` (evolution engine), field names verbatim. */
@@ -111,6 +112,64 @@ export type NormalizedSession = Pick<
   "sessionKey" | "userMessages" | "assistantMessages" | "facts"
 >;
 
+/** The fields a request's two message arrays were read from, as an error names them. */
+function messageFields(r: SessionRef): { readonly user: string; readonly assistant: string } {
+  return {
+    user: r.userMessages !== undefined ? "userMessages" : "session.user_messages",
+    assistant: r.assistantMessages !== undefined ? "assistantMessages" : "session.assistant_messages",
+  };
+}
+
+/**
+ * The default of `GuardOptions.maxTranscriptTokens`: twice {@link LARGEST_CONTEXT_TOKENS}, so
+ * that a transcript whose characters run shorter than the estimate assumes (code, CJK text) is
+ * never refused while some model would take it.
+ */
+export const DEFAULT_MAX_TRANSCRIPT_TOKENS = 2 * LARGEST_CONTEXT_TOKENS;
+
+/** How large a transcript a request may carry (see `GuardOptions.maxTranscriptTokens`). */
+export interface TranscriptLimit {
+  /** Estimated tokens; Infinity for no limit. */
+  readonly maxTokens: number;
+  /** Characters per token of the estimate. */
+  readonly charsPerToken: number;
+}
+
+const n = (x: number) => x.toLocaleString("en-US");
+
+/**
+ * Refuses a transcript larger than any model accepts (its estimate would only inflate the
+ * budgets' reservations and the "saved" figures), naming the field that holds most of it, its
+ * longest message and the limit. Sizes only: no text is quoted.
+ */
+export function checkTranscriptSize(r: SessionRef, s: NormalizedSession, limit: TranscriptLimit): void {
+  if (limit.maxTokens === Number.POSITIVE_INFINITY) return;
+  const fields = messageFields(r);
+  let total = 0;
+  let heaviest = { field: fields.assistant, chars: -1 };
+  let longest = { at: "", chars: -1 };
+  for (const [list, field] of [
+    [s.userMessages, fields.user],
+    [s.assistantMessages, fields.assistant],
+  ] as const) {
+    let chars = 0;
+    for (let i = 0; i < list.length; i++) {
+      const m = list[i];
+      if (typeof m !== "string") continue; // the tracker names a non-string element
+      chars += m.length;
+      if (m.length > longest.chars) longest = { at: `${field}[${i}]`, chars: m.length };
+    }
+    total += chars;
+    if (chars > heaviest.chars) heaviest = { field, chars };
+  }
+  const tokens = Math.ceil(total / limit.charsPerToken);
+  if (tokens <= limit.maxTokens) return;
+  throw new InvalidRequestError(
+    heaviest.field,
+    `${heaviest.field}: the transcript is about ${n(tokens)} tokens (${n(total)} characters at ${limit.charsPerToken} a token), more than any model accepts: the limit is ${n(limit.maxTokens)} tokens (option maxTranscriptTokens, JUDGE_GUARD_MAX_TRANSCRIPT_TOKENS); its longest message is ${longest.at}, ${n(longest.chars)} characters`,
+  );
+}
+
 export function normalizeSession(r: SessionRef): NormalizedSession {
   if (r === null || typeof r !== "object") {
     throw new InvalidRequestError("request", `the request must be an object, got ${shape(r)}`);
@@ -123,13 +182,11 @@ export function normalizeSession(r: SessionRef): NormalizedSession {
     r.sessionKey ?? s?.session_key ?? s?.sessionKey,
     r.sessionKey !== undefined || !s ? "sessionKey" : "session.session_key",
   );
-  const userMessages = messages(
-    r.userMessages ?? s?.user_messages ?? s?.userMessages ?? [],
-    r.userMessages !== undefined ? "userMessages" : "session.user_messages",
-  );
+  const fields = messageFields(r);
+  const userMessages = messages(r.userMessages ?? s?.user_messages ?? s?.userMessages ?? [], fields.user);
   const assistantMessages = messages(
     r.assistantMessages ?? s?.assistant_messages ?? s?.assistantMessages ?? [],
-    r.assistantMessages !== undefined ? "assistantMessages" : "session.assistant_messages",
+    fields.assistant,
   );
   let facts = r.reply;
   if (facts === undefined && s !== undefined) {

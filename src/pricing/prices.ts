@@ -28,6 +28,12 @@ export interface LongContextPrice extends Omit<ModelPrice, "longContext"> {
 const LONG_200K = 200_000;
 
 /**
+ * The largest context window of a model in {@link DEFAULT_PRICES}, in tokens: GPT-4.1 takes
+ * 1,047,576, Gemini 2.5 1,048,576, Claude Sonnet 4 and 4.5 a million with the 1M-token context.
+ */
+export const LARGEST_CONTEXT_TOKENS = 1_048_576;
+
+/**
  * List prices of the judge models of Anthropic, OpenAI and Google, as the providers published
  * them in 2026 (checked in November 2026). Dated or versioned ids (claude-sonnet-4-5-20250929,
  * gpt-4.1-2025-04-14, gemini-2.5-flash-preview-09-2025) match their family; other ids do not

@@ -4,6 +4,7 @@ import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import type { EvidenceStep } from "../detection/window.js";
+import { InvalidRequestError } from "../errors.js";
 import { Guard } from "../guard/guard.js";
 import type { GuardOptions } from "../guard/options.js";
 import type { GuardEvent } from "../signals/types.js";
@@ -170,11 +171,29 @@ export async function replay(
       const l = parsed.line;
       now = l.ts;
       const usage = l.usage;
-      const outcome = await guard.run(
-        { judge: l.judge, model: l.model, session: l.session, maxTokens: l.maxTokens, variant: l.variant },
-        () => ({ usage }),
-        usage ? { knownUsage: usage } : {},
-      );
+      let outcome: Awaited<ReturnType<typeof guard.run<{ usage: typeof usage }>>>;
+      try {
+        outcome = await guard.run(
+          { judge: l.judge, model: l.model, session: l.session, maxTokens: l.maxTokens, variant: l.variant },
+          () => ({ usage }),
+          usage ? { knownUsage: usage } : {},
+        );
+      } catch (e) {
+        // A line the schema takes that the guard refuses (a transcript larger than any model accepts).
+        if (!(e instanceof InvalidRequestError)) throw e;
+        invalid++;
+        hooks.onInvalid?.({ line: n, field: e.field, message: e.message.replace(`${e.field}: `, "") });
+        hooks.onDecision?.({
+          line: n,
+          session_key: null,
+          judge: null,
+          decision: "invalid",
+          reason: null,
+          cost_usd: 0,
+          saved_usd: 0,
+        });
+        continue;
+      }
       const key = l.session.session_key;
       let d: ReplayDecision;
       if (outcome.status === "judged") {

@@ -114,6 +114,22 @@ function parse<T>(schema: ZodType<T>, body: unknown): T {
   );
 }
 
+/** The guard's names of request fields, as a client spells them on the wire. */
+const WIRE_NAMES: Readonly<Record<string, string>> = {
+  sessionKey: "session_key",
+  userMessages: "user_messages",
+  assistantMessages: "assistant_messages",
+  maxTokens: "max_tokens",
+};
+
+/** A field name (or a message naming fields) of the guard's request, in the wire's snake_case. */
+function onTheWire(text: string): string {
+  return text.replace(
+    /\b(sessionKey|userMessages|assistantMessages|maxTokens)\b/g,
+    (m) => WIRE_NAMES[m] ?? m,
+  );
+}
+
 function send(res: ServerResponse, status: number, body: unknown): void {
   if (res.headersSent || res.destroyed) return;
   const text = JSON.stringify(body);
@@ -406,7 +422,11 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
         else if (isJudgeGuardError(e)) {
           const field = (e as { field?: string }).field;
           send(res, e.code === "GUARD_CLOSED" || e.code === "LEDGER_FAULT" ? 503 : 400, {
-            error: { code: e.code, message: e.message, ...(field && { field }) },
+            error: {
+              code: e.code,
+              message: field ? onTheWire(e.message) : e.message,
+              ...(field && { field: onTheWire(field) }),
+            },
           });
         } else {
           log.error({ err: (e as Error)?.message }, "request failed");
