@@ -20,7 +20,8 @@ export type ErrorCode =
   | "LEDGER_SCHEMA"
   | "LEDGER_FAULT"
   | "GUARD_CLOSED"
-  | "SIGNAL_DELIVERY";
+  | "SIGNAL_DELIVERY"
+  | "SIDECAR_UNREACHABLE";
 
 export class JudgeGuardError extends Error {
   readonly code: ErrorCode;
@@ -200,6 +201,20 @@ export class SignalDeliveryError extends JudgeGuardError {
   constructor(message: string, attempts: number, options?: { cause?: unknown }) {
     super("SIGNAL_DELIVERY", message, options);
     this.attempts = attempts;
+  }
+}
+
+/**
+ * The sidecar did not answer an operator action of `judge-guard/client` (`session`,
+ * `resetSession`): unlike a judge call, it has no local fallback.
+ */
+export class SidecarUnreachableError extends JudgeGuardError {
+  /** The sidecar's URL. */
+  readonly url: string;
+
+  constructor(url: string, reason: string) {
+    super("SIDECAR_UNREACHABLE", `${reason}; the operator action was not done`);
+    this.url = url;
   }
 }
 

@@ -8,11 +8,12 @@ import { CostEstimator, DEFAULT_ESTIMATOR } from "../budget/estimator.js";
 import {
   InvalidRequestError,
   type JudgeSkippedError,
+  SidecarUnreachableError,
   type SkipCode,
   type SkipDetails,
   skipError,
 } from "../errors.js";
-import type { Assessment, AssessOptions, Settlement, Ticket } from "../guard/guard.js";
+import type { Assessment, AssessOptions, SessionState, Settlement, Ticket } from "../guard/guard.js";
 import {
   type CallOptions,
   type Outcome,
@@ -36,6 +37,7 @@ import { toMicros, toUsd } from "../util/money.js";
 import { printable } from "../util/printable.js";
 import { LocalBudget, type LocalBudgetCaps } from "./local-budget.js";
 
+export { SidecarUnreachableError } from "../errors.js";
 export type { LocalBudgetCaps } from "./local-budget.js";
 
 export interface ClientOptions {
@@ -153,7 +155,10 @@ const usageWire = (u: Usage) => ({
   },
 });
 
-/** A guard reached over HTTP. Same verbs as the in-process guard: `run`, `call`, `assess`. */
+/**
+ * A guard reached over HTTP. Same verbs as the in-process guard: `run`, `call`, `assess`,
+ * `admit`/`settle`, and the operator actions `session` and `resetSession`.
+ */
 export class GuardClient {
   readonly #o: ClientOptions;
   readonly #base: string;
@@ -328,6 +333,37 @@ export class GuardClient {
       if (!(e instanceof Unreachable)) throw e;
       // Not stuck, as far as anyone can tell: the cycle runs, and learning goes on.
       return { stuck: false, skip: false, episodeId: null, fingerprint: null, repeats: 0 };
+    }
+  }
+
+  /**
+   * Operator action: a key's state in the sidecar's ledger (stuck or not, its spend and calls in
+   * the window, its caps), as `guard.session(key)` reports it. Throws `SidecarUnreachableError`
+   * when the sidecar does not answer: an operator asked, and no local answer would be true.
+   */
+  async session(sessionKey: string): Promise<SessionState> {
+    return sessionState(await this.#operator<SessionWire>("GET", sessionPath(sessionKey)));
+  }
+
+  /**
+   * Operator action: ends the key's stuck episode in the sidecar, as `guard.resetSession(key)`
+   * does (the replies so far stop counting; judging resumes), and answers the key's state after.
+   */
+  async resetSession(sessionKey: string): Promise<SessionState> {
+    const r = await this.#operator<{ reset: boolean; session: SessionWire }>(
+      "POST",
+      `${sessionPath(sessionKey)}/reset`,
+      {},
+    );
+    return sessionState(r.session);
+  }
+
+  async #operator<R>(method: "GET" | "POST", path: string, body?: unknown): Promise<R> {
+    try {
+      return await this.#request<R>(method, path, body);
+    } catch (e) {
+      if (e instanceof Unreachable) throw new SidecarUnreachableError(this.#base, e.message);
+      throw e;
     }
   }
 
@@ -555,8 +591,12 @@ export class GuardClient {
   }
 
   async #post<R>(path: string, body: unknown): Promise<R> {
+    return this.#request<R>("POST", path, body);
+  }
+
+  async #request<R>(method: "GET" | "POST", path: string, body?: unknown): Promise<R> {
     try {
-      const r = await this.#postOnce<R>(path, body);
+      const r = await this.#send<R>(method, path, body);
       this.#up();
       return r;
     } catch (e) {
@@ -566,16 +606,16 @@ export class GuardClient {
     }
   }
 
-  async #postOnce<R>(path: string, body: unknown): Promise<R> {
+  async #send<R>(method: "GET" | "POST", path: string, body: unknown): Promise<R> {
     let res: Response;
     try {
       res = await this.#fetch(`${this.#base}${path}`, {
-        method: "POST",
+        method,
         headers: {
-          "content-type": "application/json",
+          ...(method === "POST" && { "content-type": "application/json" }),
           ...(this.#o.token && { authorization: `Bearer ${this.#o.token}` }),
         },
-        body: JSON.stringify(body),
+        ...(method === "POST" && { body: JSON.stringify(body) }),
         signal: AbortSignal.timeout(this.#o.timeoutMs ?? DEFAULT_TIMEOUT_MS),
       });
     } catch (e) {
@@ -615,6 +655,51 @@ export class GuardClient {
     }
     return data as R;
   }
+}
+
+/** A session key as the sidecar's `/v1/sessions/:key` route takes it. */
+function sessionPath(sessionKey: string): string {
+  if (typeof sessionKey !== "string" || sessionKey === "" || sessionKey.length > 256) {
+    throw new InvalidRequestError(
+      "sessionKey",
+      `sessionKey must be a string of 1 to 256 characters, got ${typeof sessionKey === "string" ? `${sessionKey.length} characters` : typeof sessionKey}`,
+    );
+  }
+  // The sidecar matches paths exactly as sent and refuses dot segments and encoded slashes.
+  if (/[/\\]/.test(sessionKey) || sessionKey === "." || sessionKey === "..") {
+    throw new InvalidRequestError(
+      "sessionKey",
+      "a session key containing / or \\ (or one that is . or ..) cannot be named in the sidecar's /v1/sessions/:key: read it with judge-guard explain KEY, or reset it through the library on the ledger",
+    );
+  }
+  return `/v1/sessions/${encodeURIComponent(sessionKey)}`;
+}
+
+/** The sidecar's answer about a key (`GET /v1/sessions/:key`). */
+interface SessionWire {
+  readonly session_key: string;
+  readonly stuck: boolean;
+  readonly episode_id: string | null;
+  readonly fingerprint: string | null;
+  readonly repeats: number;
+  readonly spent_usd: number;
+  readonly calls: number;
+  readonly budget_usd: number | null;
+  readonly max_calls: number | null;
+}
+
+function sessionState(w: SessionWire): SessionState {
+  return {
+    sessionKey: w.session_key,
+    stuck: w.stuck,
+    episodeId: w.episode_id,
+    fingerprint: w.fingerprint,
+    repeats: w.repeats,
+    spentUsd: w.spent_usd,
+    calls: w.calls,
+    budgetUsd: w.budget_usd ?? Number.POSITIVE_INFINITY,
+    maxCalls: w.max_calls ?? Number.POSITIVE_INFINITY,
+  };
 }
 
 interface SkipWire {
