@@ -10,6 +10,7 @@ export type SkipCode =
   | "STUCK_SESSION"
   | "SESSION_BUDGET"
   | "SESSION_CALLS"
+  | "JUDGE_BUDGET"
   | "GLOBAL_BUDGET"
   | "LEDGER_UNAVAILABLE";
 
@@ -113,6 +114,22 @@ export class SessionCallsError extends JudgeSkippedError {
     super(
       "SESSION_CALLS",
       `session ${details.sessionKey} reached its judge call limit (${details.used ?? "?"} of ${details.cap ?? "?"} calls in its window): judge not called (raise JUDGE_GUARD_SESSION_MAX_CALLS, or wait for the window to roll)`,
+      details,
+    );
+  }
+}
+
+export class JudgeBudgetError extends JudgeSkippedError {
+  constructor(details: SkipDetails) {
+    super(
+      "JUDGE_BUDGET",
+      budgetMessage(
+        `judge kind ${details.judge}`,
+        "budget",
+        details,
+        "JUDGE_GUARD_JUDGE_BUDGETS or JUDGE_GUARD_JUDGE_BUDGET_USD",
+        "in the last 24 hours, all keys together",
+      ),
       details,
     );
   }
@@ -238,10 +255,13 @@ export function isStuckSessionError(e: unknown): e is StuckSessionError {
   return isJudgeSkippedError(e, "STUCK_SESSION");
 }
 
-export function isBudgetError(e: unknown): e is SessionBudgetError | SessionCallsError | GlobalBudgetError {
+export function isBudgetError(
+  e: unknown,
+): e is SessionBudgetError | SessionCallsError | JudgeBudgetError | GlobalBudgetError {
   return (
     isJudgeSkippedError(e, "SESSION_BUDGET") ||
     isJudgeSkippedError(e, "SESSION_CALLS") ||
+    isJudgeSkippedError(e, "JUDGE_BUDGET") ||
     isJudgeSkippedError(e, "GLOBAL_BUDGET")
   );
 }
@@ -250,6 +270,7 @@ const SKIP_ERRORS: Record<SkipCode, (details: SkipDetails, cause?: unknown) => J
   STUCK_SESSION: (d) => new StuckSessionError(d),
   SESSION_BUDGET: (d) => new SessionBudgetError(d),
   SESSION_CALLS: (d) => new SessionCallsError(d),
+  JUDGE_BUDGET: (d) => new JudgeBudgetError(d),
   GLOBAL_BUDGET: (d) => new GlobalBudgetError(d),
   LEDGER_UNAVAILABLE: (d, cause) => new LedgerUnavailableError(d, cause),
 };

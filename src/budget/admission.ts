@@ -25,6 +25,8 @@ export interface ScopeUsage {
 export interface BudgetSnapshot {
   readonly session: ScopeUsage;
   readonly global: ScopeUsage;
+  /** The call's judge kind, all keys together within 24 h; read only when its kind has a cap. */
+  readonly judge?: ScopeUsage;
 }
 
 export interface BudgetCaps {
@@ -34,6 +36,8 @@ export interface BudgetCaps {
   readonly sessionMaxCalls: number;
   /** All keys together per global window, micro-dollars; Infinity for none. */
   readonly globalBudgetMicros: number;
+  /** The call's judge kind, all keys together per global window, micro-dollars. @default Infinity */
+  readonly judgeBudgetMicros?: number;
 }
 
 export interface CallEstimate {
@@ -41,7 +45,7 @@ export interface CallEstimate {
   readonly worstMicros: number;
 }
 
-export type BudgetReason = "session_calls" | "session_budget" | "global_budget";
+export type BudgetReason = "session_calls" | "session_budget" | "judge_budget" | "global_budget";
 
 export interface Refusal {
   readonly reason: BudgetReason;
@@ -83,6 +87,18 @@ export function admit(snapshot: BudgetSnapshot, want: CallEstimate, caps: Budget
       cap: caps.sessionBudgetMicros,
       concurrency: s.concurrency,
     };
+  }
+  const judgeCap = caps.judgeBudgetMicros ?? Number.POSITIVE_INFINITY;
+  if (snapshot.judge !== undefined) {
+    const j = fits(snapshot.judge, want, judgeCap);
+    if (!j.ok) {
+      return {
+        reason: "judge_budget",
+        used: snapshot.judge.spentMicros + snapshot.judge.openExpectedMicros,
+        cap: judgeCap,
+        concurrency: j.concurrency,
+      };
+    }
   }
   const g = fits(global, want, caps.globalBudgetMicros);
   if (!g.ok) {

@@ -8,11 +8,13 @@ export function usd(n: number): string {
 
 /**
  * Money for figures shown together (a table column, a summary block): one precision for all of
- * them, cents when every amount is a dollar or more, else four decimals, so that `$0.4321` never
- * stands next to `$2.11`. An amount that is not zero but rounds to zero says so (`<$0.0001`).
+ * them, cents when every amount is a dollar or more (or a whole number of cents), else four
+ * decimals, so that `$0.4321` never stands next to `$2.11`. An amount that is not zero but
+ * rounds to zero says so (`<$0.0001`).
  */
 export function usdColumn(amounts: readonly number[]): (n: number) => string {
-  const digits = amounts.some((n) => n !== 0 && Math.abs(n) < 1) ? 4 : 2;
+  const inCents = (n: number) => Math.abs(Math.round(n * 100) - n * 100) < 1e-6;
+  const digits = amounts.some((n) => n !== 0 && Math.abs(n) < 1 && !inCents(n)) ? 4 : 2;
   const least = 10 ** -digits;
   return (n) => {
     const abs = Math.abs(n);

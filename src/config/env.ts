@@ -173,6 +173,31 @@ function patterns(value: string, name: string): string[] {
   return list as string[];
 }
 
+/** Caps per judge kind: a JSON object of judge kind -> USD (a number, or "none"). */
+function judgeBudgets(value: string, name: string): Record<string, number> {
+  const example =
+    'a JSON object of judge kind -> USD per 24 h, such as {"quality_assessment": 2, "gate": "none"}';
+  let data: unknown;
+  try {
+    data = JSON.parse(value);
+  } catch (e) {
+    throw new ConfigError(name, `${name} is not valid JSON (${(e as Error).message}): expected ${example}`);
+  }
+  if (data === null || typeof data !== "object" || Array.isArray(data)) fail(name, value, example);
+  const out: Record<string, number> = {};
+  for (const [judge, usd] of Object.entries(data)) {
+    if (typeof usd === "string" && NONE.test(usd)) out[judge] = Infinity;
+    else if (typeof usd === "number" && Number.isFinite(usd) && usd >= 0) out[judge] = usd;
+    else {
+      throw new ConfigError(
+        name,
+        `${name}: the cap of judge kind ${JSON.stringify(judge)} must be an amount in USD >= 0 or "none", got ${JSON.stringify(usd)}`,
+      );
+    }
+  }
+  return out;
+}
+
 /** Prices: inline JSON (a value starting with "{") or the path of a JSON file. */
 function prices(value: string, name: string) {
   // "[" too: an inline array is a mistake to report as such, not a file that cannot be read.
@@ -302,6 +327,20 @@ export const ENV_VARIABLES: readonly Variable[] = [
     defaultText: "50",
     doc: "USD for all keys together per rolling 24 h (`none` for no cap)",
     parse: usdOrNone,
+  },
+  {
+    name: "JUDGE_GUARD_JUDGE_BUDGET_USD",
+    option: "judgeBudgetUsd",
+    defaultText: "none",
+    doc: "USD per judge kind (all keys together) per rolling 24 h, for every kind `JUDGE_GUARD_JUDGE_BUDGETS` does not name (`none` for no cap)",
+    parse: usdOrNone,
+  },
+  {
+    name: "JUDGE_GUARD_JUDGE_BUDGETS",
+    option: "judgeBudgetsUsd",
+    defaultText: "(none)",
+    doc: 'caps of named judge kinds in USD per rolling 24 h, as a JSON object: `{"quality_assessment": 2, "gate": "none"}`',
+    parse: judgeBudgets,
   },
   {
     name: "JUDGE_GUARD_CONCURRENCY",

@@ -1,13 +1,20 @@
 import { randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import pLimit, { type LimitFunction } from "p-limit";
-import { admit, type BudgetCaps, type BudgetSnapshot, type Refusal } from "../budget/admission.js";
+import {
+  admit,
+  type BudgetCaps,
+  type BudgetSnapshot,
+  type Refusal,
+  type ScopeUsage,
+} from "../budget/admission.js";
 import { CostEstimator, type Estimate, type EstimateStats } from "../budget/estimator.js";
 import { CannedCatalog } from "../detection/catalog.js";
 import { EpisodeBook, type StuckVerdict } from "../detection/episodes.js";
 import { type Observation, SessionTracker } from "../detection/tracker.js";
 import { type EvidenceStep, plainStep } from "../detection/window.js";
 import {
+  ConfigError,
   GuardClosedError,
   InvalidRequestError,
   isLedgerFaultError,
@@ -18,6 +25,7 @@ import { createLogger, type Logger } from "../log/logger.js";
 import { PriceTable, type Usage } from "../pricing/prices.js";
 import { hasUnreadUsage, type ReportedCost, readUsage } from "../pricing/usage.js";
 import { SignalDispatcher } from "../signals/dispatcher.js";
+import { judgeScope, scopeOf } from "../store/buckets.js";
 import { guardConfigRecord } from "../store/guard-config.js";
 import { MemoryStore } from "../store/memory.js";
 import { currentOwner, OwnerWatch } from "../store/owners.js";
@@ -158,8 +166,8 @@ interface Waiter {
   /** performance.now() past which it stops waiting. */
   readonly deadline: number;
   resolve: (r: Admitted | SkippedOutcome) => void;
-  /** The scope that refused it last: a session key, or null for the global budget. */
-  blockedBy?: string | null;
+  /** The scope that refused it last (see {@link scopesOf}). */
+  blockedBy?: string;
 }
 
 /** A call admitted by the budgets, on its way to the judge. */
@@ -234,6 +242,20 @@ function settlingOfRow(r: StoredReservation): Settling {
   };
 }
 
+/** The budget scopes a call counts against: everything, its key and its judge kind. */
+const scopesOf = (req: NormalizedRequest): readonly string[] => [
+  "*",
+  scopeOf(req.sessionKey),
+  judgeScope(req.judge),
+];
+
+/** The scope a refusal was made for, as {@link scopesOf} names it. */
+function refusedScope(req: NormalizedRequest, reason: Refusal["reason"]): string {
+  if (reason === "global_budget") return "*";
+  if (reason === "judge_budget") return judgeScope(req.judge);
+  return scopeOf(req.sessionKey);
+}
+
 function scaleUsage(u: Usage, by: number): Usage {
   return {
     inputTokens: Math.ceil(u.inputTokens * by),
@@ -300,7 +322,14 @@ export class Guard {
     judged: 0,
     failed: 0,
     reused: 0,
-    skipped: { stuck_session: 0, session_budget: 0, session_calls: 0, global_budget: 0, ledger_error: 0 },
+    skipped: {
+      stuck_session: 0,
+      session_budget: 0,
+      session_calls: 0,
+      judge_budget: 0,
+      global_budget: 0,
+      ledger_error: 0,
+    },
     chargedMicros: 0,
     savedMicros: 0,
     ledgerErrors: 0,
@@ -322,6 +351,13 @@ export class Guard {
         : ledger === ":memory:"
           ? new MemoryStore()
           : new SqliteStore(ledger, { whenUnavailable: "retry" });
+    if (this.#judgeCapped && typeof this.#store.judgeUsage !== "function") {
+      if (this.#ownsStore) this.#store.close();
+      throw new ConfigError(
+        "judgeBudgetUsd",
+        "caps per judge kind (judgeBudgetUsd, judgeBudgetsUsd) need a ledger store that reads spend per judge kind (judgeUsage): SqliteStore and MemoryStore do",
+      );
+    }
     this.#prices = new PriceTable(this.#o.prices, (model) =>
       this.#log.warn({ model }, "no price for this model: charging it at the highest known rate"),
     );
@@ -780,7 +816,8 @@ export class Guard {
     let refusal: Refusal | null;
     try {
       refusal = this.#store.atomically(() => {
-        const r = admit(this.#usage(req.sessionKey, now), estimate, this.#caps);
+        const caps = { ...this.#caps, judgeBudgetMicros: this.#judgeCap(req.judge) };
+        const r = admit(this.#usage(req.sessionKey, now, req.judge), estimate, caps);
         if (r !== null && !shadow) return r;
         this.#store.openReservation({
           id: w.reservationId,
@@ -808,7 +845,7 @@ export class Guard {
     if (refusal === null) return admitted(true, w.shadowReason);
     if (shadow) return admitted(true, w.shadowReason ?? refusal.reason);
     if (refusal.concurrency && performance.now() < w.deadline) {
-      w.blockedBy = refusal.reason === "global_budget" ? null : req.sessionKey;
+      w.blockedBy = refusedScope(req, refusal.reason);
       return "wait";
     }
     return this.#skip(req, w.obs, now, refusal.reason, w.savedMicros, { refusal });
@@ -829,11 +866,10 @@ export class Guard {
    * waiting call.
    */
   #pump(): void {
-    const blockedKeys = new Set<string>();
-    let globalBlocked = false;
+    const blocked = new Set<string>();
     const still: Waiter[] = [];
     for (const w of this.#queue) {
-      const scopeBlocked = globalBlocked || blockedKeys.has(w.req.sessionKey);
+      const scopeBlocked = scopesOf(w.req).some((scope) => blocked.has(scope));
       if (scopeBlocked && performance.now() < w.deadline) {
         still.push(w);
         continue;
@@ -846,8 +882,7 @@ export class Guard {
         continue;
       }
       still.push(w);
-      if (w.blockedBy === null) globalBlocked = true;
-      else if (w.blockedBy !== undefined) blockedKeys.add(w.blockedBy);
+      if (w.blockedBy !== undefined) blocked.add(w.blockedBy);
     }
     this.#queue = still;
     this.#schedulePump(ADMISSION_POLL_MS);
@@ -974,10 +1009,10 @@ export class Guard {
         if (!how.keep && prior?.chargedMicros != null && prior.decisionId !== null) {
           // Charged at its estimate meanwhile (its owner was presumed gone, or it timed out):
           // correct that charge to this one, in the same decision.
-          this.#store.addUsage(a.sessionKey, prior.createdMs, charged - prior.chargedMicros, 0);
+          this.#store.addUsage(a.sessionKey, prior.createdMs, charged - prior.chargedMicros, 0, a.judge);
           this.#store.updateDecision(prior.decisionId, record);
         } else {
-          if (charged > 0 || !failed) this.#store.addUsage(a.sessionKey, a.at, charged, 1);
+          if (charged > 0 || !failed) this.#store.addUsage(a.sessionKey, a.at, charged, 1, a.judge);
           const decisionId = this.#store.recordDecision(record);
           // Kept, so that a settlement arriving after all (its client was only slow) corrects it.
           if (how.keep && prior !== undefined)
@@ -985,7 +1020,7 @@ export class Guard {
         }
         if (charged > 0 && this.#alertsOn) {
           try {
-            after = this.#usage(a.sessionKey, a.at);
+            after = this.#usage(a.sessionKey, a.at, a.judge);
           } catch {
             // Never fail a settlement over its alert check: #checkAlerts reads again.
           }
@@ -1002,7 +1037,7 @@ export class Guard {
     if (failed) this.#stats.failed++;
     else this.#stats.judged++;
     this.#stats.chargedMicros += charged;
-    if (charged > 0) this.#checkAlerts(a.sessionKey, a.at, after);
+    if (charged > 0) this.#checkAlerts(a.sessionKey, a.judge, a.at, after);
     if (this.#queue.length > 0) {
       clearTimeout(this.#pumpTimer);
       this.#pumpTimer = undefined;
@@ -1041,8 +1076,11 @@ export class Guard {
       }),
     };
     const code = SKIP_CODES[reason];
-    if (why.refusal)
-      this.#alert("cap_reached", why.refusal.reason, req.sessionKey, why.refusal.used, why.refusal.cap, now);
+    if (why.refusal) {
+      const r = why.refusal;
+      const scope = r.reason === "judge_budget" ? req.judge : req.sessionKey;
+      this.#alert("cap_reached", r.reason, scope, r.used, r.cap, now);
+    }
     if (reason !== "ledger_error")
       this.#recordSkip(req, obs, now, reason, savedMicros, why.stuck?.episodeId ?? null);
     this.#stats.skipped[reason]++;
@@ -1089,12 +1127,37 @@ export class Guard {
     );
   }
 
-  /** What the ledger holds for a key within its window and for everything within a day. */
-  #usage(sessionKey: string, now: number): BudgetSnapshot {
+  /**
+   * What the ledger holds for a key within its window and for everything within a day, and, when
+   * `judge` is given and its kind has a cap, for that kind within a day.
+   */
+  #usage(sessionKey: string, now: number, judge?: string): BudgetSnapshot {
+    const capped = judge !== undefined && this.#judgeCap(judge) !== Number.POSITIVE_INFINITY;
     return {
       session: this.#store.scopeUsage(sessionKey, now - this.#o.budgetWindowMs),
       global: this.#store.scopeUsage(null, now - DAY_MS),
+      ...(capped && { judge: this.#judgeUsage(judge, now - DAY_MS) }),
     };
+  }
+
+  /** The cap of a judge kind, micro-dollars per 24 h (Infinity: none). */
+  #judgeCap(judge: string): number {
+    return Object.hasOwn(this.#o.judgeBudgetsMicros, judge)
+      ? this.#o.judgeBudgetsMicros[judge]!
+      : this.#o.judgeBudgetMicros;
+  }
+
+  #judgeUsage(judge: string, sinceMs: number): ScopeUsage {
+    // Checked at construction: a guard with caps per judge kind has a store that reads them.
+    return this.#store.judgeUsage!(judge, sinceMs);
+  }
+
+  /** Whether any judge kind has a cap. */
+  get #judgeCapped(): boolean {
+    return (
+      this.#o.judgeBudgetMicros !== Number.POSITIVE_INFINITY ||
+      Object.values(this.#o.judgeBudgetsMicros).some((m) => m !== Number.POSITIVE_INFINITY)
+    );
   }
 
   /** Budget alerts go out: a sink to send them to, a threshold, and a cap to measure against. */
@@ -1103,23 +1166,29 @@ export class Guard {
     return (
       this.#signals.enabled &&
       this.#o.alertAt !== 0 &&
-      Math.min(sessionBudgetMicros, sessionMaxCalls, dailyBudgetMicros) !== Number.POSITIVE_INFINITY
+      (Math.min(sessionBudgetMicros, sessionMaxCalls, dailyBudgetMicros) !== Number.POSITIVE_INFINITY ||
+        this.#judgeCapped)
     );
   }
 
   /** Sends a "warning" alert when a budget's use crosses `alertAt` of its cap. */
-  #checkAlerts(sessionKey: string, now: number, known?: BudgetSnapshot): void {
+  #checkAlerts(sessionKey: string, judge: string, now: number, known?: BudgetSnapshot): void {
     if (!this.#alertsOn) return;
     const at = this.#o.alertAt;
-    const usage = known ?? this.#safely(() => this.#usage(sessionKey, now));
+    const usage = known ?? this.#safely(() => this.#usage(sessionKey, now, judge));
     const key = usage?.session;
     const all = usage?.global;
+    const kind = usage?.judge;
     const over = (used: number, cap: number) => cap !== Number.POSITIVE_INFINITY && used >= at * cap;
     if (key && over(key.spentMicros, this.#o.sessionBudgetMicros)) {
       this.#alert("warning", "session_budget", sessionKey, key.spentMicros, this.#o.sessionBudgetMicros, now);
     }
     if (key && over(key.calls, this.#o.sessionMaxCalls)) {
       this.#alert("warning", "session_calls", sessionKey, key.calls, this.#o.sessionMaxCalls, now);
+    }
+    const judgeCap = this.#judgeCap(judge);
+    if (kind && over(kind.spentMicros, judgeCap)) {
+      this.#alert("warning", "judge_budget", judge, kind.spentMicros, judgeCap, now);
     }
     if (all && over(all.spentMicros, this.#o.dailyBudgetMicros)) {
       this.#alert("warning", "global_budget", null, all.spentMicros, this.#o.dailyBudgetMicros, now);
@@ -1129,21 +1198,22 @@ export class Guard {
   /**
    * A budget alert, once per scope, reason, level and window (windows counted from the epoch,
    * so every process sharing a ledger names the same one, and the ledger tells whether it went
-   * out already). Amounts are micro-dollars in, USD out.
+   * out already). Amounts are micro-dollars in, USD out. `name` is the session key of a key's
+   * budget, the judge kind of a kind's, null for the global one.
    */
   #alert(
     level: "warning" | "cap_reached",
-    reason: "session_budget" | "session_calls" | "global_budget",
-    sessionKey: string | null,
+    reason: "session_budget" | "session_calls" | "judge_budget" | "global_budget",
+    name: string | null,
     used: number,
     cap: number,
     now: number,
   ): void {
     if (!this.#alertsOn) return;
-    const global = reason === "global_budget";
-    const windowMs = global ? DAY_MS : this.#o.budgetWindowMs;
+    const scope = reason === "global_budget" ? "global" : reason === "judge_budget" ? "judge" : "session";
+    const windowMs = scope === "session" ? this.#o.budgetWindowMs : DAY_MS;
     const windowStart = Math.floor(now / windowMs) * windowMs;
-    const alertId = `${global ? "global" : `session:${sessionKey}`}:${reason}:${level}:${windowStart}`;
+    const alertId = `${scope === "global" ? "global" : `${scope}:${name}`}:${reason}:${level}:${windowStart}`;
     if (this.#alerted.has(alertId)) return;
     // Tried within the cooldown (its delivery may still be under way): nothing to do yet.
     const tried = this.#alertTried.get(alertId);
@@ -1160,8 +1230,9 @@ export class Guard {
       {
         type: "budget_alert",
         level,
-        scope: global ? "global" : "session",
-        session_key: global ? null : sessionKey,
+        scope,
+        session_key: scope === "session" ? name : null,
+        ...(scope === "judge" && name !== null && { judge: name }),
         reason,
         used: money ? toUsd(used) : used,
         cap: money ? toUsd(cap) : cap,
@@ -1270,7 +1341,7 @@ export class Guard {
   /** Charges a reservation nobody settled at its estimate, keeping its row for a late settlement. */
   #chargeEstimate(r: StoredReservation, now: number): void {
     const micros = r.expectedMicros;
-    this.#store.addUsage(r.sessionKey, r.createdMs, micros, 1);
+    this.#store.addUsage(r.sessionKey, r.createdMs, micros, 1, r.judge);
     const id = this.#store.recordDecision({
       ts: r.createdMs,
       sessionKey: r.sessionKey,

@@ -50,6 +50,17 @@ export interface GuardOptions {
   readonly budgetWindowMs?: number;
   /** USD for all keys together per rolling 24 h. @default 50 */
   readonly dailyBudgetUsd?: number;
+  /**
+   * USD per judge kind (`JudgeRequest.judge`), all keys together, per rolling 24 h: the cap of
+   * every kind that `judgeBudgetsUsd` does not name. Enforced in the same admission as the key's
+   * and the global caps, so spend of a kind exceeds its cap by at most one call. @default Infinity
+   */
+  readonly judgeBudgetUsd?: number;
+  /**
+   * Caps of named judge kinds, in USD per rolling 24 h, over `judgeBudgetUsd` (Infinity: that
+   * kind has none), e.g. `{ quality_assessment: 2, consolidation: 0.5 }`.
+   */
+  readonly judgeBudgetsUsd?: Readonly<Record<string, number>>;
   /** Judge calls in flight at once, across all keys. @default 8 */
   readonly concurrency?: number;
   /** Prices in USD per million tokens, by model id, merged over the built-in table. @default DEFAULT_PRICES */
@@ -130,6 +141,9 @@ export interface ResolvedOptions {
   readonly sessionMaxCalls: number;
   readonly budgetWindowMs: number;
   readonly dailyBudgetMicros: number;
+  /** The cap of judge kinds `judgeBudgetsMicros` does not name (Infinity: none). */
+  readonly judgeBudgetMicros: number;
+  readonly judgeBudgetsMicros: Readonly<Record<string, number>>;
   readonly concurrency: number;
   readonly prices: Readonly<Record<string, ModelPrice>>;
   readonly signals: readonly SignalSink[];
@@ -213,6 +227,19 @@ function oneOf<T extends string>(
   if (value === undefined) return fallback;
   if (!allowed.includes(value)) bad(option, value, `one of ${allowed.join(", ")}`);
   return value;
+}
+
+function judgeBudgets(caps: GuardOptions["judgeBudgetsUsd"]): Record<string, number> {
+  if (caps === undefined) return {};
+  if (caps === null || typeof caps !== "object" || Array.isArray(caps))
+    bad("judgeBudgetsUsd", caps, "an object of judge kind -> USD per 24 h (Infinity for no cap)");
+  const out: Record<string, number> = {};
+  for (const [judge, usd] of Object.entries(caps)) {
+    if (judge === "" || judge.length > 256)
+      bad("judgeBudgetsUsd", judge, "judge kinds of 1 to 256 characters");
+    out[judge] = toMicros(nonNegative(`judgeBudgetsUsd.${judge}`, usd, Infinity, true));
+  }
+  return out;
 }
 
 function mergePrices(prices: Readonly<Record<string, ModelPrice>>): Record<string, ModelPrice> {
@@ -320,6 +347,8 @@ export function resolveOptions(o: GuardOptions): ResolvedOptions {
     dailyBudgetMicros: toMicros(
       nonNegative("dailyBudgetUsd", o.dailyBudgetUsd, DEFAULTS.dailyBudgetUsd, true),
     ),
+    judgeBudgetMicros: toMicros(nonNegative("judgeBudgetUsd", o.judgeBudgetUsd, Infinity, true)),
+    judgeBudgetsMicros: judgeBudgets(o.judgeBudgetsUsd),
     concurrency: int("concurrency", o.concurrency, DEFAULTS.concurrency, 1),
     prices: o.prices === undefined ? DEFAULT_PRICES : mergePrices(o.prices),
     signals: o.signals ?? [],

@@ -76,6 +76,7 @@ export const SKIP_CODES: Readonly<Record<SkippedOutcome["reason"], SkipCode>> = 
   stuck_session: "STUCK_SESSION",
   session_budget: "SESSION_BUDGET",
   session_calls: "SESSION_CALLS",
+  judge_budget: "JUDGE_BUDGET",
   global_budget: "GLOBAL_BUDGET",
   ledger_error: "LEDGER_UNAVAILABLE",
 };

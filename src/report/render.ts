@@ -27,6 +27,19 @@ export function capsLine(c: ReportConfig): string {
   return `budget used / cap: ${what}, as the guard that wrote the ledger configured it${changed}`;
 }
 
+/** The caps per judge kind in words, when the guard capped any (else null). */
+export function judgeCapsLine(c: ReportConfig): string | null {
+  const named = Object.entries(c.judge_budgets_usd ?? {});
+  if (c.judge_budget_usd === null && named.every(([, cap]) => cap === null)) return null;
+  const money = usdColumn([...named.map(([, m]) => m ?? 0), c.judge_budget_usd ?? 0]);
+  const cap = (usd_: number | null) => (usd_ === null ? "none" : money(usd_));
+  const parts = [
+    ...named.map(([judge, usd_]) => `${printable(judge)} ${cap(usd_)}`),
+    `${named.length > 0 ? "any other kind" : "each judge kind"} ${cap(c.judge_budget_usd)}`,
+  ];
+  return `judge budget used / cap per 24h, all keys together: ${parts.join(", ")}${c.source === "ledger" ? ", as the guard that wrote the ledger configured it" : ""}`;
+}
+
 /** Aligned columns that fit `width` characters: column `give` (a text column) gives way. */
 export function table(
   headers: string[],
@@ -157,6 +170,16 @@ export function renderTable(r: Report, width = 100): string {
       const m = usdColumn(rows.map(f));
       return (x: (typeof rows)[number]) => m(f(x));
     };
+    const capped = rows.some((x) => x.budget !== undefined);
+    const budgets = usdColumn(
+      rows.flatMap((x) => (x.budget ? [x.budget.used_usd, x.budget.cap_usd ?? 0] : [])),
+    );
+    const budget = (x: (typeof rows)[number]) =>
+      x.budget === undefined
+        ? ""
+        : x.budget.cap_usd === null
+          ? budgets(x.budget.used_usd)
+          : `${budgets(x.budget.used_usd)} / ${budgets(x.budget.cap_usd)}`;
     const reported = column((x) => x.reported_usd);
     const computed = column((x) => x.computed_usd);
     const estimated = column((x) => x.estimated_usd);
@@ -173,6 +196,7 @@ export function renderTable(r: Report, width = 100): string {
           "cache write",
           ...(mixed ? ["reported", "computed", "estimate"] : []),
           "charged",
+          ...(capped ? ["budget used"] : []),
         ],
         rows.map((x) => [
           x.name,
@@ -183,11 +207,24 @@ export function renderTable(r: Report, width = 100): string {
           count(x.cache_write_tokens),
           ...(mixed ? [reported(x), computed(x), estimated(x)] : []),
           charged(x),
+          ...(capped ? [budget(x)] : []),
         ]),
         width,
-        [false, true, true, true, true, true, true, ...(mixed ? [true, true, true] : [])],
+        [
+          false,
+          true,
+          true,
+          true,
+          true,
+          true,
+          true,
+          ...(mixed ? [true, true, true] : []),
+          ...(capped ? [true] : []),
+        ],
       ),
     );
+    const caps = capped ? judgeCapsLine(r.config) : null;
+    if (caps !== null) out.push(caps);
   }
   if (r.series.points.length > 0) {
     const charged = usdColumn(r.series.points.map((p) => p.charged_usd));

@@ -58,6 +58,10 @@ export interface ReportConfig {
   readonly session_max_calls: number | null;
   readonly budget_window_ms: number;
   readonly daily_budget_usd: number | null;
+  /** The cap of every judge kind not named below, per 24 h (null: none). */
+  readonly judge_budget_usd: number | null;
+  /** Caps of named judge kinds per 24 h (null: that kind has none); null when none is named. */
+  readonly judge_budgets_usd: Record<string, number | null> | null;
   /** Fields whose value differed between configurations in force during the range; the latest is shown. */
   readonly changed: string[];
 }
@@ -117,6 +121,11 @@ export interface SessionRow extends CostSplit {
 
 export interface TokenRow extends CostSplit {
   readonly name: string;
+  /**
+   * Per judge kind, when the guard capped judge kinds: its spend in the 24 h that end at the
+   * range's end, against its cap (null: this kind has none).
+   */
+  readonly budget?: { readonly used_usd: number; readonly cap_usd: number | null };
   readonly calls: number;
   readonly input_tokens: number;
   readonly output_tokens: number;
@@ -215,6 +224,8 @@ function configOf(db: Database.Database, version: number, o: ReportOptions): Rep
           session_max_calls: number | null;
           budget_window_ms: number;
           daily_budget_micros: number | null;
+          judge_budget_micros?: number | null;
+          judge_budgets?: string | null;
         }>)
       : [];
   if (rows.length === 0) {
@@ -227,6 +238,8 @@ function configOf(db: Database.Database, version: number, o: ReportOptions): Rep
       session_max_calls: null,
       budget_window_ms: o.budgetWindowMs ?? 86_400_000,
       daily_budget_usd: null,
+      judge_budget_usd: null,
+      judge_budgets_usd: null,
       changed: [],
     };
   }
@@ -245,6 +258,8 @@ function configOf(db: Database.Database, version: number, o: ReportOptions): Rep
     session_max_calls: (r) => r.session_max_calls,
     budget_window_ms: (r) => r.budget_window_ms,
     daily_budget_usd: (r) => r.daily_budget_micros,
+    judge_budget_usd: (r) => r.judge_budget_micros ?? null,
+    judge_budgets_usd: (r) => r.judge_budgets ?? null,
   };
   const changed = Object.entries(fields)
     .filter(([, get]) => new Set(during.map(get)).size > 1)
@@ -257,6 +272,16 @@ function configOf(db: Database.Database, version: number, o: ReportOptions): Rep
     session_max_calls: shown.session_max_calls,
     budget_window_ms: shown.budget_window_ms,
     daily_budget_usd: money(shown.daily_budget_micros),
+    judge_budget_usd: money(shown.judge_budget_micros ?? null),
+    judge_budgets_usd:
+      typeof shown.judge_budgets === "string"
+        ? Object.fromEntries(
+            Object.entries(JSON.parse(shown.judge_budgets) as Record<string, number | null>).map(([j, m]) => [
+              j,
+              money(m),
+            ]),
+          )
+        : null,
     changed,
   };
 }
@@ -446,6 +471,32 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
     episodes: episodesByKey.get(r.session_key) ?? [],
   }));
 
+  // Per judge kind, when the guard capped judge kinds: spend in the 24 h ending at the range's
+  // end, all keys together (the cap's scope), whatever key the report is narrowed to.
+  const judgeCap = (judge: string): number | null =>
+    config.judge_budgets_usd !== null && Object.hasOwn(config.judge_budgets_usd, judge)
+      ? config.judge_budgets_usd[judge]!
+      : config.judge_budget_usd;
+  const judgesCapped =
+    config.judge_budget_usd !== null ||
+    Object.values(config.judge_budgets_usd ?? {}).some((cap) => cap !== null);
+  const judgeUsed = judgesCapped
+    ? new Map(
+        (
+          db
+            .prepare(
+              `SELECT judge AS k, sum(charged_micros) AS m FROM decisions
+               WHERE ${from("@from")} AND ts < @until GROUP BY judge`,
+            )
+            .all({
+              ...args,
+              from: o.until - 86_400_000,
+              ...(byId ? { fromId: firstDecisionId(o.until - 86_400_000) } : {}),
+            }) as Array<{ k: string; m: number }>
+        ).map((r) => [r.k, usd(r.m)]),
+      )
+    : undefined;
+
   const tokens = (column: "judge" | "model"): TokenRow[] =>
     (
       db
@@ -475,6 +526,10 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
       cache_write_tokens: Number(r.cw ?? 0),
       charged_usd: usd(r.charged),
       ...split(r),
+      ...(column === "judge" &&
+        judgeUsed !== undefined && {
+          budget: { used_usd: judgeUsed.get(r.name) ?? 0, cap_usd: judgeCap(r.name) },
+        }),
     }));
 
   // Hours for ranges up to two days, days beyond, unless asked.

@@ -7,6 +7,7 @@ export const SKIP_REASON_TEXT: Readonly<Record<SkipReason, string>> = {
     "the session was stuck: its agent repeated a canned reply, so a verdict would say nothing new",
   session_budget: "the key had spent its budget for the window",
   session_calls: "the key had made its most judge calls for the window",
+  judge_budget: "the judge kind had spent its budget for the day, all keys together",
   global_budget: "all keys together had spent the daily budget",
   duplicate: "the same request was judged moments before: its verdict was reused",
   ledger_error:

@@ -26,10 +26,12 @@ export interface StuckSessionEvent {
 export interface BudgetAlertEvent {
   readonly type: "budget_alert";
   readonly level: "warning" | "cap_reached";
-  readonly scope: "session" | "global";
-  /** The key for a session budget; null for the global one. */
+  readonly scope: "session" | "judge" | "global";
+  /** The key for a session budget; null for the global one and a judge kind's. */
   readonly session_key: string | null;
-  readonly reason: "session_budget" | "session_calls" | "global_budget";
+  /** The judge kind, for a judge kind's budget (`scope: "judge"`) only. */
+  readonly judge?: string;
+  readonly reason: "session_budget" | "session_calls" | "judge_budget" | "global_budget";
   /** What is used of the cap: USD, or calls for `session_calls`. */
   readonly used: number;
   readonly cap: number;

@@ -14,3 +14,8 @@ export function bucketStart(atMs: number, bucketMs: number): number {
 export function scopeOf(sessionKey: string | null): string {
   return sessionKey === null ? "*" : `k:${sessionKey}`;
 }
+
+/** The usage scope of a judge kind, all keys together. */
+export function judgeScope(judge: string): string {
+  return `j:${judge}`;
+}

@@ -7,10 +7,34 @@ export interface GuardCaps {
   readonly sessionMaxCalls: number;
   readonly budgetWindowMs: number;
   readonly dailyBudgetMicros: number;
+  readonly judgeBudgetMicros: number;
+  readonly judgeBudgetsMicros: Readonly<Record<string, number>>;
   readonly clock: { now(): number };
 }
 
 const capOrNull = (n: number): number | null => (Number.isFinite(n) ? n : null);
+
+/** The caps of named judge kinds as the ledger keeps them: JSON with its keys sorted, or null. */
+export function judgeBudgetsText(c: Pick<GuardConfigRecord, "judgeBudgets">): string | null {
+  const caps = c.judgeBudgets;
+  if (caps == null || Object.keys(caps).length === 0) return null;
+  return JSON.stringify(
+    Object.fromEntries(Object.entries(caps).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
+  );
+}
+
+/** Whether two records hold the same caps (their times and owners aside). */
+export function sameCaps(a: GuardConfigRecord, b: GuardConfigRecord): boolean {
+  return (
+    a.mode === b.mode &&
+    a.sessionBudgetMicros === b.sessionBudgetMicros &&
+    a.sessionMaxCalls === b.sessionMaxCalls &&
+    a.budgetWindowMs === b.budgetWindowMs &&
+    a.dailyBudgetMicros === b.dailyBudgetMicros &&
+    (a.judgeBudgetMicros ?? null) === (b.judgeBudgetMicros ?? null) &&
+    judgeBudgetsText(a) === judgeBudgetsText(b)
+  );
+}
 
 /** The record of a guard's caps at its start (on its own clock, the decisions' clock). */
 export function guardConfigRecord(o: GuardCaps, ownerId: string): GuardConfigRecord {
@@ -22,5 +46,10 @@ export function guardConfigRecord(o: GuardCaps, ownerId: string): GuardConfigRec
     sessionMaxCalls: capOrNull(o.sessionMaxCalls),
     budgetWindowMs: o.budgetWindowMs,
     dailyBudgetMicros: capOrNull(o.dailyBudgetMicros),
+    judgeBudgetMicros: capOrNull(o.judgeBudgetMicros),
+    judgeBudgets:
+      Object.keys(o.judgeBudgetsMicros).length === 0
+        ? null
+        : Object.fromEntries(Object.entries(o.judgeBudgetsMicros).map(([j, m]) => [j, capOrNull(m)])),
   };
 }

@@ -1,7 +1,8 @@
 import type { ScopeUsage } from "../budget/admission.js";
 import type { EstimateStats } from "../budget/estimator.js";
-import { bucketStart, DEFAULT_BUCKET_MS, scopeOf } from "./buckets.js";
+import { bucketStart, DEFAULT_BUCKET_MS, judgeScope, scopeOf } from "./buckets.js";
 import type { DecisionId } from "./decision-ids.js";
+import { sameCaps } from "./guard-config.js";
 import type {
   DecisionRecord,
   EpisodeRecord,
@@ -59,9 +60,21 @@ export class MemoryStore implements LedgerStore {
   }
 
   scopeUsage(sessionKey: string | null, sinceMs: number): ScopeUsage {
+    return this.#scope(
+      scopeOf(sessionKey),
+      sinceMs,
+      (r) => sessionKey === null || r.sessionKey === sessionKey,
+    );
+  }
+
+  judgeUsage(judge: string, sinceMs: number): ScopeUsage {
+    return this.#scope(judgeScope(judge), sinceMs, (r) => r.judge === judge);
+  }
+
+  #scope(scope: string, sinceMs: number, open: (r: Held) => boolean): ScopeUsage {
     let spentMicros = 0;
     let calls = 0;
-    const buckets = this.#usage.get(scopeOf(sessionKey));
+    const buckets = this.#usage.get(scope);
     if (buckets) {
       for (const [start, b] of buckets) {
         if (start + this.#bucketMs > sinceMs) {
@@ -74,8 +87,7 @@ export class MemoryStore implements LedgerStore {
     let openExpectedMicros = 0;
     let openWorstMicros = 0;
     for (const r of this.#reservations.values()) {
-      if (r.chargedMicros !== null) continue;
-      if (sessionKey !== null && r.sessionKey !== sessionKey) continue;
+      if (r.chargedMicros !== null || !open(r)) continue;
       openCount++;
       openExpectedMicros += r.expectedMicros;
       openWorstMicros += r.worstMicros;
@@ -83,9 +95,11 @@ export class MemoryStore implements LedgerStore {
     return { spentMicros, calls, openCount, openExpectedMicros, openWorstMicros };
   }
 
-  addUsage(sessionKey: string, atMs: number, micros: number, calls: number): void {
+  addUsage(sessionKey: string, atMs: number, micros: number, calls: number, judge?: string): void {
     const start = bucketStart(atMs, this.#bucketMs);
-    for (const scope of [scopeOf(sessionKey), scopeOf(null)]) {
+    const scopes = [scopeOf(sessionKey), scopeOf(null)];
+    if (judge !== undefined) scopes.push(judgeScope(judge));
+    for (const scope of scopes) {
       let buckets = this.#usage.get(scope);
       if (!buckets) {
         buckets = new Map();
@@ -192,14 +206,7 @@ export class MemoryStore implements LedgerStore {
     let atStart: GuardConfigRecord | undefined;
     for (const x of this.configs)
       if (x.startedMs <= c.startedMs && (!atStart || x.startedMs >= atStart.startedMs)) atStart = x;
-    const same =
-      atStart !== undefined &&
-      atStart.mode === c.mode &&
-      atStart.sessionBudgetMicros === c.sessionBudgetMicros &&
-      atStart.sessionMaxCalls === c.sessionMaxCalls &&
-      atStart.budgetWindowMs === c.budgetWindowMs &&
-      atStart.dailyBudgetMicros === c.dailyBudgetMicros;
-    if (!same) this.configs.push(c);
+    if (atStart === undefined || !sameCaps(atStart, c)) this.configs.push(c);
   }
 
   registerOwner(o: OwnerRecord): void {

@@ -288,6 +288,23 @@ export const MIGRATIONS: readonly Migration[] = [
     delivered INTEGER NOT NULL DEFAULT 0
   ) WITHOUT ROWID;
   `,
+  // v8: caps per judge kind.
+  // - usage: spend per judge kind has a scope of its own ('j:' || judge), beside each key's
+  //   ('k:' || key) and everything's ('*'). It is backfilled from the decisions of the two days
+  //   before the latest one (a judge kind's window is 24 h), in one-minute buckets, so that a
+  //   cap set at the upgrade counts what was spent before it.
+  // - guard_config: the cap of every judge kind (judge_budget_micros) and of named ones
+  //   (judge_budgets, JSON: judge kind -> micro-dollars, or null for none) each guard enforced.
+  `
+  ALTER TABLE guard_config ADD COLUMN judge_budget_micros INTEGER;
+  ALTER TABLE guard_config ADD COLUMN judge_budgets TEXT;
+  INSERT INTO usage (scope, bucket, micros, calls)
+    SELECT 'j:' || judge, (ts / 60000) * 60000, sum(charged_micros),
+           sum(CASE WHEN decision = 'judged' OR charged_micros > 0 THEN 1 ELSE 0 END)
+    FROM decisions
+    WHERE decision != 'skipped' AND ts >= (SELECT coalesce(max(ts), 0) FROM decisions) - 172800000
+    GROUP BY judge, ts / 60000;
+  `,
 ];
 
 /**

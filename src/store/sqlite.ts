@@ -18,11 +18,12 @@ import type { EstimateStats } from "../budget/estimator.js";
 import type { StuckEvidence } from "../detection/evidence.js";
 import { parseTrail } from "../detection/window.js";
 import { isJudgeGuardError, LedgerFaultError, LedgerSchemaError } from "../errors.js";
-import { bucketStart, DEFAULT_BUCKET_MS, scopeOf } from "./buckets.js";
+import { bucketStart, DEFAULT_BUCKET_MS, judgeScope, scopeOf } from "./buckets.js";
 import { type Checkpointer, startCheckpointer } from "./checkpointer.js";
 import { addToId, DECISION_ID_SLOTS, type DecisionId, firstDecisionId } from "./decision-ids.js";
 import { sqlite } from "./driver.js";
 import { faultKind, ledgerFault, openFault } from "./faults.js";
+import { judgeBudgetsText, sameCaps } from "./guard-config.js";
 import { applyMigration, ledgerProblem, SCHEMA_VERSION } from "./migrations.js";
 import type {
   DecisionRecord,
@@ -430,10 +431,23 @@ export class SqliteStore implements LedgerStore {
     };
   }
 
-  addUsage(sessionKey: string, atMs: number, micros: number, calls: number): void {
+  judgeUsage(judge: string, sinceMs: number): ScopeUsage {
+    const u = this.#s.usage.get(judgeScope(judge), sinceMs - this.#bucketMs) as Row;
+    const r = this.#s.openJudge.get(judge) as Row;
+    return {
+      spentMicros: Number(u.m),
+      calls: Number(u.c),
+      openCount: Number(r.n),
+      openExpectedMicros: Number(r.e),
+      openWorstMicros: Number(r.w),
+    };
+  }
+
+  addUsage(sessionKey: string, atMs: number, micros: number, calls: number, judge?: string): void {
     const b = bucketStart(atMs, this.#bucketMs);
     this.#s.addUsage.run(scopeOf(sessionKey), b, micros, calls);
     this.#s.addUsage.run(scopeOf(null), b, micros, calls);
+    if (judge !== undefined) this.#s.addUsage.run(judgeScope(judge), b, micros, calls);
   }
 
   openReservation(r: ReservationRecord): void {
@@ -540,14 +554,7 @@ export class SqliteStore implements LedgerStore {
     this.atomically(() => {
       // Redundant when the configuration in force at its start already says the same.
       const latest = this.#s.configAt.get(c.startedMs) as Row | undefined;
-      const same =
-        latest !== undefined &&
-        latest.mode === c.mode &&
-        latest.session_budget_micros === c.sessionBudgetMicros &&
-        latest.session_max_calls === c.sessionMaxCalls &&
-        latest.budget_window_ms === c.budgetWindowMs &&
-        latest.daily_budget_micros === c.dailyBudgetMicros;
-      if (same) return;
+      if (latest !== undefined && sameCaps(configOf(latest), c)) return;
       this.#s.config.run(
         c.startedMs,
         c.ownerId,
@@ -556,21 +563,15 @@ export class SqliteStore implements LedgerStore {
         c.sessionMaxCalls,
         c.budgetWindowMs,
         c.dailyBudgetMicros,
+        c.judgeBudgetMicros ?? null,
+        judgeBudgetsText(c),
       );
     });
   }
 
   /** Recorded guard configurations, oldest first (for reports and tests). */
   configs(): GuardConfigRecord[] {
-    return (this.#s.configs.all() as Row[]).map((r) => ({
-      startedMs: Number(r.started_ms),
-      ownerId: String(r.owner_id),
-      mode: String(r.mode),
-      sessionBudgetMicros: r.session_budget_micros === null ? null : Number(r.session_budget_micros),
-      sessionMaxCalls: r.session_max_calls === null ? null : Number(r.session_max_calls),
-      budgetWindowMs: Number(r.budget_window_ms),
-      dailyBudgetMicros: r.daily_budget_micros === null ? null : Number(r.daily_budget_micros),
-    }));
+    return (this.#s.configs.all() as Row[]).map(configOf);
   }
 
   registerOwner(o: OwnerRecord): void {
@@ -868,6 +869,26 @@ function migrate(db: Database.Database): void {
   }).immediate();
 }
 
+const orNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+/** A `guard_config` row as a record. */
+function configOf(r: Row): GuardConfigRecord {
+  return {
+    startedMs: Number(r.started_ms),
+    ownerId: String(r.owner_id),
+    mode: String(r.mode),
+    sessionBudgetMicros: orNull(r.session_budget_micros),
+    sessionMaxCalls: orNull(r.session_max_calls),
+    budgetWindowMs: Number(r.budget_window_ms),
+    dailyBudgetMicros: orNull(r.daily_budget_micros),
+    judgeBudgetMicros: orNull(r.judge_budget_micros),
+    judgeBudgets:
+      typeof r.judge_budgets === "string"
+        ? (JSON.parse(r.judge_budgets) as Record<string, number | null>)
+        : null,
+  };
+}
+
 /** Statements whose errors go through `fail` first (which may make them a ledger fault). */
 function guarded<S extends Record<string, Database.Statement>>(
   statements: S,
@@ -901,6 +922,9 @@ function prepare(db: Database.Database) {
     // Open: not charged yet (a reservation charged at its estimate is spend, in `usage`).
     openKey: db.prepare(
       "SELECT count(*) AS n, coalesce(sum(expected_micros), 0) AS e, coalesce(sum(worst_micros), 0) AS w FROM reservations WHERE session_key = ? AND charged_micros IS NULL",
+    ),
+    openJudge: db.prepare(
+      "SELECT count(*) AS n, coalesce(sum(expected_micros), 0) AS e, coalesce(sum(worst_micros), 0) AS w FROM reservations WHERE judge = ? AND charged_micros IS NULL",
     ),
     openAll: db.prepare(
       "SELECT count(*) AS n, coalesce(sum(expected_micros), 0) AS e, coalesce(sum(worst_micros), 0) AS w FROM reservations WHERE charged_micros IS NULL",
@@ -960,7 +984,7 @@ function prepare(db: Database.Database) {
     configs: db.prepare("SELECT * FROM guard_config ORDER BY started_ms, id"),
     config: db.prepare(
       `INSERT INTO guard_config (started_ms, owner_id, mode, session_budget_micros, session_max_calls,
-        budget_window_ms, daily_budget_micros) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        budget_window_ms, daily_budget_micros, judge_budget_micros, judge_budgets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     owner: db.prepare(
       `INSERT OR REPLACE INTO owners (id, pid, hostname, proc_start, boot_id, pid_ns, started_ms, heartbeat_ms, beat)

@@ -9,6 +9,7 @@ export type SkipReason =
   | "stuck_session"
   | "session_budget"
   | "session_calls"
+  | "judge_budget"
   | "global_budget"
   | "duplicate"
   | "ledger_error";
@@ -65,6 +66,10 @@ export interface GuardConfigRecord {
   readonly sessionMaxCalls: number | null;
   readonly budgetWindowMs: number;
   readonly dailyBudgetMicros: number | null;
+  /** The cap of every judge kind without one of its own (per 24 h, all keys), or null for none. */
+  readonly judgeBudgetMicros?: number | null;
+  /** Caps of named judge kinds (null: that kind has none); null or empty when none is named. */
+  readonly judgeBudgets?: Readonly<Record<string, number | null>> | null;
 }
 
 export interface ReservationRecord {
@@ -191,7 +196,13 @@ export interface LedgerStore {
 
   /** Settled usage since `sinceMs` and open reservations, for one key or (null) for all keys. */
   scopeUsage(sessionKey: string | null, sinceMs: number): ScopeUsage;
-  addUsage(sessionKey: string, atMs: number, micros: number, calls: number): void;
+  /**
+   * Settled usage since `sinceMs` and open reservations of one judge kind, all keys together.
+   * Optional for stores written before it existed: a guard with caps per judge kind needs it.
+   */
+  judgeUsage?(judge: string, sinceMs: number): ScopeUsage;
+  /** Charges a key, everything, and (given) the judge kind the call was of. */
+  addUsage(sessionKey: string, atMs: number, micros: number, calls: number, judge?: string): void;
   openReservation(r: ReservationRecord): void;
   /** Removes a reservation; false when it was no longer there (reclaimed meanwhile). */
   deleteReservation(id: string): boolean;

@@ -60,6 +60,11 @@ describe("fromEnv: each variable sets its option", () => {
     JUDGE_GUARD_SESSION_MAX_CALLS: ["200", 200],
     JUDGE_GUARD_BUDGET_WINDOW: ["7d", 7 * 86_400_000],
     JUDGE_GUARD_DAILY_BUDGET_USD: ["0.50", 0.5],
+    JUDGE_GUARD_JUDGE_BUDGET_USD: ["2", 2],
+    JUDGE_GUARD_JUDGE_BUDGETS: [
+      '{"quality_assessment": 0.5, "gate": "none"}',
+      { quality_assessment: 0.5, gate: Infinity },
+    ],
     JUDGE_GUARD_CONCURRENCY: ["2", 2],
     JUDGE_GUARD_PRICES: ["(written per test)", undefined],
     JUDGE_GUARD_DEFAULT_OUTPUT_TOKENS: ["300", 300],

@@ -365,6 +365,19 @@ describe("schema v4", () => {
       now += 60_000;
     }
     await createGuard({ ledger: path, logger: "silent", clock, sessionMaxCalls: Infinity }).close();
+    // Caps per judge kind are recorded too (the order of the named kinds does not matter).
+    const judges = { judgeBudgetUsd: 1, judgeBudgetsUsd: { q: Infinity, gate: 0.5 } };
+    const same = { judgeBudgetUsd: 1, judgeBudgetsUsd: { gate: 0.5, q: Infinity } };
+    for (const caps of [judges, same]) {
+      now += 60_000;
+      await createGuard({
+        ledger: path,
+        logger: "silent",
+        clock,
+        sessionMaxCalls: Infinity,
+        ...caps,
+      }).close();
+    }
     const store = new SqliteStore(path, { backgroundCheckpoints: false });
     const configs = store.configs();
     store.close();
@@ -376,12 +389,15 @@ describe("schema v4", () => {
         sessionMaxCalls: 1000,
         budgetWindowMs: 86_400_000,
         dailyBudgetMicros: 50_000_000,
+        judgeBudgetMicros: null,
+        judgeBudgets: null,
       },
       expect.objectContaining({
         startedMs: Date.parse("2026-11-20T08:02:00Z"),
         sessionBudgetMicros: 3_000_000,
       }),
       expect.objectContaining({ mode: "enforce", sessionBudgetMicros: 5_000_000, sessionMaxCalls: null }),
+      expect.objectContaining({ judgeBudgetMicros: 1_000_000, judgeBudgets: { gate: 500_000, q: null } }),
     ]);
     const memory = new MemoryStore();
     await createGuard({ ledger: memory, logger: "silent", clock, sessionBudgetUsd: 0.02 }).close();

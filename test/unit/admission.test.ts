@@ -61,6 +61,37 @@ describe("admit", () => {
     );
   });
 
+  it.each<[string, Partial<ScopeUsage>, ReturnType<typeof admit>]>([
+    ["a judge kind with room", { spentMicros: 500_000 }, null],
+    [
+      "a judge kind's cap, across keys",
+      { spentMicros: 1_950_000 },
+      { reason: "judge_budget", used: 1_950_000, cap: 2_000_000, concurrency: false },
+    ],
+    [
+      "near a judge kind's cap with its calls in flight: wait",
+      { spentMicros: 1_500_000, openCount: 2, openExpectedMicros: 200_000, openWorstMicros: 600_000 },
+      { reason: "judge_budget", used: 1_700_000, cap: 2_000_000, concurrency: true },
+    ],
+  ])("%s", (_name, judge, expected) => {
+    const withJudge = { ...caps, judgeBudgetMicros: 2_000_000 };
+    expect(admit({ session: idle, global: idle, judge: { ...idle, ...judge } }, want, withJudge)).toEqual(
+      expected,
+    );
+  });
+
+  it("checks a judge kind's cap after the key's and before the global one", () => {
+    const full = { ...idle, spentMicros: 1e12 };
+    const withJudge = { ...caps, judgeBudgetMicros: 2_000_000 };
+    expect(admit({ session: full, global: full, judge: full }, want, withJudge)?.reason).toBe(
+      "session_budget",
+    );
+    expect(admit({ session: idle, global: full, judge: full }, want, withJudge)?.reason).toBe("judge_budget");
+    // No snapshot of the kind (its kind has no cap), or no cap: not checked.
+    expect(admit({ session: idle, global: idle }, want, withJudge)).toBeNull();
+    expect(admit({ session: idle, global: idle, judge: full }, want, caps)).toBeNull();
+  });
+
   it("no cap means no refusal", () => {
     const none = { sessionBudgetMicros: Infinity, sessionMaxCalls: Infinity, globalBudgetMicros: Infinity };
     expect(
