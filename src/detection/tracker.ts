@@ -156,6 +156,31 @@ export class SessionTracker {
     return state ? [...state.window.trail] : null;
   }
 
+  /**
+   * The characters of a transcript as {@link observe} would count them, changing nothing: what
+   * the key's state holds plus the messages added since, so a resent transcript costs the new
+   * messages only (all of them when it does not extend what was seen). Elements that are not
+   * strings count nothing here; `observe` names them.
+   */
+  transcriptChars(
+    sessionKey: string,
+    userMessages: readonly string[],
+    assistantMessages: readonly string[],
+  ): number {
+    const state = this.#states.peek(sessionKey);
+    const known = state !== undefined && extends_(state, userMessages, assistantMessages);
+    let chars = known ? state.chars : 0;
+    const add = (list: readonly string[], from: number) => {
+      for (let i = from; i < list.length; i++) {
+        const m = list[i];
+        if (typeof m === "string") chars += m.length;
+      }
+    };
+    add(userMessages, known ? state.users : 0);
+    add(assistantMessages, known ? state.replies : 0);
+    return chars;
+  }
+
   observe(
     sessionKey: string,
     userMessages: readonly string[],

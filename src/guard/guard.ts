@@ -613,7 +613,7 @@ export class Guard {
         ...s,
       }),
     );
-    checkTranscriptSize(session, s, this.#transcriptLimit);
+    checkTranscriptSize(session, s, this.#transcriptLimit, this.#charsOf(s));
     const { obs, now, stuck: verdict } = this.#observe(s);
     const skip = (verdict.stuck || s.facts?.handled === false) && this.#o.mode !== "shadow";
     if (skip) {
@@ -708,7 +708,7 @@ export class Guard {
     if (this.#closed) throw new GuardClosedError();
     const req = normalizeRequest(request);
     // Before the transcript is observed, so that a refused request changes nothing.
-    checkTranscriptSize(request, req, this.#transcriptLimit);
+    checkTranscriptSize(request, req, this.#transcriptLimit, this.#charsOf(req));
     const { obs, now, stuck } = this.#observe(req);
     const estimate = this.#estimate(req, obs);
     const savedMicros = knownUsage ? this.#prices.costMicros(req.model, knownUsage) : estimate.expectedMicros;
@@ -716,6 +716,11 @@ export class Guard {
     if ((stuck.stuck || req.facts?.handled === false) && this.#o.mode !== "shadow")
       return this.#skip(req, obs, now, "stuck_session", savedMicros, stuck.stuck ? { stuck } : {});
     return { req, obs, now, estimate, savedMicros, shadowReason: stuck.stuck ? "stuck_session" : null };
+  }
+
+  /** The transcript's characters, counting only what a resent one added. */
+  #charsOf(s: NormalizedSession): number {
+    return this.#tracker.transcriptChars(s.sessionKey, s.userMessages, s.assistantMessages);
   }
 
   get #transcriptLimit(): TranscriptLimit {

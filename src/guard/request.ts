@@ -140,10 +140,18 @@ const n = (x: number) => x.toLocaleString("en-US");
 /**
  * Refuses a transcript larger than any model accepts (its estimate would only inflate the
  * budgets' reservations and the "saved" figures), naming the field that holds most of it, its
- * longest message and the limit. Sizes only: no text is quoted.
+ * longest message and the limit. Sizes only: no text is quoted. `chars`, when the caller knows
+ * them (the tracker counts only what a resent transcript added), spares a walk of every message
+ * when the transcript fits.
  */
-export function checkTranscriptSize(r: SessionRef, s: NormalizedSession, limit: TranscriptLimit): void {
+export function checkTranscriptSize(
+  r: SessionRef,
+  s: NormalizedSession,
+  limit: TranscriptLimit,
+  chars?: number,
+): void {
   if (limit.maxTokens === Number.POSITIVE_INFINITY) return;
+  if (chars !== undefined && Math.ceil(chars / limit.charsPerToken) <= limit.maxTokens) return;
   const fields = messageFields(r);
   let total = 0;
   let heaviest = { field: fields.assistant, chars: -1 };

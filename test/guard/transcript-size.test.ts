@@ -100,6 +100,20 @@ describe("the library", () => {
     await none.close();
   });
 
+  it("counts a resent transcript from what it added, and a different one whole", async () => {
+    const guard = createGuard({ ledger: ":memory:", logger: "silent", maxTranscriptTokens: 100 });
+    const turn = (replies: string[]) => ({ ...request(replies), userMessages: replies.map(() => "") });
+    const first = ["a".repeat(200), "b".repeat(200)];
+    expect((await guard.run(turn(first), judge)).status).toBe("judged"); // 400 characters: 100 tokens
+    await expect(guard.run(turn([...first, "c"]), judge)).rejects.toThrow(/about 101 tokens/);
+    expect((await guard.run(turn(first), judge)).status).toBe("reused"); // the refusal changed nothing
+    await expect(guard.run(turn(["d".repeat(401)]), judge)).rejects.toThrow(
+      /about 101 tokens .*its longest message is assistantMessages\[0\], 401 characters/,
+    );
+    expect((await guard.run(turn(["e".repeat(400)]), judge)).status).toBe("judged");
+    await guard.close();
+  });
+
   it("reads JUDGE_GUARD_MAX_TRANSCRIPT_TOKENS, and names it when it is wrong", () => {
     expect(fromEnv({ JUDGE_GUARD_MAX_TRANSCRIPT_TOKENS: "none" }).maxTranscriptTokens).toBe(Infinity);
     expect(fromEnv({ JUDGE_GUARD_MAX_TRANSCRIPT_TOKENS: "500000" }).maxTranscriptTokens).toBe(500_000);
