@@ -503,7 +503,9 @@ describe.concurrent("bytes overwritten in the ledger while in use", () => {
       inTempDir(async (tmp) => {
         const ledger = join(tmp(), "ledger.db");
         const { logger, lines } = capture();
-        const a = createGuard({ ledger, logger });
+        // A 3 s lease: a heartbeat every second (a third of it), so a loaded machine still finds
+        // the fault well within the wait below.
+        const a = createGuard({ ledger, logger, leaseMs: 3000 });
         for (let i = 0; i < 20; i++)
           await a.run(request(`k${i % 5}`, i), async () => ({ inputTokens: 1000, outputTokens: 100 }));
         await new Promise((r) => setTimeout(r, 600)); // the worker has checkpointed the WAL
