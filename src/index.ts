@@ -7,7 +7,15 @@ export {
   type ScopeUsage,
 } from "./budget/admission.js";
 export { CostEstimator, type EstimateStats } from "./budget/estimator.js";
-export { ENV_VARIABLES, fromEnv, parseDuration, SIGNAL_VARIABLES } from "./config/env.js";
+export {
+  checkVariableNames,
+  ENV_VARIABLES,
+  fromEnv,
+  KNOWN_VARIABLES,
+  OTHER_VARIABLES,
+  parseDuration,
+  SIGNAL_VARIABLES,
+} from "./config/env.js";
 export {
   CannedCatalog,
   compilePatterns,

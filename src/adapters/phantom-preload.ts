@@ -11,7 +11,7 @@
  * worse than none.
  */
 import { createClient } from "../client/client.js";
-import { parseDuration } from "../config/env.js";
+import { checkVariableNames, parseDuration } from "../config/env.js";
 import { installPhantomGuard } from "./phantom-install.js";
 
 function fail(message: string): never {
@@ -23,6 +23,11 @@ const env = process.env;
 // Phantom passes its environment to the Agent SDK's subprocesses (Claude Code, run by Bun): they
 // must not load this preload too (the reflection's runs from phantom-config, not Phantom's folder).
 delete env.BUN_OPTIONS;
+try {
+  checkVariableNames(env);
+} catch (e) {
+  fail((e as Error).message);
+}
 const url = env.JUDGE_GUARD_URL;
 if (url === undefined || url === "") {
   fail(

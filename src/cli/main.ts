@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
+import { checkVariableNames } from "../config/env.js";
 import { isJudgeGuardError } from "../errors.js";
 import { printable } from "../util/printable.js";
 import { UsageError } from "./errors.js";
@@ -22,7 +23,9 @@ async function main(argv: string[]): Promise<number> {
     .version(pkg.version)
     .option("--verbose", "print stack traces on errors")
     .exitOverride()
-    .showHelpAfterError("(run judge-guard --help for usage)");
+    .showHelpAfterError("(run judge-guard --help for usage)")
+    // Before any command: a misspelt JUDGE_GUARD_* variable must not be silently ignored.
+    .hook("preAction", () => checkVariableNames(process.env));
 
   let code = 0;
   program

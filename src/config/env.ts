@@ -9,6 +9,7 @@ import { DEFAULT_PRICES, loadPriceFile, parsePrices } from "../pricing/prices.js
 import { phantomSqliteSink } from "../signals/phantom-sqlite.js";
 import type { SignalSink } from "../signals/types.js";
 import { webhookSink } from "../signals/webhook.js";
+import { nearest } from "../util/nearest.js";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -485,6 +486,98 @@ export const SIGNAL_VARIABLES = [
   },
 ] as const;
 
+/**
+ * The `JUDGE_GUARD_*` variables read elsewhere than {@link fromEnv}: by `judge-guard serve`, the
+ * Phantom preload, and this package's own tests and CI. They are known names, so that setting
+ * them is not taken for a misspelling (see {@link checkVariableNames}).
+ */
+export const OTHER_VARIABLES = [
+  { name: "JUDGE_GUARD_TOKEN", usedBy: "`serve` and the client: the sidecar's bearer token" },
+  { name: "JUDGE_GUARD_URL", usedBy: "the Phantom preload: the sidecar's address" },
+  { name: "JUDGE_GUARD_PHANTOM_ROOT", usedBy: "the Phantom preload: Phantom's folder" },
+  { name: "JUDGE_GUARD_PHANTOM_RECOVER", usedBy: "the Phantom preload: `off` only skips and records" },
+  {
+    name: "JUDGE_GUARD_PHANTOM_RELEASE_AFTER",
+    usedBy: "the Phantom preload: the age at which a stuck key's request is released",
+  },
+  { name: "JUDGE_GUARD_ALLOW_UNKNOWN", usedBy: "the names of unknown variables to allow (below)" },
+  { name: "JUDGE_GUARD_LONG_TESTS", usedBy: "this package's tests: the long variants (CI)" },
+  { name: "JUDGE_GUARD_REQUIRE_CHROMIUM", usedBy: "this package's tests: fail without Chromium (CI)" },
+  { name: "JUDGE_GUARD_PHANTOM_SNAPSHOTS", usedBy: "this package's tests: Phantom checkouts to test on" },
+  { name: "JUDGE_GUARD_REPO", usedBy: "this package's tests: the checkout, for Phantom scenarios" },
+] as const;
+
+/** Every `JUDGE_GUARD_*` name this package reads. */
+export const KNOWN_VARIABLES: readonly string[] = [
+  ...ENV_VARIABLES.map((v) => v.name),
+  ...SIGNAL_VARIABLES.map((v) => v.name),
+  ...OTHER_VARIABLES.map((v) => v.name),
+];
+
+const PREFIX = "JUDGE_GUARD_";
+
+/** Known names that are likely meant by `name`: the nearest by spelling, else those sharing its most words. */
+function meant(name: string): string[] {
+  const suffixes = KNOWN_VARIABLES.map((k) => k.slice(PREFIX.length));
+  const close = nearest(name.slice(PREFIX.length), suffixes);
+  if (close !== undefined) return [PREFIX + close];
+  const words = new Set(name.slice(PREFIX.length).split("_").filter(Boolean));
+  const shared = KNOWN_VARIABLES.map((k) => ({
+    k,
+    n: k
+      .slice(PREFIX.length)
+      .split("_")
+      .filter((w) => words.has(w)).length,
+  }));
+  const most = Math.max(0, ...shared.map((s) => s.n));
+  return most === 0
+    ? []
+    : shared
+        .filter((s) => s.n === most)
+        .map((s) => s.k)
+        .slice(0, 3);
+}
+
+/**
+ * Stops start-up on a `JUDGE_GUARD_*` variable this package does not know: a misspelt cap
+ * (`SESION` for `SESSION`) would otherwise leave the default cap in force without a word. Throws a `ConfigError` naming each unknown variable and the known one likely meant.
+ * `JUDGE_GUARD_ALLOW_UNKNOWN` lets names through: a comma-separated list of them, or `1` for any.
+ * {@link fromEnv} and every CLI command call it; call it yourself where you read the environment
+ * without `fromEnv`.
+ */
+export function checkVariableNames(env: Env = process.env): void {
+  const allowRaw = env.JUDGE_GUARD_ALLOW_UNKNOWN?.trim() ?? "";
+  if (/^(1|true|yes|\*)$/i.test(allowRaw)) return;
+  const allowed = new Set(
+    allowRaw
+      .split(",")
+      .map((n) => n.trim())
+      .filter(Boolean),
+  );
+  for (const n of allowed) {
+    if (!n.startsWith(PREFIX) || !/^[A-Z0-9_]+$/.test(n))
+      fail("JUDGE_GUARD_ALLOW_UNKNOWN", allowRaw, `1, or a comma-separated list of ${PREFIX}* names`);
+  }
+  const known = new Set(KNOWN_VARIABLES);
+  const unknown = Object.keys(env)
+    .filter((k) => k.startsWith(PREFIX) && !known.has(k) && !allowed.has(k))
+    .sort();
+  if (unknown.length === 0) return;
+  const each = unknown.map((name) => {
+    const guesses = meant(name);
+    const hint =
+      guesses.length === 0
+        ? "no judge-guard variable is spelt like it"
+        : `did you mean ${guesses.length === 1 ? guesses[0] : `one of ${guesses.join(", ")}`}?`;
+    return `${name} (${hint})`;
+  });
+  const what = unknown.length === 1 ? "is not a judge-guard variable" : "are not judge-guard variables";
+  throw new ConfigError(
+    unknown[0]!,
+    `${each.join(", ")} ${what}, and would be ignored: fix the name (the README's Configuration lists every variable), or allow it with JUDGE_GUARD_ALLOW_UNKNOWN=${unknown.join(",")}`,
+  );
+}
+
 const CHANNELS = ["none", "callback", "phantom-sqlite", "webhook"] as const;
 
 /** The sinks JUDGE_GUARD_SIGNAL asks for; `callback` must come from code (`overrides.signals`). */
@@ -539,12 +632,14 @@ function sinksFromEnv(env: Env, fromCode: readonly SignalSink[] | undefined): Si
 }
 
 /**
- * Builds guard options from environment variables (default `process.env`). An invalid value
- * throws a `ConfigError` naming the variable, the value and what is allowed. `overrides` win;
+ * Builds guard options from environment variables (default `process.env`). An invalid value,
+ * or a `JUDGE_GUARD_*` variable it does not know ({@link checkVariableNames}), throws a
+ * `ConfigError` naming the variable, the value and what is allowed. `overrides` win;
  * in `similarity` and `estimator`, field by field. Signal sinks passed in `overrides.signals`
  * always apply, added to the channels JUDGE_GUARD_SIGNAL names (even with `none`).
  */
 export function fromEnv(env: Env = process.env, overrides: GuardOptions = {}): GuardOptions {
+  checkVariableNames(env);
   const options: Record<string, unknown> = {};
   const given: Array<{ variable: Variable; value: unknown }> = [];
   for (const v of ENV_VARIABLES) {
