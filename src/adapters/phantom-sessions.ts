@@ -17,7 +17,10 @@ export class PhantomDbError extends Error {
   override readonly name = "PhantomDbError";
 }
 
-/** Opens Phantom's database and checks it has a sessions table. */
+/** The columns of Phantom's sessions table that a reset reads or writes. */
+const SESSION_COLUMNS = ["session_key", "sdk_session_id", "status", "last_active_at", "turn_count"] as const;
+
+/** Opens Phantom's database and checks it has a sessions table with the columns a reset uses. */
 export function openPhantomDb(
   path: string,
   options: { busyTimeoutMs?: number; readonly?: boolean } = {},
@@ -34,6 +37,16 @@ export function openPhantomDb(
     const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'").get();
     if (table === undefined)
       throw new PhantomDbError(`${path} has no sessions table: is it Phantom's database?`);
+    const columns = new Set(
+      (db.prepare("SELECT name FROM pragma_table_info('sessions')").all() as Array<{ name: string }>).map(
+        (c) => c.name,
+      ),
+    );
+    const missing = SESSION_COLUMNS.filter((c) => !columns.has(c));
+    if (missing.length > 0)
+      throw new PhantomDbError(
+        `${path} has a sessions table without ${missing.join(", ")}: is it Phantom's database?`,
+      );
   } catch (e) {
     db.close();
     throw e instanceof PhantomDbError

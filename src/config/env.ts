@@ -1,4 +1,6 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { openPhantomDb } from "../adapters/phantom-sessions.js";
 import { DEFAULT_ESTIMATOR, type EstimatorOptions } from "../budget/estimator.js";
 import { compilePatterns } from "../detection/catalog.js";
 import { ConfigError } from "../errors.js";
@@ -476,7 +478,7 @@ export const SIGNAL_VARIABLES = [
   {
     name: "JUDGE_GUARD_PHANTOM_DB",
     defaultText: "(none)",
-    doc: "`phantom-sqlite`: Phantom's database, e.g. `data/phantom.db` (same host only)",
+    doc: "`phantom-sqlite`: Phantom's database, e.g. `data/phantom.db` (same host only; it must exist at start-up)",
   },
   { name: "JUDGE_GUARD_WEBHOOK_URL", defaultText: "(none)", doc: "`webhook`: where events are POSTed" },
   {
@@ -580,6 +582,32 @@ export function checkVariableNames(env: Env = process.env): void {
 
 const CHANNELS = ["none", "callback", "phantom-sqlite", "webhook"] as const;
 
+/**
+ * At start-up, not at the first stuck session: JUDGE_GUARD_PHANTOM_DB must be Phantom's database
+ * now. (The sink itself, made in code, treats a missing file as a failed delivery, retried.)
+ */
+function checkPhantomDb(path: string): void {
+  const bad = (why: string): never => {
+    throw new ConfigError(
+      "JUDGE_GUARD_PHANTOM_DB",
+      `JUDGE_GUARD_PHANTOM_DB=${JSON.stringify(path)} (for JUDGE_GUARD_SIGNAL=phantom-sqlite) ${why}`,
+    );
+  };
+  if (!existsSync(path)) {
+    bad(
+      existsSync(dirname(resolve(path)))
+        ? "does not exist: give the path of Phantom's data/phantom.db. Phantom creates it at its first start: start Phantom once, or leave phantom-sqlite out of JUDGE_GUARD_SIGNAL until it has"
+        : `does not exist, nor does its folder ${dirname(resolve(path))}: give the path of Phantom's data/phantom.db, as this process sees it`,
+    );
+  }
+  if (statSync(path).isDirectory()) bad("is a folder: give the path of Phantom's data/phantom.db");
+  try {
+    openPhantomDb(path).close();
+  } catch (e) {
+    bad(`cannot be used: ${(e as Error).message.replace(`${path} `, "it ")}`);
+  }
+}
+
 /** The sinks JUDGE_GUARD_SIGNAL asks for; `callback` must come from code (`overrides.signals`). */
 function sinksFromEnv(env: Env, fromCode: readonly SignalSink[] | undefined): SignalSink[] | undefined {
   const raw = env.JUDGE_GUARD_SIGNAL?.trim();
@@ -604,7 +632,9 @@ function sinksFromEnv(env: Env, fromCode: readonly SignalSink[] | undefined): Si
         "JUDGE_GUARD_SIGNAL includes phantom-sqlite, which needs Node (better-sqlite3 does not run under Bun): use callback in process, or set it on the judge-guard sidecar",
       );
     }
-    sinks.push(phantomSqliteSink({ path: need("JUDGE_GUARD_PHANTOM_DB", "phantom-sqlite") }));
+    const path = need("JUDGE_GUARD_PHANTOM_DB", "phantom-sqlite");
+    checkPhantomDb(path);
+    sinks.push(phantomSqliteSink({ path }));
   }
   if (channels.includes("webhook")) {
     const url = need("JUDGE_GUARD_WEBHOOK_URL", "webhook");

@@ -1,10 +1,12 @@
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   type BudgetAlertEvent,
+  ConfigError,
   createGuard,
   fromEnv,
   type GuardEvent,
@@ -16,7 +18,10 @@ import {
   verifyWebhook,
   webhookSink,
 } from "../../src/index.js";
+import { cli, ensureBuilt } from "../helpers/cli.js";
 import { FakeClock, useTempDir } from "../helpers/tmp.js";
+
+beforeAll(ensureBuilt, 120_000);
 
 const tmp = useTempDir();
 
@@ -354,6 +359,108 @@ describe("budget alerts across restarts", () => {
   });
 });
 
+describe("JUDGE_GUARD_SIGNAL=phantom-sqlite checks JUDGE_GUARD_PHANTOM_DB at start-up", () => {
+  it.each<[string, (dir: string) => string | undefined, RegExp]>([
+    [
+      "unset",
+      () => undefined,
+      /JUDGE_GUARD_SIGNAL includes phantom-sqlite, which needs JUDGE_GUARD_PHANTOM_DB/,
+    ],
+    [
+      "a file that does not exist (yet)",
+      (dir) => join(dir, "phantom.db"),
+      /phantom\.db" \(for JUDGE_GUARD_SIGNAL=phantom-sqlite\) does not exist: give the path of Phantom's data\/phantom\.db\. Phantom creates it at its first start/,
+    ],
+    [
+      "a folder that does not exist",
+      (dir) => join(dir, "data", "phantom.db"),
+      /does not exist, nor does its folder .*data: give the path of Phantom's data\/phantom\.db, as this process sees it/,
+    ],
+    [
+      "a folder",
+      (dir) => {
+        mkdirSync(join(dir, "phantom.db"));
+        return join(dir, "phantom.db");
+      },
+      /is a folder: give the path of Phantom's data\/phantom\.db/,
+    ],
+    [
+      "another program's database",
+      (dir) => {
+        const p = join(dir, "other.db");
+        new Database(p).exec("CREATE TABLE t (x)").close();
+        return p;
+      },
+      /cannot be used: it has no sessions table: is it Phantom's database\?/,
+    ],
+    [
+      "a sessions table that is not Phantom's",
+      (dir) => {
+        const p = join(dir, "other.db");
+        new Database(p).exec("CREATE TABLE sessions (session_key TEXT, user TEXT)").close();
+        return p;
+      },
+      /it has a sessions table without sdk_session_id, status, last_active_at, turn_count: is it Phantom's database\?/,
+    ],
+    [
+      "a file that is not SQLite",
+      (dir) => {
+        const p = join(dir, "phantom.db");
+        writeFileSync(p, "not a database");
+        return p;
+      },
+      /cannot be used: cannot read .*phantom\.db: file is not a database/,
+    ],
+  ])("%s: fromEnv throws a ConfigError naming JUDGE_GUARD_PHANTOM_DB", (_name, make, message) => {
+    const dir = tmp();
+    const path = make(dir);
+    const env = {
+      JUDGE_GUARD_SIGNAL: "phantom-sqlite",
+      ...(path !== undefined && { JUDGE_GUARD_PHANTOM_DB: path }),
+    };
+    const before = readdirSync(dir).sort();
+    let err: unknown;
+    try {
+      fromEnv(env);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).setting).toBe("JUDGE_GUARD_PHANTOM_DB");
+    expect((err as Error).message).toMatch(message);
+    expect(readdirSync(dir).sort()).toEqual(before); // nothing created beside it
+  });
+
+  it("Phantom's database passes, and is left as it was", () => {
+    const path = phantomDb();
+    const before = readFileSync(path);
+    expect(
+      fromEnv({ JUDGE_GUARD_SIGNAL: "phantom-sqlite", JUDGE_GUARD_PHANTOM_DB: path }).signals?.map(
+        (s) => s.name,
+      ),
+    ).toEqual(["phantom-sqlite"]);
+    expect(readFileSync(path).equals(before)).toBe(true);
+  });
+
+  it("judge-guard serve stops before it listens: exit 2, one line", async () => {
+    const r = await cli(["serve", "--port", "0"], {
+      env: {
+        JUDGE_GUARD_SIGNAL: "phantom-sqlite",
+        JUDGE_GUARD_PHANTOM_DB: join(tmp(), "phantom.db"),
+        JUDGE_GUARD_DB: ":memory:",
+      },
+      timeoutMs: 15_000,
+    });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    expect(r.stderr.trim().split("\n")).toEqual([
+      expect.stringMatching(
+        /^judge-guard: JUDGE_GUARD_PHANTOM_DB=".*" \(for JUDGE_GUARD_SIGNAL=phantom-sqlite\) does not exist/,
+      ),
+    ]);
+  });
+});
+
 describe("JUDGE_GUARD_SIGNAL", () => {
   it.each([
     [
@@ -405,7 +512,7 @@ describe("JUDGE_GUARD_SIGNAL", () => {
     const o = fromEnv(
       {
         JUDGE_GUARD_SIGNAL: "phantom-sqlite,webhook,callback",
-        JUDGE_GUARD_PHANTOM_DB: "/data/phantom.db",
+        JUDGE_GUARD_PHANTOM_DB: phantomDb(),
         JUDGE_GUARD_WEBHOOK_URL: "https://ops.example/hook",
         JUDGE_GUARD_WEBHOOK_SECRET: "0123456789abcdef0123",
       },
