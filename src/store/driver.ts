@@ -1,5 +1,6 @@
 import { createRequire } from "node:module";
 import type Database from "better-sqlite3";
+import { ConfigError } from "../errors.js";
 
 const require = createRequire(import.meta.url);
 let driver: typeof Database | undefined;
@@ -13,8 +14,9 @@ export function sqlite(): typeof Database {
   if (driver === undefined) {
     if (process.versions.bun !== undefined) {
       // Bun's require finds the addon but cannot run it; say so before anything half-opens.
-      throw new Error(
-        "the SQLite ledger needs better-sqlite3, which does not run under Bun: use the in-memory store (ledger: new MemoryStore()) with callback signals in process, or run the judge-guard sidecar on Node",
+      throw new ConfigError(
+        "ledger",
+        'a SQLite ledger needs better-sqlite3, which does not run under Bun: keep the ledger in memory (JUDGE_GUARD_DB=":memory:", or the ledger option ":memory:" or a MemoryStore) with callback signals in process, or run the judge-guard sidecar on Node and reach it with judge-guard/client',
       );
     }
     try {

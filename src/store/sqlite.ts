@@ -119,6 +119,7 @@ export class SqliteStore implements LedgerStore {
   #crowded: { first: DecisionId; next: DecisionId } | undefined;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
+    sqlite(); // the driver first: where it cannot load (Bun), no file may be left behind
     this.location = path;
     this.#o = options;
     this.#bucketMs = options.bucketMs ?? DEFAULT_BUCKET_MS;
