@@ -3,6 +3,11 @@ export class UsageError extends Error {
   override readonly name = "UsageError";
 }
 
+/** An input the command could not read through, such as a truncated file (exit status 1, no stack). */
+export class InputError extends Error {
+  override readonly name = "InputError";
+}
+
 const FS_REASONS: Readonly<Record<string, string>> = {
   ENOENT: "it does not exist",
   EISDIR: "it is a folder",

@@ -4,7 +4,7 @@ import { Command, CommanderError } from "commander";
 import { checkVariableNames } from "../config/env.js";
 import { isJudgeGuardError } from "../errors.js";
 import { printable } from "../util/printable.js";
-import { UsageError } from "./errors.js";
+import { InputError, UsageError } from "./errors.js";
 import { explainCommand } from "./explain.js";
 import { replayCommand } from "./replay.js";
 import { reportCommand } from "./report.js";
@@ -34,11 +34,15 @@ async function main(argv: string[]): Promise<number> {
       "replay recorded judge traffic (JSON Lines, .gz accepted, - for stdin) and show what the guard would have done",
     )
     .argument("<file>", "one judge request per line: {ts, judge, model, session, usage?}")
-    .option("--db <path>", "keep the replay's ledger in this SQLite file (default: a temporary one)")
+    .option(
+      "--db <path>",
+      "keep the replay's ledger in this SQLite file, its folders created (default: a temporary one)",
+    )
     .option("--decisions <file>", "write one JSON decision per input line to this file")
     .option("--json", "print the summary as one JSON object")
     .option("--no-progress", "no progress bar, even on a terminal")
     .option("--explain <key>", "also show, reply by reply, why this session key was or was not judged stuck")
+    .option("--append", "add to the decisions --db holds already (without it, such a --db is refused)")
     .action(async (file: string, opts) => {
       code = await replayCommand(file, opts);
     });
@@ -110,7 +114,7 @@ async function main(argv: string[]): Promise<number> {
     const message = (e as Error)?.message ?? String(e);
     process.stderr.write(`judge-guard: ${printable(message)}\n`);
     // Errors we raise on purpose say all there is to say; a stack helps only with the others.
-    const expected = e instanceof UsageError || isJudgeGuardError(e);
+    const expected = e instanceof UsageError || e instanceof InputError || isJudgeGuardError(e);
     if (!expected) {
       if (argv.includes("--verbose") && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
       else process.stderr.write("(run with --verbose for details)\n");

@@ -1,11 +1,23 @@
-import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fromEnv } from "../config/env.js";
+import { isJudgeGuardError } from "../errors.js";
 import type { LogLevel } from "../log/logger.js";
 import { type ExplainedReply, openLines, type ReplaySummary, replay } from "../replay/replay.js";
+import { sqlite } from "../store/driver.js";
+import { ledgerProblem } from "../store/migrations.js";
 import { printable } from "../util/printable.js";
-import { fsReason, UsageError } from "./errors.js";
+import { fsReason, InputError, UsageError } from "./errors.js";
 import { renderExplainedReplay } from "./explain.js";
 import { count, ProgressBar, percent, plural, usdColumn } from "./format.js";
 import { createCliLogger } from "./log.js";
@@ -16,6 +28,7 @@ export interface ReplayCommandOptions {
   readonly json?: boolean;
   readonly progress?: boolean;
   readonly explain?: string;
+  readonly append?: boolean;
 }
 
 const MAX_INVALID_SHOWN = 100;
@@ -30,11 +43,12 @@ function kindOf(path: string): "folder" | "file" | string {
 }
 
 /**
- * Checks `--db PATH` before anything opens it: its folder must exist (it is not created) and
- * PATH must not be a folder. Throws a one-line UsageError naming the option, the path and the fault.
+ * Checks `--db PATH` before anything opens it: PATH must not be a folder, and its folder must
+ * be one or be creatable. Returns the folders to create (outermost first), none when its folder
+ * exists. Throws a one-line UsageError naming the option, the path and the fault.
  */
-export function checkDbPath(path: string): void {
-  if (path === ":memory:") return;
+export function checkDbPath(path: string): string[] {
+  if (path === ":memory:") return [];
   const bad = (what: string): never => {
     throw new UsageError(`--db ${path}: ${what}`);
   };
@@ -42,29 +56,131 @@ export function checkDbPath(path: string): void {
   const full = resolve(path);
   const self = kindOf(full);
   if (self === "folder") bad("is a folder; give the path of a SQLite file");
-  if (self === "file") return;
+  if (self === "file") return [];
   const parent = dirname(full);
   const folder = kindOf(parent);
   if (folder === "folder") {
     if (self !== "ENOENT") bad(`cannot be used (${self})`);
-    return;
+    return [];
   }
   if (folder === "file") bad(`${parent} is not a folder`);
-  if (folder === "ENOENT") bad(`the folder ${parent} does not exist (create it first)`);
   if (folder === "ENOTDIR") bad(`the folder ${parent} does not exist: part of it is a file, not a folder`);
-  bad(`cannot use the folder ${parent} (${folder})`);
+  if (folder !== "ENOENT") bad(`cannot use the folder ${parent} (${folder})`);
+  // Missing folders are created, as the library does. One at a time, not mkdir -p: Node's
+  // recursive mkdir never returns under /proc, where a missing folder cannot be made.
+  const missing: string[] = [];
+  let p = parent;
+  while (kindOf(p) === "ENOENT" && dirname(p) !== p) {
+    missing.unshift(p);
+    p = dirname(p);
+  }
+  const above = kindOf(p);
+  if (above !== "folder")
+    bad(`the folder ${parent} cannot be created: ${above === "file" ? `${p} is a file` : `${p} (${above})`}`);
+  return missing;
 }
+
+/** Creates the folders {@link checkDbPath} returned, or throws a UsageError naming the one that failed. */
+function makeFolders(path: string, folders: readonly string[]): void {
+  for (const f of folders) {
+    try {
+      mkdirSync(f);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EEXIST") continue;
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = code === "ENOENT" ? "the file system refused it (ENOENT)" : fsReason(e);
+      throw new UsageError(`--db ${path}: cannot create the folder ${f}: ${why}`);
+    }
+  }
+}
+
+/**
+ * The ledger's own messages name `--db (or JUDGE_GUARD_DB)`, as a guard reads either. A replay
+ * reads only --db: name that alone, and the path once.
+ */
+function namingDb(path: string, message: string): string {
+  const m = message
+    .replace(/--db \(or JUDGE_GUARD_DB\)/g, "--db")
+    .replace(/JUDGE_GUARD_DB \(--db\)/g, "--db")
+    .replace(/--db or JUDGE_GUARD_DB/g, "--db")
+    .replace(/JUDGE_GUARD_DB/g, "--db");
+  return m.startsWith(`${path} `) ? `--db ${m}` : `--db ${path}: ${m}`;
+}
+
+/**
+ * What an existing --db file holds, before the guard opens (and migrates) it: a file that is no
+ * ledger is refused, and so is one that holds decisions already, unless `append`: a second replay
+ * into one ledger would double every figure of its report without a word.
+ */
+function checkExistingLedger(path: string, append: boolean): void {
+  if (path === ":memory:" || !existsSync(path) || statSync(path).size === 0) return;
+  let db: ReturnType<ReturnType<typeof sqlite>>;
+  try {
+    db = new (sqlite())(path, { readonly: true, fileMustExist: true });
+  } catch {
+    return; // the guard opens it next, and says what is wrong
+  }
+  try {
+    const problem = ledgerProblem(db, path);
+    if (problem !== null) throw new UsageError(namingDb(path, problem));
+    if (Number(db.pragma("user_version", { simple: true })) === 0 || append) return;
+    const held = db
+      .prepare("SELECT count(*) AS n, min(ts) AS first, max(ts) AS last FROM decisions")
+      .get() as {
+      n: number;
+      first: number | null;
+      last: number | null;
+    };
+    if (held.n === 0) return;
+    const range = `${new Date(held.first!).toISOString()} .. ${new Date(held.last!).toISOString()}`;
+    throw new UsageError(
+      `--db ${path} already holds ${count(held.n)} ${held.n === 1 ? "decision" : "decisions"} (${range}): replaying into it adds to them, and its report would count both. Give a new file, delete this one, or pass --append to add to it`,
+    );
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    if ((e as { code?: string }).code === "SQLITE_NOTADB")
+      throw new UsageError(
+        `--db ${path} is not a judge-guard ledger (not a SQLite file): give --db a new file or an existing ledger`,
+      );
+    // Anything else (a lock, a fault of the file): the guard opens it next, and says what is wrong.
+  } finally {
+    db.close();
+  }
+}
+
+/** A failure while reading FILE, as one line naming it (a truncated .gz said "unexpected end of file"). */
+function inputFailure(file: string, line: number, e: unknown): InputError | undefined {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const after = line === 0 ? "before its first line" : `after line ${count(line)}`;
+  if (code === "Z_BUF_ERROR")
+    return new InputError(
+      `${file} is truncated: its gzip data ends early, ${after} (a download or copy cut short?); the replay stopped`,
+    );
+  if (typeof code === "string" && code.startsWith("Z_"))
+    return new InputError(
+      `${file} is not valid gzip data ${after} (${(e as Error).message}); the replay stopped`,
+    );
+  if (code !== undefined && FS_CODES.has(code))
+    return new InputError(`cannot read ${file} ${after}: ${fsReason(e)}; the replay stopped`);
+  return undefined;
+}
+
+const FS_CODES = new Set(["EIO", "EISDIR", "EACCES", "EPERM", "ENOENT", "ESTALE"]);
 
 /** `judge-guard replay FILE`: returns the process exit code. */
 export async function replayCommand(file: string, opts: ReplayCommandOptions): Promise<number> {
   const options = fromEnv(process.env);
-  if (opts.db !== undefined) checkDbPath(opts.db);
+  if (opts.append && opts.db === undefined)
+    throw new UsageError("--append adds to the ledger given by --db: give --db PATH too");
+  const folders = opts.db === undefined ? [] : checkDbPath(opts.db);
+  if (opts.db !== undefined) checkExistingLedger(opts.db, opts.append === true);
   let input: Awaited<ReturnType<typeof openLines>>;
   try {
     input = await openLines(file);
   } catch (e) {
     throw new UsageError(`cannot read ${file}: ${fsReason(e)}`);
   }
+  if (opts.db !== undefined) makeFolders(opts.db, folders);
   const tempDir = opts.db ? undefined : mkdtempSync(join(tmpdir(), "judge-guard-replay-"));
   const ledger = opts.db ?? join(tempDir!, "replay.db");
 
@@ -117,6 +233,12 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
       },
     );
     flush();
+  } catch (e) {
+    const fault = inputFailure(file, linesSeen, e);
+    if (fault !== undefined) throw fault;
+    if (opts.db !== undefined && isJudgeGuardError(e) && /^LEDGER_(SCHEMA|FAULT)$/.test(e.code))
+      throw new UsageError(namingDb(opts.db, e.message));
+    throw e;
   } finally {
     bar?.clear();
     if (decisions !== undefined) closeSync(decisions);

@@ -454,8 +454,19 @@ describe("judge-guard replay --db PATH that cannot be a ledger", () => {
       },
       /somefile\/sub does not exist: part of it is a file/,
     ],
-    ["a missing parent folder", (dir) => join(dir, "missing", "x.db"), /folder .*missing does not exist/],
-    ["a missing parent folder under /proc", () => "/proc/nope/x.db", /folder \/proc\/nope does not exist/],
+    [
+      "a missing parent folder that cannot be created (under /proc)",
+      () => "/proc/nope/x.db",
+      /cannot create the folder \/proc\/nope: the file system refused it \(ENOENT\)/,
+    ],
+    [
+      "a file that is not SQLite",
+      (dir) => {
+        writeFileSync(join(dir, "notes.db"), "not a database");
+        return join(dir, "notes.db");
+      },
+      /is not a judge-guard ledger \(not a SQLite file\): give --db a new file or an existing ledger/,
+    ],
     [
       "a path that is a folder",
       (dir) => {
@@ -475,7 +486,8 @@ describe("judge-guard replay --db PATH that cannot be a ledger", () => {
       expect(r.stdout).toBe("");
       expect(r.stderr).not.toMatch(STACK_FRAME);
       expect(linesOf(r.stderr)).toHaveLength(1);
-      expect(r.stderr).toContain(`judge-guard: --db ${db}: `);
+      expect(r.stderr).toMatch(new RegExp(`^judge-guard: --db ${db}:? `));
+      expect(r.stderr).not.toContain("JUDGE_GUARD_DB");
       expect(r.stderr).toMatch(why);
       expect(readdirSync(dir).sort()).toEqual(before);
     },
@@ -490,12 +502,29 @@ describe("judge-guard replay --db PATH that cannot be a ledger", () => {
     phantom.close();
     const before = readFileSync(db);
     const r = await cli(["replay", SMALL, "--db", db]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stderr).not.toMatch(STACK_FRAME);
-    expect(r.stderr).toContain(`${db} is not a judge-guard ledger: it holds other tables (sessions)`);
-    expect(r.stderr).toMatch(/give --db \(or JUDGE_GUARD_DB\) a new file/);
+    // Replay reads --db only: JUDGE_GUARD_DB, which it never used, is not named.
+    expect(r.stderr.trim()).toBe(
+      `judge-guard: --db ${db} is not a judge-guard ledger: it holds other tables (sessions); give --db a new file or an existing ledger`,
+    );
     expect(readFileSync(db).equals(before)).toBe(true);
     expect(readdirSync(dir)).toEqual(["phantom.db"]);
+  });
+
+  it("missing folders are created, as the library creates them (data/replay.db in a fresh clone)", async () => {
+    const cwd = tempDir();
+    const r = await cli(["replay", SMALL, "--db", "data/sub/replay.db", "--json"], { cwd });
+    expect(r.code).toBe(1); // small.jsonl has two bad lines
+    expect(JSON.parse(r.stdout)).toMatchObject({ ledger: "data/sub/replay.db", judged: 16 });
+    expect(statSync(join(cwd, "data", "sub", "replay.db")).isFile()).toBe(true);
+  });
+
+  it("creates no folder when the input cannot be read", async () => {
+    const cwd = tempDir();
+    const r = await cli(["replay", "missing.jsonl", "--db", "data/replay.db"], { cwd });
+    expect(r.code).toBe(2);
+    expect(readdirSync(cwd)).toEqual([]);
   });
 
   it("a relative path in the working folder is fine", async () => {
@@ -503,6 +532,68 @@ describe("judge-guard replay --db PATH that cannot be a ledger", () => {
     const r = await cli(["replay", SMALL, "--db", "ledger.db", "--json"], { cwd });
     expect(r.code).toBe(1); // small.jsonl has two bad lines
     expect(existsSync(join(cwd, "ledger.db"))).toBe(true);
+  });
+});
+
+describe("judge-guard replay twice into one --db", () => {
+  const judgedIn = (db: string): number => {
+    const ledger = new Database(db, { readonly: true, fileMustExist: true });
+    try {
+      return (ledger.prepare("SELECT count(*) AS n FROM decisions").get() as { n: number }).n;
+    } finally {
+      ledger.close();
+    }
+  };
+
+  it("is refused without --append (exit 2, one line saying what the ledger holds), and changes nothing", async () => {
+    const db = join(tempDir(), "replay.db");
+    expect((await cli(["replay", SMALL, "--db", db])).code).toBe(1);
+    const before = judgedIn(db);
+    const r = await cli(["replay", SMALL, "--db", db]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    const lines = r.stderr.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(
+      /^judge-guard: --db \S+replay\.db already holds 30 decisions \(2026-11-20T08:\d\d:\d\d\.\d{3}Z \.\. 2026-11-20T08:\d\d:\d\d\.\d{3}Z\): replaying into it adds to them, and its report would count both\. Give a new file, delete this one, or pass --append to add to it$/,
+    );
+    expect(judgedIn(db)).toBe(before);
+  });
+
+  it("--append adds the second replay's decisions to the first's", async () => {
+    const db = join(tempDir(), "replay.db");
+    await cli(["replay", SMALL, "--db", db]);
+    const before = judgedIn(db);
+    const r = await cli(["replay", SMALL, "--db", db, "--append"]);
+    expect(r.code).toBe(1); // the two bad lines again
+    expect(judgedIn(db)).toBe(2 * before);
+  });
+
+  it("--append without --db is a usage error", async () => {
+    const r = await cli(["replay", SMALL, "--append"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe(
+      "judge-guard: --append adds to the ledger given by --db: give --db PATH too",
+    );
+  });
+});
+
+describe("judge-guard replay of a truncated .gz", () => {
+  it("names the file and says it is truncated, after which line: exit 1, one line, no stack", async () => {
+    const dir = tempDir();
+    const cut = join(dir, "cut.jsonl.gz");
+    writeFileSync(cut, readFileSync(INCIDENT).subarray(0, 20_000));
+    const r = await cli(["replay", cut, "--no-progress"]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).not.toMatch(STACK_FRAME);
+    expect(r.stderr.trim().split("\n")).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^judge-guard: ${cut.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} is truncated: its gzip data ends early, after line \\d+ \\(a download or copy cut short\\?\\); the replay stopped$`,
+        ),
+      ),
+    ]);
   });
 });
 
@@ -623,7 +714,7 @@ describe("judge-guard unexpected errors", () => {
     const raw = new Database(db);
     raw.exec("DROP TABLE usage");
     raw.close();
-    const plain = await cli(["replay", SMALL, "--db", db]);
+    const plain = await cli(["replay", SMALL, "--db", db, "--append"]);
     expect(plain.code).toBe(1);
     expect(plain.stderr).not.toMatch(STACK_FRAME);
     expect(linesOf(plain.stderr)).toEqual([
@@ -631,7 +722,7 @@ describe("judge-guard unexpected errors", () => {
       "(run with --verbose for details)",
     ]);
 
-    const verbose = await cli(["--verbose", "replay", SMALL, "--db", db]);
+    const verbose = await cli(["--verbose", "replay", SMALL, "--db", db, "--append"]);
     expect(verbose.code).toBe(1);
     expect(verbose.stderr).toMatch(STACK_FRAME);
   });

@@ -154,9 +154,10 @@ describe("a corrupt ledger file", () => {
         resolve({ code: err ? Number(err.code) : 0, stderr }),
       ),
     );
-    expect(cli.code).toBe(1);
+    // An unusable --db is a usage error of replay (exit 2), which names --db alone: it never reads JUDGE_GUARD_DB.
+    expect(cli.code).toBe(2);
     expect(cli.stderr.trim().split("\n")).toEqual([
-      `judge-guard: ${path} is not a judge-guard ledger (SQLite: file is not a database): give --db (or JUDGE_GUARD_DB) a new file or an existing ledger`,
+      `judge-guard: --db ${path} is not a judge-guard ledger (not a SQLite file): give --db a new file or an existing ledger`,
     ]);
     expect(readFileSync(path).equals(garbage)).toBe(true);
   });
