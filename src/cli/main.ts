@@ -78,7 +78,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--until <time>", "end of the range (default: now)")
     .option("--session-key <key>", "one session key only")
     .option("--format <format>", "table, json, csv or html", "table")
-    .option("--out <file>", "where --format html writes its file")
+    .option("--out <file>", "write the report to this file instead of standard output (html needs it)")
     .option("--by <what>", "csv rows: key (default) or day")
     .action((opts) => {
       code = reportCommand(opts);

@@ -1,11 +1,13 @@
 import { writeFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { durationMs, fromEnv } from "../config/env.js";
 import { DEFAULTS } from "../guard/options.js";
 import { renderHtml } from "../report/html.js";
 import { renderCsv, renderTable } from "../report/render.js";
-import { buildReport, ReportDataError } from "../report/report.js";
+import { buildReport, openForReading, ReportDataError } from "../report/report.js";
 import { printable } from "../util/printable.js";
 import { fsReason, UsageError } from "./errors.js";
+import { count } from "./format.js";
 
 export interface ReportCommandOptions {
   readonly db?: string;
@@ -29,6 +31,36 @@ export function parseTime(value: string, option: string, now: number): number {
     );
   }
   return t;
+}
+
+/** An ISO time to the second: the hint below is for typing. */
+const second = (ms: number): string => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+
+/**
+ * For a range with no decisions: the range the ledger does hold (for the key asked about), as
+ * the --since and --until that show it. The bundled incident is dated 2026-11-20, so the
+ * default "last 24 hours" after replaying it is empty.
+ */
+function heldElsewhere(ledger: string, since: number, until: number, o: ReportCommandOptions): string {
+  const range = `no decisions from ${second(since)} to ${second(until)}`;
+  const key = o.sessionKey;
+  const forKey = key === undefined ? "" : ` for session key ${key}`;
+  let held: { n: number; first: number | null; last: number | null };
+  const db = openForReading(ledger);
+  try {
+    held = db
+      .prepare(
+        `SELECT count(*) AS n, min(ts) AS first, max(ts) AS last FROM decisions${key === undefined ? "" : " WHERE session_key = ?"}`,
+      )
+      .get(...(key === undefined ? [] : [key])) as typeof held;
+  } finally {
+    db.close();
+  }
+  if (held.n === 0) return `${range}; ${ledger} holds no decisions${forKey} at all`;
+  const from = second(held.first!);
+  // --until is exclusive: the second after the last decision.
+  const to = second(Math.floor(held.last! / 1000) * 1000 + 1000);
+  return `${range}; ${ledger} holds ${count(held.n)} ${held.n === 1 ? "decision" : "decisions"}${forKey} from ${from} to ${to}: see them with --since ${from} --until ${to}`;
 }
 
 /** `judge-guard report`: exit 0, 1 for data problems (missing, empty or newer ledger), 2 for usage. */
@@ -70,19 +102,34 @@ export function reportCommand(o: ReportCommandOptions, now = Date.now()): number
     }
     throw e;
   }
-  if (format === "html") {
-    try {
-      writeFileSync(o.out!, renderHtml(report));
-    } catch (e) {
-      throw new UsageError(`cannot write --out ${o.out}: ${fsReason(e)}`);
-    }
-    process.stdout.write(`wrote ${o.out}\n`);
-  } else if (format === "json") process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-  else if (format === "csv") process.stdout.write(renderCsv(report, by));
-  else {
-    // Fit the terminal (or $COLUMNS); piped to a file, nothing is cut.
-    const columns = process.stdout.columns ?? (Number(process.env.COLUMNS) || Number.POSITIVE_INFINITY);
-    process.stdout.write(renderTable(report, Math.max(60, columns)));
+  const t = report.totals;
+  if (t.calls_judged + t.calls_skipped + t.calls_failed === 0) {
+    process.stderr.write(`judge-guard: report: ${printable(heldElsewhere(ledger, since, until, o))}\n`);
   }
+  let text: string;
+  if (format === "html") text = renderHtml(report);
+  else if (format === "json") text = `${JSON.stringify(report, null, 2)}\n`;
+  else if (format === "csv") text = renderCsv(report, by);
+  else {
+    // Fit the terminal (or $COLUMNS); piped or written to a file, nothing is cut.
+    const columns =
+      o.out === undefined
+        ? (process.stdout.columns ?? (Number(process.env.COLUMNS) || Number.POSITIVE_INFINITY))
+        : Number.POSITIVE_INFINITY;
+    text = renderTable(report, Math.max(60, columns));
+  }
+  if (o.out === undefined) {
+    process.stdout.write(text);
+    return 0;
+  }
+  try {
+    writeFileSync(o.out, text);
+  } catch (e) {
+    const missing = (e as NodeJS.ErrnoException).code === "ENOENT";
+    throw new UsageError(
+      `cannot write --out ${o.out}: ${missing ? `its folder ${dirname(resolve(o.out))} does not exist` : fsReason(e)}`,
+    );
+  }
+  process.stdout.write(`wrote ${o.out}\n`);
   return 0;
 }

@@ -244,3 +244,79 @@ describe("judge-guard report", () => {
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
   });
 });
+
+describe("judge-guard report --out FILE", () => {
+  it.each(["table", "json", "csv"])(
+    "--format %s writes to the file what it prints without --out, and says where",
+    async (format) => {
+      const out = join(tmp(), `report.${format}`);
+      const printed = await cli(["report", "--db", ledger, ...RANGE, "--format", format]);
+      const written = await cli(["report", "--db", ledger, ...RANGE, "--format", format, "--out", out]);
+      expect(written.code).toBe(0);
+      expect(written.stdout).toBe(`wrote ${out}\n`);
+      expect(readFileSync(out, "utf8")).toBe(printed.stdout);
+    },
+  );
+
+  it("a folder that does not exist is one line, exit 2", async () => {
+    const out = join(tmp(), "missing", "report.json");
+    const r = await cli(["report", "--db", ledger, ...RANGE, "--format", "json", "--out", out]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toMatch(
+      /^judge-guard: cannot write --out \S+report\.json: its folder \S+missing does not exist$/,
+    );
+  });
+});
+
+describe("judge-guard report on a range with no decisions", () => {
+  it("says what range the ledger does hold, as the options that show it", async () => {
+    const r = await cli([
+      "report",
+      "--db",
+      ledger,
+      "--since",
+      "2026-12-01T00:00:00Z",
+      "--until",
+      "2026-12-02T00:00:00Z",
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("no decisions in this range");
+    const first = "2026-11-20T08:00:49Z";
+    expect(r.stderr.trim()).toBe(
+      `judge-guard: report: no decisions from 2026-12-01T00:00:00Z to 2026-12-02T00:00:00Z; ${ledger} holds 1,076 decisions from ${first} to 2026-11-20T19:52:02Z: see them with --since ${first} --until 2026-11-20T19:52:02Z`,
+    );
+    // ...and those options do show them.
+    const shown = await cli([
+      "report",
+      "--db",
+      ledger,
+      "--since",
+      first,
+      "--until",
+      "2026-11-20T19:52:02Z",
+      "--format",
+      "json",
+    ]);
+    const totals = (
+      JSON.parse(shown.stdout) as {
+        totals: { calls_judged: number; calls_skipped: number; calls_failed: number };
+      }
+    ).totals;
+    expect(totals.calls_judged + totals.calls_skipped + totals.calls_failed).toBe(1076);
+  });
+
+  it("with --format json too, on stderr, so the JSON stays clean", async () => {
+    const r = await cli(["report", "--db", ledger, "--since", "1h", "--format", "json"]);
+    expect(r.code).toBe(0);
+    expect(() => JSON.parse(r.stdout)).not.toThrow();
+    expect(r.stderr).toMatch(/holds 1,076 decisions from 2026-11-20T08:00:49Z/);
+  });
+
+  it("for a key the ledger never saw, says so", async () => {
+    const r = await cli(["report", "--db", ledger, ...RANGE, "--session-key", "slack:nobody"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr.trim()).toBe(
+      `judge-guard: report: no decisions from 2026-11-20T00:00:00Z to 2026-11-21T00:00:00Z; ${ledger} holds no decisions for session key slack:nobody at all`,
+    );
+  });
+});

@@ -79,10 +79,11 @@ let hostile: Written;
 /** A range of the incident's ledger with no decisions. */
 let empty: Written;
 
-async function write(ledger: string, name: string, range: string[]): Promise<Written> {
+async function write(ledger: string, name: string, range: string[], stderr: RegExp = /^$/): Promise<Written> {
   const path = join(dir, `${name}.html`);
   const r = await cli(["report", "--db", ledger, ...range, "--format", "html", "--out", path], { env: TZ });
-  expect(r).toMatchObject({ code: 0, stdout: `wrote ${path}\n`, stderr: "" });
+  expect(r).toMatchObject({ code: 0, stdout: `wrote ${path}\n` });
+  expect(r.stderr).toMatch(stderr);
   const json = await cli(["report", "--db", ledger, ...range, "--format", "json"]);
   return { path, html: readFileSync(path, "utf8"), report: JSON.parse(json.stdout) as Report };
 }
@@ -99,7 +100,13 @@ beforeAll(async () => {
   [incident, hostile, empty] = await Promise.all([
     write(ledger, "incident", RANGE),
     write(hostileLedger, "hostile", RANGE),
-    write(ledger, "empty", ["--since", "2026-11-22T00:00:00Z", "--until", "2026-11-23T00:00:00Z"]),
+    // An empty range says on stderr what range the ledger holds (test/cli/report.test.ts).
+    write(
+      ledger,
+      "empty",
+      ["--since", "2026-11-22T00:00:00Z", "--until", "2026-11-23T00:00:00Z"],
+      /^judge-guard: report: no decisions from 2026-11-22T00:00:00Z .* holds 1,076 decisions from 2026-11-20T08:00:49Z/,
+    ),
   ]);
 }, 90_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
