@@ -67,9 +67,19 @@ class HttpError extends Error {
     readonly code: string,
     message: string,
     readonly field?: string,
+    readonly headers?: Readonly<Record<string, string>>,
   ) {
     super(message);
   }
+}
+
+/** The method a route answers, for a 405 naming it (`Allow`) rather than a 404; undefined for no route. */
+function allowedMethod(path: string): "GET" | "POST" | undefined {
+  if (path === "/healthz" || path === "/metrics") return "GET";
+  if (path === "/v1/admit" || path === "/v1/settle" || path === "/v1/assess") return "POST";
+  if (/^\/v1\/sessions\/[^/]+\/reset$/.test(path)) return "POST";
+  if (/^\/v1\/sessions\/[^/]+$/.test(path)) return "GET";
+  return undefined;
 }
 
 export function isLoopback(host: string): boolean {
@@ -130,10 +140,16 @@ function onTheWire(text: string): string {
   );
 }
 
-function send(res: ServerResponse, status: number, body: unknown): void {
+function send(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers?: Readonly<Record<string, string>>,
+): void {
   if (res.headersSent || res.destroyed) return;
   const text = JSON.stringify(body);
   res.writeHead(status, {
+    ...headers,
     "content-type": "application/json",
     "content-length": Buffer.byteLength(text),
     // After an oversize body the rest of it is not read: close rather than reuse the connection.
@@ -299,6 +315,12 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
         throw new HttpError(401, "UNAUTHORIZED", "missing or wrong bearer token");
     }
     const method = req.method ?? "GET";
+    const allow = allowedMethod(path);
+    if (allow !== undefined && method !== allow) {
+      throw new HttpError(405, "METHOD_NOT_ALLOWED", `${path} answers ${allow} only`, undefined, {
+        allow,
+      });
+    }
     if (method === "POST" && !/^application\/json\b/i.test(req.headers["content-type"] ?? "")) {
       // A browser page cannot send application/json across origins without a preflight.
       throw new HttpError(415, "CONTENT_TYPE", "send the body as content-type: application/json");
@@ -404,7 +426,12 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
   };
 
   const refuse = (res: ServerResponse, e: HttpError) =>
-    send(res, e.status, { error: { code: e.code, message: e.message, ...(e.field && { field: e.field }) } });
+    send(
+      res,
+      e.status,
+      { error: { code: e.code, message: e.message, ...(e.field && { field: e.field }) } },
+      e.headers,
+    );
 
   /** Serves one request on a regular connection (not a reserve one). */
   const handle = (req: IncomingMessage, res: ServerResponse, path: string) => {
@@ -550,7 +577,20 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     server,
     async close() {
       closing = true;
-      const grace = Date.now() + (o.shutdownGraceMs ?? 10_000);
+      const graceMs = o.shutdownGraceMs ?? 10_000;
+      const grace = Date.now() + graceMs;
+      const admitted = guard.openTickets().length;
+      if (inFlight > 0 || admitted > 0) {
+        // Say so: a shutdown that waits in silence looks hung.
+        const what = [
+          ...(inFlight > 0 ? [`${inFlight} ${inFlight === 1 ? "request" : "requests"} in flight`] : []),
+          ...(admitted > 0 ? [`${admitted} admitted ${admitted === 1 ? "call" : "calls"} to settle`] : []),
+        ].join(" and ");
+        log.warn(
+          { requests: inFlight, reservations: admitted, waitMs: graceMs },
+          `shutting down: waiting up to ${graceMs / 1000} s for ${what}; what has not settled by then is charged its estimate`,
+        );
+      }
       const pause = () => new Promise((r) => setTimeout(r, 20));
       // Requests already in (an admission may be waiting near a cap) finish first; then the calls
       // they admitted may still settle; what is left is charged at its estimate, not dropped.
