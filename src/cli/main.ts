@@ -22,6 +22,8 @@ async function main(argv: string[]): Promise<number> {
     .description("Stops LLM judges from burning money on stuck agent sessions.")
     .version(pkg.version)
     .option("--verbose", "print stack traces on errors")
+    // --verbose applies to every command: list it in each one's help too.
+    .configureHelp({ showGlobalOptions: true })
     .exitOverride()
     .showHelpAfterError("(run judge-guard --help for usage)")
     // Before any command: a misspelt JUDGE_GUARD_* variable must not be silently ignored.

@@ -31,8 +31,15 @@ function selector(o: ResetSessionsOptions, startedAt: Date): SessionSelector {
     return { sessionKey: o.sessionKey };
   }
   if (o.staleBefore !== undefined) {
-    if (o.staleBefore === "now") return { staleBefore: startedAt };
-    return { staleBefore: new Date(parseTime(o.staleBefore, "--stale-before", startedAt.getTime())) };
+    if (o.staleBefore.trim().toLowerCase() === "now") return { staleBefore: startedAt };
+    try {
+      return { staleBefore: new Date(parseTime(o.staleBefore, "--stale-before", startedAt.getTime())) };
+    } catch (e) {
+      if (!(e instanceof UsageError)) throw e;
+      throw new UsageError(
+        `--stale-before ${JSON.stringify(o.staleBefore)} is not valid: use now, a duration ago such as 24h, 7d or 90m, or an ISO-8601 time such as 2026-11-20T08:00:00Z`,
+      );
+    }
   }
   return { allActive: true };
 }

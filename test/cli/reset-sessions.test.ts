@@ -174,12 +174,16 @@ describe("judge-guard reset-sessions", () => {
     [["reset-sessions", "--phantom-db", "x.db", "--all-active", "--session-key", "k"], /give exactly one of/],
     [
       ["reset-sessions", "--phantom-db", "x.db", "--stale-before", "yesterday"],
-      /--stale-before "yesterday" is not valid: use 24h, 7d, 90m or an ISO-8601 time/,
+      /^judge-guard: --stale-before "yesterday" is not valid: use now, a duration ago such as 24h, 7d or 90m, or an ISO-8601 time such as 2026-11-20T08:00:00Z$/,
+    ],
+    [
+      ["reset-sessions", "--phantom-db", "x.db", "--stale-before", "2026-13-45"],
+      /^judge-guard: --stale-before "2026-13-45" is not valid: use now, /,
     ],
   ])("usage error %j exits 2 with one line", async (args, message) => {
     const r = await cli(args);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(message);
+    expect(r.stderr.trim()).toMatch(message);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
   });
 });
