@@ -66,6 +66,10 @@ async function main(argv: string[]): Promise<number> {
     .description("run the guard as an HTTP service next to the agent (JUDGE_GUARD_TOKEN for bearer auth)")
     .option("--host <address>", "address to listen on (non-loopback needs JUDGE_GUARD_TOKEN)", "127.0.0.1")
     .option("--port <port>", "port (0 picks a free one)", "8787")
+    .option(
+      "--log-format <format>",
+      "the guard's log records on stderr: text, or json (default: text on a terminal, json otherwise)",
+    )
     .action(async (opts) => {
       code = await serveCommand(opts);
     });

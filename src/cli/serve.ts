@@ -3,10 +3,27 @@ import { createGuard } from "../guard/guard.js";
 import { createLogger, type LogLevel } from "../log/logger.js";
 import { isLoopback, serve } from "../server/server.js";
 import { UsageError } from "./errors.js";
+import { createCliLogger } from "./log.js";
 
 export interface ServeCommandOptions {
   readonly host?: string;
   readonly port?: string;
+  readonly logFormat?: string;
+}
+
+const LOG_FORMATS = ["text", "json"] as const;
+
+/**
+ * How `serve` writes the guard's log records on stderr: `--log-format`, else text lines for
+ * people at a terminal and pino's JSON lines anywhere else (a container, a service manager, a
+ * log shipper), where a collector reads them.
+ */
+export function serveLogFormat(flag: string | undefined, stderrIsTty: boolean): "text" | "json" {
+  if (flag === undefined) return stderrIsTty ? "text" : "json";
+  const f = flag.trim().toLowerCase();
+  if (!(LOG_FORMATS as readonly string[]).includes(f))
+    throw new UsageError(`--log-format ${JSON.stringify(flag)} is not one of ${LOG_FORMATS.join(", ")}`);
+  return f as "text" | "json";
 }
 
 /** `judge-guard serve`: runs until SIGTERM or SIGINT, then shuts down cleanly. */
@@ -18,8 +35,10 @@ export async function serveCommand(o: ServeCommandOptions): Promise<number> {
   const token = process.env.JUDGE_GUARD_TOKEN?.trim() || undefined;
   if (token !== undefined && token.length < 16)
     throw new UsageError("JUDGE_GUARD_TOKEN must be at least 16 characters");
+  const format = serveLogFormat(o.logFormat, process.stderr.isTTY === true);
   const options = fromEnv(process.env);
-  const log = createLogger((typeof options.logger === "string" ? options.logger : "warn") as LogLevel);
+  const level = (typeof options.logger === "string" ? options.logger : "warn") as LogLevel;
+  const log = format === "json" ? createLogger(level) : createCliLogger(level);
   const guard = createGuard({ ...options, logger: log });
   let running: Awaited<ReturnType<typeof serve>>;
   try {

@@ -460,7 +460,7 @@ export const ENV_VARIABLES: readonly Variable[] = [
     name: "JUDGE_GUARD_LOG_LEVEL",
     option: "logger",
     defaultText: "warn",
-    doc: `log level on stderr (the CLI prints logs as text lines): ${LOG_LEVELS.join(", ")}`,
+    doc: `log level on stderr (text or JSON lines: see Logs): ${LOG_LEVELS.join(", ")}`,
     parse: oneOf(LOG_LEVELS) as (v: string, n: string) => LogLevel,
   },
 ];
