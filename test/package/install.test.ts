@@ -9,19 +9,18 @@
 import { execFile } from "node:child_process";
 import {
   copyFileSync,
-  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
-  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { copyCheckout, userEnv } from "../helpers/checkout.js";
 import { ROOT } from "../helpers/cli.js";
 
 // One folder for the whole file: the tests share the packed tarball and the scratch project.
@@ -47,29 +46,12 @@ interface Ran {
 }
 
 function run(command: string, args: readonly string[], cwd: string, timeout = 240_000): Promise<Ran> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    // npm_* variables of the test runner's own npm (npm test) would steer the npm run here.
-    if (v !== undefined && !k.startsWith("JUDGE_GUARD_") && !k.startsWith("npm_")) env[k] = v;
-  }
+  const env = userEnv();
   return new Promise((resolve) =>
     execFile(command, args, { cwd, env, timeout, maxBuffer: 1 << 24 }, (err, stdout, stderr) =>
       resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) || 1 : 0, stdout, stderr }),
     ),
   );
-}
-
-/** The checkout's own files (tracked, and new ones not ignored), as a fresh clone would have them. */
-async function copyCheckout(to: string): Promise<void> {
-  const listed = await run("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], ROOT);
-  expect(listed.code, listed.stderr).toBe(0);
-  for (const file of listed.stdout.split("\0").filter(Boolean)) {
-    if (!existsSync(join(ROOT, file))) continue; // deleted in the working tree
-    mkdirSync(dirname(join(to, file)), { recursive: true });
-    cpSync(join(ROOT, file), join(to, file));
-  }
-  // The build needs the dev dependencies (TypeScript): this checkout's, as npm would install them.
-  symlinkSync(join(ROOT, "node_modules"), join(to, "node_modules"));
 }
 
 const CONSUMER_MJS = `
@@ -148,7 +130,7 @@ describe("judge-guard installed from its packed tarball", () => {
   beforeAll(async () => {
     base = mkdtempSync(join(tmpdir(), "judge-guard-package-"));
     const checkout = join(tempDir(), "judge-guard");
-    await copyCheckout(checkout);
+    copyCheckout(checkout);
     // No dist/ in the copy: `npm pack` must build it (the prepare script), as a git install does.
     expect(existsSync(join(checkout, "dist"))).toBe(false);
     const out = tempDir();
