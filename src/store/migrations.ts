@@ -313,6 +313,12 @@ export const MIGRATIONS: readonly Migration[] = [
  * such as Phantom's data/phantom.db given as the ledger by mistake, which must not be touched.
  */
 export function ledgerProblem(db: Database.Database, path: string): string | null {
+  // One read transaction: read apart, another process's first migration could commit between
+  // the version (0) and the tables (all of them), and a new ledger would pass for a foreign file.
+  return db.inTransaction ? problemOf(db, path) : db.transaction(() => problemOf(db, path))();
+}
+
+function problemOf(db: Database.Database, path: string): string | null {
   const version = Number(db.pragma("user_version", { simple: true }));
   if (version > SCHEMA_VERSION) {
     return `the ledger ${path} has schema version ${version}, newer than this judge-guard understands (${SCHEMA_VERSION}): upgrade judge-guard or use another --db`;
