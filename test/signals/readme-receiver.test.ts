@@ -165,7 +165,8 @@ describe("the README's webhook receiver", () => {
   it("acts once per episode: a capture replayed with fresh Idempotency-Keys, the same key, or none does nothing", async () => {
     const r = await startReceiver();
     const first = await deliver(r.url, stuck(randomUUID(), "cli:cli:local"));
-    expect(r.acted()).toEqual(["cli:cli:local"]);
+    // The receiver's stdout may reach this process after its HTTP answer: wait for the line.
+    await expect.poll(() => r.acted()).toEqual(["cli:cli:local"]);
 
     // The attack: the same signed body and signature, five times, each with a fresh key.
     for (let i = 0; i < 5; i++) {
@@ -197,7 +198,7 @@ describe("the README's webhook receiver", () => {
     };
     const warned = await deliver(r.url, alert);
     expect((await replay(r.url, warned, { [IDEMPOTENCY_HEADER]: undefined })).text).toBe("already done");
-    expect(r.acted()).toEqual(["cli:cli:local", "cli:cli:local"]);
+    await expect.poll(() => r.acted()).toEqual(["cli:cli:local", "cli:cli:local"]);
   }, 150_000);
 });
 
