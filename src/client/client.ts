@@ -35,6 +35,7 @@ import { hasUnreadUsage, type ReportedCost, readUsage } from "../pricing/usage.j
 import type { SkipReason } from "../store/types.js";
 import { toMicros, toUsd } from "../util/money.js";
 import { printable } from "../util/printable.js";
+import { sleep } from "../util/sleep.js";
 import { LocalBudget, type LocalBudgetCaps } from "./local-budget.js";
 
 export { SidecarUnreachableError } from "../errors.js";
@@ -69,8 +70,6 @@ export interface ClientOptions {
 }
 
 class Unreachable extends Error {}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** What a client has done without its sidecar, since it was created. */
 export interface ClientStats {

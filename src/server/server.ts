@@ -9,6 +9,7 @@ import { SKIP_CODES } from "../guard/outcome.js";
 import type { Logger } from "../log/logger.js";
 import { toUsage } from "../pricing/usage-schema.js";
 import { jsonErrorMessage } from "../util/json-error.js";
+import { sleep } from "../util/sleep.js";
 import { admitBody, assessBody, LIMITS, settleBody, toJudges, toRequest } from "./schema.js";
 
 export interface ServeOptions {
@@ -591,11 +592,10 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
           `shutting down: waiting up to ${graceMs / 1000} s for ${what}; what has not settled by then is charged its estimate`,
         );
       }
-      const pause = () => new Promise((r) => setTimeout(r, 20));
       // Requests already in (an admission may be waiting near a cap) finish first; then the calls
       // they admitted may still settle; what is left is charged at its estimate, not dropped.
-      while (inFlight > 0 && Date.now() < grace) await pause();
-      while (guard.openTickets().length > 0 && Date.now() < grace) await pause();
+      while (inFlight > 0 && Date.now() < grace) await sleep(20);
+      while (guard.openTickets().length > 0 && Date.now() < grace) await sleep(20);
       const left = guard.openTickets();
       for (const t of left) guard.settle(t.reservationId, { ok: false, expired: true });
       if (left.length > 0) {

@@ -1,6 +1,7 @@
 import type Database from "better-sqlite3";
 import { openPhantomDb, resetOnce } from "../adapters/phantom-sessions.js";
 import { SignalDeliveryError } from "../errors.js";
+import { sleep } from "../util/sleep.js";
 import type { GuardEvent, SignalSink } from "./types.js";
 
 export interface PhantomSqliteOptions {
@@ -15,8 +16,6 @@ export interface PhantomSqliteOptions {
   /** Sink name in the ledger. @default "phantom-sqlite" */
   readonly name?: string;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Forces a fresh session in Phantom's own SQLite database: one short autocommit UPDATE that

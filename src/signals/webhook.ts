@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { SignalDeliveryError } from "../errors.js";
+import { sleep } from "../util/sleep.js";
 import { eventId, type GuardEvent, type SignalSink } from "./types.js";
 
 export const SIGNATURE_HEADER = "x-judge-guard-signature";
@@ -25,8 +26,6 @@ export interface WebhookOptions {
 export function sign(body: string | Uint8Array, secret: string): string {
   return `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * POSTs each event as JSON, signed with `X-Judge-Guard-Signature: sha256=<hex HMAC>` of the raw
