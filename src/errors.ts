@@ -4,6 +4,8 @@
  * package (an adapter bundled with one version, the guard with another).
  */
 
+import { formatUsd } from "./util/money.js";
+
 const BRAND = Symbol.for("judge-guard.error");
 
 export type SkipCode =
@@ -56,7 +58,7 @@ export interface SkipDetails {
   readonly concurrency?: boolean;
 }
 
-const usd = (n: number | undefined) => (n === undefined ? "?" : `$${n.toFixed(n < 1 ? 4 : 2)}`);
+const money = (usd: number | undefined) => (usd === undefined ? "?" : formatUsd(usd));
 
 /** The message of a budget refusal: how much of which cap, and what to change. */
 function budgetMessage(
@@ -66,7 +68,7 @@ function budgetMessage(
   variable: string,
   window: string,
 ): string {
-  const spent = `${usd(d.used)} of ${usd(d.cap)} ${window}`;
+  const spent = `${money(d.used)} of ${money(d.cap)} ${window}`;
   return d.concurrency
     ? `${who} could pass its ${budget} (${spent}) with the calls in flight, which the call waited for in vain: judge not called (raise JUDGE_GUARD_ADMISSION_WAIT, lower JUDGE_GUARD_CONCURRENCY, or raise ${variable})`
     : `${who} reached its ${budget} (${spent}): judge not called (raise ${variable}, or wait for the window to roll)`;

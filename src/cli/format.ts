@@ -1,11 +1,3 @@
-/** Money with sensible precision: cents for dollars, four decimals below a dollar. */
-export function usd(n: number): string {
-  if (n === 0) return "$0.00";
-  const abs = Math.abs(n);
-  const digits = abs >= 1 ? 2 : abs >= 0.01 ? 4 : 6;
-  return `${n < 0 ? "-" : ""}$${abs.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits })}`;
-}
-
 /**
  * Money for figures shown together (a table column, a summary block): one precision for all of
  * them, cents when every amount is a dollar or more (or a whole number of cents), else four

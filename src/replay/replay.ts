@@ -9,6 +9,7 @@ import { Guard } from "../guard/guard.js";
 import type { GuardOptions } from "../guard/options.js";
 import type { GuardEvent } from "../signals/types.js";
 import type { SkipReason } from "../store/types.js";
+import { roundUsd } from "../util/money.js";
 import { parseLine } from "./line.js";
 
 /** One line of `--decisions` output, in input order. */
@@ -110,8 +111,6 @@ export async function openLines(
   return { lines: createInterface({ input, crlfDelay: Infinity }), size, bytesRead: () => read };
 }
 
-const round6 = (n: number): number => Math.round(n * 1e6) / 1e6;
-
 /**
  * Replays recorded judge traffic through a guard: what would it have done? Each line's `ts` is
  * the guard's clock; a line's `usage` is what the call really cost, used to settle a judged call
@@ -207,7 +206,7 @@ export async function replay(
           judge: l.judge,
           decision: "judged",
           reason: would,
-          cost_usd: round6(outcome.costUsd),
+          cost_usd: roundUsd(outcome.costUsd),
           saved_usd: 0,
         };
       } else {
@@ -222,7 +221,7 @@ export async function replay(
           decision: "skipped",
           reason,
           cost_usd: 0,
-          saved_usd: round6(outcome.savedUsd),
+          saved_usd: roundUsd(outcome.savedUsd),
         };
         if (outcome.status === "skipped" && outcome.reason === "stuck_session") {
           const det = outcome.error.details;
@@ -267,10 +266,10 @@ export async function replay(
     skipped_by_reason: byReason,
     would_skip_by_reason: wouldSkip,
     invalid,
-    spent_usd: round6(spent),
-    saved_usd: round6(saved),
-    unguarded_usd: round6(spent + saved),
-    stuck_sessions: [...episodes.values()].map((e) => ({ ...e, saved_usd: round6(e.saved_usd) })),
+    spent_usd: roundUsd(spent),
+    saved_usd: roundUsd(saved),
+    unguarded_usd: roundUsd(spent + saved),
+    stuck_sessions: [...episodes.values()].map((e) => ({ ...e, saved_usd: roundUsd(e.saved_usd) })),
     signals,
     budget_alerts: alerts,
     mode: options.mode ?? "enforce",

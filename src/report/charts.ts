@@ -1,4 +1,4 @@
-import { usd } from "../cli/format.js";
+import { formatUsd } from "../util/money.js";
 import type { Timeline } from "./detail.js";
 import { html, type Markup, name, type Times } from "./markup.js";
 import type { EpisodeRow, Report } from "./report.js";
@@ -60,7 +60,7 @@ export function costChart(r: Report): Markup | null {
     const i = Math.round((ms - first) / width);
     const x = pad.left + i * slot + slot / 2 - bar;
     const when = bucket === "hour" ? `${p.start.slice(0, 10)} ${label(ms)} UTC` : p.start.slice(0, 10);
-    return html`<g class="period" data-start="${p.start}"><title>${when}: charged ${usd(p.charged_usd)}, saved ${usd(p.saved_usd)}</title><rect class="charged" x="${x.toFixed(1)}" y="${y(p.charged_usd).toFixed(1)}" width="${bar.toFixed(1)}" height="${(base - y(p.charged_usd)).toFixed(1)}"/><rect class="saved" x="${(x + bar).toFixed(1)}" y="${y(p.saved_usd).toFixed(1)}" width="${bar.toFixed(1)}" height="${(base - y(p.saved_usd)).toFixed(1)}"/></g>`;
+    return html`<g class="period" data-start="${p.start}"><title>${when}: charged ${formatUsd(p.charged_usd)}, saved ${formatUsd(p.saved_usd)}</title><rect class="charged" x="${x.toFixed(1)}" y="${y(p.charged_usd).toFixed(1)}" width="${bar.toFixed(1)}" height="${(base - y(p.charged_usd)).toFixed(1)}"/><rect class="saved" x="${(x + bar).toFixed(1)}" y="${y(p.saved_usd).toFixed(1)}" width="${bar.toFixed(1)}" height="${(base - y(p.saved_usd)).toFixed(1)}"/></g>`;
   });
   // Every other label is minor: a phone, which draws them larger, shows only the others.
   const shown = Array.from({ length: slots }, (_, i) => i).filter((i) => i % every === 0);

@@ -1,5 +1,6 @@
 import type Database from "better-sqlite3";
 import { type EvidenceStep, parseTrail } from "../detection/window.js";
+import { ledgerUsd } from "../util/money.js";
 
 /**
  * What an incident review needs beyond the totals (the HTML report): when each key was judged
@@ -82,8 +83,6 @@ export interface DetailInput {
   readonly span: { readonly first: number; readonly last: number; readonly width: number } | null;
 }
 
-const usd = (micros: number | null | undefined): number => Math.round(Number(micros ?? 0)) / 1_000_000;
-
 export function collectDetail(db: Database.Database, q: RangeQuery, input: DetailInput): ReportDetail {
   const episodeIds = input.sessions.flatMap((s) => s.episodes.map((e) => e.episode_id));
   // The skipped calls once, grouped three ways at once: judge kind, model and episode.
@@ -158,7 +157,7 @@ function savedBy(skips: readonly SkipRow[], column: "judge" | "model"): SavedRow
     sums.set(r[column], s);
   }
   return [...sums]
-    .map(([name, s]) => ({ name, skipped: s.n, saved_usd: usd(s.micros) }))
+    .map(([name, s]) => ({ name, skipped: s.n, saved_usd: ledgerUsd(s.micros) }))
     .sort((a, b) => b.saved_usd - a.saved_usd || (a.name < b.name ? -1 : 1));
 }
 
@@ -189,7 +188,7 @@ function episodes(
   const out: Record<string, EpisodeDetail> = {};
   for (const id of ids) {
     const s = skipped.get(id);
-    out[id] = { calls_skipped: s?.n ?? 0, saved_usd: usd(s?.micros), trail: trails.get(id) ?? null };
+    out[id] = { calls_skipped: s?.n ?? 0, saved_usd: ledgerUsd(s?.micros), trail: trails.get(id) ?? null };
   }
   return out;
 }

@@ -1,6 +1,7 @@
-import { count, percent, usd } from "../cli/format.js";
+import { count, percent } from "../cli/format.js";
 import { REASON_TEXT } from "../detection/reasons.js";
 import type { EvidenceStep } from "../detection/window.js";
+import { formatUsd } from "../util/money.js";
 import { costChart, keyTimeline } from "./charts.js";
 import type { EpisodeDetail, ReportDetail, SavedRow } from "./detail.js";
 import { duration, html, type Markup, name, Times } from "./markup.js";
@@ -81,9 +82,9 @@ ${r.config.mode === null ? null : html`<dt>mode</dt><dd>${r.config.mode}</dd>`}
 </dl>`;
 
   const cards = html`<div class="cards" id="totals">
-<div class="card">charged<b>${usd(t.charged_usd)}</b>${count(t.calls_judged + t.calls_failed)} calls judged${t.calls_failed > 0 ? ` (${count(t.calls_failed)} failed)` : ""}</div>
-<div class="card">saved<b>${usd(t.saved_usd)}</b>${count(t.calls_skipped)} calls skipped</div>
-<div class="card">unguarded<b>${usd(t.unguarded_usd)}</b>${percent(t.saved_usd, t.unguarded_usd)} saved</div>
+<div class="card">charged<b>${formatUsd(t.charged_usd)}</b>${count(t.calls_judged + t.calls_failed)} calls judged${t.calls_failed > 0 ? ` (${count(t.calls_failed)} failed)` : ""}</div>
+<div class="card">saved<b>${formatUsd(t.saved_usd)}</b>${count(t.calls_skipped)} calls skipped</div>
+<div class="card">unguarded<b>${formatUsd(t.unguarded_usd)}</b>${percent(t.saved_usd, t.unguarded_usd)} saved</div>
 <div class="card">stuck episodes<b>${count(episodes.length)}</b>${episodes.length === 0 ? "no key was stuck" : `${count(ongoing)} ongoing · ${count(delivered)}/${count(signals.length)} signals delivered`}</div>
 </div>`;
 
@@ -105,7 +106,7 @@ ${skipReasons(r)}
 ${chart}
 <details><summary>the numbers per ${r.series.bucket}</summary><div class="scroll"><table id="series">
 <thead><tr><th class="t">${r.series.bucket} (UTC)</th><th>charged</th><th>saved</th></tr></thead>
-<tbody>${r.series.points.map((p) => html`<tr><td class="t">${r.series.bucket === "hour" ? `${p.start.slice(0, 10)} ${p.start.slice(11, 16)}` : p.start.slice(0, 10)}</td><td>${usd(p.charged_usd)}</td><td>${usd(p.saved_usd)}</td></tr>`)}</tbody>
+<tbody>${r.series.points.map((p) => html`<tr><td class="t">${r.series.bucket === "hour" ? `${p.start.slice(0, 10)} ${p.start.slice(11, 16)}` : p.start.slice(0, 10)}</td><td>${formatUsd(p.charged_usd)}</td><td>${formatUsd(p.saved_usd)}</td></tr>`)}</tbody>
 </table></div></details>
 ${timelineSection(d, episodesByKey, times)}
 ${episodesSection(episodes, d, times, until)}
@@ -113,7 +114,7 @@ ${episodesSection(episodes, d, times, until)}
 <div class="scroll"><table id="sessions">
 <thead><tr><th class="t">session key</th><th>judged</th><th>skipped</th><th>charged</th><th>saved</th><th>budget used</th><th class="t">stuck episodes</th></tr></thead>
 <tbody>
-${r.sessions.map((s) => html`<tr><td class="key t">${name(s.session_key)}</td><td>${count(s.calls - s.skipped)}</td><td>${count(s.skipped)}</td><td>${usd(s.charged_usd)}</td><td>${usd(s.saved_usd)}</td><td>${budget(s)}</td><td class="t">${stuckCell(s, times)}</td></tr>\n`)}
+${r.sessions.map((s) => html`<tr><td class="key t">${name(s.session_key)}</td><td>${count(s.calls - s.skipped)}</td><td>${count(s.skipped)}</td><td>${formatUsd(s.charged_usd)}</td><td>${formatUsd(s.saved_usd)}</td><td>${budget(s)}</td><td class="t">${stuckCell(s, times)}</td></tr>\n`)}
 </tbody></table></div>
 <p class="caps" id="caps">${capsLine(r.config)}</p>
 ${namesTable("Per judge kind", "by-judge", r.by_judge, d.saved_by_judge, mixedSources(t))}
@@ -141,7 +142,7 @@ ${body}
 function sources(r: Report): Markup | null {
   const t = r.totals;
   if (!mixedSources(t)) return null;
-  return html`<p class="sources" id="cost-sources">charged: ${usd(t.reported_usd)} reported by the judges (tokens x price of the same calls: ${usd(t.reported_computed_usd)}) · ${usd(t.computed_usd)} computed from tokens x price · ${usd(t.estimated_usd)} estimated${t.unknown_source_usd > 0 ? ` · ${usd(t.unknown_source_usd)} not recorded` : ""}</p>`;
+  return html`<p class="sources" id="cost-sources">charged: ${formatUsd(t.reported_usd)} reported by the judges (tokens x price of the same calls: ${formatUsd(t.reported_computed_usd)}) · ${formatUsd(t.computed_usd)} computed from tokens x price · ${formatUsd(t.estimated_usd)} estimated${t.unknown_source_usd > 0 ? ` · ${formatUsd(t.unknown_source_usd)} not recorded` : ""}</p>`;
 }
 
 function skipReasons(r: Report): Markup | null {
@@ -152,7 +153,7 @@ function skipReasons(r: Report): Markup | null {
   return html`<h2>Why calls were skipped</h2>
 <div class="scroll"><table id="reasons">
 <thead><tr><th class="t">reason</th><th class="t">what it means</th><th>calls</th><th>saved</th></tr></thead>
-<tbody>${reasons.map(([reason, n]) => html`<tr><td class="t"><code>${name(reason)}</code></td><td class="t wrap">${words[reason] ?? "a reason this version does not know"}</td><td>${count(n)}</td><td>${usd(t.saved_by_reason[reason] ?? 0)}</td></tr>`)}</tbody>
+<tbody>${reasons.map(([reason, n]) => html`<tr><td class="t"><code>${name(reason)}</code></td><td class="t wrap">${words[reason] ?? "a reason this version does not know"}</td><td>${count(n)}</td><td>${formatUsd(t.saved_by_reason[reason] ?? 0)}</td></tr>`)}</tbody>
 </table></div>`;
 }
 
@@ -195,7 +196,7 @@ function episodesSection(
 <dt>recovered</dt><dd>${ended === null ? html`not yet: still stuck when the report was made${until > started ? ` (${duration(until - started)} by the end of the range)` : ""}` : html`${times.cell(ended)}after ${duration(ended - started)}`}</dd>
 <dt>why</dt><dd>${decisive === undefined ? (EVIDENCE_TEXT[e.evidence] ?? e.evidence) : reasonsText(decisive)}</dd>
 <dt>at reply</dt><dd>${count(e.detected_turn)}: canned reply <code>${e.fingerprint}</code>, seen ${count(e.repeats)} times</dd>
-${detail === undefined ? null : html`<dt>skipped</dt><dd>${count(detail.calls_skipped)} calls, ${usd(detail.saved_usd)} saved in this range</dd>`}
+${detail === undefined ? null : html`<dt>skipped</dt><dd>${count(detail.calls_skipped)} calls, ${formatUsd(detail.saved_usd)} saved in this range</dd>`}
 </dl>
 ${detail?.trail ? trailTable(detail.trail) : null}
 </section>`;
@@ -222,8 +223,8 @@ function trailTable(trail: readonly EvidenceStep[]): Markup {
 
 function budget(s: SessionRow): string {
   return s.budget.cap_usd === null
-    ? usd(s.budget.used_usd)
-    : `${usd(s.budget.used_usd)} / ${usd(s.budget.cap_usd)}`;
+    ? formatUsd(s.budget.used_usd)
+    : `${formatUsd(s.budget.used_usd)} / ${formatUsd(s.budget.cap_usd)}`;
 }
 
 function stuckCell(s: SessionRow, times: Times): string {
@@ -257,12 +258,12 @@ function namesTable(
   return html`<h2>${title}</h2>
 <div class="scroll"><table id="${id}">
 <thead><tr><th class="t">name</th><th>judged</th><th>skipped</th><th>input</th><th>output</th><th>cache read</th><th>cache write</th>${money.map((m) => html`<th>${m}</th>`)}<th>charged</th><th>saved</th></tr></thead>
-<tbody>${rows.map(({ n, j, s }) => html`<tr><td class="t">${name(n)}</td><td>${count(j?.calls ?? 0)}</td><td>${count(s?.skipped ?? 0)}</td><td>${count(j?.input_tokens ?? 0)}</td><td>${count(j?.output_tokens ?? 0)}</td><td>${count(j?.cache_read_tokens ?? 0)}</td><td>${count(j?.cache_write_tokens ?? 0)}</td>${mixed ? [j?.reported_usd, j?.computed_usd, j?.estimated_usd].map((v) => html`<td>${usd(v ?? 0)}</td>`) : null}<td>${usd(j?.charged_usd ?? 0)}</td><td>${usd(s?.saved_usd ?? 0)}</td></tr>`)}</tbody>
+<tbody>${rows.map(({ n, j, s }) => html`<tr><td class="t">${name(n)}</td><td>${count(j?.calls ?? 0)}</td><td>${count(s?.skipped ?? 0)}</td><td>${count(j?.input_tokens ?? 0)}</td><td>${count(j?.output_tokens ?? 0)}</td><td>${count(j?.cache_read_tokens ?? 0)}</td><td>${count(j?.cache_write_tokens ?? 0)}</td>${mixed ? [j?.reported_usd, j?.computed_usd, j?.estimated_usd].map((v) => html`<td>${formatUsd(v ?? 0)}</td>`) : null}<td>${formatUsd(j?.charged_usd ?? 0)}</td><td>${formatUsd(s?.saved_usd ?? 0)}</td></tr>`)}</tbody>
 </table></div>`;
 }
 
 function estimates(r: Report): Markup | null {
   const e = r.estimates;
   if (e.calls === 0) return null;
-  return html`<p class="note" id="estimates">Estimates: ${count(e.calls)} calls reserved ${usd(e.reserved_usd)} and settled at ${usd(e.charged_usd)} (ratio ${e.ratio ?? "n/a"}, mean error ${usd(e.mean_abs_error_usd ?? 0)} a call).</p>`;
+  return html`<p class="note" id="estimates">Estimates: ${count(e.calls)} calls reserved ${formatUsd(e.reserved_usd)} and settled at ${formatUsd(e.charged_usd)} (ratio ${e.ratio ?? "n/a"}, mean error ${formatUsd(e.mean_abs_error_usd ?? 0)} a call).</p>`;
 }

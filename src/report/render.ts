@@ -1,4 +1,5 @@
-import { count, percent, plural, usd, usdColumn } from "../cli/format.js";
+import { count, percent, plural, usdColumn } from "../cli/format.js";
+import { formatUsd } from "../util/money.js";
 import { printable } from "../util/printable.js";
 import type { CostSplit, Report, ReportConfig, SessionRow } from "./report.js";
 
@@ -16,7 +17,8 @@ const window = (ms: number): string =>
 
 /** Where the caps of the budget column come from, in words (one or two lines). */
 export function capsLine(c: ReportConfig): string {
-  const cap = c.session_budget_usd === null ? "no session cap" : `session cap ${usd(c.session_budget_usd)}`;
+  const cap =
+    c.session_budget_usd === null ? "no session cap" : `session cap ${formatUsd(c.session_budget_usd)}`;
   const what = `${cap} per ${window(c.budget_window_ms)}`;
   if (c.source === "environment")
     return `budget used / cap: ${what} from this environment (the ledger records no guard caps)`;
@@ -248,7 +250,7 @@ export function renderTable(r: Report, width = 100): string {
     const m = usdColumn([e.reserved_usd, e.charged_usd]);
     out.push(
       "",
-      `estimates: ${plural(e.calls, "call")} reserved ${m(e.reserved_usd)}, settled at ${m(e.charged_usd)} (ratio ${e.ratio}, mean error ${usd(e.mean_abs_error_usd ?? 0)} a call)`,
+      `estimates: ${plural(e.calls, "call")} reserved ${m(e.reserved_usd)}, settled at ${m(e.charged_usd)} (ratio ${e.ratio}, mean error ${formatUsd(e.mean_abs_error_usd ?? 0)} a call)`,
     );
   }
   if (t.calls_judged + t.calls_skipped + t.calls_failed === 0) out.push("", "no decisions in this range");

@@ -4,6 +4,7 @@ import type { StuckEvidence } from "../detection/evidence.js";
 import { firstDecisionId } from "../store/decision-ids.js";
 import { sqlite } from "../store/driver.js";
 import { ledgerProblem } from "../store/migrations.js";
+import { ledgerUsd } from "../util/money.js";
 import { collectDetail, type ReportDetail } from "./detail.js";
 
 /**
@@ -171,8 +172,6 @@ export interface ReportOptions {
   readonly detail?: boolean;
 }
 
-const usd = (micros: number | null | undefined): number => Math.round(Number(micros ?? 0)) / 1_000_000;
-
 /** Sums, per group, of the charges by source (the columns `split` reads back). */
 function splitSql(version: number): string {
   // Rows with tokens and no recorded source (before v4, or from an older process still
@@ -206,11 +205,11 @@ interface SplitColumns {
 }
 
 const split = (r: SplitColumns): CostSplit => ({
-  reported_usd: usd(r.s_rep),
-  reported_computed_usd: usd(r.s_rep_comp),
-  computed_usd: usd(r.s_comp),
-  estimated_usd: usd(r.s_est),
-  unknown_source_usd: usd(r.s_unk),
+  reported_usd: ledgerUsd(r.s_rep),
+  reported_computed_usd: ledgerUsd(r.s_rep_comp),
+  computed_usd: ledgerUsd(r.s_comp),
+  estimated_usd: ledgerUsd(r.s_est),
+  unknown_source_usd: ledgerUsd(r.s_unk),
 });
 
 /** The configuration in force during [since, until], from the ledger's `guard_config`. */
@@ -251,7 +250,7 @@ function configOf(db: Database.Database, version: number, o: ReportOptions): Rep
   for (let i = first; i < rows.length; i++) if (rows[i]!.started_ms <= o.until) last = i;
   const during = rows.slice(first, last + 1);
   const shown = rows[last]!;
-  const money = (m: number | null) => (m === null ? null : usd(m));
+  const money = (m: number | null) => (m === null ? null : ledgerUsd(m));
   const fields: Record<string, (r: typeof shown) => string | number | null> = {
     mode: (r) => r.mode,
     session_budget_usd: (r) => r.session_budget_micros,
@@ -376,7 +375,7 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
       skipped += r.n;
       const reason = r.reason ?? "unknown";
       skippedByReason[reason] = (skippedByReason[reason] ?? 0) + r.n;
-      savedByReason[reason] = usd(r.saved);
+      savedByReason[reason] = ledgerUsd(r.saved);
     }
   }
 
@@ -457,16 +456,16 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
           from: o.until - windowMs,
           ...(byId ? { fromId: firstDecisionId(o.until - windowMs) } : {}),
         }) as Array<{ k: string; m: number }>
-    ).map((r) => [r.k, usd(r.m)]),
+    ).map((r) => [r.k, ledgerUsd(r.m)]),
   );
   const sessions: SessionRow[] = sessionRows.map((r) => ({
     session_key: r.session_key,
     calls: r.calls,
     skipped: Number(r.skipped ?? 0),
     failed: Number(r.failed ?? 0),
-    charged_usd: usd(r.charged),
+    charged_usd: ledgerUsd(r.charged),
     ...split(r),
-    saved_usd: usd(r.saved),
+    saved_usd: ledgerUsd(r.saved),
     budget: { used_usd: used.get(r.session_key) ?? 0, cap_usd: cap },
     episodes: episodesByKey.get(r.session_key) ?? [],
   }));
@@ -493,7 +492,7 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
               from: o.until - 86_400_000,
               ...(byId ? { fromId: firstDecisionId(o.until - 86_400_000) } : {}),
             }) as Array<{ k: string; m: number }>
-        ).map((r) => [r.k, usd(r.m)]),
+        ).map((r) => [r.k, ledgerUsd(r.m)]),
       )
     : undefined;
 
@@ -524,7 +523,7 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
       output_tokens: Number(r.o ?? 0),
       cache_read_tokens: Number(r.cr ?? 0),
       cache_write_tokens: Number(r.cw ?? 0),
-      charged_usd: usd(r.charged),
+      charged_usd: ledgerUsd(r.charged),
       ...split(r),
       ...(column === "judge" &&
         judgeUsed !== undefined && {
@@ -542,7 +541,11 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
          FROM decisions WHERE ${where} GROUP BY ts / ${width} ORDER BY start`,
       )
       .all(args) as Array<{ start: number; charged: number; saved: number }>
-  ).map((p) => ({ start: iso(Number(p.start)), charged_usd: usd(p.charged), saved_usd: usd(p.saved) }));
+  ).map((p) => ({
+    start: iso(Number(p.start)),
+    charged_usd: ledgerUsd(p.charged),
+    saved_usd: ledgerUsd(p.saved),
+  }));
 
   const est = db
     .prepare(
@@ -561,7 +564,7 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
       calls_failed: failed,
       calls_skipped: skipped,
       skipped_by_reason: skippedByReason,
-      charged_usd: usd(charged),
+      charged_usd: ledgerUsd(charged),
       ...split(bySource),
       calls_by_cost_source: {
         reported: Number(bySource.n_rep),
@@ -569,9 +572,9 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
         estimate: Number(bySource.n_est),
         unknown: Number(bySource.n_unk),
       },
-      saved_usd: usd(saved),
+      saved_usd: ledgerUsd(saved),
       saved_by_reason: savedByReason,
-      unguarded_usd: usd(charged + saved),
+      unguarded_usd: ledgerUsd(charged + saved),
     },
     sessions,
     by_judge: tokens("judge"),
@@ -579,12 +582,12 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
     series: { bucket, points },
     estimates: {
       calls: est.n,
-      reserved_usd: usd(est.reserved),
-      charged_usd: usd(est.charged),
+      reserved_usd: ledgerUsd(est.reserved),
+      charged_usd: ledgerUsd(est.charged),
       ratio: est.reserved
         ? Math.round((Number(est.charged ?? 0) / Number(est.reserved)) * 1000) / 1000
         : null,
-      mean_abs_error_usd: est.mae === null ? null : usd(est.mae),
+      mean_abs_error_usd: est.mae === null ? null : ledgerUsd(est.mae),
     },
     config,
     ...(o.detail && {

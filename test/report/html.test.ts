@@ -3,10 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { count, usd } from "../../src/cli/format.js";
+import { count } from "../../src/cli/format.js";
 import { REASON_TEXT } from "../../src/detection/reasons.js";
 import type { Report } from "../../src/report/report.js";
 import { SKIP_REASON_TEXT } from "../../src/report/words.js";
+import { formatUsd as usd } from "../../src/util/money.js";
 import { cli, ensureBuilt } from "../helpers/cli.js";
 import { healthyReply } from "../helpers/replies.js";
 
