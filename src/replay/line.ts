@@ -1,8 +1,8 @@
 import { z } from "zod";
 import type { PhantomSessionSummary } from "../guard/request.js";
 import type { Usage } from "../pricing/prices.js";
-import { toUsage, usageSchema } from "../pricing/usage-schema.js";
 import { jsonErrorMessage } from "../util/json-error.js";
+import { toUsage, usageSchema } from "../wire/usage.js";
 
 /** Limits that reject absurd input before it reaches the guard. */
 export const LIMITS = {

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { AssessOptions } from "../guard/guard.js";
 import type { JudgeRequest } from "../guard/request.js";
-import { usageSchema } from "../pricing/usage-schema.js";
+import { usageSchema } from "../wire/usage.js";
 
 /** Size limits on what a client may send. */
 export const LIMITS = {

@@ -7,9 +7,9 @@ import { ConfigError, isJudgeGuardError } from "../errors.js";
 import type { Guard } from "../guard/guard.js";
 import { SKIP_CODES } from "../guard/outcome.js";
 import type { Logger } from "../log/logger.js";
-import { toUsage } from "../pricing/usage-schema.js";
 import { jsonErrorMessage } from "../util/json-error.js";
 import { sleep } from "../util/sleep.js";
+import { toUsage } from "../wire/usage.js";
 import { admitBody, assessBody, LIMITS, settleBody, toJudges, toRequest } from "./schema.js";
 
 export interface ServeOptions {

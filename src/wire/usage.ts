@@ -1,6 +1,6 @@
 import { z } from "zod";
-import type { Usage } from "./prices.js";
-import { readUsage } from "./usage.js";
+import type { Usage } from "../pricing/prices.js";
+import { readUsage } from "../pricing/usage.js";
 
 /**
  * A usage object as JSON carries it (a judge's response, a sidecar settlement, a recorded replay
