@@ -9,8 +9,10 @@ import { SKIP_CODES } from "../guard/outcome.js";
 import type { Logger } from "../log/logger.js";
 import { jsonErrorMessage } from "../util/json-error.js";
 import { sleep } from "../util/sleep.js";
+import { LIMITS } from "../wire/limits.js";
+import { admitBody, assessBody, missingField, settleBody } from "../wire/schema.js";
 import { toUsage } from "../wire/usage.js";
-import { admitBody, assessBody, LIMITS, settleBody, toJudges, toRequest } from "./schema.js";
+import { toJudges, toRequest } from "./schema.js";
 
 export interface ServeOptions {
   readonly guard: Guard;
@@ -112,17 +114,11 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
 }
 
 function parse<T>(schema: ZodType<T>, body: unknown): T {
-  const r = schema.safeParse(body);
+  const r = schema.safeParse(body, { error: missingField });
   if (r.success) return r.data;
   const issue = r.error.issues[0]!;
   const field = issue.path.map(String).join(".") || "(body)";
-  const missing = issue.code === "invalid_type" && /received undefined/.test(issue.message);
-  throw new HttpError(
-    400,
-    "FIELD_INVALID",
-    `${field}: ${missing ? "missing (required)" : issue.message}`,
-    field,
-  );
+  throw new HttpError(400, "FIELD_INVALID", `${field}: ${issue.message}`, field);
 }
 
 /** The guard's names of request fields, as a client spells them on the wire. */

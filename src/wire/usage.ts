@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Usage } from "../pricing/prices.js";
 import { readUsage } from "../pricing/usage.js";
+import { LIMITS } from "./limits.js";
 
 /**
  * A usage object as JSON carries it (a judge's response, a sidecar settlement, a recorded replay
@@ -16,8 +17,10 @@ import { readUsage } from "../pricing/usage.js";
  * The shape is told by its keys, so that an error names the field of the shape that was meant.
  * `strict` refuses unknown keys.
  */
-export function usageSchema(maxTokens: number, strict: boolean, error?: z.core.$ZodErrorMap) {
-  const tokens = z.number().int().nonnegative().max(maxTokens, `at most ${maxTokens} tokens`);
+export function usageSchema(strict: boolean, error?: z.core.$ZodErrorMap) {
+  const max = LIMITS.usageTokens;
+  const tokens = z.number().int().nonnegative().max(max, `at most ${max} tokens`);
+  const label = z.string().max(LIMITS.label);
   const obj = <T extends z.core.$ZodLooseShape>(shape: T) =>
     strict ? z.object(shape).strict() : z.object(shape);
   const details = obj({
@@ -43,7 +46,7 @@ export function usageSchema(maxTokens: number, strict: boolean, error?: z.core.$
     output_tokens_details: details,
     total_tokens: tokens.optional(),
     server_tool_use: z.record(z.string(), z.number()).optional(),
-    service_tier: z.string().max(64).nullable().optional(),
+    service_tier: label.nullable().optional(),
   });
   const chat = obj({
     prompt_tokens: tokens,
@@ -52,7 +55,7 @@ export function usageSchema(maxTokens: number, strict: boolean, error?: z.core.$
     prompt_tokens_details: details,
     completion_tokens_details: details,
   });
-  const modalities = z.array(obj({ modality: z.string().max(64), tokenCount: tokens.optional() })).max(16);
+  const modalities = z.array(obj({ modality: label, tokenCount: tokens.optional() })).max(LIMITS.modalities);
   const gemini = obj({
     promptTokenCount: tokens,
     candidatesTokenCount: tokens.optional(),
@@ -64,7 +67,7 @@ export function usageSchema(maxTokens: number, strict: boolean, error?: z.core.$
     candidatesTokensDetails: modalities.optional(),
     cacheTokensDetails: modalities.optional(),
     toolUsePromptTokensDetails: modalities.optional(),
-    trafficType: z.string().max(64).optional(),
+    trafficType: label.optional(),
   });
   const has = (v: unknown, ...keys: string[]) =>
     v !== null && typeof v === "object" && keys.some((k) => k in (v as object));

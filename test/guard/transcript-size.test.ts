@@ -150,8 +150,7 @@ describe("replay", () => {
 
 describe("the sidecar", () => {
   it("answers 400 naming the wire's field and the limit; the client throws it as the guard does", async () => {
-    // 1 character a token: a 3 MB transcript (a body under the 8 MiB cap, in messages of at most
-    // a million characters) is 3M tokens.
+    // 1 character a token: a 3 MB transcript (a body under the 8 MiB cap) is 3M tokens.
     const s = await startSidecar(join(tmp(), "ledger.db"), { JUDGE_GUARD_CHARS_PER_TOKEN: "1" });
     sidecars.push(s);
     const big = ["u", "v", "w"].map((c) => c.repeat(1_000_000));

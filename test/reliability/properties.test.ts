@@ -13,9 +13,9 @@ import {
   type ScopeUsage,
 } from "../../src/index.js";
 import { parseLine } from "../../src/replay/line.js";
-import { admitBody, settleBody } from "../../src/server/schema.js";
 import { bucketStart } from "../../src/store/buckets.js";
 import { MemoryStore } from "../../src/store/memory.js";
+import { admitBody, settleBody } from "../../src/wire/schema.js";
 
 // Text of every kind: ASCII, any Unicode, lone surrogates and NUL included.
 const anyText = fc.oneof(fc.string(), fc.string({ unit: "binary" }), fc.string({ unit: "grapheme" }));
