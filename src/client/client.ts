@@ -36,6 +36,7 @@ import type { SkipReason } from "../store/types.js";
 import { toMicros, toUsd } from "../util/money.js";
 import { printable } from "../util/printable.js";
 import { sleep } from "../util/sleep.js";
+import { LIMITS } from "../wire/limits.js";
 import { LocalBudget, type LocalBudgetCaps } from "./local-budget.js";
 
 export { SidecarUnreachableError } from "../errors.js";
@@ -658,10 +659,10 @@ export class GuardClient {
 
 /** A session key as the sidecar's `/v1/sessions/:key` route takes it. */
 function sessionPath(sessionKey: string): string {
-  if (typeof sessionKey !== "string" || sessionKey === "" || sessionKey.length > 256) {
+  if (typeof sessionKey !== "string" || sessionKey === "" || sessionKey.length > LIMITS.label) {
     throw new InvalidRequestError(
       "sessionKey",
-      `sessionKey must be a string of 1 to 256 characters, got ${typeof sessionKey === "string" ? `${sessionKey.length} characters` : typeof sessionKey}`,
+      `sessionKey must be a string of 1 to ${LIMITS.label} characters, got ${typeof sessionKey === "string" ? `${sessionKey.length} characters` : typeof sessionKey}`,
     );
   }
   // The sidecar matches paths exactly as sent and refuses dot segments and encoded slashes.

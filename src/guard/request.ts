@@ -2,36 +2,10 @@ import type { ReplyFacts } from "../detection/tracker.js";
 import { InvalidRequestError } from "../errors.js";
 import { LARGEST_CONTEXT_TOKENS } from "../pricing/prices.js";
 import { shape } from "../util/describe.js";
+import { LIMITS } from "../wire/limits.js";
+import type { PhantomSessionData, PhantomSessionSummary } from "../wire/schema.js";
 
-/** Phantom's `SessionSummary` (evolution engine), field names verbatim. */
-export interface PhantomSessionSummary {
-  session_id?: string;
-  session_key: string;
-  user_id?: string;
-  user_messages: readonly string[];
-  assistant_messages: readonly string[];
-  tools_used?: readonly string[];
-  files_tracked?: readonly string[];
-  outcome?: string;
-  cost_usd?: number;
-  started_at?: string;
-  ended_at?: string;
-}
-
-/** Phantom's `SessionData` (memory consolidation): the same data in camelCase. */
-export interface PhantomSessionData {
-  sessionId?: string;
-  sessionKey: string;
-  userId?: string;
-  userMessages: readonly string[];
-  assistantMessages: readonly string[];
-  toolsUsed?: readonly string[];
-  filesTracked?: readonly string[];
-  outcome?: string;
-  costUsd?: number;
-  startedAt?: string;
-  endedAt?: string;
-}
+export type { PhantomSessionData, PhantomSessionSummary } from "../wire/schema.js";
 
 /**
  * One judge call the guard is asked to admit. Give the transcript either as a Phantom
@@ -78,16 +52,14 @@ export interface NormalizedRequest {
   readonly variant: string;
 }
 
-const MAX_LABEL = 256;
-
 function label(value: unknown, field: string): string {
   if (typeof value !== "string" || value.length === 0) {
     throw new InvalidRequestError(field, `${field} must be a non-empty string, got ${shape(value)}`);
   }
-  if (value.length > MAX_LABEL) {
+  if (value.length > LIMITS.label) {
     throw new InvalidRequestError(
       field,
-      `${field} is ${value.length} characters long; the limit is ${MAX_LABEL}`,
+      `${field} is ${value.length} characters long; the limit is ${LIMITS.label}`,
     );
   }
   return value;
@@ -216,10 +188,13 @@ export function normalizeRequest(r: JudgeRequest): NormalizedRequest {
       `maxTokens must be a positive integer, got ${shape(r.maxTokens)}`,
     );
   }
-  if (r.escalation !== undefined && (!Array.isArray(r.escalation) || r.escalation.length > 8)) {
+  if (
+    r.escalation !== undefined &&
+    (!Array.isArray(r.escalation) || r.escalation.length > LIMITS.escalation)
+  ) {
     throw new InvalidRequestError(
       "escalation",
-      `escalation must be a list of at most 8 model ids (the models the call may escalate to), got ${shape(r.escalation)}`,
+      `escalation must be a list of at most ${LIMITS.escalation} model ids (the models the call may escalate to), got ${shape(r.escalation)}`,
     );
   }
   return {
