@@ -5,14 +5,7 @@
  */
 
 import { CostEstimator, DEFAULT_ESTIMATOR } from "../budget/estimator.js";
-import {
-  InvalidRequestError,
-  type JudgeSkippedError,
-  SidecarUnreachableError,
-  type SkipCode,
-  type SkipDetails,
-  skipError,
-} from "../errors.js";
+import { InvalidRequestError, SidecarUnreachableError, type SkipDetails, skipError } from "../errors.js";
 import type { Assessment, AssessOptions, SessionState, Settlement, Ticket } from "../guard/guard.js";
 import {
   type CallOptions,
@@ -21,7 +14,6 @@ import {
   type RunOptions,
   SKIP_CODES,
   type SkippedOutcome,
-  skipReasonOf,
 } from "../guard/outcome.js";
 import {
   checkTranscriptSize,
@@ -30,13 +22,23 @@ import {
   normalizeRequest,
   type SessionRef,
 } from "../guard/request.js";
-import { DEFAULT_PRICES, PriceTable, type Usage } from "../pricing/prices.js";
+import { DEFAULT_PRICES, PriceTable } from "../pricing/prices.js";
 import { hasUnreadUsage, type ReportedCost, readUsage } from "../pricing/usage.js";
-import type { SkipReason } from "../store/types.js";
 import { toMicros, toUsd } from "../util/money.js";
 import { printable } from "../util/printable.js";
 import { sleep } from "../util/sleep.js";
 import { LIMITS } from "../wire/limits.js";
+import {
+  type AdmissionWire,
+  type AssessmentWire,
+  assessmentFromWire,
+  judgesToWire,
+  requestToWire,
+  type SessionStateWire,
+  sessionStateFromWire,
+  settlementToWire,
+  skippedFromWire,
+} from "../wire/map.js";
 import { LocalBudget, type LocalBudgetCaps } from "./local-budget.js";
 
 export { SidecarUnreachableError } from "../errors.js";
@@ -104,57 +106,6 @@ const DEFAULT_TIMEOUT_MS = 2000;
 
 const calls = (n: number): string => `${n} ${n === 1 ? "call" : "calls"}`;
 
-/** The wire form of a session: Phantom's snake_case SessionSummary, whichever casing came in. */
-function wireSession(s: NonNullable<JudgeRequest["session"]>) {
-  const x = s as unknown as Record<string, unknown>;
-  return {
-    session_key: x.session_key ?? x.sessionKey,
-    user_messages: x.user_messages ?? x.userMessages,
-    assistant_messages: x.assistant_messages ?? x.assistantMessages,
-    ...((x.session_id ?? x.sessionId) !== undefined && { session_id: x.session_id ?? x.sessionId }),
-    ...((x.tools_used ?? x.toolsUsed) !== undefined && { tools_used: x.tools_used ?? x.toolsUsed }),
-    ...(x.outcome !== undefined && { outcome: x.outcome }),
-    ...((x.cost_usd ?? x.costUsd) !== undefined && { cost_usd: x.cost_usd ?? x.costUsd }),
-  };
-}
-
-function wire(r: SessionRef & Partial<JudgeRequest>) {
-  const f = r.reply;
-  return {
-    ...(r.judge !== undefined && { judge: r.judge }),
-    ...(r.model !== undefined && { model: r.model }),
-    ...(r.session && { session: wireSession(r.session) }),
-    ...(r.sessionKey !== undefined && { session_key: r.sessionKey }),
-    ...(r.userMessages && { user_messages: r.userMessages }),
-    ...(r.assistantMessages && { assistant_messages: r.assistantMessages }),
-    ...(f && {
-      reply: {
-        ...(f.costUsd !== undefined && { cost_usd: f.costUsd }),
-        ...(f.sdkSessionId !== undefined && { session_id: f.sdkSessionId }),
-        ...(f.durationMs !== undefined && { duration_ms: f.durationMs }),
-        ...(f.handled !== undefined && { handled: f.handled }),
-        ...(f.toolsUsed !== undefined && { tools_used: f.toolsUsed }),
-        ...(f.outcome !== undefined && { outcome: f.outcome }),
-      },
-    }),
-    ...(r.maxTokens !== undefined && { max_tokens: r.maxTokens }),
-    ...(r.escalation !== undefined && { escalation: r.escalation }),
-    ...(r.variant !== undefined && { variant: r.variant }),
-  };
-}
-
-/** Usage in Anthropic's shape, cache writes split by lifetime (they are priced differently). */
-const usageWire = (u: Usage) => ({
-  input_tokens: u.inputTokens,
-  output_tokens: u.outputTokens,
-  cache_read_input_tokens: u.cacheReadTokens ?? 0,
-  cache_creation_input_tokens: (u.cacheWriteTokens ?? 0) + (u.cacheWrite1hTokens ?? 0),
-  cache_creation: {
-    ephemeral_5m_input_tokens: u.cacheWriteTokens ?? 0,
-    ephemeral_1h_input_tokens: u.cacheWrite1hTokens ?? 0,
-  },
-});
-
 /**
  * A guard reached over HTTP. Same verbs as the in-process guard: `run`, `call`, `assess`,
  * `admit`/`settle`, and the operator actions `session` and `resetSession`.
@@ -205,22 +156,17 @@ export class GuardClient {
     judge: () => Promise<T> | T,
     options: RunOptions<T> = {},
   ): Promise<Outcome<T>> {
-    let admitted: {
-      decision: string;
-      reservation_id?: string;
-      reserved_usd?: number;
-      shadow_reason?: SkipReason | null;
-    };
+    let admitted: AdmissionWire;
     try {
       // The sidecar answers within our patience rather than reserve for a client that left.
       const waitMs = Math.max(0, (this.#o.timeoutMs ?? DEFAULT_TIMEOUT_MS) - 500);
-      admitted = await this.#post("/v1/admit", { ...wire(request), wait_ms: waitMs });
+      admitted = await this.#post("/v1/admit", { ...requestToWire(request), wait_ms: waitMs });
     } catch (e) {
       if (!(e instanceof Unreachable)) throw e;
       return this.#unreachable(request, judge, options, e);
     }
-    if (admitted.decision === "skip") return this.#skipped(admitted as unknown as SkipWire);
-    const id = admitted.reservation_id!;
+    if (admitted.decision === "skip") return skippedFromWire(admitted);
+    const id = admitted.reservation_id;
     let value: T;
     try {
       value = await judge();
@@ -305,30 +251,11 @@ export class GuardClient {
   /** Is the session stuck? When the sidecar does not answer, the cycle runs (and is guarded per call). */
   async assess(session: SessionRef, options: AssessOptions = {}): Promise<Assessment> {
     try {
-      const r = await this.#post<{
-        stuck: boolean;
-        skip: boolean;
-        episode_id: string | null;
-        fingerprint: string | null;
-        repeats: number;
-      }>("/v1/assess", {
-        ...wire(session),
-        ...(options.judges && {
-          judges: options.judges.map((j) => ({
-            judge: j.judge,
-            model: j.model,
-            ...(j.variant !== undefined && { variant: j.variant }),
-            ...(j.maxTokens !== undefined && { max_tokens: j.maxTokens }),
-          })),
-        }),
+      const r = await this.#post<AssessmentWire>("/v1/assess", {
+        ...requestToWire(session),
+        judges: judgesToWire(options),
       });
-      return {
-        stuck: r.stuck,
-        skip: r.skip,
-        episodeId: r.episode_id,
-        fingerprint: r.fingerprint,
-        repeats: r.repeats,
-      };
+      return assessmentFromWire(r);
     } catch (e) {
       if (!(e instanceof Unreachable)) throw e;
       // Not stuck, as far as anyone can tell: the cycle runs, and learning goes on.
@@ -342,7 +269,7 @@ export class GuardClient {
    * when the sidecar does not answer: an operator asked, and no local answer would be true.
    */
   async session(sessionKey: string): Promise<SessionState> {
-    return sessionState(await this.#operator<SessionWire>("GET", sessionPath(sessionKey)));
+    return sessionStateFromWire(await this.#operator<SessionStateWire>("GET", sessionPath(sessionKey)));
   }
 
   /**
@@ -350,12 +277,12 @@ export class GuardClient {
    * does (the replies so far stop counting; judging resumes), and answers the key's state after.
    */
   async resetSession(sessionKey: string): Promise<SessionState> {
-    const r = await this.#operator<{ reset: boolean; session: SessionWire }>(
+    const r = await this.#operator<{ reset: boolean; session: SessionStateWire }>(
       "POST",
       `${sessionPath(sessionKey)}/reset`,
       {},
     );
-    return sessionState(r.session);
+    return sessionStateFromWire(r.session);
   }
 
   async #operator<R>(method: "GET" | "POST", path: string, body?: unknown): Promise<R> {
@@ -413,26 +340,8 @@ export class GuardClient {
   }
 
   async #settleOnce(id: string, ok: boolean, reported: ReportedCost | undefined): Promise<number> {
-    const r = await this.#post<{ charged_usd: number }>("/v1/settle", {
-      reservation_id: id,
-      ok,
-      ...(reported?.usage && { usage: usageWire(reported.usage) }),
-      ...(reported?.costUsd !== undefined && { cost_usd: reported.costUsd }),
-      ...(reported?.model && { model: reported.model }),
-    });
+    const r = await this.#post<{ charged_usd: number }>("/v1/settle", settlementToWire(id, ok, reported));
     return r.charged_usd;
-  }
-
-  #skipped(s: SkipWire): SkippedOutcome {
-    const code = s.code as SkipCode;
-    const error: JudgeSkippedError = skipError(code, s.details ?? ({} as SkipDetails));
-    return {
-      status: "skipped",
-      reason: skipReasonOf(code),
-      code,
-      error,
-      savedUsd: s.saved_usd ?? 0,
-    };
   }
 
   /** A result whose usage the guard cannot read is charged its estimate: said once per judge kind and model. */
@@ -673,39 +582,6 @@ function sessionPath(sessionKey: string): string {
     );
   }
   return `/v1/sessions/${encodeURIComponent(sessionKey)}`;
-}
-
-/** The sidecar's answer about a key (`GET /v1/sessions/:key`). */
-interface SessionWire {
-  readonly session_key: string;
-  readonly stuck: boolean;
-  readonly episode_id: string | null;
-  readonly fingerprint: string | null;
-  readonly repeats: number;
-  readonly spent_usd: number;
-  readonly calls: number;
-  readonly budget_usd: number | null;
-  readonly max_calls: number | null;
-}
-
-function sessionState(w: SessionWire): SessionState {
-  return {
-    sessionKey: w.session_key,
-    stuck: w.stuck,
-    episodeId: w.episode_id,
-    fingerprint: w.fingerprint,
-    repeats: w.repeats,
-    spentUsd: w.spent_usd,
-    calls: w.calls,
-    budgetUsd: w.budget_usd ?? Number.POSITIVE_INFINITY,
-    maxCalls: w.max_calls ?? Number.POSITIVE_INFINITY,
-  };
-}
-
-interface SkipWire {
-  readonly code: string;
-  readonly saved_usd?: number;
-  readonly details?: SkipDetails;
 }
 
 export function createClient(options: ClientOptions): GuardClient {

@@ -150,31 +150,43 @@ export function checkTranscriptSize(
   );
 }
 
+/**
+ * The fields of a Phantom session the guard reads, whichever casing it came in; unchecked (the
+ * guard checks them as it normalizes a request, the sidecar as it parses one).
+ */
+export function sessionFields(session: PhantomSessionSummary | PhantomSessionData) {
+  const s = session as Partial<PhantomSessionSummary> & Partial<PhantomSessionData>;
+  return {
+    sessionKey: s.session_key ?? s.sessionKey,
+    userMessages: s.user_messages ?? s.userMessages,
+    assistantMessages: s.assistant_messages ?? s.assistantMessages,
+    sessionId: s.session_id ?? s.sessionId,
+    toolsUsed: s.tools_used ?? s.toolsUsed,
+    outcome: s.outcome,
+    costUsd: s.cost_usd ?? s.costUsd,
+  };
+}
+
 export function normalizeSession(r: SessionRef): NormalizedSession {
   if (r === null || typeof r !== "object") {
     throw new InvalidRequestError("request", `the request must be an object, got ${shape(r)}`);
   }
-  const s = r.session as (Partial<PhantomSessionSummary> & Partial<PhantomSessionData>) | undefined;
-  if (s !== undefined && (s === null || typeof s !== "object")) {
-    throw new InvalidRequestError("session", `session must be an object, got ${shape(s)}`);
+  if (r.session !== undefined && (r.session === null || typeof r.session !== "object")) {
+    throw new InvalidRequestError("session", `session must be an object, got ${shape(r.session)}`);
   }
+  const s = r.session && sessionFields(r.session);
   const sessionKey = label(
-    r.sessionKey ?? s?.session_key ?? s?.sessionKey,
+    r.sessionKey ?? s?.sessionKey,
     r.sessionKey !== undefined || !s ? "sessionKey" : "session.session_key",
   );
   const fields = messageFields(r);
-  const userMessages = messages(r.userMessages ?? s?.user_messages ?? s?.userMessages ?? [], fields.user);
-  const assistantMessages = messages(
-    r.assistantMessages ?? s?.assistant_messages ?? s?.assistantMessages ?? [],
-    fields.assistant,
-  );
+  const userMessages = messages(r.userMessages ?? s?.userMessages ?? [], fields.user);
+  const assistantMessages = messages(r.assistantMessages ?? s?.assistantMessages ?? [], fields.assistant);
   let facts = r.reply;
   if (facts === undefined && s !== undefined) {
-    const costUsd = s.cost_usd ?? s.costUsd;
-    const sdkSessionId = s.session_id ?? s.sessionId;
-    const toolsUsed = s.tools_used ?? s.toolsUsed;
+    const { costUsd, sessionId: sdkSessionId, toolsUsed, outcome } = s;
     if (costUsd !== undefined || sdkSessionId !== undefined || toolsUsed !== undefined) {
-      facts = { costUsd, sdkSessionId, toolsUsed, outcome: s.outcome };
+      facts = { costUsd, sdkSessionId, toolsUsed, outcome };
     }
   }
   return { sessionKey, userMessages, assistantMessages, facts };

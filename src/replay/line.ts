@@ -1,8 +1,8 @@
 import type { Usage } from "../pricing/prices.js";
 import { jsonErrorMessage } from "../util/json-error.js";
 import { LIMITS } from "../wire/limits.js";
+import { usageFromWire } from "../wire/map.js";
 import { missingField, type PhantomSessionSummary, replayLine } from "../wire/schema.js";
-import { toUsage } from "../wire/usage.js";
 
 export interface ReplayLine {
   readonly ts: number;
@@ -55,7 +55,7 @@ export function parseLine(text: string): ParsedLine {
       judge: d.judge,
       model: d.model,
       session: d.session,
-      usage: toUsage(d.usage),
+      usage: usageFromWire(d.usage),
       maxTokens: d.max_tokens,
       variant: d.variant,
     },

@@ -10,9 +10,16 @@ import type { Logger } from "../log/logger.js";
 import { jsonErrorMessage } from "../util/json-error.js";
 import { sleep } from "../util/sleep.js";
 import { LIMITS } from "../wire/limits.js";
+import {
+  admissionToWire,
+  assessmentToWire,
+  fieldsOnTheWire,
+  judgesFromWire,
+  requestFromWire,
+  sessionStateToWire,
+  settlementFromWire,
+} from "../wire/map.js";
 import { admitBody, assessBody, missingField, settleBody } from "../wire/schema.js";
-import { toUsage } from "../wire/usage.js";
-import { toJudges, toRequest } from "./schema.js";
 
 export interface ServeOptions {
   readonly guard: Guard;
@@ -119,22 +126,6 @@ function parse<T>(schema: ZodType<T>, body: unknown): T {
   const issue = r.error.issues[0]!;
   const field = issue.path.map(String).join(".") || "(body)";
   throw new HttpError(400, "FIELD_INVALID", `${field}: ${issue.message}`, field);
-}
-
-/** The guard's names of request fields, as a client spells them on the wire. */
-const WIRE_NAMES: Readonly<Record<string, string>> = {
-  sessionKey: "session_key",
-  userMessages: "user_messages",
-  assistantMessages: "assistant_messages",
-  maxTokens: "max_tokens",
-};
-
-/** A field name (or a message naming fields) of the guard's request, in the wire's snake_case. */
-function onTheWire(text: string): string {
-  return text.replace(
-    /\b(sessionKey|userMessages|assistantMessages|maxTokens)\b/g,
-    (m) => WIRE_NAMES[m] ?? m,
-  );
 }
 
 function send(
@@ -332,7 +323,7 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     if (path === "/v1/admit" && method === "POST") {
       const body = parse(admitBody, await readBody(req));
       // Should this sidecar die, the call goes on: its settlement is still awaited this long.
-      const out = await guard.admit(toRequest(body), {
+      const out = await guard.admit(requestFromWire(body), {
         waitMs: body.wait_ms ?? defaultWaitMs,
         ttlMs: timeoutMs,
       });
@@ -342,51 +333,18 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
         guard.settle(out.reservationId, { ok: false });
         return "/v1/admit";
       }
-      if (out.status === "admitted") {
-        send(res, 200, {
-          decision: "judge",
-          reservation_id: out.reservationId,
-          reserved_usd: out.reservedUsd,
-          shadow_reason: out.shadowReason,
-        });
-      } else {
-        send(res, 200, {
-          decision: "skip",
-          reason: out.reason,
-          code: out.code,
-          saved_usd: out.savedUsd,
-          message: out.error.message,
-          details: out.error.details,
-          // A gate must not get an error (its errors fail towards running evolution).
-          ...(body.substitute === "gate" && {
-            substitute: { evolve: false, reason: `judge-guard: ${out.reason}` },
-          }),
-        });
-      }
+      send(res, 200, admissionToWire(out, body.substitute));
       return "/v1/admit";
     }
     if (path === "/v1/settle" && method === "POST") {
       const b = parse(settleBody, await readBody(req));
-      const usage = toUsage(b.usage);
-      const r = guard.settle(b.reservation_id, {
-        ok: b.ok,
-        ...(usage && { usage }),
-        ...(b.cost_usd !== undefined && { costUsd: b.cost_usd }),
-        ...(b.model && { model: b.model }),
-      });
+      const r = guard.settle(b.reservation_id, settlementFromWire(b));
       send(res, 200, { charged_usd: r.costUsd });
       return "/v1/settle";
     }
     if (path === "/v1/assess" && method === "POST") {
       const body = parse(assessBody, await readBody(req));
-      const v = guard.assess(toRequest(body), toJudges(body));
-      send(res, 200, {
-        stuck: v.stuck,
-        skip: v.skip,
-        episode_id: v.episodeId,
-        fingerprint: v.fingerprint,
-        repeats: v.repeats,
-      });
+      send(res, 200, assessmentToWire(guard.assess(requestFromWire(body), judgesFromWire(body))));
       return "/v1/assess";
     }
     const session = /^\/v1\/sessions\/([^/]+)(\/reset)?$/.exec(path);
@@ -411,11 +369,11 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
         );
       if (session[2] && method === "POST") {
         guard.resetSession(key);
-        send(res, 200, { reset: true, session: snake(guard.session(key)) });
+        send(res, 200, { reset: true, session: sessionStateToWire(guard.session(key)) });
         return "/v1/sessions/:key/reset";
       }
       if (!session[2] && method === "GET") {
-        send(res, 200, snake(guard.session(key)));
+        send(res, 200, sessionStateToWire(guard.session(key)));
         return "/v1/sessions/:key";
       }
     }
@@ -448,8 +406,8 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
           send(res, e.code === "GUARD_CLOSED" || e.code === "LEDGER_FAULT" ? 503 : 400, {
             error: {
               code: e.code,
-              message: field ? onTheWire(e.message) : e.message,
-              ...(field && { field: onTheWire(field) }),
+              message: field ? fieldsOnTheWire(e.message) : e.message,
+              ...(field && { field: fieldsOnTheWire(field) }),
             },
           });
         } else {
@@ -609,20 +567,6 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
       if (inFlight > 0) await new Promise<void>((r) => (idle = r));
       await guard.close();
     },
-  };
-}
-
-function snake(s: ReturnType<Guard["session"]>) {
-  return {
-    session_key: s.sessionKey,
-    stuck: s.stuck,
-    episode_id: s.episodeId,
-    fingerprint: s.fingerprint,
-    repeats: s.repeats,
-    spent_usd: s.spentUsd,
-    calls: s.calls,
-    budget_usd: Number.isFinite(s.budgetUsd) ? s.budgetUsd : null,
-    max_calls: Number.isFinite(s.maxCalls) ? s.maxCalls : null,
   };
 }
 

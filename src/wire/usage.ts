@@ -1,6 +1,5 @@
 import { z } from "zod";
-import type { Usage } from "../pricing/prices.js";
-import { readUsage } from "../pricing/usage.js";
+import type { readUsage } from "../pricing/usage.js";
 import { LIMITS } from "./limits.js";
 
 /**
@@ -82,9 +81,4 @@ export function usageSchema(strict: boolean, error?: z.core.$ZodErrorMap) {
     for (const issue of r.error.issues) ctx.addIssue({ ...issue });
     return z.NEVER;
   });
-}
-
-/** The usage of a parsed usage object, read as the guard reads a judge's result in process. */
-export function toUsage(u: unknown): Usage | undefined {
-  return u === undefined ? undefined : readUsage(u)?.usage;
 }
