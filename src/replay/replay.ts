@@ -149,22 +149,26 @@ export async function replay(
   let invalid = 0;
   let spent = 0;
   let saved = 0;
+  /** A line the guard could not take: said, and given its decision, so every line has one. */
+  const invalidLine = (field: string, message: string) => {
+    invalid++;
+    hooks.onInvalid?.({ line: n, field, message });
+    hooks.onDecision?.({
+      line: n,
+      session_key: null,
+      judge: null,
+      decision: "invalid",
+      reason: null,
+      cost_usd: 0,
+      saved_usd: 0,
+    });
+  };
   try {
     for await (const text of lines) {
       n++;
       const parsed = parseLine(text);
       if (!parsed.ok) {
-        invalid++;
-        hooks.onInvalid?.({ line: n, field: parsed.field, message: parsed.message });
-        hooks.onDecision?.({
-          line: n,
-          session_key: null,
-          judge: null,
-          decision: "invalid",
-          reason: null,
-          cost_usd: 0,
-          saved_usd: 0,
-        });
+        invalidLine(parsed.field, parsed.message);
         continue;
       }
       const l = parsed.line;
@@ -180,17 +184,7 @@ export async function replay(
       } catch (e) {
         // A line the schema takes that the guard refuses (a transcript larger than any model accepts).
         if (!(e instanceof InvalidRequestError)) throw e;
-        invalid++;
-        hooks.onInvalid?.({ line: n, field: e.field, message: e.message.replace(`${e.field}: `, "") });
-        hooks.onDecision?.({
-          line: n,
-          session_key: null,
-          judge: null,
-          decision: "invalid",
-          reason: null,
-          cost_usd: 0,
-          saved_usd: 0,
-        });
+        invalidLine(e.field, e.message.replace(`${e.field}: `, ""));
         continue;
       }
       const key = l.session.session_key;
