@@ -56,19 +56,17 @@ describe("a request over the wire", () => {
     expect(JSON.parse(JSON.stringify(arrived))).toEqual(request);
   });
 
+  const summary = {
+    session_key: "k",
+    user_messages: ["q"],
+    assistant_messages: ["a"],
+    cost_usd: 0.01,
+    session_id: "s",
+    tools_used: ["Read"],
+    outcome: "success",
+  };
   it.each([
-    [
-      "snake_case",
-      {
-        session_key: "k",
-        user_messages: ["q"],
-        assistant_messages: ["a"],
-        cost_usd: 0.01,
-        session_id: "s",
-        tools_used: ["Read"],
-        outcome: "success",
-      },
-    ],
+    ["snake_case", summary],
     [
       "camelCase",
       {
@@ -83,15 +81,7 @@ describe("a request over the wire", () => {
     ],
   ])("carries a Phantom session given in %s as its SessionSummary", (_casing, session) => {
     const sent = requestToWire({ judge: "j", model: "m", session });
-    expect(overTheWire(admitBody, sent).session).toEqual({
-      session_key: "k",
-      user_messages: ["q"],
-      assistant_messages: ["a"],
-      cost_usd: 0.01,
-      session_id: "s",
-      tools_used: ["Read"],
-      outcome: "success",
-    });
+    expect(overTheWire(admitBody, sent).session).toEqual(summary);
   });
 
   it("carries an assessment's judges", () => {
