@@ -4,6 +4,7 @@
  * package (an adapter bundled with one version, the guard with another).
  */
 
+import { describe } from "./util/describe.js";
 import { formatUsd } from "./util/money.js";
 
 const BRAND = Symbol.for("judge-guard.error");
@@ -171,6 +172,24 @@ export class ConfigError extends JudgeGuardError {
   constructor(setting: string, message: string) {
     super("CONFIG_INVALID", message);
     this.setting = setting;
+  }
+
+  /**
+   * An option given in code that is not what it must be: `option concurrency must be an integer
+   * >= 1, got 0`. `of` names the function the option belongs to, when it is not the guard.
+   */
+  static option(path: string, expected: string, got: unknown, of?: string): ConfigError {
+    const option = of === undefined ? `option ${path}` : `option ${path} of ${of}`;
+    return new ConfigError(path, `${option} must be ${expected}, got ${describe(got)}`);
+  }
+
+  /**
+   * An environment variable whose text is not what it must be: `JUDGE_GUARD_CONCURRENCY="0" is
+   * not valid: expected a whole number >= 1`. A secret's text (`text` undefined) is not shown.
+   */
+  static variable(name: string, text: string | undefined, expected: string): ConfigError {
+    const given = text === undefined ? name : `${name}=${JSON.stringify(text)}`;
+    return new ConfigError(name, `${given} is not valid: expected ${expected}`);
   }
 }
 

@@ -1,3 +1,5 @@
+import { ConfigError } from "../errors.js";
+
 /**
  * What the guard already knows to be canned: fingerprints confirmed in a stuck episode (of any
  * session, kept in the ledger across restarts) and operator-supplied patterns. A reply it
@@ -82,19 +84,27 @@ export class CannedCatalog {
 }
 
 /**
- * Compiles operator patterns. Each entry is a regular expression source, matched
- * case-insensitively against the reply with whitespace collapsed; a plain phrase works too.
- * Throws a TypeError naming the entry when one does not compile.
+ * Compiles one operator pattern: a regular expression source, matched case-insensitively against
+ * the reply with whitespace collapsed; a plain phrase works too. Throws a `ConfigError` for
+ * `setting` (the option or the variable that gave it), naming the pattern by `label`.
  */
-export function compilePatterns(sources: readonly string[], origin = "canned pattern"): RegExp[] {
-  return sources.map((source, i) => {
-    if (source.trim() === "") throw new TypeError(`${origin} #${i + 1} is empty; remove it or give a phrase`);
-    try {
-      return new RegExp(source, "i");
-    } catch (e) {
-      throw new TypeError(
-        `${origin} #${i + 1} (${JSON.stringify(source)}) is not a valid regular expression: ${(e as Error).message}`,
-      );
-    }
-  });
+export function compilePattern(source: string, label: string, setting = "cannedPatterns"): RegExp {
+  if (source.trim() === "") throw new ConfigError(setting, `${label} is empty; remove it or give a phrase`);
+  try {
+    return new RegExp(source, "i");
+  } catch (e) {
+    throw new ConfigError(
+      setting,
+      `${label} (${JSON.stringify(source)}) is not a valid regular expression: ${(e as Error).message}`,
+    );
+  }
+}
+
+/** Compiles operator patterns ({@link compilePattern}); an error names the entry `${origin} #n`. */
+export function compilePatterns(
+  sources: readonly string[],
+  origin = "canned pattern",
+  setting = "cannedPatterns",
+): RegExp[] {
+  return sources.map((source, i) => compilePattern(source, `${origin} #${i + 1}`, setting));
 }

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { ConfigError } from "../errors.js";
 
 /**
  * USD per million tokens. Money inside the guard is integer micro-dollars, and a price in USD
@@ -217,38 +218,48 @@ const LONG_FIELDS = [...RATE_KINDS, "aboveInputTokens"] as const;
 
 /**
  * Parses a price override file: `{"model-id": {"input": 3, "output": 15, ...}}` in USD per
- * million tokens. Entries are merged over {@link DEFAULT_PRICES}. Errors name the file, the
- * model and the field.
+ * million tokens. Entries are merged over {@link DEFAULT_PRICES}. Errors are `ConfigError`s
+ * naming the file, the model and the field; `variable`, when the path came from one, first.
  */
-export function loadPriceFile(path: string): Record<string, ModelPrice> {
+export function loadPriceFile(path: string, variable?: string): Record<string, ModelPrice> {
+  const setting = variable ?? "prices";
+  const from = variable === undefined ? "" : `${variable}: `;
+  const where = `${from}the price file ${path}`;
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (e) {
-    throw new TypeError(`cannot read the price file ${path}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    const why = (e as NodeJS.ErrnoException).code ?? e;
+    throw new ConfigError(setting, `${from}cannot read the price file ${path}: ${why}`);
   }
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch (e) {
-    throw new TypeError(`the price file ${path} is not valid JSON: ${(e as Error).message}`);
+    throw new ConfigError(setting, `${where} is not valid JSON: ${(e as Error).message}`);
   }
-  return { ...DEFAULT_PRICES, ...parsePrices(data, `the price file ${path}`) };
+  return { ...DEFAULT_PRICES, ...parsePrices(data, where, setting) };
 }
 
-export function parsePrices(data: unknown, where: string): Record<string, ModelPrice> {
+/**
+ * Checks a table of prices, `where` naming it in errors (`ConfigError`s for `setting`, the option
+ * or variable that gave it).
+ */
+export function parsePrices(data: unknown, where: string, setting = where): Record<string, ModelPrice> {
   if (data === null || typeof data !== "object" || Array.isArray(data)) {
-    throw new TypeError(
+    throw new ConfigError(
+      setting,
       `${where} must be a JSON object of model id -> {input, output} in USD per million tokens`,
     );
   }
   const out: Record<string, ModelPrice> = {};
   for (const [model, entry] of Object.entries(data)) {
-    const price = rates(entry, `"${model}"`, where, PRICE_FIELDS) as Record<string, unknown>;
+    const price = rates(entry, `"${model}"`, where, setting, PRICE_FIELDS) as Record<string, unknown>;
     if (price.longContext !== undefined) {
-      const long = rates(price.longContext, `"${model}".longContext`, where, LONG_FIELDS);
+      const long = rates(price.longContext, `"${model}".longContext`, where, setting, LONG_FIELDS);
       if (long.aboveInputTokens === undefined) {
-        throw new TypeError(
+        throw new ConfigError(
+          setting,
           `${where}: "${model}".longContext has no "aboveInputTokens" (the prompt size, in tokens, above which its rates apply)`,
         );
       }
@@ -264,22 +275,26 @@ function rates(
   entry: unknown,
   name: string,
   where: string,
+  setting: string,
   fields: readonly string[],
 ): Record<string, number | object> {
   if (entry === null || typeof entry !== "object" || Array.isArray(entry)) {
-    throw new TypeError(`${where}: ${name} must be an object like {"input": 3, "output": 15}`);
+    throw new ConfigError(setting, `${where}: ${name} must be an object like {"input": 3, "output": 15}`);
   }
   const e = entry as Record<string, unknown>;
   for (const k of Object.keys(e)) {
     if (!fields.includes(k)) {
-      throw new TypeError(`${where}: ${name} has an unknown field "${k}" (allowed: ${fields.join(", ")})`);
+      throw new ConfigError(
+        setting,
+        `${where}: ${name} has an unknown field "${k}" (allowed: ${fields.join(", ")})`,
+      );
     }
   }
   const price: Record<string, number | object> = {};
   for (const field of fields) {
     const v = e[field];
     if (v === undefined && (field === "input" || field === "output")) {
-      throw new TypeError(`${where}: ${name} has no "${field}" price (USD per million tokens)`);
+      throw new ConfigError(setting, `${where}: ${name} has no "${field}" price (USD per million tokens)`);
     }
     if (v === undefined) continue;
     if (field === "longContext") {
@@ -291,7 +306,7 @@ function rates(
         field === "aboveInputTokens"
           ? "a non-negative number of tokens"
           : "a non-negative number of USD per million tokens";
-      throw new TypeError(`${where}: ${name}.${field} must be ${what}, got ${JSON.stringify(v)}`);
+      throw new ConfigError(setting, `${where}: ${name}.${field} must be ${what}, got ${JSON.stringify(v)}`);
     }
     price[field] = v;
   }

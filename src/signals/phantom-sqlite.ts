@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
 import { openPhantomDb, resetOnce } from "../adapters/phantom-sessions.js";
-import { SignalDeliveryError } from "../errors.js";
+import { ConfigError, SignalDeliveryError } from "../errors.js";
 import { sleep } from "../util/sleep.js";
 import type { GuardEvent, SignalSink } from "./types.js";
 
@@ -33,7 +33,7 @@ export interface PhantomSqliteOptions {
 export function phantomSqliteSink(options: PhantomSqliteOptions): SignalSink {
   const { path } = options;
   if (typeof path !== "string" || path === "")
-    throw new TypeError("phantomSqliteSink needs the path of Phantom's database");
+    throw ConfigError.option("path", "the path of Phantom's database", path, "phantomSqliteSink");
   const busyTimeoutMs = options.busyTimeoutMs ?? 250;
   const retries = options.retries ?? 3;
   const backoffMs = options.backoffMs ?? 200;

@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { SignalDeliveryError } from "../errors.js";
+import { ConfigError, SignalDeliveryError } from "../errors.js";
+import { describe } from "../util/describe.js";
 import { sleep } from "../util/sleep.js";
 import { eventId, type GuardEvent, type SignalSink } from "./types.js";
 
@@ -28,6 +29,25 @@ export function sign(body: string | Uint8Array, secret: string): string {
 }
 
 /**
+ * What is wrong with a webhook's `url` or `secret`, or undefined. The one check of both
+ * {@link webhookSink} and JUDGE_GUARD_WEBHOOK_URL / _SECRET, each of which names it its own way.
+ */
+export function webhookProblem(
+  url: unknown,
+  secret: unknown,
+): { readonly option: "url" | "secret"; readonly expected: string } | undefined {
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(url as string).protocol;
+  } catch {}
+  if (typeof url !== "string" || (protocol !== "http:" && protocol !== "https:"))
+    return { option: "url", expected: "an http or https URL" };
+  if (typeof secret !== "string" || secret.length < 16)
+    return { option: "secret", expected: "a string of at least 16 characters" };
+  return undefined;
+}
+
+/**
  * POSTs each event as JSON, signed with `X-Judge-Guard-Signature: sha256=<hex HMAC>` of the raw
  * body. Every delivery of one event (one stuck episode, one budget alert) carries the same
  * `Idempotency-Key`: its `episode_id` or `alert_id`, which the signed body carries too. The
@@ -37,18 +57,13 @@ export function sign(body: string | Uint8Array, secret: string): string {
  * 5xx are retried with exponential backoff.
  */
 export function webhookSink(options: WebhookOptions): SignalSink {
-  let url: URL;
-  try {
-    url = new URL(options.url);
-  } catch {
-    throw new TypeError(`webhookSink: url ${JSON.stringify(options.url)} is not a valid URL`);
+  const problem = webhookProblem(options.url, options.secret);
+  if (problem !== undefined) {
+    // The secret is never shown, nor its length.
+    const got = problem.option === "url" ? `, got ${describe(options.url)}` : "";
+    throw new ConfigError(problem.option, `webhookSink: ${problem.option} must be ${problem.expected}${got}`);
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new TypeError(`webhookSink: url must be http or https, got ${url.protocol}`);
-  }
-  if (typeof options.secret !== "string" || options.secret.length < 16) {
-    throw new TypeError("webhookSink: secret must be a string of at least 16 characters");
-  }
+  const url = new URL(options.url);
   const doFetch = options.fetch ?? globalThis.fetch;
   const timeoutMs = options.timeoutMs ?? 5000;
   const retries = options.retries ?? 3;
