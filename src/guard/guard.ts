@@ -40,7 +40,7 @@ import type {
 } from "../store/types.js";
 import { SteadyClock } from "../util/clock.js";
 import { toMicros, toUsd } from "../util/money.js";
-import { DAY_MS, DEFAULTS, type GuardOptions, type ResolvedOptions, resolveOptions } from "./options.js";
+import { DAY_MS, type GuardOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 import {
   type CallOptions,
   type Outcome,
@@ -341,9 +341,8 @@ export class Guard {
 
   constructor(options: GuardOptions = {}) {
     this.#o = resolveOptions(options);
-    const logger = options.logger ?? "warn";
+    const { logger, ledger } = this.#o;
     this.#log = typeof logger === "string" ? createLogger(logger) : logger;
-    const ledger = options.ledger ?? DEFAULTS.ledger;
     this.#ownsStore = typeof ledger === "string";
     this.#store =
       typeof ledger !== "string"

@@ -1,17 +1,29 @@
-import type { EstimatorOptions } from "../budget/estimator.js";
-import { DEFAULT_ESTIMATOR } from "../budget/estimator.js";
-import { compilePatterns, PHANTOM_CANNED_PATTERNS, RUNTIME_CANNED_PATTERNS } from "../detection/catalog.js";
+import { DEFAULT_ESTIMATOR, type EstimatorOptions } from "../budget/estimator.js";
+import { PHANTOM_CANNED_PATTERNS, RUNTIME_CANNED_PATTERNS } from "../detection/catalog.js";
 import { ConfigError } from "../errors.js";
 import { DEFAULT_SIMILARITY, type SimilarityLimits } from "../fingerprint/similarity.js";
-import { LOG_LEVELS, type Logger, type LogLevel } from "../log/logger.js";
-
-import { DEFAULT_PRICES, type ModelPrice, parsePrices } from "../pricing/prices.js";
+import type { Logger, LogLevel } from "../log/logger.js";
+import type { ModelPrice } from "../pricing/prices.js";
 import type { ReportedCost } from "../pricing/usage.js";
 import type { SignalSink } from "../signals/types.js";
 import type { LedgerStore } from "../store/types.js";
 import { type Clock, SteadyClock } from "../util/clock.js";
-import { describe } from "../util/describe.js";
 import { toMicros } from "../util/money.js";
+import {
+  choice,
+  decimal,
+  duration,
+  flag,
+  fraction,
+  judgeCaps,
+  type Kind,
+  ledger,
+  logger,
+  patterns,
+  prices,
+  usd,
+  whole,
+} from "./option-kinds.js";
 import { DEFAULT_MAX_TRANSCRIPT_TOKENS } from "./request.js";
 
 export type { Clock } from "../util/clock.js";
@@ -131,6 +143,8 @@ export interface GuardOptions {
 }
 
 export interface ResolvedOptions {
+  readonly ledger: string | LedgerStore;
+  readonly logger: Logger | LogLevel;
   readonly mode: GuardMode;
   readonly onError: OnLedgerError;
   readonly repeatThreshold: number;
@@ -163,209 +177,188 @@ export interface ResolvedOptions {
 
 export const DAY_MS = 86_400_000;
 
-export const DEFAULTS = {
-  ledger: "./data/judge-guard.db",
-  mode: "enforce",
-  onError: "closed",
-  repeatThreshold: 3,
-  knownRepeatThreshold: 2,
-  minReplyChars: 16,
-  sessionBudgetUsd: 5,
-  sessionMaxCalls: 1000,
-  budgetWindowMs: DAY_MS,
-  dailyBudgetUsd: 50,
-  concurrency: 8,
-  signalCooldownMs: 30 * 60_000,
-  verdictTtlMs: 60 * 60_000,
-  verdictCacheSize: 1000,
-  maxSessions: 10_000,
-  leaseMs: 30_000,
-  escalation: "ceiling",
-  admissionWaitMs: 60_000,
-  alertAt: 0.8,
-  maxTranscriptTokens: DEFAULT_MAX_TRANSCRIPT_TOKENS,
-} as const;
+/** The options whose fields are options of their own, each with a variable. */
+type Nested = "similarity" | "estimator";
+type FieldOf<K extends Nested> = keyof NonNullable<GuardOptions[K]> & string;
+/** The options only code can give: functions and objects, with no variable. */
+type CodeOnly = "signals" | "clock" | "usageOf" | "usageOfError";
 
-function bad(option: string, value: unknown, allowed: string): never {
-  throw new ConfigError(option, `option ${option} must be ${allowed}, got ${describe(value)}`);
+/**
+ * An option a variable can set: `"mode"`, or a field of a nested option
+ * (`"similarity.maxWordDifference"`).
+ */
+export type OptionPath =
+  | Exclude<keyof GuardOptions, Nested | CodeOnly>
+  | { [K in Nested]: `${K}.${FieldOf<K>}` }[Nested];
+
+/** The type of the option at `P`, as {@link GuardOptions} declares it. */
+export type OptionValue<P extends OptionPath> = P extends `${infer K extends Nested}.${infer F}`
+  ? NonNullable<GuardOptions[K]>[F & FieldOf<K>]
+  : NonNullable<GuardOptions[P & keyof GuardOptions]>;
+
+/** An option's kind (its limits, in code and in a variable) and its default. */
+export interface OptionSpec<T, R = T, D extends T | undefined = T | undefined> {
+  readonly kind: Kind<T, R>;
+  /** undefined: none, which the kind gives a meaning (no patterns, the built-in prices). */
+  readonly default: D;
 }
 
-function int(option: string, value: number | undefined, fallback: number, min: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < min) bad(option, value, `an integer >= ${min}`);
-  return value;
+const option = <T, R, const D extends T | undefined = undefined>(
+  kind: Kind<T, R>,
+  defaultValue?: D,
+): OptionSpec<T, R, D> => ({ kind, default: defaultValue as D });
+
+/**
+ * Every option a variable can set, with its limits and default: the one definition that
+ * {@link resolveOptions}, `fromEnv` and the README's table of variables read. (What each option
+ * means is documented on {@link GuardOptions}; what each variable says, in `config/env.ts`.)
+ */
+export const OPTIONS = {
+  ledger: option(ledger(), "./data/judge-guard.db"),
+  mode: option(choice(["enforce", "shadow"]), "enforce"),
+  onError: option(choice(["closed", "open"]), "closed"),
+  repeatThreshold: option(whole(2), 3),
+  knownRepeatThreshold: option(whole(1), 2),
+  minReplyChars: option(whole(0), 16),
+  cannedPatterns: option(patterns()),
+  builtinPatterns: option(flag(), true),
+  "similarity.maxWordDifference": option(whole(0), DEFAULT_SIMILARITY.maxWordDifference),
+  "similarity.maxRelativeDifference": option(decimal(0, 1), DEFAULT_SIMILARITY.maxRelativeDifference),
+  "similarity.maxNumberDifference": option(whole(0), DEFAULT_SIMILARITY.maxNumberDifference),
+  sessionBudgetUsd: option(usd(), 5),
+  sessionMaxCalls: option(whole(1, true), 1000),
+  budgetWindowMs: option(duration(60_000), DAY_MS),
+  dailyBudgetUsd: option(usd(), 50),
+  judgeBudgetUsd: option(usd(), Infinity),
+  judgeBudgetsUsd: option(judgeCaps()),
+  concurrency: option(whole(1), 8),
+  prices: option(prices()),
+  "estimator.defaultOutputTokens": option(whole(1), DEFAULT_ESTIMATOR.defaultOutputTokens),
+  "estimator.defaultMaxTokens": option(whole(1), DEFAULT_ESTIMATOR.defaultMaxTokens),
+  "estimator.charsPerToken": option(decimal(0, Infinity, true), DEFAULT_ESTIMATOR.charsPerToken),
+  "estimator.promptOverheadTokens": option(whole(1), DEFAULT_ESTIMATOR.promptOverheadTokens),
+  maxTranscriptTokens: option(whole(1, true), DEFAULT_MAX_TRANSCRIPT_TOKENS),
+  signalCooldownMs: option(duration(), 30 * 60_000),
+  verdictTtlMs: option(duration(), 60 * 60_000),
+  verdictCacheSize: option(whole(1), 1000),
+  maxSessions: option(whole(1), 10_000),
+  admissionWaitMs: option(duration(), 60_000),
+  leaseMs: option(duration(1000), 30_000),
+  escalation: option(choice(["ceiling", "none"]), "ceiling"),
+  alertAt: option(fraction(), 0.8),
+  logger: option(logger(), "warn"),
+} as const satisfies { readonly [P in OptionPath]: OptionSpec<OptionValue<P>, unknown> };
+
+/** What the guard uses of the option at `P`, once checked. */
+type Checked<P extends OptionPath> = ReturnType<(typeof OPTIONS)[P]["kind"]["check"]>;
+
+/** The default of every option a variable can set, by its path. */
+export const DEFAULTS = Object.fromEntries(Object.entries(OPTIONS).map(([p, o]) => [p, o.default])) as {
+  readonly [P in OptionPath]: (typeof OPTIONS)[P]["default"];
+};
+
+/** The value at `path` in `options` (`undefined` when unset). */
+export function optionAt(options: GuardOptions, path: OptionPath): unknown {
+  const [head, field] = path.split(".", 2) as [string, string | undefined];
+  const value = (options as Record<string, unknown>)[head];
+  if (field === undefined) return value;
+  return value !== null && typeof value === "object" ? (value as Record<string, unknown>)[field] : undefined;
 }
 
-function nonNegative(
-  option: string,
-  value: number | undefined,
-  fallback: number,
-  allowInfinity = false,
-): number {
-  if (value === undefined) return fallback;
-  const ok =
-    typeof value === "number" &&
-    value >= 0 &&
-    (Number.isFinite(value) || (allowInfinity && value === Infinity));
-  if (!ok) bad(option, value, allowInfinity ? "a number >= 0, or Infinity for no cap" : "a number >= 0");
-  return value;
+/**
+ * A limit between options. `name` is how its error calls an option: by its name in code, or by
+ * the variable that set it (`fromEnv`).
+ */
+export interface OptionRule {
+  /** The option at fault when the rule does not hold. */
+  readonly option: OptionPath;
+  /** What `option` must be, or undefined when it is; `value` reads an option (its default when unset). */
+  problem(value: (path: OptionPath) => unknown, name: (path: OptionPath) => string): string | undefined;
 }
 
-function fraction(option: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || !(value >= 0 && value <= 1))
-    bad(option, value, "a fraction from 0 to 1 (0 turns it off)");
-  return value;
-}
-
-function oneOf<T extends string>(
-  option: string,
-  value: T | undefined,
-  fallback: T,
-  allowed: readonly T[],
-): T {
-  if (value === undefined) return fallback;
-  if (!allowed.includes(value)) bad(option, value, `one of ${allowed.join(", ")}`);
-  return value;
-}
-
-function judgeBudgets(caps: GuardOptions["judgeBudgetsUsd"]): Record<string, number> {
-  if (caps === undefined) return {};
-  if (caps === null || typeof caps !== "object" || Array.isArray(caps))
-    bad("judgeBudgetsUsd", caps, "an object of judge kind -> USD per 24 h (Infinity for no cap)");
-  const out: Record<string, number> = {};
-  for (const [judge, usd] of Object.entries(caps)) {
-    if (judge === "" || judge.length > 256)
-      bad("judgeBudgetsUsd", judge, "judge kinds of 1 to 256 characters");
-    out[judge] = toMicros(nonNegative(`judgeBudgetsUsd.${judge}`, usd, Infinity, true));
-  }
-  return out;
-}
-
-function mergePrices(prices: Readonly<Record<string, ModelPrice>>): Record<string, ModelPrice> {
-  try {
-    return { ...DEFAULT_PRICES, ...parsePrices(prices, "option prices") };
-  } catch (e) {
-    throw new ConfigError("prices", (e as Error).message);
-  }
-}
-
-const hasMethods = (v: unknown, names: readonly string[]): boolean =>
-  v !== null &&
-  typeof v === "object" &&
-  names.every((n) => typeof (v as Record<string, unknown>)[n] === "function");
-
-/** The two options the guard uses as given (a store, a logger): checked here with the rest. */
-function checkHandles(o: GuardOptions): void {
-  const { ledger, logger } = o;
-  if (
-    ledger !== undefined &&
-    !(typeof ledger === "string" && ledger !== "") &&
-    !hasMethods(ledger, ["atomically", "scopeUsage", "recordDecision", "close"])
-  ) {
-    bad("ledger", ledger, 'a file path, ":memory:", or a LedgerStore (e.g. new SqliteStore(path))');
-  }
-  if (
-    logger !== undefined &&
-    !(typeof logger === "string" && (LOG_LEVELS as readonly string[]).includes(logger)) &&
-    !hasMethods(logger, ["error", "warn", "info", "debug"])
-  ) {
-    bad("logger", logger, `a pino logger or one of ${LOG_LEVELS.join(", ")}`);
-  }
-}
+export const OPTION_RULES: readonly OptionRule[] = [
+  {
+    option: "knownRepeatThreshold",
+    problem: (value, name) =>
+      (value("knownRepeatThreshold") as number) > (value("repeatThreshold") as number)
+        ? `at most ${name("repeatThreshold")} (${value("repeatThreshold")})`
+        : undefined,
+  },
+];
 
 /** Validates options once, at construction; errors name the option and the value received. */
 export function resolveOptions(o: GuardOptions): ResolvedOptions {
-  if (o === null || typeof o !== "object") bad("options", o, "an object");
-  checkHandles(o);
-  const repeatThreshold = int("repeatThreshold", o.repeatThreshold, DEFAULTS.repeatThreshold, 2);
-  const knownRepeatThreshold = int(
-    "knownRepeatThreshold",
-    o.knownRepeatThreshold,
-    Math.min(DEFAULTS.knownRepeatThreshold, repeatThreshold),
-    1,
-  );
-  if (knownRepeatThreshold > repeatThreshold) {
-    bad("knownRepeatThreshold", knownRepeatThreshold, `at most repeatThreshold (${repeatThreshold})`);
-  }
-  const patterns: RegExp[] =
-    o.builtinPatterns === false ? [] : [...PHANTOM_CANNED_PATTERNS, ...RUNTIME_CANNED_PATTERNS];
-  if (o.cannedPatterns !== undefined) {
-    if (!Array.isArray(o.cannedPatterns))
-      bad("cannedPatterns", o.cannedPatterns, "an array of strings or RegExps");
-    for (const p of o.cannedPatterns) {
-      if (p instanceof RegExp) patterns.push(p);
-      else if (typeof p === "string") {
-        try {
-          patterns.push(...compilePatterns([p]));
-        } catch (e) {
-          throw new ConfigError("cannedPatterns", `option cannedPatterns: ${(e as Error).message}`);
-        }
-      } else bad("cannedPatterns", p, "strings or RegExps");
-    }
-  }
+  if (o === null || typeof o !== "object") throw ConfigError.option("options", "an object", o);
+  const given = (path: OptionPath): unknown => {
+    const value = optionAt(o, path);
+    return value === undefined ? OPTIONS[path].default : value;
+  };
+  const at = <P extends OptionPath>(path: P): Checked<P> =>
+    (OPTIONS[path].kind as Kind<unknown, Checked<P>>).check(given(path), path);
+  /** A nested option, field by field. */
+  const group = (head: Nested): unknown =>
+    Object.fromEntries(
+      (Object.keys(OPTIONS) as OptionPath[])
+        .filter((p) => p.startsWith(`${head}.`))
+        .map((p) => [p.slice(head.length + 1), at(p)]),
+    );
   if (o.signals !== undefined) {
     if (
       !Array.isArray(o.signals) ||
       o.signals.some((x) => typeof x?.send !== "function" || typeof x?.name !== "string")
     ) {
-      bad("signals", o.signals, "an array of sinks ({name, send(event)})");
+      throw ConfigError.option("signals", "an array of sinks ({name, send(event)})", o.signals);
     }
     const names = o.signals.map((x) => x.name);
     const twice = names.find((n, i) => names.indexOf(n) !== i);
     if (twice !== undefined)
-      bad("signals", twice, "sinks with distinct names (deliveries are recorded by name)");
+      throw ConfigError.option(
+        "signals",
+        "sinks with distinct names (deliveries are recorded by name)",
+        twice,
+      );
   }
   if (o.clock !== undefined && typeof o.clock?.now !== "function")
-    bad("clock", o.clock, "an object with now()");
-  const est = { ...DEFAULT_ESTIMATOR, ...o.estimator };
-  for (const [k, v] of Object.entries(est)) {
-    if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v))
-      bad(`estimator.${k}`, v, "a positive number");
-  }
-  const sim = { ...DEFAULT_SIMILARITY, ...o.similarity };
-  nonNegative("similarity.maxWordDifference", sim.maxWordDifference, 0);
-  nonNegative("similarity.maxNumberDifference", sim.maxNumberDifference, 0);
-  if (!(sim.maxRelativeDifference >= 0 && sim.maxRelativeDifference <= 1)) {
-    bad("similarity.maxRelativeDifference", sim.maxRelativeDifference, "a number from 0 to 1");
-  }
-  return {
-    mode: oneOf("mode", o.mode, DEFAULTS.mode, ["enforce", "shadow"]),
-    onError: oneOf("onError", o.onError, DEFAULTS.onError, ["closed", "open"]),
-    repeatThreshold,
-    knownRepeatThreshold,
-    minReplyChars: int("minReplyChars", o.minReplyChars, DEFAULTS.minReplyChars, 0),
-    cannedPatterns: patterns,
-    sessionBudgetMicros: toMicros(
-      nonNegative("sessionBudgetUsd", o.sessionBudgetUsd, DEFAULTS.sessionBudgetUsd, true),
+    throw ConfigError.option("clock", "an object with now()", o.clock);
+  const resolved: ResolvedOptions = {
+    ledger: at("ledger"),
+    logger: at("logger"),
+    mode: at("mode"),
+    onError: at("onError"),
+    repeatThreshold: at("repeatThreshold"),
+    knownRepeatThreshold: at("knownRepeatThreshold"),
+    minReplyChars: at("minReplyChars"),
+    cannedPatterns: [
+      ...(at("builtinPatterns") ? [...PHANTOM_CANNED_PATTERNS, ...RUNTIME_CANNED_PATTERNS] : []),
+      ...at("cannedPatterns"),
+    ],
+    sessionBudgetMicros: toMicros(at("sessionBudgetUsd")),
+    sessionMaxCalls: at("sessionMaxCalls"),
+    budgetWindowMs: at("budgetWindowMs"),
+    dailyBudgetMicros: toMicros(at("dailyBudgetUsd")),
+    judgeBudgetMicros: toMicros(at("judgeBudgetUsd")),
+    judgeBudgetsMicros: Object.fromEntries(
+      Object.entries(at("judgeBudgetsUsd")).map(([judge, usd]) => [judge, toMicros(usd)]),
     ),
-    sessionMaxCalls:
-      o.sessionMaxCalls === Infinity
-        ? Infinity
-        : int("sessionMaxCalls", o.sessionMaxCalls, DEFAULTS.sessionMaxCalls, 1),
-    budgetWindowMs: int("budgetWindowMs", o.budgetWindowMs, DEFAULTS.budgetWindowMs, 60_000),
-    dailyBudgetMicros: toMicros(
-      nonNegative("dailyBudgetUsd", o.dailyBudgetUsd, DEFAULTS.dailyBudgetUsd, true),
-    ),
-    judgeBudgetMicros: toMicros(nonNegative("judgeBudgetUsd", o.judgeBudgetUsd, Infinity, true)),
-    judgeBudgetsMicros: judgeBudgets(o.judgeBudgetsUsd),
-    concurrency: int("concurrency", o.concurrency, DEFAULTS.concurrency, 1),
-    prices: o.prices === undefined ? DEFAULT_PRICES : mergePrices(o.prices),
+    concurrency: at("concurrency"),
+    prices: at("prices"),
     signals: o.signals ?? [],
-    alertAt: fraction("alertAt", o.alertAt, DEFAULTS.alertAt),
-    signalCooldownMs: int("signalCooldownMs", o.signalCooldownMs, DEFAULTS.signalCooldownMs, 0),
-    verdictTtlMs: int("verdictTtlMs", o.verdictTtlMs, DEFAULTS.verdictTtlMs, 0),
-    verdictCacheSize: int("verdictCacheSize", o.verdictCacheSize, DEFAULTS.verdictCacheSize, 1),
-    maxSessions: int("maxSessions", o.maxSessions, DEFAULTS.maxSessions, 1),
-    similarity: sim,
-    estimator: est,
-    maxTranscriptTokens:
-      o.maxTranscriptTokens === Infinity
-        ? Infinity
-        : int("maxTranscriptTokens", o.maxTranscriptTokens, DEFAULTS.maxTranscriptTokens, 1),
-    leaseMs: int("leaseMs", o.leaseMs, DEFAULTS.leaseMs, 1000),
-    escalation: oneOf("escalation", o.escalation, DEFAULTS.escalation as Escalation, ["ceiling", "none"]),
-    admissionWaitMs: int("admissionWaitMs", o.admissionWaitMs, DEFAULTS.admissionWaitMs, 0),
+    alertAt: at("alertAt"),
+    signalCooldownMs: at("signalCooldownMs"),
+    verdictTtlMs: at("verdictTtlMs"),
+    verdictCacheSize: at("verdictCacheSize"),
+    maxSessions: at("maxSessions"),
+    similarity: group("similarity") as SimilarityLimits,
+    estimator: group("estimator") as EstimatorOptions,
+    maxTranscriptTokens: at("maxTranscriptTokens"),
+    leaseMs: at("leaseMs"),
+    escalation: at("escalation"),
+    admissionWaitMs: at("admissionWaitMs"),
     clock: o.clock ?? new SteadyClock(),
   };
+  for (const rule of OPTION_RULES) {
+    const problem = rule.problem(given, (path) => path);
+    if (problem !== undefined) throw ConfigError.option(rule.option, problem, given(rule.option));
+  }
+  return resolved;
 }

@@ -184,7 +184,9 @@ describe("fromEnv: each variable sets its option", () => {
   });
 
   it("documents defaults that are the guard's defaults", () => {
-    const withDefault = ENV_VARIABLES.filter((v) => v.option in DEFAULTS);
+    const withDefault = ENV_VARIABLES.filter(
+      (v) => DEFAULTS[v.option as keyof typeof DEFAULTS] !== undefined && !v.option.includes("."),
+    );
     expect(withDefault.length).toBeGreaterThan(10);
     for (const v of withDefault) {
       expect(optionAt(fromEnv({ [v.name]: v.defaultText }), v.option), v.name).toBe(
