@@ -7,15 +7,16 @@ export {
   type ScopeUsage,
 } from "./budget/admission.js";
 export { CostEstimator, type EstimateStats } from "./budget/estimator.js";
+export { fromEnv } from "./config/env.js";
 export {
   checkVariableNames,
   ENV_VARIABLES,
-  fromEnv,
   KNOWN_VARIABLES,
   OTHER_VARIABLES,
-  parseDuration,
+  SERVE_VARIABLES,
   SIGNAL_VARIABLES,
-} from "./config/env.js";
+  type Variable,
+} from "./config/variables.js";
 export {
   CannedCatalog,
   compilePatterns,
@@ -54,6 +55,7 @@ export {
   type Settlement,
   type Ticket,
 } from "./guard/guard.js";
+export { parseDuration } from "./guard/option-kinds.js";
 export {
   type Clock,
   DEFAULTS,

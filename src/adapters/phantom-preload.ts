@@ -11,7 +11,8 @@
  * worse than none.
  */
 import { createClient } from "../client/client.js";
-import { checkVariableNames, parseDuration } from "../config/env.js";
+import { checkVariableNames } from "../config/variables.js";
+import { parseDuration } from "../guard/option-kinds.js";
 import { installPhantomGuard } from "./phantom-install.js";
 
 function fail(message: string): never {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
-import { checkVariableNames } from "../config/env.js";
+import { checkVariableNames } from "../config/variables.js";
 import { isJudgeGuardError } from "../errors.js";
 import { printable } from "../util/printable.js";
 import { InputError, UsageError } from "./errors.js";

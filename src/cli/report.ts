@@ -1,6 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { durationMs, fromEnv } from "../config/env.js";
+import { fromEnv } from "../config/env.js";
+import { durationMs } from "../guard/option-kinds.js";
 import { DEFAULTS } from "../guard/options.js";
 import { renderHtml } from "../report/html.js";
 import { renderCsv, renderTable } from "../report/render.js";

@@ -1,12 +1,13 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { NESTED_DEFAULTS, type OptionPath, optionAt } from "../../src/config/env.js";
-import { resolveOptions } from "../../src/guard/options.js";
+import { DEFAULT_ESTIMATOR } from "../../src/budget/estimator.js";
+import { type OptionPath, optionAt, resolveOptions } from "../../src/guard/options.js";
 import {
   ConfigError,
   createGuard,
   DEFAULT_PRICES,
+  DEFAULT_SIMILARITY,
   DEFAULTS,
   ENV_VARIABLES,
   fromEnv,
@@ -98,7 +99,7 @@ describe("fromEnv: each variable sets its option", () => {
   it("each nested variable names a field its option really has", () => {
     const nested = ENV_VARIABLES.filter((v) => v.option.includes("."));
     expect(nested.map((v) => v.option).sort()).toEqual(
-      Object.entries(NESTED_DEFAULTS)
+      Object.entries({ similarity: DEFAULT_SIMILARITY, estimator: DEFAULT_ESTIMATOR })
         .flatMap(([head, fields]) => Object.keys(fields).map((f) => `${head}.${f}`))
         .sort(),
     );
@@ -183,19 +184,25 @@ describe("fromEnv: each variable sets its option", () => {
     ).toEqual({ mode: "enforce", concurrency: 2 });
   });
 
-  it("documents defaults that are the guard's defaults", () => {
-    const withDefault = ENV_VARIABLES.filter(
-      (v) => DEFAULTS[v.option as keyof typeof DEFAULTS] !== undefined && !v.option.includes("."),
-    );
-    expect(withDefault.length).toBeGreaterThan(10);
+  it("documents defaults that read back as the guard's defaults", () => {
+    const withDefault = ENV_VARIABLES.filter((v) => DEFAULTS[v.option] !== undefined);
+    expect(withDefault.length).toBeGreaterThan(25);
     for (const v of withDefault) {
-      expect(optionAt(fromEnv({ [v.name]: v.defaultText }), v.option), v.name).toBe(
-        DEFAULTS[v.option as keyof typeof DEFAULTS],
-      );
+      expect(optionAt(fromEnv({ [v.name]: v.defaultText }), v.option), v.name).toEqual(DEFAULTS[v.option]);
     }
   });
 
-  it("documents defaults of nested options that are the guard's defaults", () => {
+  it("documents what an option without a default value does", () => {
+    expect(
+      ENV_VARIABLES.filter((v) => DEFAULTS[v.option] === undefined).map((v) => [v.name, v.defaultText]),
+    ).toEqual([
+      ["JUDGE_GUARD_CANNED_PATTERNS", "(none)"],
+      ["JUDGE_GUARD_JUDGE_BUDGETS", "(none)"],
+      ["JUDGE_GUARD_PRICES", "(built in)"],
+    ]);
+  });
+
+  it("documents defaults of nested options that the guard applies", () => {
     const nested = ENV_VARIABLES.filter((v) => v.option.includes("."));
     expect(nested).toHaveLength(7);
     const resolved = resolveOptions({}) as unknown as GuardOptions;
@@ -452,6 +459,37 @@ describe("fromEnv: invalid values", () => {
     const e = configErrorOf({ JUDGE_GUARD_PRICES: path });
     expect(e.setting).toBe("JUDGE_GUARD_PRICES");
     for (const m of ["JUDGE_GUARD_PRICES", path, ...mentions]) expect(e.message).toContain(m);
+  });
+
+  it.each<[string, Record<string, string>, GuardOptions, string]>([
+    [
+      "both variables",
+      { JUDGE_GUARD_REPEAT_THRESHOLD: "3", JUDGE_GUARD_KNOWN_REPEAT_THRESHOLD: "5" },
+      {},
+      'JUDGE_GUARD_KNOWN_REPEAT_THRESHOLD="5" is not valid: expected at most JUDGE_GUARD_REPEAT_THRESHOLD (3)',
+    ],
+    [
+      "the variable of a threshold left at its default",
+      { JUDGE_GUARD_KNOWN_REPEAT_THRESHOLD: "4" },
+      {},
+      'JUDGE_GUARD_KNOWN_REPEAT_THRESHOLD="4" is not valid: expected at most JUDGE_GUARD_REPEAT_THRESHOLD (3)',
+    ],
+    [
+      "the option of a threshold given in code",
+      { JUDGE_GUARD_KNOWN_REPEAT_THRESHOLD: "3" },
+      { repeatThreshold: 2 },
+      'JUDGE_GUARD_KNOWN_REPEAT_THRESHOLD="3" is not valid: expected at most repeatThreshold (2)',
+    ],
+  ])("a known-repeat threshold above the repeat threshold names %s", (_n, env, overrides, message) => {
+    let error: unknown;
+    try {
+      fromEnv(env, overrides);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).setting).toBe("JUDGE_GUARD_KNOWN_REPEAT_THRESHOLD");
+    expect((error as ConfigError).message).toBe(message);
   });
 
   it("reports the first invalid variable even when others are valid", () => {

@@ -481,7 +481,7 @@ describe("JUDGE_GUARD_SIGNAL", () => {
         JUDGE_GUARD_WEBHOOK_URL: "nope",
         JUDGE_GUARD_WEBHOOK_SECRET: "0123456789abcdefg",
       },
-      /JUDGE_GUARD_WEBHOOK_URL is not valid/,
+      /^JUDGE_GUARD_WEBHOOK_URL="nope" is not valid: expected an http or https URL$/,
     ],
     [{ JUDGE_GUARD_SIGNAL: "callback" }, /callback, which needs the function from code/],
   ])("%j is refused with a message naming the variable", (env, message) => {
@@ -502,7 +502,7 @@ describe("JUDGE_GUARD_SIGNAL", () => {
       }
     })();
     expect(err?.message).toMatch(
-      /JUDGE_GUARD_WEBHOOK_SECRET is not valid: secret must be a string of at least 16 characters/,
+      /^JUDGE_GUARD_WEBHOOK_SECRET is not valid: expected a string of at least 16 characters$/,
     );
     expect(err?.message).not.toContain("Zq9-leak-ME");
   });
