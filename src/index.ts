@@ -10,6 +10,7 @@ export { CostEstimator, type EstimateStats } from "./budget/estimator.js";
 export { fromEnv } from "./config/env.js";
 export {
   checkVariableNames,
+  DOCUMENTED_VARIABLES,
   ENV_VARIABLES,
   KNOWN_VARIABLES,
   OTHER_VARIABLES,

@@ -223,6 +223,13 @@ export const SERVE_VARIABLES = [
   },
 ] as const;
 
+/** The variables of the README's table, in its order: generated from here by `npm run docs`. */
+export const DOCUMENTED_VARIABLES: ReadonlyArray<{ name: string; defaultText: string; doc: string }> = [
+  ...ENV_VARIABLES,
+  ...SIGNAL_VARIABLES,
+  ...SERVE_VARIABLES,
+];
+
 /**
  * The `JUDGE_GUARD_*` variables read elsewhere than `fromEnv` and `serve`: by the Phantom preload,
  * and by this package's own tests and CI. They are known names, so that setting them is not taken
