@@ -32,7 +32,11 @@ export type GuardMode = "enforce" | "shadow";
 export type Escalation = "ceiling" | "none";
 export type OnLedgerError = "closed" | "open";
 
-/** Options of {@link createGuard}. Every one has an environment variable (see `fromEnv`). */
+/**
+ * Options of {@link createGuard}. Each one a variable can set (all but the functions, sinks and
+ * clock) has its limits and default in {@link OPTIONS}; the `@default` tags below state them, and
+ * a test holds them to the table.
+ */
 export interface GuardOptions {
   /**
    * Where decisions, budgets and stuck state are kept. A path opens (or creates) a SQLite
