@@ -3,16 +3,18 @@
  * answer (`onUnreachable: "local"`): per session key and for all keys, over a rolling 24 h, in
  * memory. It knows only the calls this process made during outages.
  */
+import { ENV_VARIABLES } from "../config/variables.js";
 import { ConfigError } from "../errors.js";
+import { DEFAULTS } from "../guard/options.js";
 import { toMicros } from "../util/money.js";
 
 /** Caps of the local budget; `Infinity` for none. */
 export interface LocalBudgetCaps {
-  /** USD per session key per 24 h. @default JUDGE_GUARD_SESSION_BUDGET_USD, else 5 */
+  /** USD per session key per 24 h. @default JUDGE_GUARD_SESSION_BUDGET_USD, else the guard's default */
   readonly sessionUsd?: number;
-  /** USD for all keys together per 24 h. @default JUDGE_GUARD_DAILY_BUDGET_USD, else 50 */
+  /** USD for all keys together per 24 h. @default JUDGE_GUARD_DAILY_BUDGET_USD, else the guard's default */
   readonly dailyUsd?: number;
-  /** Judge calls per session key per 24 h. @default JUDGE_GUARD_SESSION_MAX_CALLS, else 1000 */
+  /** Judge calls per session key per 24 h. @default JUDGE_GUARD_SESSION_MAX_CALLS, else the guard's default */
   readonly sessionCalls?: number;
 }
 
@@ -34,17 +36,14 @@ interface Bucket {
   calls: number;
 }
 
-/** A cap from the environment: a number >= 0, or "none". Unset or empty: the fallback. */
-function envCap(name: string, fallback: number): number {
-  const env = typeof process === "undefined" ? undefined : process.env;
-  const raw = env?.[name]?.trim();
-  if (raw === undefined || raw === "") return fallback;
-  if (raw.toLowerCase() === "none") return Number.POSITIVE_INFINITY;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0) {
-    throw new ConfigError(name, `${name} must be a number >= 0 or "none", got ${JSON.stringify(raw)}`);
-  }
-  return n;
+/**
+ * The guard's variable of `option` (JUDGE_GUARD_SESSION_BUDGET_USD, ...), read as the guard reads
+ * it; unset or empty: the guard's default.
+ */
+function guardCap(option: "sessionBudgetUsd" | "dailyBudgetUsd" | "sessionMaxCalls"): number {
+  const variable = ENV_VARIABLES.find((v) => v.option === option)!;
+  const text = (typeof process === "undefined" ? undefined : process.env)?.[variable.name]?.trim();
+  return text ? (variable.parse(text) as number) : DEFAULTS[option];
 }
 
 function optionCap(name: string, value: number | undefined, fallback: () => number): number {
@@ -61,11 +60,9 @@ function optionCap(name: string, value: number | undefined, fallback: () => numb
 /** The caps: the options, else the guard's environment variables, else the guard's defaults. */
 export function resolveLocalCaps(o: LocalBudgetCaps = {}): Required<LocalBudgetCaps> {
   return {
-    sessionUsd: optionCap("sessionUsd", o.sessionUsd, () => envCap("JUDGE_GUARD_SESSION_BUDGET_USD", 5)),
-    dailyUsd: optionCap("dailyUsd", o.dailyUsd, () => envCap("JUDGE_GUARD_DAILY_BUDGET_USD", 50)),
-    sessionCalls: optionCap("sessionCalls", o.sessionCalls, () =>
-      envCap("JUDGE_GUARD_SESSION_MAX_CALLS", 1000),
-    ),
+    sessionUsd: optionCap("sessionUsd", o.sessionUsd, () => guardCap("sessionBudgetUsd")),
+    dailyUsd: optionCap("dailyUsd", o.dailyUsd, () => guardCap("dailyBudgetUsd")),
+    sessionCalls: optionCap("sessionCalls", o.sessionCalls, () => guardCap("sessionMaxCalls")),
   };
 }
 

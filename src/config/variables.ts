@@ -7,7 +7,7 @@
 
 import { ConfigError } from "../errors.js";
 import { OPTIONS, type OptionPath, type OptionSpec } from "../guard/options.js";
-import { LOG_LEVELS } from "../log/logger.js";
+import { LOG_LEVELS } from "../log/levels.js";
 import { LARGEST_CONTEXT_TOKENS } from "../pricing/prices.js";
 import { nearest } from "../util/nearest.js";
 

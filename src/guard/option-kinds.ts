@@ -9,7 +9,8 @@
 import { readFileSync } from "node:fs";
 import { compilePattern, compilePatterns } from "../detection/catalog.js";
 import { ConfigError } from "../errors.js";
-import { LOG_LEVELS, type Logger, type LogLevel } from "../log/logger.js";
+import { LOG_LEVELS, type LogLevel } from "../log/levels.js";
+import type { Logger } from "../log/logger.js";
 import { DEFAULT_PRICES, loadPriceFile, type ModelPrice, parsePrices } from "../pricing/prices.js";
 import type { LedgerStore } from "../store/types.js";
 

@@ -2,7 +2,8 @@ import { DEFAULT_ESTIMATOR, type EstimatorOptions } from "../budget/estimator.js
 import { PHANTOM_CANNED_PATTERNS, RUNTIME_CANNED_PATTERNS } from "../detection/catalog.js";
 import { ConfigError } from "../errors.js";
 import { DEFAULT_SIMILARITY, type SimilarityLimits } from "../fingerprint/similarity.js";
-import type { Logger, LogLevel } from "../log/logger.js";
+import type { LogLevel } from "../log/levels.js";
+import type { Logger } from "../log/logger.js";
 import type { ModelPrice } from "../pricing/prices.js";
 import type { ReportedCost } from "../pricing/usage.js";
 import type { SignalSink } from "../signals/types.js";

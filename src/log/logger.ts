@@ -1,10 +1,10 @@
 import { pino } from "pino";
+import type { LogLevel } from "./levels.js";
+
+export { LOG_LEVELS, type LogLevel } from "./levels.js";
 
 /** The logging surface the guard uses: pino's, so a host can pass its own pino logger. */
 export type Logger = Pick<pino.Logger, "debug" | "info" | "warn" | "error" | "child">;
-
-export const LOG_LEVELS = ["silent", "fatal", "error", "warn", "info", "debug", "trace"] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /**
  * Structured JSON logs on stderr, quiet by default (warnings and errors only). The guard logs

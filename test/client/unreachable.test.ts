@@ -109,7 +109,7 @@ describe("judge-guard/client when the sidecar does not answer (onUnreachable loc
   it("refuses a malformed cap in the environment at creation, naming the variable", () => {
     vi.stubEnv("JUDGE_GUARD_SESSION_BUDGET_USD", "five");
     expect(() => createClient({ url: "http://127.0.0.1:9" })).toThrow(
-      /JUDGE_GUARD_SESSION_BUDGET_USD must be a number >= 0 or "none", got "five"/,
+      /^JUDGE_GUARD_SESSION_BUDGET_USD="five" is not valid: expected an amount in USD >= 0 such as "5" or "0.50", or "none"$/,
     );
   });
 
