@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fromEnv } from "../config/env.js";
 import { isJudgeGuardError } from "../errors.js";
+import { DEFAULTS } from "../guard/options.js";
 import type { LogLevel } from "../log/logger.js";
 import { type ExplainedReply, openLines, type ReplaySummary, replay } from "../replay/replay.js";
 import { sqlite } from "../store/driver.js";
@@ -198,7 +199,7 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
   const bar =
     opts.progress !== false && process.stderr.isTTY ? new ProgressBar(process.stderr, "replay") : undefined;
   // The guard's logs as lines for people, not JSON, and never drawn over the progress bar.
-  const level: LogLevel = typeof options.logger === "string" ? options.logger : "warn";
+  const level: LogLevel = typeof options.logger === "string" ? options.logger : DEFAULTS.logger;
   const logger = createCliLogger(level, () => bar?.clear());
   let invalidShown = 0;
   let invalidTotal = 0;

@@ -1,5 +1,6 @@
 import { fromEnv } from "../config/env.js";
 import { createGuard } from "../guard/guard.js";
+import { DEFAULTS } from "../guard/options.js";
 import { createLogger, type LogLevel } from "../log/logger.js";
 import { isLoopback, serve } from "../server/server.js";
 import { UsageError } from "./errors.js";
@@ -37,7 +38,7 @@ export async function serveCommand(o: ServeCommandOptions): Promise<number> {
     throw new UsageError("JUDGE_GUARD_TOKEN must be at least 16 characters");
   const format = serveLogFormat(o.logFormat, process.stderr.isTTY === true);
   const options = fromEnv(process.env);
-  const level = (typeof options.logger === "string" ? options.logger : "warn") as LogLevel;
+  const level: LogLevel = typeof options.logger === "string" ? options.logger : DEFAULTS.logger;
   const log = format === "json" ? createLogger(level) : createCliLogger(level);
   const guard = createGuard({ ...options, logger: log });
   let running: Awaited<ReturnType<typeof serve>>;

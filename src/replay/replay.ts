@@ -6,7 +6,7 @@ import { createGunzip } from "node:zlib";
 import type { EvidenceStep } from "../detection/window.js";
 import { InvalidRequestError } from "../errors.js";
 import { Guard } from "../guard/guard.js";
-import type { GuardOptions } from "../guard/options.js";
+import { DEFAULTS, type GuardOptions } from "../guard/options.js";
 import type { GuardEvent } from "../signals/types.js";
 import type { SkipReason } from "../store/types.js";
 import { roundUsd } from "../util/money.js";
@@ -266,7 +266,7 @@ export async function replay(
     stuck_sessions: [...episodes.values()].map((e) => ({ ...e, saved_usd: roundUsd(e.saved_usd) })),
     signals,
     budget_alerts: alerts,
-    mode: options.mode ?? "enforce",
+    mode: options.mode ?? DEFAULTS.mode,
     ledger: options.ledger,
   };
 }

@@ -1,6 +1,7 @@
 import { existsSync, statSync } from "node:fs";
 import type Database from "better-sqlite3";
 import type { StuckEvidence } from "../detection/evidence.js";
+import { DEFAULTS } from "../guard/options.js";
 import { firstDecisionId } from "../store/decision-ids.js";
 import { sqlite } from "../store/driver.js";
 import { ledgerProblem } from "../store/migrations.js";
@@ -235,7 +236,7 @@ function configOf(db: Database.Database, version: number, o: ReportOptions): Rep
       mode: null,
       session_budget_usd: cap === undefined || cap === Infinity ? null : cap,
       session_max_calls: null,
-      budget_window_ms: o.budgetWindowMs ?? 86_400_000,
+      budget_window_ms: o.budgetWindowMs ?? DEFAULTS.budgetWindowMs,
       daily_budget_usd: null,
       judge_budget_usd: null,
       judge_budgets_usd: null,
