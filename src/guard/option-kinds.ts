@@ -11,7 +11,13 @@ import { compilePattern, compilePatterns } from "../detection/catalog.js";
 import { ConfigError } from "../errors.js";
 import { LOG_LEVELS, type LogLevel } from "../log/levels.js";
 import type { Logger } from "../log/logger.js";
-import { DEFAULT_PRICES, loadPriceFile, type ModelPrice, parsePrices } from "../pricing/prices.js";
+import {
+  DEFAULT_PRICES,
+  loadPriceFile,
+  type ModelPrice,
+  parsePrices,
+  pricesFromJson,
+} from "../pricing/prices.js";
 import type { LedgerStore } from "../store/types.js";
 
 export interface Kind<T, R = T> {
@@ -338,17 +344,9 @@ export function prices(): Kind<Readonly<Record<string, ModelPrice>>> {
       value === undefined
         ? DEFAULT_PRICES
         : { ...DEFAULT_PRICES, ...parsePrices(value, `option ${option}`, option) },
-    parse(text, variable) {
-      // "[" too: an inline array is a mistake to report as such, not a file that cannot be read.
-      if (!/^[{[]/.test(text)) return loadPriceFile(text, variable);
-      let data: unknown;
-      try {
-        data = JSON.parse(text);
-      } catch (e) {
-        throw new ConfigError(variable, `${variable} is not valid JSON: ${(e as Error).message}`);
-      }
-      return { ...DEFAULT_PRICES, ...parsePrices(data, variable, variable) };
-    },
+    // "[" too: an inline array is a mistake to report as such, not a file that cannot be read.
+    parse: (text, variable) =>
+      /^[{[]/.test(text) ? pricesFromJson(text, variable) : loadPriceFile(text, variable),
     show: (value) => (value === undefined ? "(built in)" : JSON.stringify(value)),
   };
 }

@@ -224,7 +224,6 @@ const LONG_FIELDS = [...RATE_KINDS, "aboveInputTokens"] as const;
 export function loadPriceFile(path: string, variable?: string): Record<string, ModelPrice> {
   const setting = variable ?? "prices";
   const from = variable === undefined ? "" : `${variable}: `;
-  const where = `${from}the price file ${path}`;
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -232,6 +231,11 @@ export function loadPriceFile(path: string, variable?: string): Record<string, M
     const why = (e as NodeJS.ErrnoException).code ?? e;
     throw new ConfigError(setting, `${from}cannot read the price file ${path}: ${why}`);
   }
+  return pricesFromJson(text, `${from}the price file ${path}`, setting);
+}
+
+/** Prices written as JSON, merged over {@link DEFAULT_PRICES}; `where` names the text in errors. */
+export function pricesFromJson(text: string, where: string, setting = where): Record<string, ModelPrice> {
   let data: unknown;
   try {
     data = JSON.parse(text);
