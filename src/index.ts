@@ -1,12 +1,6 @@
 export * from "./adapters/index.js";
-export {
-  admit,
-  type BudgetCaps,
-  type BudgetSnapshot,
-  type Refusal,
-  type ScopeUsage,
-} from "./budget/admission.js";
-export { CostEstimator, type EstimateStats } from "./budget/estimator.js";
+export { admit, type BudgetCaps, type BudgetSnapshot, type Refusal } from "./budget/admission.js";
+export { CostEstimator } from "./budget/estimator.js";
 export {
   checkVariableNames,
   ENV_VARIABLES,
@@ -107,4 +101,12 @@ export {
 } from "./signals/webhook.js";
 export { MemoryStore } from "./store/memory.js";
 export { SqliteStore, type SqliteStoreOptions } from "./store/sqlite.js";
-export type { DecisionRecord, LedgerCheck, LedgerStore, SignalClaim, SkipReason } from "./store/types.js";
+export type {
+  DecisionRecord,
+  EstimateStats,
+  LedgerCheck,
+  LedgerStore,
+  ScopeUsage,
+  SignalClaim,
+  SkipReason,
+} from "./store/types.js";

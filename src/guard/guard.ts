@@ -1,14 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import pLimit, { type LimitFunction } from "p-limit";
-import {
-  admit,
-  type BudgetCaps,
-  type BudgetSnapshot,
-  type Refusal,
-  type ScopeUsage,
-} from "../budget/admission.js";
-import { CostEstimator, type Estimate, type EstimateStats } from "../budget/estimator.js";
+import { admit, type BudgetCaps, type BudgetSnapshot, type Refusal } from "../budget/admission.js";
+import { CostEstimator, type Estimate } from "../budget/estimator.js";
 import { CannedCatalog } from "../detection/catalog.js";
 import { EpisodeBook, type StuckVerdict } from "../detection/episodes.js";
 import { type Observation, SessionTracker } from "../detection/tracker.js";
@@ -33,8 +27,10 @@ import { SqliteStore } from "../store/sqlite.js";
 import type {
   CostSource,
   DecisionRecord,
+  EstimateStats,
   LedgerStore,
   OwnerRecord,
+  ScopeUsage,
   SkipReason,
   StoredReservation,
 } from "../store/types.js";

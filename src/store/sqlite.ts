@@ -13,8 +13,6 @@ import {
 } from "node:fs";
 import { dirname } from "node:path";
 import type Database from "better-sqlite3";
-import type { ScopeUsage } from "../budget/admission.js";
-import type { EstimateStats } from "../budget/estimator.js";
 import type { StuckEvidence } from "../detection/evidence.js";
 import { parseTrail } from "../detection/window.js";
 import { isJudgeGuardError, LedgerFaultError, LedgerSchemaError } from "../errors.js";
@@ -28,12 +26,14 @@ import { applyMigration, ledgerProblem, SCHEMA_VERSION } from "./migrations.js";
 import type {
   DecisionRecord,
   EpisodeRecord,
+  EstimateStats,
   GuardConfigRecord,
   KeyStateRecord,
   LedgerCheck,
   LedgerStore,
   OwnerRecord,
   ReservationRecord,
+  ScopeUsage,
   SignalClaim,
   SignalRecord,
   StoredReservation,

@@ -1,8 +1,36 @@
-import type { ScopeUsage } from "../budget/admission.js";
-import type { EstimateStats } from "../budget/estimator.js";
 import type { StuckEvidence } from "../detection/evidence.js";
 import type { EvidenceStep } from "../detection/window.js";
 import type { DecisionId } from "./decision-ids.js";
+
+/** What the ledger holds for one scope (a session key, or everything) within its window. */
+export interface ScopeUsage {
+  /** Settled spend within the window, micro-dollars. */
+  readonly spentMicros: number;
+  /** Settled calls within the window. */
+  readonly calls: number;
+  /** Reservations not yet settled. */
+  readonly openCount: number;
+  readonly openExpectedMicros: number;
+  readonly openWorstMicros: number;
+}
+
+/**
+ * Learned token sizes per judge kind and model, so that reservations are realistic: a judge
+ * that answers in 300 tokens is not reserved at its 4096-token ceiling, which would cut a
+ * session off long before its cap.
+ */
+export interface EstimateStats {
+  readonly judge: string;
+  readonly model: string;
+  readonly samples: number;
+  /** Exponentially weighted mean and variance of output tokens. */
+  readonly outputMean: number;
+  readonly outputVar: number;
+  readonly outputMax: number;
+  /** Observed input tokens divided by the character-based guess; weighted mean and maximum. */
+  readonly inputRatio: number;
+  readonly inputRatioMax: number;
+}
 
 /** Why a request was not judged. */
 export type SkipReason =
