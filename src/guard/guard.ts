@@ -23,6 +23,7 @@ import { judgeScope, scopeOf } from "../store/buckets.js";
 import { guardConfigRecord } from "../store/guard-config.js";
 import { MemoryStore } from "../store/memory.js";
 import { currentOwner, OwnerWatch } from "../store/owners.js";
+import { SafeLedger } from "../store/safe.js";
 import { SqliteStore } from "../store/sqlite.js";
 import type {
   CostSource,
@@ -273,6 +274,8 @@ const CLOCK_SKEW_WARN_MS = 60_000;
 export class Guard {
   readonly #o: ResolvedOptions;
   readonly #store: LedgerStore;
+  /** The store, for writes whose failure is logged and counted rather than thrown. */
+  readonly #ledger: SafeLedger;
   readonly #ownsStore: boolean;
   readonly #log: Logger;
   readonly #prices: PriceTable;
@@ -328,12 +331,9 @@ export class Guard {
     },
     chargedMicros: 0,
     savedMicros: 0,
-    ledgerErrors: 0,
     reclaimedReservations: 0,
   };
   #closed = false;
-  /** The last ledger fault logged, and when. */
-  #faultLogged: { err: string; at: number } | undefined;
 
   constructor(options: GuardOptions = {}) {
     this.#o = resolveOptions(options);
@@ -347,6 +347,7 @@ export class Guard {
         : ledger === ":memory:"
           ? new MemoryStore()
           : new SqliteStore(ledger, { whenUnavailable: "retry" });
+    this.#ledger = new SafeLedger(this.#store, this.#log, { quietMs: HEARTBEAT_MS });
     if (this.#judgeCapped && typeof this.#store.judgeUsage !== "function") {
       if (this.#ownsStore) this.#store.close();
       throw new ConfigError(
@@ -388,7 +389,7 @@ export class Guard {
       }
       // A ledger file that cannot be used (read-only, corrupt) does not stop the guard: calls
       // fail as `onError` says, and the heartbeat tries the file again.
-      this.#ledgerFailed(e, "start-up");
+      this.#ledger.failed(e, "start-up");
     }
     this.#estimator = new CostEstimator(this.#prices, this.#o.estimator, known.stats);
     this.#catalog = new CannedCatalog(this.#o.cannedPatterns, known.canned);
@@ -402,17 +403,14 @@ export class Guard {
       },
       this.#catalog,
     );
-    const safely = <R>(fn: () => R) => this.#safely(fn);
-    this.#signals = new SignalDispatcher(this.#o.signals, this.#store, this.#log, {
+    this.#signals = new SignalDispatcher(this.#o.signals, this.#ledger, this.#log, {
       shadow: this.#o.mode === "shadow",
       track: (p) => this.#track(p),
-      safely,
       retryAfterMs: this.#o.signalCooldownMs,
     });
-    this.#episodes = new EpisodeBook(this.#store, this.#catalog, this.#signals, this.#log, {
+    this.#episodes = new EpisodeBook(this.#ledger, this.#catalog, this.#signals, this.#log, {
       maxSessions: this.#o.maxSessions,
       signalCooldownMs: this.#o.signalCooldownMs,
-      safely,
     });
     // Several heartbeats within a lease, so that a peer never sees a live owner's counter stand still.
     this.#timer = setInterval(() => this.#tick(), Math.min(HEARTBEAT_MS, Math.floor(this.#o.leaseMs / 3)));
@@ -446,7 +444,7 @@ export class Guard {
       stuckKeys: this.#episodes.stuckKeys.size,
       signalsDelivered: this.#signals.delivered,
       signalsFailed: this.#signals.failed,
-      ledgerErrors: s.ledgerErrors,
+      ledgerErrors: this.#ledger.errors,
       reclaimedReservations: s.reclaimedReservations,
       unsettled: this.#unsettled.length,
     };
@@ -547,7 +545,7 @@ export class Guard {
     } else {
       // Admitted by a guard that is gone (a sidecar that crashed and restarted), or charged at
       // its estimate after its timeout: the call was made, so its settlement counts.
-      const row = this.#safely(() => this.#store.reservation(reservationId));
+      const row = this.#ledger.attempt(() => this.#store.reservation(reservationId));
       if (row === undefined || (row.chargedMicros !== null && result.expired)) {
         throw new InvalidRequestError(
           "reservation_id",
@@ -668,7 +666,7 @@ export class Guard {
    */
   forgetCanned(fingerprint: string): void {
     this.#catalog.removeFingerprint(fingerprint);
-    this.#safely(() => this.#store.removeCannedFingerprint(fingerprint));
+    this.#ledger.attempt(() => this.#store.removeCannedFingerprint(fingerprint));
   }
 
   /** Waits for judge calls and signal deliveries in flight, then releases the ledger. */
@@ -681,7 +679,7 @@ export class Guard {
     this.#retryUnsettled();
     this.#saveLearned();
     await this.#signals.close();
-    this.#safely(() => this.#store.removeOwner(this.#owner.id));
+    this.#ledger.attempt(() => this.#store.removeOwner(this.#owner.id));
     if (this.#ownsStore) this.#store.close();
   }
 
@@ -838,7 +836,7 @@ export class Guard {
         return r;
       });
     } catch (e) {
-      this.#ledgerFailed(e, "admission");
+      this.#ledger.failed(e, "admission");
       if (this.#o.onError === "closed")
         return this.#skip(req, w.obs, now, "ledger_error", w.savedMicros, { cause: e });
       return admitted(false, w.shadowReason);
@@ -1031,7 +1029,7 @@ export class Guard {
       write();
     } catch (e) {
       // The spend happened: keep it, and write it once the ledger answers again.
-      this.#ledgerFailed(e, "settlement");
+      this.#ledger.failed(e, "settlement");
       this.#unsettled.push(write);
     }
     if (moot) return { micros: 0, usage: null };
@@ -1103,7 +1101,7 @@ export class Guard {
     savedMicros: number,
     episodeId: string | null,
   ): void {
-    this.#safely(() =>
+    this.#ledger.attempt(() =>
       this.#store.recordDecision({
         ts: now,
         sessionKey: req.sessionKey,
@@ -1176,7 +1174,7 @@ export class Guard {
   #checkAlerts(sessionKey: string, judge: string, now: number, known?: BudgetSnapshot): void {
     if (!this.#alertsOn) return;
     const at = this.#o.alertAt;
-    const usage = known ?? this.#safely(() => this.#usage(sessionKey, now, judge));
+    const usage = known ?? this.#ledger.attempt(() => this.#usage(sessionKey, now, judge));
     const key = usage?.session;
     const all = usage?.global;
     const kind = usage?.judge;
@@ -1223,7 +1221,7 @@ export class Guard {
     // Sent already (by this process before a restart, or by another sharing the ledger), or being
     // sent by another? Of the processes crossing the line together, the one whose claim is first
     // sends. Without a ledger to ask, send: an alert twice beats none.
-    const claim = this.#safely(() => this.#signals.claim(alertId, now));
+    const claim = this.#ledger.attempt(() => this.#signals.claim(alertId, now));
     if (claim === "delivered") this.#alerted.set(alertId, true);
     if (claim === "delivered" || claim === "taken") return;
     const money = reason !== "session_calls";
@@ -1264,28 +1262,6 @@ export class Guard {
     this.#pending.add(p);
     const done = () => this.#pending.delete(p);
     p.then(done, done);
-  }
-
-  /** Runs a ledger operation that must not break the caller: failures are logged and counted. */
-  #safely<R>(fn: () => R): R | undefined {
-    try {
-      return fn();
-    } catch (e) {
-      this.#ledgerFailed(e, "write");
-      return undefined;
-    }
-  }
-
-  #ledgerFailed(e: unknown, during: string): void {
-    this.#stats.ledgerErrors++;
-    const err = (e as Error)?.message ?? String(e);
-    // A ledger file that stays unusable fails every call: say so once per heartbeat, not per call.
-    if (isLedgerFaultError(e)) {
-      const now = Date.now();
-      if (this.#faultLogged?.err === err && now - this.#faultLogged.at < HEARTBEAT_MS) return;
-      this.#faultLogged = { err, at: now };
-    }
-    this.#log.error({ during, err, ledger: this.#store.location }, "ledger failure");
   }
 
   /**
@@ -1407,11 +1383,11 @@ export class Guard {
 
   /** The ledger file itself (deleted, replaced, overwritten?), and recovery from a fault. */
   #checkLedger(): void {
-    const found = this.#safely(() => this.#store.check?.());
-    if (found?.fault !== undefined) this.#ledgerFailed(found.fault, "heartbeat");
+    const found = this.#ledger.attempt(() => this.#store.check?.());
+    if (found?.fault !== undefined) this.#ledger.failed(found.fault, "heartbeat");
     if (found?.recovered === undefined) return;
     this.#log.warn({ ledger: this.#store.location, how: found.recovered }, "ledger available again");
-    this.#safely(() => this.#store.recordConfig?.(guardConfigRecord(this.#o, this.#owner.id)));
+    this.#ledger.attempt(() => this.#store.recordConfig?.(guardConfigRecord(this.#o, this.#owner.id)));
   }
 
   #retryUnsettled(): void {
@@ -1429,7 +1405,7 @@ export class Guard {
     this.#checkLedger();
     this.#retryUnsettled();
     this.#checkSkew();
-    this.#safely(() => {
+    this.#ledger.attempt(() => {
       // A row removed while this process stalled is put back: its reservations are live.
       const now = this.#o.clock.now();
       if (!this.#store.heartbeat(this.#owner.id, now))
@@ -1451,7 +1427,7 @@ export class Guard {
     if (this.#learned.size === 0) return;
     const rows = [...this.#learned.values()];
     this.#learned.clear();
-    this.#safely(() =>
+    this.#ledger.attempt(() =>
       this.#store.atomically(() => {
         for (const r of rows) this.#store.saveEstimateStats(r);
       }),
