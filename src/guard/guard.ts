@@ -1,8 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import pLimit, { type LimitFunction } from "p-limit";
-import { admit, type BudgetCaps, type BudgetSnapshot, type Refusal } from "../budget/admission.js";
+import { admit, type BudgetSnapshot, type Refusal } from "../budget/admission.js";
+import { BudgetAlerts } from "../budget/alerts.js";
 import { CostEstimator, type Estimate } from "../budget/estimator.js";
+import { BudgetLimits, DAY_MS } from "../budget/limits.js";
 import { CannedCatalog } from "../detection/catalog.js";
 import { EpisodeBook, type StuckVerdict } from "../detection/episodes.js";
 import { type Observation, SessionTracker } from "../detection/tracker.js";
@@ -20,9 +22,7 @@ import { PriceTable, type Usage } from "../pricing/prices.js";
 import { hasUnreadUsage, type ReportedCost, readUsage } from "../pricing/usage.js";
 import { SignalDispatcher } from "../signals/dispatcher.js";
 import { judgeScope, scopeOf } from "../store/buckets.js";
-import { guardConfigRecord } from "../store/guard-config.js";
 import { MemoryStore } from "../store/memory.js";
-import { currentOwner, OwnerWatch } from "../store/owners.js";
 import { SafeLedger } from "../store/safe.js";
 import { SqliteStore } from "../store/sqlite.js";
 import type {
@@ -30,14 +30,12 @@ import type {
   DecisionRecord,
   EstimateStats,
   LedgerStore,
-  OwnerRecord,
-  ScopeUsage,
   SkipReason,
   StoredReservation,
 } from "../store/types.js";
-import { SteadyClock } from "../util/clock.js";
+import { HEARTBEAT_MS, LedgerUpkeep } from "../store/upkeep.js";
 import { toMicros, toUsd } from "../util/money.js";
-import { DAY_MS, DEFAULTS, type GuardOptions, type ResolvedOptions, resolveOptions } from "./options.js";
+import { DEFAULTS, type GuardOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 import {
   type CallOptions,
   type Outcome,
@@ -141,7 +139,6 @@ const identity = (req: NormalizedRequest, obs: Observation) =>
 /** Identities whose skip has been counted as saved, per guard. */
 const SAVED_IDENTITIES = 10_000;
 
-const HEARTBEAT_MS = 5_000;
 const ADMISSION_POLL_MS = 50;
 
 interface Verdict {
@@ -262,8 +259,6 @@ function scaleUsage(u: Usage, by: number): Usage {
 
 /** How long a remote reservation waits for its settlement once its owner is gone, by default. */
 const REMOTE_TTL_MS = 600_000;
-/** A wall clock this far from the guard's steady clock is worth a warning. */
-const CLOCK_SKEW_WARN_MS = 60_000;
 
 /**
  * The guard in front of every judge call. One verb, {@link Guard.run}: it fingerprints the
@@ -297,9 +292,8 @@ export class Guard {
   readonly #learned = new Map<string, EstimateStats>();
   /** Settlements the ledger refused; retried on the heartbeat so no reservation leaks. */
   readonly #unsettled: Array<() => void> = [];
-  readonly #caps: BudgetCaps;
-  /** Budget alerts already sent, by alert id. */
-  readonly #alerted = new LRUCache<string, true>({ max: 10_000 });
+  readonly #limits: BudgetLimits;
+  readonly #alerts: BudgetAlerts;
   /**
    * Would-be calls already counted as saved: a retry of a skipped call (Phantom's fallbacks
    * call the judge again after a skip) would not have been made unguarded, so it saves nothing.
@@ -307,14 +301,7 @@ export class Guard {
   readonly #savedOnce = new LRUCache<string, true>({ max: SAVED_IDENTITIES });
   /** Judge kinds and models whose unreadable usage was warned about. */
   readonly #unreadWarned = new LRUCache<string, true>({ max: 1000 });
-  /** When each undelivered alert was last tried. */
-  readonly #alertTried = new LRUCache<string, number>({ max: 10_000 });
-  readonly #owner: OwnerRecord;
-  readonly #watch: OwnerWatch;
-  /** The prune horizon this guard last saw, and when (monotonic): it advances only as time really passes. */
-  #horizonSeen: { ms: number; mono: number } | undefined;
-  #skewWarnedAt = Number.NEGATIVE_INFINITY;
-  readonly #timer: NodeJS.Timeout;
+  readonly #upkeep: LedgerUpkeep;
   readonly #usageOf: (result: unknown) => ReportedCost | undefined;
   readonly #usageOfError: (error: unknown) => ReportedCost | undefined;
   readonly #stats = {
@@ -331,7 +318,6 @@ export class Guard {
     },
     chargedMicros: 0,
     savedMicros: 0,
-    reclaimedReservations: 0,
   };
   #closed = false;
 
@@ -348,7 +334,8 @@ export class Guard {
           ? new MemoryStore()
           : new SqliteStore(ledger, { whenUnavailable: "retry" });
     this.#ledger = new SafeLedger(this.#store, this.#log, { quietMs: HEARTBEAT_MS });
-    if (this.#judgeCapped && typeof this.#store.judgeUsage !== "function") {
+    this.#limits = new BudgetLimits(this.#o, this.#store);
+    if (this.#limits.judgeCapped && typeof this.#store.judgeUsage !== "function") {
       if (this.#ownsStore) this.#store.close();
       throw new ConfigError(
         "judgeBudgetUsd",
@@ -360,11 +347,6 @@ export class Guard {
     );
     this.#usageOf = options.usageOf ?? readUsage;
     this.#usageOfError = options.usageOfError ?? readUsage;
-    this.#caps = {
-      sessionBudgetMicros: this.#o.sessionBudgetMicros,
-      sessionMaxCalls: this.#o.sessionMaxCalls,
-      globalBudgetMicros: this.#o.dailyBudgetMicros,
-    };
     this.#limit = pLimit(this.#o.concurrency);
     // Verdicts age on the guard's clock, so a replay reuses them only within its own hour.
     const clock = this.#o.clock;
@@ -374,14 +356,17 @@ export class Guard {
       ttlResolution: 0,
       perf: clock,
     });
-    this.#owner = currentOwner(clock.now());
-    this.#watch = new OwnerWatch(this.#owner, this.#o.leaseMs);
+    const retainMs = Math.max(this.#o.budgetWindowMs, DAY_MS) * 2;
+    this.#upkeep = new LedgerUpkeep(this.#ledger, this.#log, {
+      clock,
+      leaseMs: this.#o.leaseMs,
+      retainMs,
+      caps: this.#o,
+    });
     let known: { stats: EstimateStats[]; canned: string[] } = { stats: [], canned: [] };
     try {
       known = { stats: this.#store.estimateStats(), canned: this.#store.cannedFingerprints() };
-      this.#store.registerOwner(this.#owner);
-      this.#store.recordConfig?.(guardConfigRecord(this.#o, this.#owner.id));
-      this.#reclaim();
+      this.#upkeep.open();
     } catch (e) {
       if (!isLedgerFaultError(e)) {
         if (this.#ownsStore) this.#store.close();
@@ -412,9 +397,8 @@ export class Guard {
       maxSessions: this.#o.maxSessions,
       signalCooldownMs: this.#o.signalCooldownMs,
     });
-    // Several heartbeats within a lease, so that a peer never sees a live owner's counter stand still.
-    this.#timer = setInterval(() => this.#tick(), Math.min(HEARTBEAT_MS, Math.floor(this.#o.leaseMs / 3)));
-    this.#timer.unref();
+    this.#alerts = new BudgetAlerts(this.#limits, this.#signals, this.#ledger, this.#o);
+    this.#upkeep.start(() => this.#tick());
   }
 
   /** The ledger behind this guard. */
@@ -445,7 +429,7 @@ export class Guard {
       signalsDelivered: this.#signals.delivered,
       signalsFailed: this.#signals.failed,
       ledgerErrors: this.#ledger.errors,
-      reclaimedReservations: s.reclaimedReservations,
+      reclaimedReservations: this.#upkeep.reclaimed,
       unsettled: this.#unsettled.length,
     };
   }
@@ -674,12 +658,12 @@ export class Guard {
     if (this.#closed) return;
     this.#closed = true;
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
-    clearInterval(this.#timer);
-    this.#checkLedger(); // a ledger that can be used again takes the settlements it refused
+    this.#upkeep.stop();
+    this.#upkeep.checkLedger(); // a ledger that can be used again takes the settlements it refused
     this.#retryUnsettled();
     this.#saveLearned();
     await this.#signals.close();
-    this.#ledger.attempt(() => this.#store.removeOwner(this.#owner.id));
+    this.#upkeep.release();
     if (this.#ownsStore) this.#store.close();
   }
 
@@ -815,12 +799,15 @@ export class Guard {
     let refusal: Refusal | null;
     try {
       refusal = this.#store.atomically(() => {
-        const caps = { ...this.#caps, judgeBudgetMicros: this.#judgeCap(req.judge) };
-        const r = admit(this.#usage(req.sessionKey, now, req.judge), estimate, caps);
+        const r = admit(
+          this.#limits.usage(req.sessionKey, now, req.judge),
+          estimate,
+          this.#limits.caps(req.judge),
+        );
         if (r !== null && !shadow) return r;
         this.#store.openReservation({
           id: w.reservationId,
-          ownerId: this.#owner.id,
+          ownerId: this.#upkeep.owner.id,
           sessionKey: req.sessionKey,
           judge: req.judge,
           model: req.model,
@@ -1017,11 +1004,11 @@ export class Guard {
           if (how.keep && prior !== undefined)
             this.#store.markCharged(id, charged, decisionId, this.#o.clock.now());
         }
-        if (charged > 0 && this.#alertsOn) {
+        if (charged > 0 && this.#alerts.on) {
           try {
-            after = this.#usage(a.sessionKey, a.at, a.judge);
+            after = this.#limits.usage(a.sessionKey, a.at, a.judge);
           } catch {
-            // Never fail a settlement over its alert check: #checkAlerts reads again.
+            // Never fail a settlement over its alert check: the alerts read again.
           }
         }
       });
@@ -1036,7 +1023,7 @@ export class Guard {
     if (failed) this.#stats.failed++;
     else this.#stats.judged++;
     this.#stats.chargedMicros += charged;
-    if (charged > 0) this.#checkAlerts(a.sessionKey, a.judge, a.at, after);
+    if (charged > 0) this.#alerts.check(a.sessionKey, a.judge, a.at, after);
     if (this.#queue.length > 0) {
       clearTimeout(this.#pumpTimer);
       this.#pumpTimer = undefined;
@@ -1075,11 +1062,7 @@ export class Guard {
       }),
     };
     const code = SKIP_CODES[reason];
-    if (why.refusal) {
-      const r = why.refusal;
-      const scope = r.reason === "judge_budget" ? req.judge : req.sessionKey;
-      this.#alert("cap_reached", r.reason, scope, r.used, r.cap, now);
-    }
+    if (why.refusal) this.#alerts.refused(why.refusal, req, now);
     if (reason !== "ledger_error")
       this.#recordSkip(req, obs, now, reason, savedMicros, why.stuck?.episodeId ?? null);
     this.#stats.skipped[reason]++;
@@ -1127,124 +1110,6 @@ export class Guard {
   }
 
   /**
-   * What the ledger holds for a key within its window and for everything within a day, and, when
-   * `judge` is given and its kind has a cap, for that kind within a day.
-   */
-  #usage(sessionKey: string, now: number, judge?: string): BudgetSnapshot {
-    const capped = judge !== undefined && this.#judgeCap(judge) !== Number.POSITIVE_INFINITY;
-    return {
-      session: this.#store.scopeUsage(sessionKey, now - this.#o.budgetWindowMs),
-      global: this.#store.scopeUsage(null, now - DAY_MS),
-      ...(capped && { judge: this.#judgeUsage(judge, now - DAY_MS) }),
-    };
-  }
-
-  /** The cap of a judge kind, micro-dollars per 24 h (Infinity: none). */
-  #judgeCap(judge: string): number {
-    return Object.hasOwn(this.#o.judgeBudgetsMicros, judge)
-      ? this.#o.judgeBudgetsMicros[judge]!
-      : this.#o.judgeBudgetMicros;
-  }
-
-  #judgeUsage(judge: string, sinceMs: number): ScopeUsage {
-    // Checked at construction: a guard with caps per judge kind has a store that reads them.
-    return this.#store.judgeUsage!(judge, sinceMs);
-  }
-
-  /** Whether any judge kind has a cap. */
-  get #judgeCapped(): boolean {
-    return (
-      this.#o.judgeBudgetMicros !== Number.POSITIVE_INFINITY ||
-      Object.values(this.#o.judgeBudgetsMicros).some((m) => m !== Number.POSITIVE_INFINITY)
-    );
-  }
-
-  /** Budget alerts go out: a sink to send them to, a threshold, and a cap to measure against. */
-  get #alertsOn(): boolean {
-    const { sessionBudgetMicros, sessionMaxCalls, dailyBudgetMicros } = this.#o;
-    return (
-      this.#signals.enabled &&
-      this.#o.alertAt !== 0 &&
-      (Math.min(sessionBudgetMicros, sessionMaxCalls, dailyBudgetMicros) !== Number.POSITIVE_INFINITY ||
-        this.#judgeCapped)
-    );
-  }
-
-  /** Sends a "warning" alert when a budget's use crosses `alertAt` of its cap. */
-  #checkAlerts(sessionKey: string, judge: string, now: number, known?: BudgetSnapshot): void {
-    if (!this.#alertsOn) return;
-    const at = this.#o.alertAt;
-    const usage = known ?? this.#ledger.attempt(() => this.#usage(sessionKey, now, judge));
-    const key = usage?.session;
-    const all = usage?.global;
-    const kind = usage?.judge;
-    const over = (used: number, cap: number) => cap !== Number.POSITIVE_INFINITY && used >= at * cap;
-    if (key && over(key.spentMicros, this.#o.sessionBudgetMicros)) {
-      this.#alert("warning", "session_budget", sessionKey, key.spentMicros, this.#o.sessionBudgetMicros, now);
-    }
-    if (key && over(key.calls, this.#o.sessionMaxCalls)) {
-      this.#alert("warning", "session_calls", sessionKey, key.calls, this.#o.sessionMaxCalls, now);
-    }
-    const judgeCap = this.#judgeCap(judge);
-    if (kind && over(kind.spentMicros, judgeCap)) {
-      this.#alert("warning", "judge_budget", judge, kind.spentMicros, judgeCap, now);
-    }
-    if (all && over(all.spentMicros, this.#o.dailyBudgetMicros)) {
-      this.#alert("warning", "global_budget", null, all.spentMicros, this.#o.dailyBudgetMicros, now);
-    }
-  }
-
-  /**
-   * A budget alert, once per scope, reason, level and window (windows counted from the epoch,
-   * so every process sharing a ledger names the same one, and the ledger tells whether it went
-   * out already). Amounts are micro-dollars in, USD out. `name` is the session key of a key's
-   * budget, the judge kind of a kind's, null for the global one.
-   */
-  #alert(
-    level: "warning" | "cap_reached",
-    reason: "session_budget" | "session_calls" | "judge_budget" | "global_budget",
-    name: string | null,
-    used: number,
-    cap: number,
-    now: number,
-  ): void {
-    if (!this.#alertsOn) return;
-    const scope = reason === "global_budget" ? "global" : reason === "judge_budget" ? "judge" : "session";
-    const windowMs = scope === "session" ? this.#o.budgetWindowMs : DAY_MS;
-    const windowStart = Math.floor(now / windowMs) * windowMs;
-    const alertId = `${scope === "global" ? "global" : `${scope}:${name}`}:${reason}:${level}:${windowStart}`;
-    if (this.#alerted.has(alertId)) return;
-    // Tried within the cooldown (its delivery may still be under way): nothing to do yet.
-    const tried = this.#alertTried.get(alertId);
-    if (tried !== undefined && now - tried < this.#o.signalCooldownMs) return;
-    this.#alertTried.set(alertId, now);
-    // Sent already (by this process before a restart, or by another sharing the ledger), or being
-    // sent by another? Of the processes crossing the line together, the one whose claim is first
-    // sends. Without a ledger to ask, send: an alert twice beats none.
-    const claim = this.#ledger.attempt(() => this.#signals.claim(alertId, now));
-    if (claim === "delivered") this.#alerted.set(alertId, true);
-    if (claim === "delivered" || claim === "taken") return;
-    const money = reason !== "session_calls";
-    this.#signals.send(
-      {
-        type: "budget_alert",
-        level,
-        scope,
-        session_key: scope === "session" ? name : null,
-        ...(scope === "judge" && name !== null && { judge: name }),
-        reason,
-        used: money ? toUsd(used) : used,
-        cap: money ? toUsd(cap) : cap,
-        window_start: new Date(windowStart).toISOString(),
-        alert_id: alertId,
-        ts: new Date(now).toISOString(),
-      },
-      now,
-      () => this.#alerted.set(alertId, true),
-    );
-  }
-
-  /**
    * A judge's result carried a usage object in a shape the guard does not read: its call is
    * charged its estimate. Said once per judge kind and model, so the caller can give `usageOf`.
    */
@@ -1264,132 +1129,6 @@ export class Guard {
     p.then(done, done);
   }
 
-  /**
-   * Settles what owners that are gone left in flight, never freeing it: a call made by `run`
-   * died with its process and is charged at its estimate (the provider may well have billed
-   * it); a remote call (admit/settle) goes on without its owner, so its reservation keeps
-   * counting against the caps until a settlement arrives through any guard sharing the ledger,
-   * or its time to live passes, when it too is charged at its estimate. Either charge is
-   * corrected by a settlement that arrives later.
-   */
-  #reclaim(): void {
-    const now = this.#o.clock.now();
-    const owners = this.#store.owners();
-    this.#watch.forgetExcept(new Set(owners.map((o) => o.id)));
-    const silent = new Set<string>();
-    const dead: string[] = [];
-    for (const o of owners) {
-      const v = this.#watch.verdict(o);
-      if (v === "alive") continue;
-      dead.push(o.id);
-      if (v === "silent") silent.add(o.id);
-    }
-    let orphaned = 0;
-    let charged = 0;
-    this.#store.atomically(() => {
-      for (const r of this.#store.deadReservations(dead)) {
-        if (r.orphanedMs !== null) {
-          // Waiting for a settlement: its time to live (a remote call's timeout; for a call of
-          // an owner that only went silent, ten leases) decides when it is charged instead.
-          const ttl = r.remote ? (r.ttlMs ?? 0) : 10 * this.#o.leaseMs;
-          if (now - r.orphanedMs >= ttl) this.#chargeEstimate(r, now);
-        } else if (r.remote || silent.has(r.ownerId)) {
-          // The call may go on (a sidecar's client) or its owner may only have stalled: it keeps
-          // counting, at its worst case, until it settles or its time runs out.
-          this.#store.orphanReservation(r.id, now);
-          orphaned++;
-        } else {
-          // Its process is gone, and the call with it.
-          this.#chargeEstimate(r, now);
-          charged++;
-        }
-      }
-      for (const id of dead) this.#store.removeOwner(id);
-    });
-    if (orphaned + charged > 0) {
-      this.#stats.reclaimedReservations += orphaned + charged;
-      this.#log.warn(
-        { charged, waiting: orphaned, owners: dead.length },
-        "calls in flight of guards that are gone: charged at their estimate, or waiting for their settlement",
-      );
-    }
-  }
-
-  /** Charges a reservation nobody settled at its estimate, keeping its row for a late settlement. */
-  #chargeEstimate(r: StoredReservation, now: number): void {
-    const micros = r.expectedMicros;
-    this.#store.addUsage(r.sessionKey, r.createdMs, micros, 1, r.judge);
-    const id = this.#store.recordDecision({
-      ts: r.createdMs,
-      sessionKey: r.sessionKey,
-      judge: r.judge,
-      model: r.model,
-      decision: "failed",
-      reason: null,
-      shadow: false,
-      reservedMicros: micros,
-      chargedMicros: micros,
-      savedMicros: 0,
-      inputTokens: 0,
-      outputTokens: 0,
-      cacheReadTokens: 0,
-      cacheWriteTokens: 0,
-      turns: r.turns ?? 0,
-      transcriptChars: r.transcriptChars ?? 0,
-      transcriptHash: r.transcriptHash ?? "",
-      durationMs: Math.max(0, Math.round(now - r.createdMs)),
-      episodeId: null,
-      costSource: "estimate",
-      computedMicros: null,
-    });
-    this.#store.markCharged(r.id, micros, id, now);
-  }
-
-  /**
-   * Drops usage buckets older than twice the longest window. The cut-off is the ledger's prune
-   * horizon, which this guard advances by no more than the time its own monotonic clock saw pass
-   * since it last read it: a guard whose wall clock runs days ahead cannot erase spend that
-   * every other guard's windows still count.
-   */
-  #prune(): void {
-    const desired = this.#o.clock.now() - Math.max(this.#o.budgetWindowMs, DAY_MS) * 2;
-    const mono = performance.now();
-    const seen = this.#horizonSeen;
-    this.#store.atomically(() => {
-      // Never seeded from this guard's clock: the first horizon is the oldest bucket (nothing
-      // is pruned then), and it moves only as fast as time passes here.
-      const stored = this.#store.pruneHorizon();
-      if (stored === null) return;
-      const allowed = Math.min(desired, seen === undefined ? stored : seen.ms + (mono - seen.mono));
-      const next = Math.max(stored, allowed);
-      this.#store.pruneUsage(next);
-      this.#store.setPruneHorizon(next);
-      this.#horizonSeen = { ms: next, mono };
-    });
-  }
-
-  /** Says so when the system clock has jumped away from the time this guard keeps. */
-  #checkSkew(): void {
-    const clock = this.#o.clock;
-    if (!(clock instanceof SteadyClock)) return;
-    const skewMs = clock.skew();
-    if (Math.abs(skewMs) < CLOCK_SKEW_WARN_MS || performance.now() - this.#skewWarnedAt < 600_000) return;
-    this.#skewWarnedAt = performance.now();
-    this.#log.warn(
-      { skewMs },
-      "the system clock jumped away from the time this guard keeps: budget windows go on counting by the monotonic clock; restart the guard to adopt the system clock",
-    );
-  }
-
-  /** The ledger file itself (deleted, replaced, overwritten?), and recovery from a fault. */
-  #checkLedger(): void {
-    const found = this.#ledger.attempt(() => this.#store.check?.());
-    if (found?.fault !== undefined) this.#ledger.failed(found.fault, "heartbeat");
-    if (found?.recovered === undefined) return;
-    this.#log.warn({ ledger: this.#store.location, how: found.recovered }, "ledger available again");
-    this.#ledger.attempt(() => this.#store.recordConfig?.(guardConfigRecord(this.#o, this.#owner.id)));
-  }
-
   #retryUnsettled(): void {
     while (this.#unsettled.length > 0) {
       try {
@@ -1402,17 +1141,10 @@ export class Guard {
   }
 
   #tick(): void {
-    this.#checkLedger();
+    this.#upkeep.checkLedger();
     this.#retryUnsettled();
-    this.#checkSkew();
-    this.#ledger.attempt(() => {
-      // A row removed while this process stalled is put back: its reservations are live.
-      const now = this.#o.clock.now();
-      if (!this.#store.heartbeat(this.#owner.id, now))
-        this.#store.registerOwner({ ...this.#owner, heartbeatMs: now });
-      this.#reclaim();
-      this.#prune();
-      // Canned lines confirmed by other processes sharing the ledger.
+    // Canned lines confirmed by other processes sharing the ledger.
+    this.#upkeep.beat(() => {
       for (const f of this.#store.cannedFingerprints()) this.#catalog.addFingerprint(f);
     });
     this.#saveLearned();
