@@ -1,10 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import pLimit, { type LimitFunction } from "p-limit";
-import { admit, type BudgetSnapshot, type Refusal } from "../budget/admission.js";
+import type { Refusal } from "../budget/admission.js";
 import { BudgetAlerts } from "../budget/alerts.js";
 import { CostEstimator, type Estimate } from "../budget/estimator.js";
 import { BudgetLimits, DAY_MS } from "../budget/limits.js";
+import { type PendingCall, pendingCallOfRow } from "../budget/pending.js";
+import { AdmissionQueue } from "../budget/queue.js";
+import { Settlements } from "../budget/settlement.js";
 import { CannedCatalog } from "../detection/catalog.js";
 import { EpisodeBook, type StuckVerdict } from "../detection/episodes.js";
 import { type Observation, SessionTracker } from "../detection/tracker.js";
@@ -21,18 +24,10 @@ import { createLogger, type Logger } from "../log/logger.js";
 import { PriceTable, type Usage } from "../pricing/prices.js";
 import { hasUnreadUsage, type ReportedCost, readUsage } from "../pricing/usage.js";
 import { SignalDispatcher } from "../signals/dispatcher.js";
-import { judgeScope, scopeOf } from "../store/buckets.js";
 import { MemoryStore } from "../store/memory.js";
 import { SafeLedger } from "../store/safe.js";
 import { SqliteStore } from "../store/sqlite.js";
-import type {
-  CostSource,
-  DecisionRecord,
-  EstimateStats,
-  LedgerStore,
-  SkipReason,
-  StoredReservation,
-} from "../store/types.js";
+import type { EstimateStats, LedgerStore, SkipReason } from "../store/types.js";
 import { HEARTBEAT_MS, LedgerUpkeep } from "../store/upkeep.js";
 import { toMicros, toUsd } from "../util/money.js";
 import { DEFAULTS, type GuardOptions, type ResolvedOptions, resolveOptions } from "./options.js";
@@ -139,122 +134,20 @@ const identity = (req: NormalizedRequest, obs: Observation) =>
 /** Identities whose skip has been counted as saved, per guard. */
 const SAVED_IDENTITIES = 10_000;
 
-const ADMISSION_POLL_MS = 50;
+/** A request that passed validation and the stuck check, on its way to admission. */
+interface Prepared {
+  readonly kind: "prepared";
+  readonly req: NormalizedRequest;
+  readonly obs: Observation;
+  readonly now: number;
+  readonly estimate: Estimate;
+  readonly savedMicros: number;
+  readonly shadowReason: SkipReason | null;
+}
 
 interface Verdict {
   readonly value: unknown;
   readonly chargedMicros: number;
-}
-
-/** A call waiting for admission near a cap. */
-interface Waiter {
-  readonly req: NormalizedRequest;
-  readonly obs: Observation;
-  readonly savedMicros: number;
-  readonly shadowReason: SkipReason | null;
-  readonly knownUsage: Usage | undefined;
-  readonly reservationId: string;
-  /** Settled by id through `settle` (see {@link ReservationRecord.remote}), and how long it may wait for that once its owner is gone. */
-  readonly remote: boolean;
-  readonly ttlMs: number;
-  /** performance.now() past which it stops waiting. */
-  readonly deadline: number;
-  resolve: (r: Admitted | SkippedOutcome) => void;
-  /** The scope that refused it last (see {@link scopesOf}). */
-  blockedBy?: string;
-}
-
-/** A call admitted by the budgets, on its way to the judge. */
-interface Admitted {
-  readonly req: NormalizedRequest;
-  readonly obs: Observation;
-  readonly estimate: Estimate;
-  /** Guard-clock time of admission; the charge lands in this time's bucket. */
-  readonly at: number;
-  readonly reservationId: string;
-  /** False when the ledger failed and the call runs unguarded (onError "open"). */
-  readonly reserved: boolean;
-  readonly shadowReason: SkipReason | null;
-  readonly knownUsage: Usage | undefined;
-  readonly remote: boolean;
-}
-
-/** What a settlement needs of a call: an admitted one, or one known only by its ledger row. */
-interface Settling {
-  readonly sessionKey: string;
-  readonly judge: string;
-  readonly model: string;
-  /** Admission time on the guard's clock: the charge lands in this time's bucket. */
-  readonly at: number;
-  readonly reservationId: string;
-  /** False when the ledger failed at admission and the call ran unguarded. */
-  readonly reserved: boolean;
-  readonly shadowReason: SkipReason | null;
-  readonly expectedMicros: number;
-  /** What the estimator learns from when the judge reports no usage; null: learn nothing. */
-  readonly expected: Usage | null;
-  readonly knownUsage: Usage | undefined;
-  readonly turns: number;
-  readonly transcriptChars: number;
-  readonly transcriptHash: string;
-}
-
-function settlingOf(a: Admitted): Settling {
-  return {
-    sessionKey: a.req.sessionKey,
-    judge: a.req.judge,
-    model: a.req.model,
-    at: a.at,
-    reservationId: a.reservationId,
-    reserved: a.reserved,
-    shadowReason: a.shadowReason,
-    expectedMicros: a.estimate.expectedMicros,
-    expected: a.estimate.expected,
-    knownUsage: a.knownUsage,
-    turns: a.obs.turns,
-    transcriptChars: a.obs.transcriptChars,
-    transcriptHash: a.obs.transcriptHash,
-  };
-}
-
-/** A reservation known only by its ledger row: admitted by a guard that is gone (a restarted sidecar). */
-function settlingOfRow(r: StoredReservation): Settling {
-  return {
-    sessionKey: r.sessionKey,
-    judge: r.judge,
-    model: r.model,
-    at: r.createdMs,
-    reservationId: r.id,
-    reserved: true,
-    shadowReason: null,
-    expectedMicros: r.expectedMicros,
-    expected: null,
-    knownUsage: undefined,
-    turns: r.turns ?? 0,
-    transcriptChars: r.transcriptChars ?? 0,
-    transcriptHash: r.transcriptHash ?? "",
-  };
-}
-
-/** The budget scopes a call counts against: everything, its key and its judge kind. */
-const scopesOf = (req: NormalizedRequest): readonly string[] => [
-  "*",
-  scopeOf(req.sessionKey),
-  judgeScope(req.judge),
-];
-
-/** The scope a refusal was made for, as {@link scopesOf} names it. */
-function refusedScope(req: NormalizedRequest, reason: Refusal["reason"]): string {
-  if (reason === "global_budget") return "*";
-  if (reason === "judge_budget") return judgeScope(req.judge);
-  return scopeOf(req.sessionKey);
-}
-
-function scaleUsage(u: Usage, by: number): Usage {
-  return {
-    inputTokens: Math.ceil(u.inputTokens * by),
-    outputTokens: Math.ceil(u.outputTokens * by),
-  };
 }
 
 /** How long a remote reservation waits for its settlement once its owner is gone, by default. */
@@ -283,15 +176,10 @@ export class Guard {
   readonly #verdicts: LRUCache<string, Verdict>;
   readonly #inflight = new Map<string, Promise<Outcome<unknown>>>();
   /** Calls admitted through `admit`, waiting for `settle`. */
-  readonly #tickets = new Map<string, { admitted: Admitted; started: number }>();
+  readonly #tickets = new Map<string, { call: PendingCall; started: number }>();
   readonly #pending = new Set<Promise<unknown>>();
-  /** Admissions waiting for calls in flight to settle, in arrival order. */
-  #queue: Waiter[] = [];
-  #pumpTimer: NodeJS.Timeout | undefined;
-  /** Estimator rows learned since they were last written to the ledger. */
-  readonly #learned = new Map<string, EstimateStats>();
-  /** Settlements the ledger refused; retried on the heartbeat so no reservation leaks. */
-  readonly #unsettled: Array<() => void> = [];
+  readonly #admission: AdmissionQueue;
+  readonly #settlements: Settlements;
   readonly #limits: BudgetLimits;
   readonly #alerts: BudgetAlerts;
   /**
@@ -305,8 +193,6 @@ export class Guard {
   readonly #usageOf: (result: unknown) => ReportedCost | undefined;
   readonly #usageOfError: (error: unknown) => ReportedCost | undefined;
   readonly #stats = {
-    judged: 0,
-    failed: 0,
     reused: 0,
     skipped: {
       stuck_session: 0,
@@ -316,7 +202,6 @@ export class Guard {
       global_budget: 0,
       ledger_error: 0,
     },
-    chargedMicros: 0,
     savedMicros: 0,
   };
   #closed = false;
@@ -398,6 +283,21 @@ export class Guard {
       signalCooldownMs: this.#o.signalCooldownMs,
     });
     this.#alerts = new BudgetAlerts(this.#limits, this.#signals, this.#ledger, this.#o);
+    this.#admission = new AdmissionQueue(this.#ledger, this.#limits, {
+      clock,
+      shadow: this.#o.mode === "shadow",
+      onError: this.#o.onError,
+      ownerId: this.#upkeep.owner.id,
+    });
+    this.#settlements = new Settlements(this.#ledger, {
+      prices: this.#prices,
+      estimator: this.#estimator,
+      limits: this.#limits,
+      alerts: this.#alerts,
+      clock,
+      log: this.#log,
+      settled: () => this.#admission.wake(),
+    });
     this.#upkeep.start(() => this.#tick());
   }
 
@@ -418,11 +318,11 @@ export class Guard {
   get stats(): GuardStats {
     const s = this.#stats;
     return {
-      judged: s.judged,
-      failed: s.failed,
+      judged: this.#settlements.judged,
+      failed: this.#settlements.failed,
       reused: s.reused,
       skipped: { ...s.skipped },
-      chargedUsd: toUsd(s.chargedMicros),
+      chargedUsd: toUsd(this.#settlements.chargedMicros),
       savedUsd: toUsd(s.savedMicros),
       stuckEpisodes: this.#episodes.opened,
       stuckKeys: this.#episodes.stuckKeys.size,
@@ -430,7 +330,7 @@ export class Guard {
       signalsFailed: this.#signals.failed,
       ledgerErrors: this.#ledger.errors,
       reclaimedReservations: this.#upkeep.reclaimed,
-      unsettled: this.#unsettled.length,
+      unsettled: this.#settlements.unsettled,
     };
   }
 
@@ -444,13 +344,10 @@ export class Guard {
     judge: () => Promise<T> | T,
     options: RunOptions<T> = {},
   ): Promise<Outcome<T>> {
-    const prepared = this.#prepare(request, options.knownUsage);
-    if ("status" in prepared) return prepared;
-    const { req, obs, now, estimate, savedMicros, shadowReason } = prepared;
-    const shadow = this.#o.mode === "shadow";
-    if (this.#o.verdictTtlMs === 0 || shadow) {
-      return this.#judgeOnce(req, obs, estimate, savedMicros, judge, options, shadowReason);
-    }
+    const p = this.#prepare(request, options.knownUsage);
+    if (p.kind === "skipped") return p.outcome;
+    const { req, obs, now } = p;
+    if (this.#o.verdictTtlMs === 0 || this.#o.mode === "shadow") return this.#judgeOnce(p, judge, options);
 
     const cacheKey = identity(req, obs);
     let awaited: Promise<unknown> | undefined;
@@ -473,7 +370,7 @@ export class Guard {
       // fails, look again: another waiter may already be retrying it.
       await shared.catch(() => undefined);
     }
-    const work = this.#judgeOnce(req, obs, estimate, savedMicros, judge, options, shadowReason);
+    const work = this.#judgeOnce(p, judge, options);
     this.#inflight.set(cacheKey, work);
     try {
       const outcome = await work;
@@ -495,21 +392,18 @@ export class Guard {
     request: JudgeRequest,
     options: { knownUsage?: Usage; waitMs?: number; ttlMs?: number } = {},
   ): Promise<Ticket | SkippedOutcome> {
-    const prepared = this.#prepare(request, options.knownUsage);
-    if ("status" in prepared) return prepared;
-    const { req, obs, estimate, savedMicros, shadowReason } = prepared;
-    const admitted = await this.#admit(req, obs, estimate, savedMicros, shadowReason, options.knownUsage, {
-      waitMs: options.waitMs,
-      remote: true,
-      ttlMs: options.ttlMs ?? REMOTE_TTL_MS,
-    });
-    if ("status" in admitted) return admitted;
-    this.#tickets.set(admitted.reservationId, { admitted, started: performance.now() });
+    const p = this.#prepare(request, options.knownUsage);
+    if (p.kind === "skipped") return p.outcome;
+    const ttlMs = options.ttlMs ?? REMOTE_TTL_MS;
+    const a = await this.#admit(p, options.knownUsage, { waitMs: options.waitMs, remote: true, ttlMs });
+    if (a.kind === "skipped") return a.outcome;
+    const { call } = a;
+    this.#tickets.set(call.reservationId, { call, started: performance.now() });
     return {
       status: "admitted",
-      reservationId: admitted.reservationId,
-      reservedUsd: toUsd(admitted.estimate.expectedMicros),
-      shadowReason: admitted.shadowReason,
+      reservationId: call.reservationId,
+      reservedUsd: toUsd(call.estimate.expectedMicros),
+      shadowReason: call.shadowReason,
     };
   }
 
@@ -519,14 +413,9 @@ export class Guard {
    */
   settle(reservationId: string, result: Settlement): { costUsd: number } {
     if (this.#closed) throw new GuardClosedError();
-    const t = this.#tickets.get(reservationId);
-    let call: Settling;
-    let started: number;
-    if (t !== undefined) {
-      this.#tickets.delete(reservationId);
-      call = settlingOf(t.admitted);
-      started = t.started;
-    } else {
+    let ticket = this.#tickets.get(reservationId);
+    if (ticket !== undefined) this.#tickets.delete(reservationId);
+    else {
       // Admitted by a guard that is gone (a sidecar that crashed and restarted), or charged at
       // its estimate after its timeout: the call was made, so its settlement counts.
       const row = this.#ledger.attempt(() => this.#store.reservation(reservationId));
@@ -536,16 +425,17 @@ export class Guard {
           `no open reservation ${JSON.stringify(reservationId)}: it was settled already, or never made`,
         );
       }
-      call = settlingOfRow(row);
-      started = performance.now() - Math.max(0, this.#o.clock.now() - row.createdMs);
+      const started = performance.now() - Math.max(0, this.#o.clock.now() - row.createdMs);
+      ticket = { call: pendingCallOfRow(row), started };
     }
+    const { call, started } = ticket;
     // An expired call's client never said what it cost: charge what was reserved, not nothing,
     // and keep the reservation's row, so that a settlement arriving after all corrects it.
     const reported: ReportedCost = result.expired
-      ? { costUsd: toUsd(call.expectedMicros), estimated: true }
+      ? { costUsd: toUsd(call.estimate.expectedMicros), estimated: true }
       : result;
     const decision = result.ok && !result.expired ? "judged" : "failed";
-    const charged = this.#settle(call, decision, reported, started, { keep: result.expired === true });
+    const charged = this.#settlements.settle(call, decision, reported, started, result.expired === true);
     return { costUsd: toUsd(charged.micros) };
   }
 
@@ -660,8 +550,8 @@ export class Guard {
     while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
     this.#upkeep.stop();
     this.#upkeep.checkLedger(); // a ledger that can be used again takes the settlements it refused
-    this.#retryUnsettled();
-    this.#saveLearned();
+    this.#settlements.retry();
+    this.#settlements.saveLearned();
     await this.#signals.close();
     this.#upkeep.release();
     if (this.#ownsStore) this.#store.close();
@@ -673,16 +563,7 @@ export class Guard {
   #prepare(
     request: JudgeRequest,
     knownUsage: Usage | undefined,
-  ):
-    | SkippedOutcome
-    | {
-        req: NormalizedRequest;
-        obs: Observation;
-        now: number;
-        estimate: Estimate;
-        savedMicros: number;
-        shadowReason: SkipReason | null;
-      } {
+  ): Prepared | { kind: "skipped"; outcome: SkippedOutcome } {
     if (this.#closed) throw new GuardClosedError();
     const req = normalizeRequest(request);
     // Before the transcript is observed, so that a refused request changes nothing.
@@ -691,9 +572,12 @@ export class Guard {
     const estimate = this.#estimate(req, obs);
     const savedMicros = knownUsage ? this.#prices.costMicros(req.model, knownUsage) : estimate.expectedMicros;
     // A turn the runtime did not handle (a busy bounce) is not judged, stuck yet or not.
-    if ((stuck.stuck || req.facts?.handled === false) && this.#o.mode !== "shadow")
-      return this.#skip(req, obs, now, "stuck_session", savedMicros, stuck.stuck ? { stuck } : {});
-    return { req, obs, now, estimate, savedMicros, shadowReason: stuck.stuck ? "stuck_session" : null };
+    if ((stuck.stuck || req.facts?.handled === false) && this.#o.mode !== "shadow") {
+      const why = stuck.stuck ? { stuck } : {};
+      return { kind: "skipped", outcome: this.#skip(req, obs, now, "stuck_session", savedMicros, why) };
+    }
+    const shadowReason = stuck.stuck ? "stuck_session" : null;
+    return { kind: "prepared", req, obs, now, estimate, savedMicros, shadowReason };
   }
 
   /** The transcript's characters, counting only what a resent one added. */
@@ -728,308 +612,76 @@ export class Guard {
   }
 
   /** Admission, then the call within the concurrency limit, then settlement. */
-  #judgeOnce<T>(
-    req: NormalizedRequest,
-    obs: Observation,
-    estimate: Estimate,
-    savedMicros: number,
-    judge: () => Promise<T> | T,
-    options: RunOptions<T>,
-    shadowReason: SkipReason | null,
-  ): Promise<Outcome<T>> {
+  #judgeOnce<T>(p: Prepared, judge: () => Promise<T> | T, options: RunOptions<T>): Promise<Outcome<T>> {
     const work = (async (): Promise<Outcome<T>> => {
-      const admitted = await this.#admit(req, obs, estimate, savedMicros, shadowReason, options.knownUsage);
-      if ("status" in admitted) return admitted;
-      return this.#limit(() => this.#call(admitted, judge, options));
+      const a = await this.#admit(p, options.knownUsage);
+      if (a.kind === "skipped") return a.outcome;
+      return this.#limit(() => this.#call(a.call, judge, options));
     })();
     this.#track(work);
     return work;
   }
 
+  /** Admits a prepared call (waiting in line near a cap), or skips it with the reason. */
   async #admit(
-    req: NormalizedRequest,
-    obs: Observation,
-    estimate: Estimate,
-    savedMicros: number,
-    shadowReason: SkipReason | null,
+    p: Prepared,
     knownUsage: Usage | undefined,
     how: { waitMs?: number | undefined; remote?: boolean; ttlMs?: number } = {},
-  ): Promise<Admitted | SkippedOutcome> {
-    const waitMs = how.waitMs ?? this.#o.admissionWaitMs;
-    const w: Waiter = {
-      req,
-      obs,
-      savedMicros,
-      shadowReason,
-      knownUsage,
+  ): Promise<{ kind: "admitted"; call: PendingCall } | { kind: "skipped"; outcome: SkippedOutcome }> {
+    const waitMs = Math.min(how.waitMs ?? this.#o.admissionWaitMs, this.#o.admissionWaitMs);
+    const { req, obs } = p;
+    const call: PendingCall = {
+      sessionKey: req.sessionKey,
+      judge: req.judge,
+      model: req.model,
+      turns: obs.turns,
+      transcriptChars: obs.transcriptChars,
+      transcriptHash: obs.transcriptHash,
       reservationId: randomUUID(),
       remote: how.remote === true,
       ttlMs: how.ttlMs ?? 0,
-      deadline: performance.now() + Math.min(waitMs, this.#o.admissionWaitMs),
-      resolve: () => {},
+      knownUsage,
+      estimate: p.estimate,
+      shadowReason: p.shadowReason,
+      at: p.now,
+      reserved: false,
     };
-    const first = this.#tryAdmit(w, estimate);
-    if (first !== "wait") return first;
-    return new Promise((resolve) => {
-      w.resolve = resolve;
-      this.#queue.push(w);
-      this.#schedulePump(ADMISSION_POLL_MS);
-    });
+    const a = await this.#admission.admit(call, performance.now() + waitMs, () => this.#estimate(req, obs));
+    if (a.kind === "admitted") return a;
+    const outcome =
+      a.kind === "refused"
+        ? this.#skip(req, obs, a.at, a.refusal.reason, p.savedMicros, { refusal: a.refusal })
+        : this.#skip(req, obs, a.at, "ledger_error", p.savedMicros, { cause: a.cause });
+    return { kind: "skipped", outcome };
   }
 
-  /**
-   * One admission attempt in one write transaction: an admitted call, a final skip, or "wait"
-   * when only calls in flight stand in the way (and there is time left to wait).
-   */
-  #tryAdmit(w: Waiter, estimate: Estimate): Admitted | SkippedOutcome | "wait" {
-    const { req } = w;
-    const shadow = this.#o.mode === "shadow";
-    const now = this.#o.clock.now();
-    const admitted = (reserved: boolean, shadowReason: SkipReason | null): Admitted => ({
-      req,
-      obs: w.obs,
-      estimate,
-      at: now,
-      reservationId: w.reservationId,
-      reserved,
-      shadowReason,
-      knownUsage: w.knownUsage,
-      remote: w.remote,
-    });
-    let refusal: Refusal | null;
-    try {
-      refusal = this.#store.atomically(() => {
-        const r = admit(
-          this.#limits.usage(req.sessionKey, now, req.judge),
-          estimate,
-          this.#limits.caps(req.judge),
-        );
-        if (r !== null && !shadow) return r;
-        this.#store.openReservation({
-          id: w.reservationId,
-          ownerId: this.#upkeep.owner.id,
-          sessionKey: req.sessionKey,
-          judge: req.judge,
-          model: req.model,
-          expectedMicros: estimate.expectedMicros,
-          worstMicros: estimate.worstMicros,
-          createdMs: now,
-          remote: w.remote,
-          ttlMs: w.ttlMs,
-          turns: w.obs.turns,
-          transcriptChars: w.obs.transcriptChars,
-          transcriptHash: w.obs.transcriptHash,
-        });
-        return r;
-      });
-    } catch (e) {
-      this.#ledger.failed(e, "admission");
-      if (this.#o.onError === "closed")
-        return this.#skip(req, w.obs, now, "ledger_error", w.savedMicros, { cause: e });
-      return admitted(false, w.shadowReason);
-    }
-    if (refusal === null) return admitted(true, w.shadowReason);
-    if (shadow) return admitted(true, w.shadowReason ?? refusal.reason);
-    if (refusal.concurrency && performance.now() < w.deadline) {
-      w.blockedBy = refusedScope(req, refusal.reason);
-      return "wait";
-    }
-    return this.#skip(req, w.obs, now, refusal.reason, w.savedMicros, { refusal });
-  }
-
-  #schedulePump(ms: number): void {
-    if (this.#pumpTimer !== undefined || this.#queue.length === 0) return;
-    this.#pumpTimer = setTimeout(() => {
-      this.#pumpTimer = undefined;
-      this.#pump();
-    }, ms);
-  }
-
-  /**
-   * Retries waiting admissions in arrival order, after a settlement here or on the poll timer
-   * (a settlement in another process shows only in the ledger). Each round stops trying a scope
-   * at its first refusal, so a round costs at most one transaction per waiting key, not one per
-   * waiting call.
-   */
-  #pump(): void {
-    const blocked = new Set<string>();
-    const still: Waiter[] = [];
-    for (const w of this.#queue) {
-      const scopeBlocked = scopesOf(w.req).some((scope) => blocked.has(scope));
-      if (scopeBlocked && performance.now() < w.deadline) {
-        still.push(w);
-        continue;
-      }
-      // A settlement meanwhile may have taught the estimator this judge's worst case.
-      const estimate = this.#estimate(w.req, w.obs);
-      const r = this.#tryAdmit(w, estimate);
-      if (r !== "wait") {
-        w.resolve(r);
-        continue;
-      }
-      still.push(w);
-      if (w.blockedBy !== undefined) blocked.add(w.blockedBy);
-    }
-    this.#queue = still;
-    this.#schedulePump(ADMISSION_POLL_MS);
-  }
-
-  async #call<T>(a: Admitted, judge: () => Promise<T> | T, options: RunOptions<T>): Promise<Outcome<T>> {
+  async #call<T>(
+    call: PendingCall,
+    judge: () => Promise<T> | T,
+    options: RunOptions<T>,
+  ): Promise<Outcome<T>> {
     const started = performance.now();
     let value: T;
     try {
       value = await judge();
     } catch (error) {
-      this.#settle(settlingOf(a), "failed", this.#usageOfError(error), started);
+      this.#settlements.settle(call, "failed", this.#usageOfError(error), started);
       throw error;
     }
     const usageOf =
       (options.usageOf as ((r: unknown) => ReportedCost | undefined) | undefined) ?? this.#usageOf;
     const reported = usageOf(value);
     if (reported?.usage === undefined && reported?.costUsd === undefined && hasUnreadUsage(value))
-      this.#warnUnread(a.req.judge, a.req.model);
-    const charged = this.#settle(settlingOf(a), "judged", reported, started);
+      this.#warnUnread(call.judge, call.model);
+    const charged = this.#settlements.settle(call, "judged", reported, started);
     return {
       status: "judged",
       value,
       costUsd: toUsd(charged.micros),
       usage: charged.usage,
-      reservedUsd: toUsd(a.estimate.expectedMicros),
-      shadowReason: a.shadowReason,
+      reservedUsd: toUsd(call.estimate.expectedMicros),
+      shadowReason: call.shadowReason,
     };
-  }
-
-  /** Settles to the actual cost: releases the reservation, charges the budgets, records the decision. */
-  #settle(
-    a: Settling,
-    decision: "judged" | "failed",
-    reported: ReportedCost | undefined,
-    started: number,
-    how: { keep?: boolean } = {},
-  ): { micros: number; usage: Usage | null } {
-    const failed = decision === "failed";
-    const usage = reported?.usage ?? (failed ? null : (a.knownUsage ?? null));
-    // Price at the model that really ran, where the judge says (an escalated Haiku call is Sonnet's price).
-    const model = reported?.model ?? a.model;
-    // The judge's own cost wins (it knows its cache use, retries and subagents, which its token
-    // counts may not show); tokens x price only without one, and is recorded beside it.
-    const computed = usage ? this.#prices.costMicros(model, usage) : null;
-    const cost = reported?.costUsd;
-    // A reported cost is finite and >= 0; a zero beside tokens that cost something is a
-    // placeholder (a result type with a cost field nobody filled), not a free call.
-    const validCost =
-      typeof cost === "number" && Number.isFinite(cost) && cost >= 0 && (cost > 0 || !computed);
-    let charged: number;
-    let costSource: CostSource | null;
-    if (validCost && !reported?.estimated) {
-      charged = toMicros(cost);
-      costSource = "reported";
-    } else if (computed !== null) {
-      charged = computed;
-      costSource = "computed";
-    } else if (validCost) {
-      // The guard's own estimate (a call whose client never settled).
-      charged = toMicros(cost);
-      costSource = "estimate";
-    } else if (failed) {
-      charged = 0;
-      costSource = null;
-    } else {
-      // The judge reported nothing: charge the estimate rather than pretend it was free.
-      charged = a.expectedMicros;
-      costSource = "estimate";
-      this.#log.debug({ judge: a.judge, model: a.model }, "judge result has no usage: charged the estimate");
-    }
-    const record: DecisionRecord = {
-      ts: a.at,
-      sessionKey: a.sessionKey,
-      judge: a.judge,
-      model,
-      decision,
-      reason: a.shadowReason,
-      shadow: a.shadowReason !== null,
-      reservedMicros: a.reserved ? a.expectedMicros : 0,
-      chargedMicros: charged,
-      savedMicros: 0,
-      inputTokens: usage?.inputTokens ?? 0,
-      outputTokens: usage?.outputTokens ?? 0,
-      cacheReadTokens: usage?.cacheReadTokens ?? 0,
-      cacheWriteTokens: (usage?.cacheWriteTokens ?? 0) + (usage?.cacheWrite1hTokens ?? 0),
-      turns: a.turns,
-      transcriptChars: a.transcriptChars,
-      transcriptHash: a.transcriptHash,
-      durationMs: Math.round(performance.now() - started),
-      episodeId: null,
-      costSource,
-      computedMicros: computed,
-    };
-    // Without tokens, a reported cost still teaches: the expected usage scaled to it, so that a
-    // judge that costs far more than its estimate (an agent's many turns) is reserved for so.
-    const learnFrom =
-      usage ??
-      (a.expected !== null && costSource === "reported" && a.expectedMicros > 0
-        ? scaleUsage(a.expected, charged / a.expectedMicros)
-        : a.expected);
-    if (!failed && learnFrom !== null) {
-      // A judge that reports no usage is learned from its estimate, so its estimate settles.
-      const learned = this.#estimator.learn(a.judge, a.model, a.transcriptChars, learnFrom);
-      this.#learned.set(`${learned.judge}\u0000${learned.model}`, learned);
-    }
-    // Budget alerts compare the usage after this charge with the caps: read it inside the
-    // settlement's transaction, which holds the lock already, rather than in separate reads.
-    let after: BudgetSnapshot | undefined;
-    let moot = false;
-    const write = () =>
-      this.#store.atomically(() => {
-        const id = a.reservationId;
-        const prior = !a.reserved
-          ? undefined
-          : how.keep
-            ? this.#store.reservation(id)
-            : this.#store.takeReservation(id);
-        if (how.keep && a.reserved && (prior === undefined || prior.chargedMicros !== null)) {
-          // Timed out here, but settled (or charged) through another guard on the ledger meanwhile.
-          moot = true;
-          return;
-        }
-        if (!how.keep && prior?.chargedMicros != null && prior.decisionId !== null) {
-          // Charged at its estimate meanwhile (its owner was presumed gone, or it timed out):
-          // correct that charge to this one, in the same decision.
-          this.#store.addUsage(a.sessionKey, prior.createdMs, charged - prior.chargedMicros, 0, a.judge);
-          this.#store.updateDecision(prior.decisionId, record);
-        } else {
-          if (charged > 0 || !failed) this.#store.addUsage(a.sessionKey, a.at, charged, 1, a.judge);
-          const decisionId = this.#store.recordDecision(record);
-          // Kept, so that a settlement arriving after all (its client was only slow) corrects it.
-          if (how.keep && prior !== undefined)
-            this.#store.markCharged(id, charged, decisionId, this.#o.clock.now());
-        }
-        if (charged > 0 && this.#alerts.on) {
-          try {
-            after = this.#limits.usage(a.sessionKey, a.at, a.judge);
-          } catch {
-            // Never fail a settlement over its alert check: the alerts read again.
-          }
-        }
-      });
-    try {
-      write();
-    } catch (e) {
-      // The spend happened: keep it, and write it once the ledger answers again.
-      this.#ledger.failed(e, "settlement");
-      this.#unsettled.push(write);
-    }
-    if (moot) return { micros: 0, usage: null };
-    if (failed) this.#stats.failed++;
-    else this.#stats.judged++;
-    this.#stats.chargedMicros += charged;
-    if (charged > 0) this.#alerts.check(a.sessionKey, a.judge, a.at, after);
-    if (this.#queue.length > 0) {
-      clearTimeout(this.#pumpTimer);
-      this.#pumpTimer = undefined;
-      this.#schedulePump(0);
-    }
-    return { micros: charged, usage };
   }
 
   #skip(
@@ -1129,41 +781,14 @@ export class Guard {
     p.then(done, done);
   }
 
-  #retryUnsettled(): void {
-    while (this.#unsettled.length > 0) {
-      try {
-        this.#unsettled[0]!();
-        this.#unsettled.shift();
-      } catch {
-        return;
-      }
-    }
-  }
-
   #tick(): void {
     this.#upkeep.checkLedger();
-    this.#retryUnsettled();
+    this.#settlements.retry();
     // Canned lines confirmed by other processes sharing the ledger.
     this.#upkeep.beat(() => {
       for (const f of this.#store.cannedFingerprints()) this.#catalog.addFingerprint(f);
     });
-    this.#saveLearned();
-  }
-
-  /**
-   * Learned sizes are written on the heartbeat and at close, not in every settlement: they
-   * only shape estimates, and a lost few seconds of learning costs nothing, while one more
-   * page in each settlement's commit costs every call.
-   */
-  #saveLearned(): void {
-    if (this.#learned.size === 0) return;
-    const rows = [...this.#learned.values()];
-    this.#learned.clear();
-    this.#ledger.attempt(() =>
-      this.#store.atomically(() => {
-        for (const r of rows) this.#store.saveEstimateStats(r);
-      }),
-    );
+    this.#settlements.saveLearned();
   }
 }
 
