@@ -1,25 +1,13 @@
+import type { ResolvedCaps } from "../store/guard-config.js";
 import type { BudgetLedger, ScopeUsage } from "../store/types.js";
 import type { BudgetCaps, BudgetSnapshot } from "./admission.js";
 
 /** The window of the global cap and of the caps per judge kind. */
 export const DAY_MS = 86_400_000;
 
-/** The caps a guard enforces, resolved (micro-dollars; Infinity: none). */
-export interface LimitOptions {
-  readonly sessionBudgetMicros: number;
-  readonly sessionMaxCalls: number;
-  /** The rolling window of the per-key caps. */
-  readonly budgetWindowMs: number;
-  /** All keys together per {@link DAY_MS}. */
-  readonly dailyBudgetMicros: number;
-  /** Every judge kind `judgeBudgetsMicros` does not name, all keys together per {@link DAY_MS}. */
-  readonly judgeBudgetMicros: number;
-  readonly judgeBudgetsMicros: Readonly<Record<string, number>>;
-}
-
 /** The guard's caps, and what the ledger holds against them. */
 export class BudgetLimits {
-  readonly o: LimitOptions;
+  readonly o: ResolvedCaps;
   /** Whether any judge kind has a cap (then the store must read spend per kind: `judgeUsage`). */
   readonly judgeCapped: boolean;
   /** Whether any cap is set at all. */
@@ -27,7 +15,7 @@ export class BudgetLimits {
   readonly #store: BudgetLedger;
   readonly #caps: BudgetCaps;
 
-  constructor(o: LimitOptions, store: BudgetLedger) {
+  constructor(o: ResolvedCaps, store: BudgetLedger) {
     this.o = o;
     this.#store = store;
     this.#caps = {
