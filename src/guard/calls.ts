@@ -129,8 +129,14 @@ export class Calls {
     how: AdmitHow = {},
   ): Promise<{ kind: "admitted"; call: PendingCall } | { kind: "skipped"; outcome: SkippedOutcome }> {
     const waitMs = Math.min(how.waitMs ?? this.#o.admissionWaitMs, this.#o.admissionWaitMs);
+    const { subject } = p;
     const call: PendingCall = {
-      ...p.subject,
+      sessionKey: subject.sessionKey,
+      judge: subject.judge,
+      model: subject.model,
+      turns: subject.turns,
+      transcriptChars: subject.transcriptChars,
+      transcriptHash: subject.transcriptHash,
       reservationId: randomUUID(),
       remote: how.remote === true,
       ttlMs: how.ttlMs ?? 0,
