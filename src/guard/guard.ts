@@ -12,9 +12,8 @@ import { createLogger } from "../log/logger.js";
 import { PriceTable, type Usage } from "../pricing/prices.js";
 import { readUsage } from "../pricing/usage.js";
 import { SignalDispatcher } from "../signals/dispatcher.js";
-import { MemoryStore } from "../store/memory.js";
+import { openStore } from "../store/open.js";
 import { SafeLedger } from "../store/safe.js";
-import { SqliteStore } from "../store/sqlite.js";
 import type { EstimateStats, LedgerStore } from "../store/types.js";
 import { HEARTBEAT_MS, LedgerUpkeep } from "../store/upkeep.js";
 import { toUsd } from "../util/money.js";
@@ -80,12 +79,7 @@ export class Guard {
     const log = typeof logger === "string" ? createLogger(logger) : logger;
     const ledger = options.ledger ?? DEFAULTS.ledger;
     this.#ownsStore = typeof ledger === "string";
-    this.#store =
-      typeof ledger !== "string"
-        ? ledger
-        : ledger === ":memory:"
-          ? new MemoryStore()
-          : new SqliteStore(ledger, { whenUnavailable: "retry" });
+    this.#store = typeof ledger === "string" ? openStore(ledger) : ledger;
     this.#ledger = new SafeLedger(this.#store, log, { quietMs: HEARTBEAT_MS });
     const limits = new BudgetLimits(o, this.#store);
     if (limits.judgeCapped && typeof this.#store.judgeUsage !== "function") {

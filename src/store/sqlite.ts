@@ -853,7 +853,7 @@ function migrate(db: Database.Database): void {
 const orNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
 /** A `guard_config` row as a record. */
-function configOf(r: Row): GuardConfigRecord {
+export function configOf(r: Row): GuardConfigRecord {
   return {
     startedMs: Number(r.started_ms),
     ownerId: String(r.owner_id),
