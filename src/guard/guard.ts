@@ -193,7 +193,7 @@ export class Guard {
     judge: () => Promise<T> | T,
     options: RunOptions<T> = {},
   ): Promise<Outcome<T>> {
-    const p = this.#prepare().prepare(request, options.knownUsage);
+    const p = this.#live().accept(request, options.knownUsage);
     if (p.kind === "skipped") return p.outcome;
     const judgeOnce = () => this.#track(this.#calls.run(p, judge, options));
     if (this.#o.verdictTtlMs === 0 || this.#o.mode === "shadow") return judgeOnce();
@@ -213,7 +213,7 @@ export class Guard {
     request: JudgeRequest,
     options: { knownUsage?: Usage; waitMs?: number; ttlMs?: number } = {},
   ): Promise<Ticket | SkippedOutcome> {
-    const p = this.#prepare().prepare(request, options.knownUsage);
+    const p = this.#live().accept(request, options.knownUsage);
     if (p.kind === "skipped") return p.outcome;
     return this.#calls.admit(p, options.knownUsage, options);
   }
@@ -253,7 +253,7 @@ export class Guard {
    * use it to skip a whole evolution cycle.
    */
   assess(session: SessionRef, options: AssessOptions = {}): Assessment {
-    return this.#prepare().assess(session, options);
+    return this.#live().assess(session, options);
   }
 
   /** A key's current state: stuck or not, and its spend against its caps within the window. */
@@ -317,8 +317,8 @@ export class Guard {
 
   // ---------------------------------------------------------------------------------------
 
-  /** The intake, for a guard that is not closed. */
-  #prepare(): Intake {
+  /** The intake, while the guard is not closed. */
+  #live(): Intake {
     if (this.#closed) throw new GuardClosedError();
     return this.#intake;
   }

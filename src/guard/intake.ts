@@ -65,7 +65,7 @@ export class Intake {
   }
 
   /** A request on its way to admission, or its skip. */
-  prepare(
+  accept(
     request: JudgeRequest,
     knownUsage: Usage | undefined,
   ): Prepared | { kind: "skipped"; outcome: SkippedOutcome } {
