@@ -29,19 +29,24 @@ type Row = Record<string, unknown>;
 const num = (v: unknown): number => Number(v ?? 0);
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
-/** The columns {@link splitSql} names, as sums. */
+/** The columns {@link splitSql} selects, by the sum each holds. */
+const SPLIT_COLUMNS: Readonly<Record<keyof CostSplitSums, string>> = {
+  reportedMicros: "s_rep",
+  reportedComputedMicros: "s_rep_comp",
+  computedMicros: "s_comp",
+  estimatedMicros: "s_est",
+  unknownMicros: "s_unk",
+  reportedCalls: "n_rep",
+  computedCalls: "n_comp",
+  estimatedCalls: "n_est",
+  unknownCalls: "n_unk",
+};
+
 function splitOf(r: Row): CostSplitSums {
-  return {
-    reportedMicros: num(r.s_rep),
-    reportedComputedMicros: num(r.s_rep_comp),
-    computedMicros: num(r.s_comp),
-    estimatedMicros: num(r.s_est),
-    unknownMicros: num(r.s_unk),
-    reportedCalls: num(r.n_rep),
-    computedCalls: num(r.n_comp),
-    estimatedCalls: num(r.n_est),
-    unknownCalls: num(r.n_unk),
-  };
+  const sums = {} as Record<keyof CostSplitSums, number>;
+  for (const [field, column] of Object.entries(SPLIT_COLUMNS))
+    sums[field as keyof CostSplitSums] = num(r[column]);
+  return sums;
 }
 
 /** Sums, per group, of the charges by source (the columns {@link splitOf} reads back). */
