@@ -15,6 +15,9 @@ export function copyCheckout(to: string): void {
   });
   for (const file of listed.split("\0").filter(Boolean)) {
     if (!existsSync(join(ROOT, file))) continue; // deleted in the working tree
+    // A git worktree may link another checkout's node_modules: a file git lists, not a folder
+    // it ignores. It is linked below like a real one.
+    if (file === "node_modules") continue;
     mkdirSync(dirname(join(to, file)), { recursive: true });
     cpSync(join(ROOT, file), join(to, file));
   }
