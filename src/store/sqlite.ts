@@ -91,6 +91,17 @@ interface Connection {
   readonly fd: number | undefined;
 }
 
+let connection: (store: SqliteStore) => Database.Database;
+
+/**
+ * The store's own connection, for tests that inject faults into it or read its settings (a
+ * reader opens a connection of its own); not part of the package's interface. Throws the
+ * store's fault while it has no connection.
+ */
+export function connectionOf(store: SqliteStore): Database.Database {
+  return connection(store);
+}
+
 /** How often, at most, an operation looks whether the file was deleted or replaced (a stat). */
 const IDENTITY_CHECK_MS = 100;
 const SQLITE_HEADER = Buffer.from("SQLite format 3\0", "latin1");
@@ -131,10 +142,11 @@ export class SqliteStore implements LedgerStore {
     }
   }
 
-  /** The connection (for inspection and tests); throws the fault while there is none. */
-  get db(): Database.Database {
-    if (this.#c === undefined) throw this.#fault!;
-    return this.#c.db;
+  static {
+    connection = (store) => {
+      if (store.#c === undefined) throw store.#fault!;
+      return store.#c.db;
+    };
   }
 
   /** Why the ledger cannot be used right now, or undefined. */
@@ -406,16 +418,16 @@ export class SqliteStore implements LedgerStore {
   }
 
   atomically<T>(fn: () => T): T {
-    const s = this.#s;
-    if (this.db.inTransaction) return fn();
+    const { db, s } = this.#live();
+    if (db.inTransaction) return fn();
     s.begin.run();
     try {
       const out = fn();
       s.commit.run();
       return out;
     } catch (e) {
-      // `s`, not `this.#s`: a statement inside may have found the file unusable meanwhile.
-      if (this.db.inTransaction) s.rollback.run();
+      // This connection's, not `this.#s`: a statement inside may have found the file unusable meanwhile.
+      if (db.inTransaction) s.rollback.run();
       throw e;
     }
   }
