@@ -1,6 +1,5 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { openPhantomDb } from "../adapters/phantom-sessions.js";
 import { DEFAULT_ESTIMATOR, type EstimatorOptions } from "../budget/estimator.js";
 import { compilePatterns } from "../detection/catalog.js";
 import { ConfigError } from "../errors.js";
@@ -11,6 +10,7 @@ import { DEFAULT_PRICES, loadPriceFile, parsePrices } from "../pricing/prices.js
 import { phantomSqliteSink } from "../signals/phantom-sqlite.js";
 import type { SignalSink } from "../signals/types.js";
 import { webhookSink } from "../signals/webhook.js";
+import { openPhantomDb } from "../store/phantom.js";
 import { nearest } from "../util/nearest.js";
 
 type Env = Readonly<Record<string, string | undefined>>;
