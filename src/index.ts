@@ -102,11 +102,16 @@ export {
 export { MemoryStore } from "./store/memory.js";
 export { SqliteStore, type SqliteStoreOptions } from "./store/sqlite.js";
 export type {
+  BudgetLedger,
   DecisionRecord,
+  EpisodeLedger,
   EstimateStats,
+  LedgerBase,
   LedgerCheck,
   LedgerStore,
+  ReservationLedger,
   ScopeUsage,
   SignalClaim,
+  SignalLedger,
   SkipReason,
 } from "./store/types.js";
