@@ -3,6 +3,9 @@ import type { SafeLedger } from "../store/safe.js";
 import type { SignalClaim, SignalLedger } from "../store/types.js";
 import { type DeliveryReport, eventId, type GuardEvent, type SignalSink } from "./types.js";
 
+/** The ledger as delivery records are written to it: a failed write never breaks a delivery. */
+type Ledger = SafeLedger<SignalLedger>;
+
 export interface DispatcherOptions {
   /** Shadow mode: record what would have been sent, send nothing. */
   readonly shadow: boolean;
@@ -21,8 +24,7 @@ export interface DispatcherOptions {
  */
 export class SignalDispatcher {
   readonly #sinks: readonly SignalSink[];
-  /** Delivery records are written through it: a failed write never breaks a delivery. */
-  readonly #ledger: SafeLedger<SignalLedger>;
+  readonly #ledger: Ledger;
   readonly #log: Logger;
   readonly #o: DispatcherOptions;
   /** Channels that delivered each event (an episode or an alert), while some have not. */
@@ -30,12 +32,7 @@ export class SignalDispatcher {
   delivered = 0;
   failed = 0;
 
-  constructor(
-    sinks: readonly SignalSink[],
-    ledger: SafeLedger<SignalLedger>,
-    log: Logger,
-    options: DispatcherOptions,
-  ) {
+  constructor(sinks: readonly SignalSink[], ledger: Ledger, log: Logger, options: DispatcherOptions) {
     this.#sinks = sinks;
     this.#ledger = ledger;
     this.#log = log;

@@ -433,26 +433,26 @@ export class SqliteStore implements LedgerStore {
   }
 
   scopeUsage(sessionKey: string | null, sinceMs: number): ScopeUsage {
-    const u = this.#s.usage.get({ scope: scopeOf(sessionKey), after: sinceMs - this.#bucketMs }) as Row;
-    const r = (sessionKey === null ? this.#s.openAll.get() : this.#s.openKey.get(sessionKey)) as Row;
-    return {
-      spentMicros: Number(u.m),
-      calls: Number(u.c),
-      openCount: Number(r.n),
-      openExpectedMicros: Number(r.e),
-      openWorstMicros: Number(r.w),
-    };
+    const s = this.#s;
+    return this.#usage(scopeOf(sessionKey), sinceMs, () =>
+      sessionKey === null ? s.openAll.get() : s.openKey.get(sessionKey),
+    );
   }
 
   judgeUsage(judge: string, sinceMs: number): ScopeUsage {
-    const u = this.#s.usage.get({ scope: judgeScope(judge), after: sinceMs - this.#bucketMs }) as Row;
-    const r = this.#s.openJudge.get(judge) as Row;
+    return this.#usage(judgeScope(judge), sinceMs, () => this.#s.openJudge.get(judge));
+  }
+
+  /** A scope's settled usage since `sinceMs`, then its open reservations, as `open` reads them. */
+  #usage(scope: string, sinceMs: number, readOpen: () => unknown): ScopeUsage {
+    const u = this.#s.usage.get({ scope, after: sinceMs - this.#bucketMs }) as Row;
+    const open = readOpen() as Row;
     return {
       spentMicros: Number(u.m),
       calls: Number(u.c),
-      openCount: Number(r.n),
-      openExpectedMicros: Number(r.e),
-      openWorstMicros: Number(r.w),
+      openCount: Number(open.n),
+      openExpectedMicros: Number(open.e),
+      openWorstMicros: Number(open.w),
     };
   }
 
@@ -547,14 +547,8 @@ export class SqliteStore implements LedgerStore {
       const latest = this.#s.configAt.get(c.startedMs) as Row | undefined;
       if (latest !== undefined && sameCaps(configOf(latest), c)) return;
       this.#s.config.run({
-        started: c.startedMs,
-        owner: c.ownerId,
-        mode: c.mode,
-        sessionBudget: c.sessionBudgetMicros,
-        sessionCalls: c.sessionMaxCalls,
-        window: c.budgetWindowMs,
-        dailyBudget: c.dailyBudgetMicros,
-        judgeBudget: c.judgeBudgetMicros ?? null,
+        ...c,
+        judgeBudgetMicros: c.judgeBudgetMicros ?? null,
         judgeBudgets: judgeBudgetsText(c),
       });
     });
@@ -631,29 +625,11 @@ export class SqliteStore implements LedgerStore {
   }
 
   saveKeyState(s: KeyStateRecord): void {
-    this.#s.saveKeyState.run({
-      key: s.sessionKey,
-      stuck: s.stuck ? 1 : 0,
-      episode: s.episodeId,
-      fingerprint: s.fingerprint,
-      repeats: s.repeats,
-      lastSignal: s.lastSignalMs,
-      signalled: s.signalled ? 1 : 0,
-      updated: s.updatedMs,
-    });
+    this.#s.saveKeyState.run({ ...s, stuck: s.stuck ? 1 : 0, signalled: s.signalled ? 1 : 0 });
   }
 
   openEpisode(e: EpisodeRecord): void {
-    this.#s.openEpisode.run({
-      id: e.id,
-      key: e.sessionKey,
-      fingerprint: e.fingerprint,
-      evidence: e.evidence,
-      repeats: e.repeats,
-      turn: e.detectedTurn,
-      started: e.startedMs,
-      trail: e.trail === undefined ? null : JSON.stringify(e.trail),
-    });
+    this.#s.openEpisode.run({ ...e, trail: e.trail === undefined ? null : JSON.stringify(e.trail) });
   }
 
   closeEpisode(id: string, endedMs: number): void {
@@ -688,17 +664,7 @@ export class SqliteStore implements LedgerStore {
   }
 
   recordSignal(s: SignalRecord): void {
-    this.#s.signal.run({
-      ts: s.ts,
-      event: s.eventId,
-      episode: s.episodeId,
-      key: s.sessionKey,
-      channel: s.channel,
-      kind: s.event,
-      status: s.status,
-      attempts: s.attempts,
-      error: s.error,
-    });
+    this.#s.signal.run(s);
   }
 
   signalDelivered(eventId: string): boolean {
@@ -978,8 +944,8 @@ function prepare(db: Database.Database) {
     configs: db.prepare("SELECT * FROM guard_config ORDER BY started_ms, id"),
     config: db.prepare(
       `INSERT INTO guard_config (started_ms, owner_id, mode, session_budget_micros, session_max_calls,
-        budget_window_ms, daily_budget_micros, judge_budget_micros, judge_budgets) VALUES (:started, :owner, :mode,
-        :sessionBudget, :sessionCalls, :window, :dailyBudget, :judgeBudget, :judgeBudgets)`,
+        budget_window_ms, daily_budget_micros, judge_budget_micros, judge_budgets) VALUES (:startedMs, :ownerId, :mode,
+        :sessionBudgetMicros, :sessionMaxCalls, :budgetWindowMs, :dailyBudgetMicros, :judgeBudgetMicros, :judgeBudgets)`,
     ),
     owner: db.prepare(
       `INSERT OR REPLACE INTO owners (id, pid, hostname, proc_start, boot_id, pid_ns, started_ms, heartbeat_ms, beat)
@@ -991,11 +957,11 @@ function prepare(db: Database.Database) {
     keyState: db.prepare("SELECT * FROM key_state WHERE session_key = ?"),
     saveKeyState: db.prepare(
       `INSERT OR REPLACE INTO key_state (session_key, stuck, episode_id, fingerprint, repeats, last_signal_ms, signalled, updated_ms)
-        VALUES (:key, :stuck, :episode, :fingerprint, :repeats, :lastSignal, :signalled, :updated)`,
+        VALUES (:sessionKey, :stuck, :episodeId, :fingerprint, :repeats, :lastSignalMs, :signalled, :updatedMs)`,
     ),
     openEpisode: db.prepare(
       `INSERT OR IGNORE INTO episodes (id, session_key, fingerprint, evidence, repeats, detected_turn, started_ms, trail)
-        VALUES (:id, :key, :fingerprint, :evidence, :repeats, :turn, :started, :trail)`,
+        VALUES (:id, :sessionKey, :fingerprint, :evidence, :repeats, :detectedTurn, :startedMs, :trail)`,
     ),
     closeEpisode: db.prepare("UPDATE episodes SET ended_ms = :ended WHERE id = :id AND ended_ms IS NULL"),
     episodes: db.prepare("SELECT * FROM episodes ORDER BY started_ms DESC"),
@@ -1006,7 +972,7 @@ function prepare(db: Database.Database) {
     removeCanned: db.prepare("DELETE FROM canned_fingerprints WHERE fingerprint = ?"),
     signal: db.prepare(
       `INSERT INTO signals (ts, event_id, episode_id, session_key, channel, event, status, attempts, error)
-        VALUES (:ts, :event, :episode, :key, :channel, :kind, :status, :attempts, :error)`,
+        VALUES (:ts, :eventId, :episodeId, :sessionKey, :channel, :event, :status, :attempts, :error)`,
     ),
     claim: db.prepare("SELECT claimed_ms, delivered FROM signal_claims WHERE event_id = ?"),
     setClaim: db.prepare(
