@@ -1,12 +1,6 @@
 export * from "./adapters/index.js";
-export {
-  admit,
-  type BudgetCaps,
-  type BudgetSnapshot,
-  type Refusal,
-  type ScopeUsage,
-} from "./budget/admission.js";
-export { CostEstimator, type EstimateStats } from "./budget/estimator.js";
+export { admit, type BudgetCaps, type BudgetSnapshot, type Refusal } from "./budget/admission.js";
+export { CostEstimator } from "./budget/estimator.js";
 export { fromEnv } from "./config/env.js";
 export {
   checkVariableNames,
@@ -110,4 +104,17 @@ export {
 } from "./signals/webhook.js";
 export { MemoryStore } from "./store/memory.js";
 export { SqliteStore, type SqliteStoreOptions } from "./store/sqlite.js";
-export type { DecisionRecord, LedgerCheck, LedgerStore, SignalClaim, SkipReason } from "./store/types.js";
+export type {
+  BudgetLedger,
+  DecisionRecord,
+  EpisodeLedger,
+  EstimateStats,
+  LedgerBase,
+  LedgerCheck,
+  LedgerStore,
+  ReservationLedger,
+  ScopeUsage,
+  SignalClaim,
+  SignalLedger,
+  SkipReason,
+} from "./store/types.js";

@@ -1,88 +1,10 @@
-import { existsSync } from "node:fs";
-import type Database from "better-sqlite3";
-import { sqlite } from "../store/driver.js";
+import { openPhantomDb, PhantomDbError, type ResetRow, type SessionSelector } from "../store/phantom.js";
 
 /**
- * Phantom's `sessions` table, from outside Phantom: open its database without disturbing a
- * running Phantom, and clear stale SDK sessions (the manual workaround of Phantom issue #25 and
- * the reporter's suggested fixes, automated).
- *
- * The rules for sharing the file with Phantom: never change the journal mode (Phantom set WAL),
- * keep every write one short autocommit statement, and wait for Phantom's lock with a busy
- * timeout of our own (Phantom sets none, so a long lock held here would fail its writes). Same
- * host only: WAL shared memory does not work over network file systems.
- */
-
-export class PhantomDbError extends Error {
-  override readonly name = "PhantomDbError";
-}
-
-/** The columns of Phantom's sessions table that a reset reads or writes. */
-const SESSION_COLUMNS = ["session_key", "sdk_session_id", "status", "last_active_at", "turn_count"] as const;
-
-/** Opens Phantom's database and checks it has a sessions table with the columns a reset uses. */
-export function openPhantomDb(
-  path: string,
-  options: { busyTimeoutMs?: number; readonly?: boolean } = {},
-): Database.Database {
-  if (!existsSync(path)) throw new PhantomDbError(`Phantom's database ${path} does not exist`);
-  let db: Database.Database;
-  try {
-    db = new (sqlite())(path, { fileMustExist: true, readonly: options.readonly === true });
-  } catch (e) {
-    throw new PhantomDbError(`cannot open ${path}: ${(e as Error).message}`);
-  }
-  db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 250)}`);
-  try {
-    const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'").get();
-    if (table === undefined)
-      throw new PhantomDbError(`${path} has no sessions table: is it Phantom's database?`);
-    const columns = new Set(
-      (db.prepare("SELECT name FROM pragma_table_info('sessions')").all() as Array<{ name: string }>).map(
-        (c) => c.name,
-      ),
-    );
-    const missing = SESSION_COLUMNS.filter((c) => !columns.has(c));
-    if (missing.length > 0)
-      throw new PhantomDbError(
-        `${path} has a sessions table without ${missing.join(", ")}: is it Phantom's database?`,
-      );
-  } catch (e) {
-    db.close();
-    throw e instanceof PhantomDbError
-      ? e
-      : new PhantomDbError(`cannot read ${path}: ${(e as Error).message}`);
-  }
-  return db;
-}
-
-/** Which rows to reset: one key, every active row last active before a time, or every active row. */
-export type SessionSelector = { sessionKey: string } | { staleBefore: Date } | { allActive: true };
-
-export interface ResetRow {
-  readonly sessionKey: string;
-  readonly lastActiveAt: string;
-  readonly turnCount: number;
-}
-
-/** SQLite's `datetime('now')` format, which Phantom's timestamps use (UTC). */
-export function sqliteTime(d: Date): string {
-  return d.toISOString().slice(0, 19).replace("T", " ");
-}
-
-function where(selector: SessionSelector): { sql: string; args: string[] } {
-  const base = "status = 'active' AND sdk_session_id IS NOT NULL";
-  if ("sessionKey" in selector) return { sql: `${base} AND session_key = ?`, args: [selector.sessionKey] };
-  if ("staleBefore" in selector)
-    return { sql: `${base} AND last_active_at < ?`, args: [sqliteTime(selector.staleBefore)] };
-  return { sql: base, args: [] };
-}
-
-/**
- * Clears `sdk_session_id` (and refreshes `last_active_at`) on the selected active rows, so the
- * runtime's next message on each starts a fresh SDK session. With `dryRun`, changes nothing and
- * returns what it would change. One UPDATE ... RETURNING: the lock is held for one statement;
- * while Phantom holds its own, the statement waits up to the busy timeout, a few times over.
+ * Clears `sdk_session_id` (and refreshes `last_active_at`) on the selected active rows of
+ * Phantom's database at `path` (see {@link PhantomDb.reset}), as `judge-guard reset-sessions`
+ * does: while Phantom holds its lock, the statement waits up to the busy timeout, a few times
+ * over, and a failure is one {@link PhantomDbError} saying what to do.
  */
 export function resetPhantomSessions(
   path: string,
@@ -95,7 +17,7 @@ export function resetPhantomSessions(
   try {
     for (let attempt = 0; ; attempt++) {
       try {
-        return resetOnce(db, selector, options.dryRun === true);
+        return db.reset(selector, options.dryRun === true);
       } catch (e) {
         const code = (e as { code?: string }).code;
         if ((code !== "SQLITE_BUSY" && code !== "SQLITE_LOCKED") || attempt >= (options.retries ?? 2))
@@ -110,24 +32,4 @@ export function resetPhantomSessions(
   } finally {
     db.close();
   }
-}
-
-/**
- * The reset itself, one statement on an open connection: `resetPhantomSessions` (the CLI) and
- * the phantom-sqlite signal sink, which keeps its connection and retries without blocking, both
- * run it.
- */
-export function resetOnce(db: Database.Database, selector: SessionSelector, dryRun = false): ResetRow[] {
-  const w = where(selector);
-  const rows = dryRun
-    ? db.prepare(`SELECT session_key, last_active_at, turn_count FROM sessions WHERE ${w.sql}`).all(...w.args)
-    : db
-        .prepare(
-          `UPDATE sessions SET sdk_session_id = NULL, last_active_at = datetime('now') WHERE ${w.sql}
-           RETURNING session_key, last_active_at, turn_count`,
-        )
-        .all(...w.args);
-  return (rows as Array<{ session_key: string; last_active_at: string; turn_count: number }>)
-    .map((r) => ({ sessionKey: r.session_key, lastActiveAt: r.last_active_at, turnCount: r.turn_count }))
-    .sort((a, b) => a.sessionKey.localeCompare(b.sessionKey));
 }

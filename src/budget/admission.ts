@@ -10,17 +10,7 @@
  * by a multiple of the concurrency.
  */
 
-/** What the ledger holds for one scope (a session key, or everything) within its window. */
-export interface ScopeUsage {
-  /** Settled spend within the window, micro-dollars. */
-  readonly spentMicros: number;
-  /** Settled calls within the window. */
-  readonly calls: number;
-  /** Reservations not yet settled. */
-  readonly openCount: number;
-  readonly openExpectedMicros: number;
-  readonly openWorstMicros: number;
-}
+import type { ScopeUsage } from "../store/types.js";
 
 export interface BudgetSnapshot {
   readonly session: ScopeUsage;

@@ -1,23 +1,6 @@
 import type { PriceTable, Usage } from "../pricing/prices.js";
+import type { EstimateStats } from "../store/types.js";
 import type { CallEstimate } from "./admission.js";
-
-/**
- * Learned token sizes per judge kind and model, so that reservations are realistic: a judge
- * that answers in 300 tokens is not reserved at its 4096-token ceiling, which would cut a
- * session off long before its cap.
- */
-export interface EstimateStats {
-  readonly judge: string;
-  readonly model: string;
-  readonly samples: number;
-  /** Exponentially weighted mean and variance of output tokens. */
-  readonly outputMean: number;
-  readonly outputVar: number;
-  readonly outputMax: number;
-  /** Observed input tokens divided by the character-based guess; weighted mean and maximum. */
-  readonly inputRatio: number;
-  readonly inputRatioMax: number;
-}
 
 export interface EstimatorOptions {
   /** Output tokens assumed before a judge kind has been seen a few times. @default 1024 */

@@ -15,8 +15,7 @@ import { isJudgeGuardError } from "../errors.js";
 import { DEFAULTS } from "../guard/options.js";
 import type { LogLevel } from "../log/logger.js";
 import { type ExplainedReply, openLines, type ReplaySummary, replay } from "../replay/replay.js";
-import { sqlite } from "../store/driver.js";
-import { ledgerProblem } from "../store/migrations.js";
+import { inspectLedger } from "../store/sqlite-reader.js";
 import { printable } from "../util/printable.js";
 import { fsReason, InputError, UsageError } from "./errors.js";
 import { renderExplainedReplay } from "./explain.js";
@@ -115,38 +114,20 @@ function namingDb(path: string, message: string): string {
  */
 function checkExistingLedger(path: string, append: boolean): void {
   if (path === ":memory:" || !existsSync(path) || statSync(path).size === 0) return;
-  let db: ReturnType<ReturnType<typeof sqlite>>;
-  try {
-    db = new (sqlite())(path, { readonly: true, fileMustExist: true });
-  } catch {
-    return; // the guard opens it next, and says what is wrong
-  }
-  try {
-    const problem = ledgerProblem(db, path);
-    if (problem !== null) throw new UsageError(namingDb(path, problem));
-    if (Number(db.pragma("user_version", { simple: true })) === 0 || append) return;
-    const held = db
-      .prepare("SELECT count(*) AS n, min(ts) AS first, max(ts) AS last FROM decisions")
-      .get() as {
-      n: number;
-      first: number | null;
-      last: number | null;
-    };
-    if (held.n === 0) return;
-    const range = `${new Date(held.first!).toISOString()} .. ${new Date(held.last!).toISOString()}`;
+  const found = inspectLedger(path);
+  if (found.kind === "foreign") throw new UsageError(namingDb(path, found.problem));
+  if (found.kind === "not-sqlite")
     throw new UsageError(
-      `--db ${path} already holds ${count(held.n)} ${held.n === 1 ? "decision" : "decisions"} (${range}): replaying into it adds to them, and its report would count both. Give a new file, delete this one, or pass --append to add to it`,
+      `--db ${path} is not a judge-guard ledger (not a SQLite file): give --db a new file or an existing ledger`,
     );
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    if ((e as { code?: string }).code === "SQLITE_NOTADB")
-      throw new UsageError(
-        `--db ${path} is not a judge-guard ledger (not a SQLite file): give --db a new file or an existing ledger`,
-      );
-    // Anything else (a lock, a fault of the file): the guard opens it next, and says what is wrong.
-  } finally {
-    db.close();
-  }
+  // Unreadable now (a lock, a fault of the file): the guard opens it next, and says what is wrong.
+  if (found.kind !== "ledger" || append) return;
+  const held = found.decisions;
+  if (held.count === 0) return;
+  const range = `${new Date(held.firstMs!).toISOString()} .. ${new Date(held.lastMs!).toISOString()}`;
+  throw new UsageError(
+    `--db ${path} already holds ${count(held.count)} ${held.count === 1 ? "decision" : "decisions"} (${range}): replaying into it adds to them, and its report would count both. Give a new file, delete this one, or pass --append to add to it`,
+  );
 }
 
 /** A failure while reading FILE, as one line naming it (a truncated .gz said "unexpected end of file"). */

@@ -5,7 +5,9 @@ import { durationMs } from "../guard/option-kinds.js";
 import { DEFAULTS } from "../guard/options.js";
 import { renderHtml } from "../report/html.js";
 import { renderCsv, renderTable } from "../report/render.js";
-import { buildReport, openForReading, ReportDataError } from "../report/report.js";
+import { buildReport } from "../report/report.js";
+import { openReader } from "../store/open.js";
+import { LedgerReadError } from "../store/reader.js";
 import { printable } from "../util/printable.js";
 import { fsReason, UsageError } from "./errors.js";
 import { count } from "./format.js";
@@ -46,22 +48,18 @@ function heldElsewhere(ledger: string, since: number, until: number, o: ReportCo
   const range = `no decisions from ${second(since)} to ${second(until)}`;
   const key = o.sessionKey;
   const forKey = key === undefined ? "" : ` for session key ${key}`;
-  let held: { n: number; first: number | null; last: number | null };
-  const db = openForReading(ledger);
+  const reader = openReader(ledger);
+  let held: ReturnType<typeof reader.decisionSpan>;
   try {
-    held = db
-      .prepare(
-        `SELECT count(*) AS n, min(ts) AS first, max(ts) AS last FROM decisions${key === undefined ? "" : " WHERE session_key = ?"}`,
-      )
-      .get(...(key === undefined ? [] : [key])) as typeof held;
+    held = reader.decisionSpan(key);
   } finally {
-    db.close();
+    reader.close();
   }
-  if (held.n === 0) return `${range}; ${ledger} holds no decisions${forKey} at all`;
-  const from = second(held.first!);
+  if (held.count === 0) return `${range}; ${ledger} holds no decisions${forKey} at all`;
+  const from = second(held.firstMs!);
   // --until is exclusive: the second after the last decision.
-  const to = second(Math.floor(held.last! / 1000) * 1000 + 1000);
-  return `${range}; ${ledger} holds ${count(held.n)} ${held.n === 1 ? "decision" : "decisions"}${forKey} from ${from} to ${to}: see them with --since ${from} --until ${to}`;
+  const to = second(Math.floor(held.lastMs! / 1000) * 1000 + 1000);
+  return `${range}; ${ledger} holds ${count(held.count)} ${held.count === 1 ? "decision" : "decisions"}${forKey} from ${from} to ${to}: see them with --since ${from} --until ${to}`;
 }
 
 /** `judge-guard report`: exit 0, 1 for data problems (missing, empty or newer ledger), 2 for usage. */
@@ -97,7 +95,7 @@ export function reportCommand(o: ReportCommandOptions, now = Date.now()): number
       ...(format === "html" && { detail: true }),
     });
   } catch (e) {
-    if (e instanceof ReportDataError) {
+    if (e instanceof LedgerReadError) {
       process.stderr.write(`judge-guard: report: ${printable(e.message)}\n`);
       return 1;
     }

@@ -1,10 +1,6 @@
 import { existsSync, statSync } from "node:fs";
-import {
-  PhantomDbError,
-  type ResetRow,
-  resetPhantomSessions,
-  type SessionSelector,
-} from "../adapters/phantom-sessions.js";
+import { resetPhantomSessions } from "../adapters/phantom-sessions.js";
+import { PhantomDbError, type ResetRow, type SessionSelector } from "../store/phantom.js";
 import { printable } from "../util/printable.js";
 import { UsageError } from "./errors.js";
 import { parseTime } from "./report.js";

@@ -1,6 +1,5 @@
 import { existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { openPhantomDb } from "../adapters/phantom-sessions.js";
 import { ConfigError } from "../errors.js";
 import {
   type GuardOptions,
@@ -13,6 +12,7 @@ import {
 import { phantomSqliteSink } from "../signals/phantom-sqlite.js";
 import type { SignalSink } from "../signals/types.js";
 import { webhookProblem, webhookSink } from "../signals/webhook.js";
+import { openPhantomDb } from "../store/phantom.js";
 import { checkVariableNames, ENV_VARIABLES, VARIABLE_OF } from "./variables.js";
 
 type Env = Readonly<Record<string, string | undefined>>;

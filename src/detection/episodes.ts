@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "../log/logger.js";
 import type { SignalDispatcher } from "../signals/dispatcher.js";
-import type { KeyStateRecord, LedgerStore } from "../store/types.js";
+import type { SafeLedger } from "../store/safe.js";
+import type { EpisodeLedger, KeyStateRecord } from "../store/types.js";
 import type { CannedCatalog } from "./catalog.js";
 import type { Observation } from "./tracker.js";
 import type { EvidenceStep } from "./window.js";
@@ -20,7 +21,6 @@ export interface EpisodeOptions {
   readonly maxSessions: number;
   /** A channel whose delivery failed is retried at most this often. */
   readonly signalCooldownMs: number;
-  readonly safely: <R>(fn: () => R) => R | undefined;
 }
 
 const NOT_STUCK: StuckVerdict = { stuck: false, episodeId: null, fingerprint: null, repeats: 0 };
@@ -45,7 +45,7 @@ export function clearedState(sessionKey: string, now: number): KeyStateRecord {
  * Several processes sharing a ledger adopt the episode the first one opened.
  */
 export class EpisodeBook {
-  readonly #store: LedgerStore;
+  readonly #ledger: SafeLedger<EpisodeLedger>;
   readonly #catalog: CannedCatalog;
   readonly #signals: SignalDispatcher;
   readonly #log: Logger;
@@ -57,13 +57,13 @@ export class EpisodeBook {
   readonly stuckKeys = new Set<string>();
 
   constructor(
-    store: LedgerStore,
+    ledger: SafeLedger<EpisodeLedger>,
     catalog: CannedCatalog,
     signals: SignalDispatcher,
     log: Logger,
     options: EpisodeOptions,
   ) {
-    this.#store = store;
+    this.#ledger = ledger;
     this.#catalog = catalog;
     this.#signals = signals;
     this.#log = log;
@@ -74,7 +74,7 @@ export class EpisodeBook {
   state(sessionKey: string): KeyStateRecord {
     let ks = this.#states.get(sessionKey);
     if (ks === undefined) {
-      ks = this.#o.safely(() => this.#store.keyState(sessionKey)) ?? clearedState(sessionKey, 0);
+      ks = this.#ledger.attempt((s) => s.keyState(sessionKey)) ?? clearedState(sessionKey, 0);
       this.#states.set(sessionKey, ks);
     }
     return ks;
@@ -86,10 +86,10 @@ export class EpisodeBook {
     const ks = this.state(sessionKey);
     const cleared = clearedState(sessionKey, now);
     this.#states.set(sessionKey, cleared);
-    this.#o.safely(() =>
-      this.#store.atomically(() => {
-        if (ks.episodeId) this.#store.closeEpisode(ks.episodeId, now);
-        this.#store.saveKeyState(cleared);
+    this.#ledger.attempt((s) =>
+      s.atomically(() => {
+        if (ks.episodeId) s.closeEpisode(ks.episodeId, now);
+        s.saveKeyState(cleared);
       }),
     );
   }
@@ -158,7 +158,7 @@ export class EpisodeBook {
 
   #register(fingerprint: string, now: number): void {
     this.#catalog.addFingerprint(fingerprint);
-    this.#o.safely(() => this.#store.addCannedFingerprint(fingerprint, "episode", now));
+    this.#ledger.attempt((s) => s.addCannedFingerprint(fingerprint, "episode", now));
   }
 
   /**
@@ -191,18 +191,18 @@ export class EpisodeBook {
       return fresh;
     };
     let claimed = false;
-    const inLedger = this.#o.safely(() =>
-      this.#store.atomically(() => {
+    const inLedger = this.#ledger.attempt((s) =>
+      s.atomically(() => {
         claimed = false;
-        const current = this.#store.keyState(key);
+        const current = s.keyState(key);
         let next: KeyStateRecord;
         if (current?.stuck && current.episodeId) {
           next = { ...current, repeats: a.repeats, updatedMs: now };
         } else {
           next = open();
           const previous = current?.episodeId ?? ks.episodeId;
-          if (previous) this.#store.closeEpisode(previous, now);
-          this.#store.openEpisode({
+          if (previous) s.closeEpisode(previous, now);
+          s.openEpisode({
             id: next.episodeId!,
             sessionKey: key,
             fingerprint: step.fingerprint,
@@ -220,7 +220,7 @@ export class EpisodeBook {
             claimed = true;
           } else if (claim === "delivered") next = { ...next, signalled: true };
         }
-        this.#store.saveKeyState(next);
+        s.saveKeyState(next);
         return next;
       }),
     );
@@ -242,10 +242,10 @@ export class EpisodeBook {
     );
     const cleared = clearedState(ks.sessionKey, now);
     this.#states.set(ks.sessionKey, cleared);
-    this.#o.safely(() =>
-      this.#store.atomically(() => {
-        if (ks.episodeId) this.#store.closeEpisode(ks.episodeId, now);
-        this.#store.saveKeyState(cleared);
+    this.#ledger.attempt((s) =>
+      s.atomically(() => {
+        if (ks.episodeId) s.closeEpisode(ks.episodeId, now);
+        s.saveKeyState(cleared);
       }),
     );
   }
@@ -264,11 +264,11 @@ export class EpisodeBook {
     const ks = this.#states.get(sessionKey);
     if (ks?.episodeId === episodeId) this.#states.set(sessionKey, { ...ks, signalled: true });
     // The ledger's row, not this process's copy of it: another process may have moved it on.
-    this.#o.safely(() =>
-      this.#store.atomically(() => {
-        const current = this.#store.keyState(sessionKey);
+    this.#ledger.attempt((s) =>
+      s.atomically(() => {
+        const current = s.keyState(sessionKey);
         if (current?.episodeId === episodeId && !current.signalled)
-          this.#store.saveKeyState({ ...current, signalled: true });
+          s.saveKeyState({ ...current, signalled: true });
       }),
     );
   }

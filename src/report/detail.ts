@@ -1,5 +1,5 @@
-import type Database from "better-sqlite3";
-import { type EvidenceStep, parseTrail } from "../detection/window.js";
+import type { EvidenceStep } from "../detection/window.js";
+import type { DecisionRange, LedgerReader, SkipSums } from "../store/reader.js";
 import { ledgerUsd } from "../util/money.js";
 
 /**
@@ -66,13 +66,6 @@ const MINUTE = 60_000;
 /** Column widths that divide hours and days, so columns line up with the series' periods. */
 const STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10_080].map((m) => m * MINUTE);
 
-/** The report's filter: its WHERE clause over `decisions` and the parameters it names. */
-export interface RangeQuery {
-  readonly where: string;
-  readonly args: Record<string, unknown>;
-  readonly version: number;
-}
-
 /** What `collectDetail` reads of the report built so far. */
 export interface DetailInput {
   readonly sessions: ReadonlyArray<{
@@ -83,34 +76,22 @@ export interface DetailInput {
   readonly span: { readonly first: number; readonly last: number; readonly width: number } | null;
 }
 
-export function collectDetail(db: Database.Database, q: RangeQuery, input: DetailInput): ReportDetail {
+/** Reads the detail of the report's range, in the report's snapshot of the ledger. */
+export function collectDetail(reader: LedgerReader, range: DecisionRange, input: DetailInput): ReportDetail {
   const episodeIds = input.sessions.flatMap((s) => s.episodes.map((e) => e.episode_id));
   // The skipped calls once, grouped three ways at once: judge kind, model and episode.
-  const skips = db
-    .prepare(
-      `SELECT judge, model, episode_id AS episode, count(*) AS n, sum(saved_micros) AS saved FROM decisions
-       WHERE ${q.where} AND decision = 'skipped' GROUP BY judge, model, episode_id`,
-    )
-    .all(q.args) as SkipRow[];
+  const skips = reader.skips(range);
   return {
-    timeline: input.span === null ? null : timeline(db, q, input, input.span),
+    timeline: input.span === null ? null : timeline(reader, range, input, input.span),
     saved_by_judge: savedBy(skips, "judge"),
     saved_by_model: savedBy(skips, "model"),
-    episodes: episodes(db, q, episodeIds, skips),
+    episodes: episodes(reader, episodeIds, skips),
   };
 }
 
-interface SkipRow {
-  judge: string;
-  model: string;
-  episode: string | null;
-  n: number;
-  saved: number;
-}
-
 function timeline(
-  db: Database.Database,
-  q: RangeQuery,
+  reader: LedgerReader,
+  range: DecisionRange,
   input: DetailInput,
   span: NonNullable<DetailInput["span"]>,
 ): Timeline {
@@ -120,24 +101,9 @@ function timeline(
   const stuck = input.sessions.filter((s) => s.episodes.length > 0);
   const rest = input.sessions.filter((s) => s.episodes.length === 0);
   const keys = [...stuck, ...rest].slice(0, MAX_KEYS).map((s) => s.session_key);
-  const rows = db
-    .prepare(
-      `SELECT session_key AS k, CAST((ts - @t0) / @step AS INTEGER) AS c, sum(decision = 'judged') AS j,
-              sum(decision = 'failed') AS f, sum(decision = 'skipped') AS s
-       FROM decisions WHERE ${q.where} AND session_key IN (SELECT value FROM json_each(@keys))
-       GROUP BY k, c ORDER BY c`,
-    )
-    .all({ ...q.args, t0: start, step, keys: JSON.stringify(keys) }) as Array<{
-    k: string;
-    c: number;
-    j: number;
-    f: number;
-    s: number;
-  }>;
   const cells = new Map<string, TimelineCell[]>(keys.map((k) => [k, []]));
-  for (const r of rows) {
-    cells.get(r.k)?.push({ column: r.c, judged: Number(r.j), failed: Number(r.f), skipped: Number(r.s) });
-  }
+  for (const { sessionKey, ...cell } of reader.timeline(range, start, step, keys))
+    cells.get(sessionKey)?.push(cell);
   return {
     start: new Date(start).toISOString(),
     end: new Date(end).toISOString(),
@@ -148,12 +114,12 @@ function timeline(
   };
 }
 
-function savedBy(skips: readonly SkipRow[], column: "judge" | "model"): SavedRow[] {
+function savedBy(skips: readonly SkipSums[], column: "judge" | "model"): SavedRow[] {
   const sums = new Map<string, { n: number; micros: number }>();
   for (const r of skips) {
     const s = sums.get(r[column]) ?? { n: 0, micros: 0 };
-    s.n += r.n;
-    s.micros += Number(r.saved ?? 0);
+    s.n += r.calls;
+    s.micros += r.savedMicros;
     sums.set(r[column], s);
   }
   return [...sums]
@@ -162,29 +128,20 @@ function savedBy(skips: readonly SkipRow[], column: "judge" | "model"): SavedRow
 }
 
 function episodes(
-  db: Database.Database,
-  q: RangeQuery,
+  reader: LedgerReader,
   ids: readonly string[],
-  skips: readonly SkipRow[],
+  skips: readonly SkipSums[],
 ): Record<string, EpisodeDetail> {
   if (ids.length === 0) return {};
   const skipped = new Map<string, { n: number; micros: number }>();
   for (const r of skips) {
-    if (r.episode === null) continue;
-    const s = skipped.get(r.episode) ?? { n: 0, micros: 0 };
-    s.n += r.n;
-    s.micros += Number(r.saved ?? 0);
-    skipped.set(r.episode, s);
+    if (r.episodeId === null) continue;
+    const s = skipped.get(r.episodeId) ?? { n: 0, micros: 0 };
+    s.n += r.calls;
+    s.micros += r.savedMicros;
+    skipped.set(r.episodeId, s);
   }
-  const trails = new Map(
-    q.version >= 5
-      ? (
-          db
-            .prepare("SELECT id, trail FROM episodes WHERE id IN (SELECT value FROM json_each(?))")
-            .all(JSON.stringify(ids)) as Array<{ id: string; trail: unknown }>
-        ).map((r) => [r.id, parseTrail(r.trail)])
-      : [],
-  );
+  const trails = reader.trails(ids);
   const out: Record<string, EpisodeDetail> = {};
   for (const id of ids) {
     const s = skipped.get(id);

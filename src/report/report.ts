@@ -1,18 +1,16 @@
-import { existsSync, statSync } from "node:fs";
-import type Database from "better-sqlite3";
 import type { StuckEvidence } from "../detection/evidence.js";
 import { DEFAULTS } from "../guard/options.js";
-import { firstDecisionId } from "../store/decision-ids.js";
-import { sqlite } from "../store/driver.js";
-import { ledgerProblem } from "../store/migrations.js";
+import { judgeBudgetsText } from "../store/guard-config.js";
+import { openReader } from "../store/open.js";
+import type { CostSplitSums, DecisionRange, LedgerReader } from "../store/reader.js";
+import type { GuardConfigRecord } from "../store/types.js";
 import { ledgerUsd } from "../util/money.js";
 import { collectDetail, type ReportDetail } from "./detail.js";
 
 /**
- * The cost report: what the guard decided over a time range, aggregated in SQL over that range
- * of the `decisions` table (keyed by time since schema v3; through its `ts` index on older
- * ledgers), read through a read-only connection so that a running guard is never blocked. Field names are stable (snake_case) and
- * are the JSON format as is; money is USD.
+ * The cost report: what the guard decided over a time range, read from the ledger through a
+ * `LedgerReader` (sums over that range of decisions, without blocking a running guard) and
+ * shaped here. Field names are stable (snake_case) and are the JSON format as is; money is USD.
  */
 export interface Report {
   readonly ledger: string;
@@ -152,11 +150,6 @@ export interface EstimateAccuracy {
   readonly mean_abs_error_usd: number | null;
 }
 
-/** A problem with the ledger or the data (exit status 1). */
-export class ReportDataError extends Error {
-  override readonly name = "ReportDataError";
-}
-
 export interface ReportOptions {
   readonly since: number;
   readonly until: number;
@@ -173,61 +166,18 @@ export interface ReportOptions {
   readonly detail?: boolean;
 }
 
-/** Sums, per group, of the charges by source (the columns `split` reads back). */
-function splitSql(version: number): string {
-  // Rows with tokens and no recorded source (before v4, or from an older process still
-  // writing) were charged tokens x price: that was the only use of tokens then.
-  const tokens =
-    "(decision != 'skipped' AND input_tokens + output_tokens + cache_read_tokens + cache_write_tokens > 0)";
-  const legacy = `CASE WHEN ${tokens} THEN 'computed' END`;
-  const src = version >= 4 ? `coalesce(cost_source, ${legacy})` : `(${legacy})`;
-  const computed =
-    version >= 4
-      ? `coalesce(computed_micros, CASE WHEN cost_source IS NULL AND ${tokens} THEN charged_micros END)`
-      : `(CASE WHEN ${tokens} THEN charged_micros END)`;
-  const by = (source: string, what = "charged_micros") =>
-    `coalesce(sum(CASE WHEN ${src} = '${source}' THEN ${what} END), 0)`;
-  return `${by("reported")} AS s_rep, ${by("reported", computed)} AS s_rep_comp, ${by("computed")} AS s_comp,
-    ${by("estimate")} AS s_est, coalesce(sum(CASE WHEN ${src} IS NULL THEN charged_micros END), 0) AS s_unk,
-    ${by("reported", "1")} AS n_rep, ${by("computed", "1")} AS n_comp, ${by("estimate", "1")} AS n_est,
-    coalesce(sum(CASE WHEN ${src} IS NULL AND decision != 'skipped' THEN 1 END), 0) AS n_unk`;
-}
-
-interface SplitColumns {
-  s_rep: number;
-  s_rep_comp: number;
-  s_comp: number;
-  s_est: number;
-  s_unk: number;
-  n_rep: number;
-  n_comp: number;
-  n_est: number;
-  n_unk: number;
-}
-
-const split = (r: SplitColumns): CostSplit => ({
-  reported_usd: ledgerUsd(r.s_rep),
-  reported_computed_usd: ledgerUsd(r.s_rep_comp),
-  computed_usd: ledgerUsd(r.s_comp),
-  estimated_usd: ledgerUsd(r.s_est),
-  unknown_source_usd: ledgerUsd(r.s_unk),
+const split = (r: CostSplitSums): CostSplit => ({
+  reported_usd: ledgerUsd(r.reportedMicros),
+  reported_computed_usd: ledgerUsd(r.reportedComputedMicros),
+  computed_usd: ledgerUsd(r.computedMicros),
+  estimated_usd: ledgerUsd(r.estimatedMicros),
+  unknown_source_usd: ledgerUsd(r.unknownMicros),
 });
 
-/** The configuration in force during [since, until], from the ledger's `guard_config`. */
-function configOf(db: Database.Database, version: number, o: ReportOptions): ReportConfig {
-  const rows =
-    version >= 4
-      ? (db.prepare("SELECT * FROM guard_config ORDER BY started_ms, id").all() as Array<{
-          started_ms: number;
-          mode: string;
-          session_budget_micros: number | null;
-          session_max_calls: number | null;
-          budget_window_ms: number;
-          daily_budget_micros: number | null;
-          judge_budget_micros?: number | null;
-          judge_budgets?: string | null;
-        }>)
-      : [];
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** The configuration in force during [since, until], from what the guards recorded. */
+function configOf(rows: readonly GuardConfigRecord[], o: ReportOptions): ReportConfig {
   if (rows.length === 0) {
     const cap = o.sessionBudgetUsd;
     return {
@@ -246,120 +196,55 @@ function configOf(db: Database.Database, version: number, o: ReportOptions): Rep
   // In force during the range: the latest at or before its start, and every one started in it.
   // With none at or before its end (the range precedes every record), the earliest.
   let first = 0;
-  for (let i = 0; i < rows.length; i++) if (rows[i]!.started_ms <= o.since) first = i;
+  for (let i = 0; i < rows.length; i++) if (rows[i]!.startedMs <= o.since) first = i;
   let last = first;
-  for (let i = first; i < rows.length; i++) if (rows[i]!.started_ms <= o.until) last = i;
+  for (let i = first; i < rows.length; i++) if (rows[i]!.startedMs <= o.until) last = i;
   const during = rows.slice(first, last + 1);
   const shown = rows[last]!;
-  const money = (m: number | null) => (m === null ? null : ledgerUsd(m));
-  const fields: Record<string, (r: typeof shown) => string | number | null> = {
+  const money = (m: number | null | undefined) => (m == null ? null : ledgerUsd(m));
+  const fields: Record<string, (r: GuardConfigRecord) => string | number | null> = {
     mode: (r) => r.mode,
-    session_budget_usd: (r) => r.session_budget_micros,
-    session_max_calls: (r) => r.session_max_calls,
-    budget_window_ms: (r) => r.budget_window_ms,
-    daily_budget_usd: (r) => r.daily_budget_micros,
-    judge_budget_usd: (r) => r.judge_budget_micros ?? null,
-    judge_budgets_usd: (r) => r.judge_budgets ?? null,
+    session_budget_usd: (r) => r.sessionBudgetMicros,
+    session_max_calls: (r) => r.sessionMaxCalls,
+    budget_window_ms: (r) => r.budgetWindowMs,
+    daily_budget_usd: (r) => r.dailyBudgetMicros,
+    judge_budget_usd: (r) => r.judgeBudgetMicros ?? null,
+    judge_budgets_usd: judgeBudgetsText,
   };
   const changed = Object.entries(fields)
     .filter(([, get]) => new Set(during.map(get)).size > 1)
     .map(([name]) => name);
+  const named = shown.judgeBudgets;
   return {
     source: "ledger",
-    recorded: iso(shown.started_ms),
+    recorded: iso(shown.startedMs),
     mode: shown.mode,
-    session_budget_usd: money(shown.session_budget_micros),
-    session_max_calls: shown.session_max_calls,
-    budget_window_ms: shown.budget_window_ms,
-    daily_budget_usd: money(shown.daily_budget_micros),
-    judge_budget_usd: money(shown.judge_budget_micros ?? null),
+    session_budget_usd: money(shown.sessionBudgetMicros),
+    session_max_calls: shown.sessionMaxCalls,
+    budget_window_ms: shown.budgetWindowMs,
+    daily_budget_usd: money(shown.dailyBudgetMicros),
+    judge_budget_usd: money(shown.judgeBudgetMicros),
     judge_budgets_usd:
-      typeof shown.judge_budgets === "string"
-        ? Object.fromEntries(
-            Object.entries(JSON.parse(shown.judge_budgets) as Record<string, number | null>).map(([j, m]) => [
-              j,
-              money(m),
-            ]),
-          )
-        : null,
+      named == null ? null : Object.fromEntries(Object.entries(named).map(([j, m]) => [j, money(m)])),
     changed,
   };
-}
-const iso = (ms: number): string => new Date(ms).toISOString();
-
-/** Opens a ledger read-only for reading, or throws a ReportDataError saying what is wrong. */
-export function openForReading(path: string): Database.Database {
-  if (!existsSync(path)) throw new ReportDataError(`no ledger at ${path} (set --db or JUDGE_GUARD_DB)`);
-  if (statSync(path).isDirectory())
-    throw new ReportDataError(
-      `${path} is a folder, not a ledger (set --db or JUDGE_GUARD_DB to the ledger file)`,
-    );
-  let db: Database.Database;
-  try {
-    db = new (sqlite())(path, { readonly: true, fileMustExist: true });
-  } catch (e) {
-    throw new ReportDataError(`cannot open the ledger ${path}: ${(e as Error).message}`);
-  }
-  try {
-    const problem = ledgerProblem(db, path);
-    if (problem !== null) throw new ReportDataError(problem);
-    if (Number(db.pragma("user_version", { simple: true })) === 0)
-      throw new ReportDataError(`${path} is not a judge-guard ledger (no schema): is --db right?`);
-    db.pragma("busy_timeout = 2000");
-    return db;
-  } catch (e) {
-    db.close();
-    throw e instanceof ReportDataError
-      ? e
-      : new ReportDataError(`cannot read the ledger ${path}: ${(e as Error).message}`);
-  }
 }
 
 /** Builds the report for one time range (and optionally one session key). */
 export function buildReport(path: string, o: ReportOptions): Report {
-  const db = openForReading(path);
+  const reader = openReader(path);
   try {
-    return db.transaction(() => collect(db, path, o))();
-  } catch (e) {
-    throw e instanceof ReportDataError
-      ? e
-      : new ReportDataError(`cannot read the ledger ${path}: ${(e as Error).message}`);
+    return reader.snapshot(() => collect(reader, path, o));
   } finally {
-    db.close();
+    reader.close();
   }
 }
 
-function collect(db: Database.Database, path: string, o: ReportOptions): Report {
+function collect(reader: LedgerReader, path: string, o: ReportOptions): Report {
   const key = o.sessionKey ?? null;
-  // One filter for every query: the time range, and the key when one is asked for.
-  // Since schema v3 a decision's id starts with its time (decision-ids.ts): the id bound turns
-  // the range into a range scan of the table, the ts bounds keep it exact.
-  const version = Number(db.pragma("user_version", { simple: true }));
-  const byId = version >= 3;
-  const splits = splitSql(version);
-  const from = (param: string) => `${byId ? `id >= ${param}Id AND ` : ""}ts >= ${param}`;
-  const keyOnly = key === null ? "" : " AND session_key = @key";
-  const where = `${from("@since")} AND ts < @until${keyOnly}`;
-  const args = {
-    since: o.since,
-    until: o.until,
-    ...(byId ? { sinceId: firstDecisionId(o.since) } : {}),
-    ...(key === null ? {} : { key }),
-  };
-
-  const byDecision = db
-    .prepare(
-      `SELECT decision, reason, count(*) AS n, sum(charged_micros) AS charged, sum(saved_micros) AS saved
-       FROM decisions WHERE ${where} GROUP BY decision, reason`,
-    )
-    .all(args) as Array<{
-    decision: string;
-    reason: string | null;
-    n: number;
-    charged: number;
-    saved: number;
-  }>;
-  const bySource = db.prepare(`SELECT ${splits} FROM decisions WHERE ${where}`).get(args) as SplitColumns;
+  // One range for every read: the time range, and the key when one is asked for.
+  const range: DecisionRange = { since: o.since, until: o.until, sessionKey: key };
+  const bySource = reader.costSplit(range);
   const skippedByReason: Record<string, number> = {};
   const savedByReason: Record<string, number> = {};
   let judged = 0;
@@ -367,108 +252,59 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
   let skipped = 0;
   let charged = 0;
   let saved = 0;
-  for (const r of byDecision) {
-    charged += Number(r.charged ?? 0);
-    saved += Number(r.saved ?? 0);
-    if (r.decision === "judged") judged += r.n;
-    else if (r.decision === "failed") failed += r.n;
+  for (const r of reader.decisionGroups(range)) {
+    charged += r.chargedMicros;
+    saved += r.savedMicros;
+    if (r.decision === "judged") judged += r.calls;
+    else if (r.decision === "failed") failed += r.calls;
     else {
-      skipped += r.n;
+      skipped += r.calls;
       const reason = r.reason ?? "unknown";
-      skippedByReason[reason] = (skippedByReason[reason] ?? 0) + r.n;
-      savedByReason[reason] = ledgerUsd(r.saved);
+      skippedByReason[reason] = (skippedByReason[reason] ?? 0) + r.calls;
+      savedByReason[reason] = ledgerUsd(r.savedMicros);
     }
   }
 
-  const sessionRows = db
-    .prepare(
-      `SELECT session_key, count(*) AS calls, sum(decision = 'skipped') AS skipped, sum(decision = 'failed') AS failed,
-              sum(charged_micros) AS charged, sum(saved_micros) AS saved, ${splits}
-       FROM decisions WHERE ${where} GROUP BY session_key ORDER BY sum(charged_micros) + sum(saved_micros) DESC, session_key`,
-    )
-    .all(args) as Array<
-    {
-      session_key: string;
-      calls: number;
-      skipped: number;
-      failed: number;
-      charged: number;
-      saved: number;
-    } & SplitColumns
-  >;
-  const episodes = db
-    .prepare(
-      `SELECT id, session_key, fingerprint, repeats, evidence, detected_turn, started_ms, ended_ms FROM episodes
-       WHERE started_ms < @until AND (ended_ms IS NULL OR ended_ms >= @since)${key === null ? "" : " AND session_key = @key"}
-       ORDER BY started_ms`,
-    )
-    .all(args) as Array<{
-    id: string;
-    session_key: string;
-    fingerprint: string;
-    repeats: number;
-    evidence: StuckEvidence;
-    detected_turn: number;
-    started_ms: number;
-    ended_ms: number | null;
-  }>;
-  // One pass over the signals (a few rows per episode), not one query per episode.
+  const episodes = reader.episodes(range);
+  // One pass over the signals (a few rows per episode), not one read per episode.
   const signalsByEpisode = new Map<string, EpisodeRow["signals"][number][]>();
   if (episodes.length > 0) {
-    const rows = db
-      .prepare(
-        "SELECT episode_id, ts, channel, status, attempts FROM signals WHERE episode_id IS NOT NULL ORDER BY id",
-      )
-      .all() as Array<{ episode_id: string; ts: number; channel: string; status: string; attempts: number }>;
-    for (const { episode_id, ts, ...signal } of rows) {
-      const list = signalsByEpisode.get(episode_id) ?? [];
-      list.push({ ts: iso(ts), ...signal });
-      signalsByEpisode.set(episode_id, list);
+    for (const { episodeId, ts, channel, status, attempts } of reader.episodeSignals()) {
+      const list = signalsByEpisode.get(episodeId) ?? [];
+      list.push({ ts: iso(ts), channel, status, attempts });
+      signalsByEpisode.set(episodeId, list);
     }
   }
   const episodesByKey = new Map<string, EpisodeRow[]>();
   for (const e of episodes) {
-    const list = episodesByKey.get(e.session_key) ?? [];
+    const list = episodesByKey.get(e.sessionKey) ?? [];
     list.push({
       episode_id: e.id,
-      started: iso(e.started_ms),
-      ended: e.ended_ms === null ? null : iso(e.ended_ms),
+      started: iso(e.startedMs),
+      ended: e.endedMs === null ? null : iso(e.endedMs),
       fingerprint: e.fingerprint,
       repeats: e.repeats,
       evidence: e.evidence,
-      detected_turn: e.detected_turn,
+      detected_turn: e.detectedTurn,
       signals: signalsByEpisode.get(e.id) ?? [],
     });
-    episodesByKey.set(e.session_key, list);
+    episodesByKey.set(e.sessionKey, list);
   }
   // The caps of the guard that made the decisions, not of whoever runs the report.
-  const config = configOf(db, version, o);
-  const windowMs = config.budget_window_ms;
+  const config = configOf(reader.configs(), o);
   const cap = config.session_budget_usd;
-  const used = new Map(
-    (
-      db
-        .prepare(
-          `SELECT session_key AS k, sum(charged_micros) AS m FROM decisions
-           WHERE ${from("@from")} AND ts < @until${keyOnly} GROUP BY session_key`,
-        )
-        .all({
-          ...args,
-          from: o.until - windowMs,
-          ...(byId ? { fromId: firstDecisionId(o.until - windowMs) } : {}),
-        }) as Array<{ k: string; m: number }>
-    ).map((r) => [r.k, ledgerUsd(r.m)]),
-  );
-  const sessions: SessionRow[] = sessionRows.map((r) => ({
-    session_key: r.session_key,
+  const window = { since: o.until - config.budget_window_ms, until: o.until, sessionKey: key };
+  const used = reader.chargedBy("session_key", window);
+  const sessions: SessionRow[] = reader.keys(range).map((r) => ({
+    session_key: r.sessionKey,
     calls: r.calls,
-    skipped: Number(r.skipped ?? 0),
-    failed: Number(r.failed ?? 0),
-    charged_usd: ledgerUsd(r.charged),
+    skipped: r.skipped,
+    failed: r.failed,
+    charged_usd: ledgerUsd(r.chargedMicros),
     ...split(r),
-    saved_usd: ledgerUsd(r.saved),
-    budget: { used_usd: used.get(r.session_key) ?? 0, cap_usd: cap },
-    episodes: episodesByKey.get(r.session_key) ?? [],
+    saved_usd: ledgerUsd(r.savedMicros),
+    budget: { used_usd: ledgerUsd(used.get(r.sessionKey) ?? 0), cap_usd: cap },
+    episodes: episodesByKey.get(r.sessionKey) ?? [],
   }));
 
   // Per judge kind, when the guard capped judge kinds: spend in the 24 h ending at the range's
@@ -481,80 +317,34 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
     config.judge_budget_usd !== null ||
     Object.values(config.judge_budgets_usd ?? {}).some((cap) => cap !== null);
   const judgeUsed = judgesCapped
-    ? new Map(
-        (
-          db
-            .prepare(
-              `SELECT judge AS k, sum(charged_micros) AS m FROM decisions
-               WHERE ${from("@from")} AND ts < @until GROUP BY judge`,
-            )
-            .all({
-              ...args,
-              from: o.until - 86_400_000,
-              ...(byId ? { fromId: firstDecisionId(o.until - 86_400_000) } : {}),
-            }) as Array<{ k: string; m: number }>
-        ).map((r) => [r.k, ledgerUsd(r.m)]),
-      )
+    ? reader.chargedBy("judge", { since: o.until - 86_400_000, until: o.until })
     : undefined;
 
   const tokens = (column: "judge" | "model"): TokenRow[] =>
-    (
-      db
-        .prepare(
-          `SELECT ${column} AS name, count(*) AS calls, sum(input_tokens) AS i, sum(output_tokens) AS o,
-                  sum(cache_read_tokens) AS cr, sum(cache_write_tokens) AS cw, sum(charged_micros) AS charged,
-                  ${splits}
-           FROM decisions WHERE ${where} AND decision != 'skipped' GROUP BY ${column} ORDER BY sum(charged_micros) DESC, ${column}`,
-        )
-        .all(args) as Array<
-        {
-          name: string;
-          calls: number;
-          i: number;
-          o: number;
-          cr: number;
-          cw: number;
-          charged: number;
-        } & SplitColumns
-      >
-    ).map((r) => ({
+    reader.tokens(column, range).map((r) => ({
       name: r.name,
       calls: r.calls,
-      input_tokens: Number(r.i ?? 0),
-      output_tokens: Number(r.o ?? 0),
-      cache_read_tokens: Number(r.cr ?? 0),
-      cache_write_tokens: Number(r.cw ?? 0),
-      charged_usd: ledgerUsd(r.charged),
+      input_tokens: r.inputTokens,
+      output_tokens: r.outputTokens,
+      cache_read_tokens: r.cacheReadTokens,
+      cache_write_tokens: r.cacheWriteTokens,
+      charged_usd: ledgerUsd(r.chargedMicros),
       ...split(r),
       ...(column === "judge" &&
         judgeUsed !== undefined && {
-          budget: { used_usd: judgeUsed.get(r.name) ?? 0, cap_usd: judgeCap(r.name) },
+          budget: { used_usd: ledgerUsd(judgeUsed.get(r.name) ?? 0), cap_usd: judgeCap(r.name) },
         }),
     }));
 
   // Hours for ranges up to two days, days beyond, unless asked.
   const bucket = o.bucket ?? (o.until - o.since <= 2 * 86_400_000 ? "hour" : "day");
   const width = bucket === "hour" ? 3_600_000 : 86_400_000;
-  const points = (
-    db
-      .prepare(
-        `SELECT (ts / ${width}) * ${width} AS start, sum(charged_micros) AS charged, sum(saved_micros) AS saved
-         FROM decisions WHERE ${where} GROUP BY ts / ${width} ORDER BY start`,
-      )
-      .all(args) as Array<{ start: number; charged: number; saved: number }>
-  ).map((p) => ({
-    start: iso(Number(p.start)),
-    charged_usd: ledgerUsd(p.charged),
-    saved_usd: ledgerUsd(p.saved),
+  const points = reader.series(range, width).map((p) => ({
+    start: iso(p.startMs),
+    charged_usd: ledgerUsd(p.chargedMicros),
+    saved_usd: ledgerUsd(p.savedMicros),
   }));
-
-  const est = db
-    .prepare(
-      `SELECT count(*) AS n, sum(reserved_micros) AS reserved, sum(charged_micros) AS charged,
-              avg(abs(charged_micros - reserved_micros)) AS mae
-       FROM decisions WHERE ${where} AND decision = 'judged' AND reserved_micros > 0`,
-    )
-    .get(args) as { n: number; reserved: number | null; charged: number | null; mae: number | null };
+  const est = reader.estimates(range);
 
   return {
     ledger: path,
@@ -568,10 +358,10 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
       charged_usd: ledgerUsd(charged),
       ...split(bySource),
       calls_by_cost_source: {
-        reported: Number(bySource.n_rep),
-        computed: Number(bySource.n_comp),
-        estimate: Number(bySource.n_est),
-        unknown: Number(bySource.n_unk),
+        reported: bySource.reportedCalls,
+        computed: bySource.computedCalls,
+        estimate: bySource.estimatedCalls,
+        unknown: bySource.unknownCalls,
       },
       saved_usd: ledgerUsd(saved),
       saved_by_reason: savedByReason,
@@ -582,27 +372,23 @@ function collect(db: Database.Database, path: string, o: ReportOptions): Report 
     by_model: tokens("model"),
     series: { bucket, points },
     estimates: {
-      calls: est.n,
-      reserved_usd: ledgerUsd(est.reserved),
-      charged_usd: ledgerUsd(est.charged),
-      ratio: est.reserved
-        ? Math.round((Number(est.charged ?? 0) / Number(est.reserved)) * 1000) / 1000
+      calls: est.calls,
+      reserved_usd: ledgerUsd(est.reservedMicros),
+      charged_usd: ledgerUsd(est.chargedMicros),
+      ratio: est.reservedMicros
+        ? Math.round(((est.chargedMicros ?? 0) / est.reservedMicros) * 1000) / 1000
         : null,
-      mean_abs_error_usd: est.mae === null ? null : ledgerUsd(est.mae),
+      mean_abs_error_usd: est.meanAbsErrorMicros === null ? null : ledgerUsd(est.meanAbsErrorMicros),
     },
     config,
     ...(o.detail && {
-      detail: collectDetail(
-        db,
-        { where, args, version },
-        {
-          sessions,
-          span:
-            points.length === 0
-              ? null
-              : { first: Date.parse(points[0]!.start), last: Date.parse(points.at(-1)!.start), width },
-        },
-      ),
+      detail: collectDetail(reader, range, {
+        sessions,
+        span:
+          points.length === 0
+            ? null
+            : { first: Date.parse(points[0]!.start), last: Date.parse(points.at(-1)!.start), width },
+      }),
     }),
   };
 }

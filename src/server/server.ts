@@ -185,7 +185,7 @@ function hostOf(header: string | undefined): string {
 
 /**
  * `judge-guard serve`: the guard as a small HTTP service next to the agent, so that runtimes
- * that cannot load better-sqlite3 (Phantom runs on Bun) share one guard and one ledger.
+ * that cannot load the SQLite driver (Phantom runs on Bun) share one guard and one ledger.
  */
 export async function serve(o: ServeOptions): Promise<RunningServer> {
   const host = o.host ?? "127.0.0.1";

@@ -1,14 +1,16 @@
 import type { Logger } from "../log/logger.js";
-import type { LedgerStore, SignalClaim } from "../store/types.js";
+import type { SafeLedger } from "../store/safe.js";
+import type { SignalClaim, SignalLedger } from "../store/types.js";
 import { type DeliveryReport, eventId, type GuardEvent, type SignalSink } from "./types.js";
+
+/** The ledger as delivery records are written to it: a failed write never breaks a delivery. */
+type Ledger = SafeLedger<SignalLedger>;
 
 export interface DispatcherOptions {
   /** Shadow mode: record what would have been sent, send nothing. */
   readonly shadow: boolean;
   /** Registers a delivery in flight, so that closing the guard waits for it. */
   readonly track: (delivery: Promise<unknown>) => void;
-  /** Runs a ledger write whose failure must not break delivery (logged and counted). */
-  readonly safely: <R>(fn: () => R) => R | undefined;
   /** A claim whose delivery did not complete may be taken again after this long (the signal cooldown). */
   readonly retryAfterMs: number;
 }
@@ -22,7 +24,7 @@ export interface DispatcherOptions {
  */
 export class SignalDispatcher {
   readonly #sinks: readonly SignalSink[];
-  readonly #store: LedgerStore;
+  readonly #ledger: Ledger;
   readonly #log: Logger;
   readonly #o: DispatcherOptions;
   /** Channels that delivered each event (an episode or an alert), while some have not. */
@@ -30,9 +32,9 @@ export class SignalDispatcher {
   delivered = 0;
   failed = 0;
 
-  constructor(sinks: readonly SignalSink[], store: LedgerStore, log: Logger, options: DispatcherOptions) {
+  constructor(sinks: readonly SignalSink[], ledger: Ledger, log: Logger, options: DispatcherOptions) {
     this.#sinks = sinks;
-    this.#store = store;
+    this.#ledger = ledger;
     this.#log = log;
     this.#o = options;
   }
@@ -46,7 +48,7 @@ export class SignalDispatcher {
    * the atomic section that opens the event. A store without claims always grants one.
    */
   claim(eventId: string, now: number): SignalClaim {
-    return this.#store.claimSignal?.(eventId, now, this.#o.retryAfterMs) ?? "claimed";
+    return this.#ledger.store.claimSignal?.(eventId, now, this.#o.retryAfterMs) ?? "claimed";
   }
 
   send(event: GuardEvent, now: number, onDelivered: () => void = () => {}): void {
@@ -62,8 +64,8 @@ export class SignalDispatcher {
       .map(async (sink) => {
         const result = this.#o.shadow ? { error: null, attempts: 0 } : await this.#deliver(sink, event);
         if (result.error === null) delivered.add(sink.name);
-        this.#o.safely(() =>
-          this.#store.recordSignal({
+        this.#ledger.attempt((s) =>
+          s.recordSignal({
             ts: now,
             eventId: key,
             episodeId: event.type === "stuck_session" ? event.episode_id : null,
@@ -81,7 +83,7 @@ export class SignalDispatcher {
         if (delivered.size < this.#sinks.length) return;
         this.#delivered.delete(key);
         // Shadow mode sent nothing: an enforcing guard may still have to.
-        if (!this.#o.shadow) this.#o.safely(() => this.#store.completeSignal?.(key, now));
+        if (!this.#o.shadow) this.#ledger.attempt((s) => s.completeSignal?.(key, now));
         onDelivered();
       }),
     );

@@ -1,6 +1,5 @@
-import type Database from "better-sqlite3";
-import { openPhantomDb, resetOnce } from "../adapters/phantom-sessions.js";
 import { ConfigError, SignalDeliveryError } from "../errors.js";
+import { openPhantomDb, type PhantomDb } from "../store/phantom.js";
 import { sleep } from "../util/sleep.js";
 import type { GuardEvent, SignalSink } from "./types.js";
 
@@ -37,9 +36,9 @@ export function phantomSqliteSink(options: PhantomSqliteOptions): SignalSink {
   const busyTimeoutMs = options.busyTimeoutMs ?? 250;
   const retries = options.retries ?? 3;
   const backoffMs = options.backoffMs ?? 200;
-  let db: Database.Database | undefined;
+  let db: PhantomDb | undefined;
 
-  const open = (): Database.Database => {
+  const open = (): PhantomDb => {
     if (!db?.open) db = openPhantomDb(path, { busyTimeoutMs });
     return db;
   };
@@ -53,7 +52,7 @@ export function phantomSqliteSink(options: PhantomSqliteOptions): SignalSink {
         attempt++;
         try {
           // Clears the stale SDK session so the runtime's next message starts a fresh one.
-          resetOnce(open(), { sessionKey: event.session_key });
+          open().reset({ sessionKey: event.session_key });
           return { attempts: attempt };
         } catch (e) {
           const code = (e as { code?: string }).code ?? "";

@@ -1,14 +1,21 @@
 import type { GuardConfigRecord } from "./types.js";
 
-/** The caps a guard enforces, as resolved from its options. */
-export interface GuardCaps {
-  readonly mode: string;
+/** The caps a guard enforces, as resolved from its options (micro-dollars; Infinity: none). */
+export interface ResolvedCaps {
   readonly sessionBudgetMicros: number;
   readonly sessionMaxCalls: number;
+  /** The rolling window of the per-key caps. */
   readonly budgetWindowMs: number;
+  /** All keys together per 24 h. */
   readonly dailyBudgetMicros: number;
+  /** Every judge kind `judgeBudgetsMicros` does not name, all keys together per 24 h. */
   readonly judgeBudgetMicros: number;
   readonly judgeBudgetsMicros: Readonly<Record<string, number>>;
+}
+
+/** The caps of a guard as its configuration record names them. */
+export interface GuardCaps extends ResolvedCaps {
+  readonly mode: string;
   readonly clock: { now(): number };
 }
 

@@ -1,16 +1,16 @@
-import type { ScopeUsage } from "../budget/admission.js";
-import type { EstimateStats } from "../budget/estimator.js";
 import { bucketStart, DEFAULT_BUCKET_MS, judgeScope, scopeOf } from "./buckets.js";
 import type { DecisionId } from "./decision-ids.js";
 import { sameCaps } from "./guard-config.js";
 import type {
   DecisionRecord,
   EpisodeRecord,
+  EstimateStats,
   GuardConfigRecord,
   KeyStateRecord,
   LedgerStore,
   OwnerRecord,
   ReservationRecord,
+  ScopeUsage,
   SignalClaim,
   SignalRecord,
   StoredReservation,

@@ -20,7 +20,7 @@ import type { OwnerRecord } from "./types.js";
  *   changes nothing; only the heartbeat's progress counts.
  *
  * Declaring an owner dead never frees its spend: its calls in flight are charged at their
- * estimate or wait for their settlement (see the guard's reclaim).
+ * estimate or wait for their settlement (see `LedgerUpkeep`, upkeep.ts).
  */
 
 /** Linux process start time (field 22 of /proc/PID/stat), or null elsewhere. */

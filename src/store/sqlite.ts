@@ -13,8 +13,6 @@ import {
 } from "node:fs";
 import { dirname } from "node:path";
 import type Database from "better-sqlite3";
-import type { ScopeUsage } from "../budget/admission.js";
-import type { EstimateStats } from "../budget/estimator.js";
 import type { StuckEvidence } from "../detection/evidence.js";
 import { parseTrail } from "../detection/window.js";
 import { isJudgeGuardError, LedgerFaultError, LedgerSchemaError } from "../errors.js";
@@ -28,12 +26,14 @@ import { applyMigration, ledgerProblem, SCHEMA_VERSION } from "./migrations.js";
 import type {
   DecisionRecord,
   EpisodeRecord,
+  EstimateStats,
   GuardConfigRecord,
   KeyStateRecord,
   LedgerCheck,
   LedgerStore,
   OwnerRecord,
   ReservationRecord,
+  ScopeUsage,
   SignalClaim,
   SignalRecord,
   StoredReservation,
@@ -91,6 +91,17 @@ interface Connection {
   readonly fd: number | undefined;
 }
 
+let connection: (store: SqliteStore) => Database.Database;
+
+/**
+ * The store's own connection, for tests that inject faults into it or read its settings (a
+ * reader opens a connection of its own); not part of the package's interface. Throws the
+ * store's fault while it has no connection.
+ */
+export function connectionOf(store: SqliteStore): Database.Database {
+  return connection(store);
+}
+
 /** How often, at most, an operation looks whether the file was deleted or replaced (a stat). */
 const IDENTITY_CHECK_MS = 100;
 const SQLITE_HEADER = Buffer.from("SQLite format 3\0", "latin1");
@@ -131,10 +142,11 @@ export class SqliteStore implements LedgerStore {
     }
   }
 
-  /** The connection (for inspection and tests); throws the fault while there is none. */
-  get db(): Database.Database {
-    if (this.#c === undefined) throw this.#fault!;
-    return this.#c.db;
+  static {
+    connection = (store) => {
+      if (store.#c === undefined) throw store.#fault!;
+      return store.#c.db;
+    };
   }
 
   /** Why the ledger cannot be used right now, or undefined. */
@@ -406,49 +418,50 @@ export class SqliteStore implements LedgerStore {
   }
 
   atomically<T>(fn: () => T): T {
-    const s = this.#s;
-    if (this.db.inTransaction) return fn();
+    const { db, s } = this.#live();
+    if (db.inTransaction) return fn();
     s.begin.run();
     try {
       const out = fn();
       s.commit.run();
       return out;
     } catch (e) {
-      // `s`, not `this.#s`: a statement inside may have found the file unusable meanwhile.
-      if (this.db.inTransaction) s.rollback.run();
+      // This connection's, not `this.#s`: a statement inside may have found the file unusable meanwhile.
+      if (db.inTransaction) s.rollback.run();
       throw e;
     }
   }
 
   scopeUsage(sessionKey: string | null, sinceMs: number): ScopeUsage {
-    const u = this.#s.usage.get(scopeOf(sessionKey), sinceMs - this.#bucketMs) as Row;
-    const r = (sessionKey === null ? this.#s.openAll.get() : this.#s.openKey.get(sessionKey)) as Row;
-    return {
-      spentMicros: Number(u.m),
-      calls: Number(u.c),
-      openCount: Number(r.n),
-      openExpectedMicros: Number(r.e),
-      openWorstMicros: Number(r.w),
-    };
+    const s = this.#s;
+    return this.#usage(scopeOf(sessionKey), sinceMs, () =>
+      sessionKey === null ? s.openAll.get() : s.openKey.get(sessionKey),
+    );
   }
 
   judgeUsage(judge: string, sinceMs: number): ScopeUsage {
-    const u = this.#s.usage.get(judgeScope(judge), sinceMs - this.#bucketMs) as Row;
-    const r = this.#s.openJudge.get(judge) as Row;
+    return this.#usage(judgeScope(judge), sinceMs, () => this.#s.openJudge.get(judge));
+  }
+
+  /** A scope's settled usage since `sinceMs`, then its open reservations, as `open` reads them. */
+  #usage(scope: string, sinceMs: number, readOpen: () => unknown): ScopeUsage {
+    const u = this.#s.usage.get({ scope, after: sinceMs - this.#bucketMs }) as Row;
+    const open = readOpen() as Row;
     return {
       spentMicros: Number(u.m),
       calls: Number(u.c),
-      openCount: Number(r.n),
-      openExpectedMicros: Number(r.e),
-      openWorstMicros: Number(r.w),
+      openCount: Number(open.n),
+      openExpectedMicros: Number(open.e),
+      openWorstMicros: Number(open.w),
     };
   }
 
   addUsage(sessionKey: string, atMs: number, micros: number, calls: number, judge?: string): void {
-    const b = bucketStart(atMs, this.#bucketMs);
-    this.#s.addUsage.run(scopeOf(sessionKey), b, micros, calls);
-    this.#s.addUsage.run(scopeOf(null), b, micros, calls);
-    if (judge !== undefined) this.#s.addUsage.run(judgeScope(judge), b, micros, calls);
+    const bucket = bucketStart(atMs, this.#bucketMs);
+    const add = this.#s.addUsage;
+    add.run({ scope: scopeOf(sessionKey), bucket, micros, calls });
+    add.run({ scope: scopeOf(null), bucket, micros, calls });
+    if (judge !== undefined) add.run({ scope: judgeScope(judge), bucket, micros, calls });
   }
 
   openReservation(r: ReservationRecord): void {
@@ -489,11 +502,11 @@ export class SqliteStore implements LedgerStore {
   }
 
   orphanReservation(id: string, atMs: number): void {
-    this.#s.orphanReservation.run(atMs, id);
+    this.#s.orphanReservation.run({ at: atMs, ref: id });
   }
 
   markCharged(id: string, micros: number, decisionId: DecisionId, atMs: number): void {
-    this.#s.markCharged.run(micros, atMs, decisionId, id);
+    this.#s.markCharged.run({ micros, at: atMs, decision: decisionId, ref: id });
   }
 
   recordDecision(d: DecisionRecord): DecisionId {
@@ -521,34 +534,11 @@ export class SqliteStore implements LedgerStore {
   }
 
   updateDecision(id: DecisionId, d: DecisionRecord): void {
-    this.#s.updateDecision.run({ id, ...decisionParams(d) });
+    this.#s.updateDecision.run({ id, ...decisionColumns(d) });
   }
 
   #insertDecision(id: DecisionId, d: DecisionRecord): void {
-    this.#s.decision.run(
-      id,
-      d.ts,
-      d.sessionKey,
-      d.judge,
-      d.model,
-      d.decision,
-      d.reason,
-      d.shadow ? 1 : 0,
-      d.reservedMicros,
-      d.chargedMicros,
-      d.savedMicros,
-      d.inputTokens,
-      d.outputTokens,
-      d.cacheReadTokens,
-      d.cacheWriteTokens,
-      d.turns,
-      d.transcriptChars,
-      d.transcriptHash,
-      d.durationMs,
-      d.episodeId,
-      d.costSource ?? null,
-      d.computedMicros ?? null,
-    );
+    this.#s.decision.run({ id, ...decisionColumns(d) });
   }
 
   recordConfig(c: GuardConfigRecord): void {
@@ -556,17 +546,11 @@ export class SqliteStore implements LedgerStore {
       // Redundant when the configuration in force at its start already says the same.
       const latest = this.#s.configAt.get(c.startedMs) as Row | undefined;
       if (latest !== undefined && sameCaps(configOf(latest), c)) return;
-      this.#s.config.run(
-        c.startedMs,
-        c.ownerId,
-        c.mode,
-        c.sessionBudgetMicros,
-        c.sessionMaxCalls,
-        c.budgetWindowMs,
-        c.dailyBudgetMicros,
-        c.judgeBudgetMicros ?? null,
-        judgeBudgetsText(c),
-      );
+      this.#s.config.run({
+        ...c,
+        judgeBudgetMicros: c.judgeBudgetMicros ?? null,
+        judgeBudgets: judgeBudgetsText(c),
+      });
     });
   }
 
@@ -590,7 +574,7 @@ export class SqliteStore implements LedgerStore {
   }
 
   heartbeat(ownerId: string, nowMs: number): boolean {
-    return this.#s.heartbeat.run(nowMs, ownerId).changes > 0;
+    return this.#s.heartbeat.run({ now: nowMs, id: ownerId }).changes > 0;
   }
 
   removeOwner(ownerId: string): void {
@@ -641,33 +625,15 @@ export class SqliteStore implements LedgerStore {
   }
 
   saveKeyState(s: KeyStateRecord): void {
-    this.#s.saveKeyState.run(
-      s.sessionKey,
-      s.stuck ? 1 : 0,
-      s.episodeId,
-      s.fingerprint,
-      s.repeats,
-      s.lastSignalMs,
-      s.signalled ? 1 : 0,
-      s.updatedMs,
-    );
+    this.#s.saveKeyState.run({ ...s, stuck: s.stuck ? 1 : 0, signalled: s.signalled ? 1 : 0 });
   }
 
   openEpisode(e: EpisodeRecord): void {
-    this.#s.openEpisode.run(
-      e.id,
-      e.sessionKey,
-      e.fingerprint,
-      e.evidence,
-      e.repeats,
-      e.detectedTurn,
-      e.startedMs,
-      e.trail === undefined ? null : JSON.stringify(e.trail),
-    );
+    this.#s.openEpisode.run({ ...e, trail: e.trail === undefined ? null : JSON.stringify(e.trail) });
   }
 
   closeEpisode(id: string, endedMs: number): void {
-    this.#s.closeEpisode.run(endedMs, id);
+    this.#s.closeEpisode.run({ ended: endedMs, id });
   }
 
   /** Episodes, newest first (for reports and tests). */
@@ -690,7 +656,7 @@ export class SqliteStore implements LedgerStore {
   }
 
   addCannedFingerprint(fingerprint: string, source: "episode" | "operator", atMs: number): void {
-    this.#s.addCanned.run(fingerprint, source, atMs);
+    this.#s.addCanned.run({ fingerprint, source, at: atMs });
   }
 
   removeCannedFingerprint(fingerprint: string): void {
@@ -698,17 +664,7 @@ export class SqliteStore implements LedgerStore {
   }
 
   recordSignal(s: SignalRecord): void {
-    this.#s.signal.run(
-      s.ts,
-      s.eventId,
-      s.episodeId,
-      s.sessionKey,
-      s.channel,
-      s.event,
-      s.status,
-      s.attempts,
-      s.error,
-    );
+    this.#s.signal.run(s);
   }
 
   signalDelivered(eventId: string): boolean {
@@ -722,13 +678,13 @@ export class SqliteStore implements LedgerStore {
       if (claim?.delivered === 1 || (claim === undefined && this.signalDelivered(eventId)))
         return "delivered";
       if (claim !== undefined && nowMs - Number(claim.claimed_ms) < retryAfterMs) return "taken";
-      this.#s.setClaim.run(eventId, nowMs);
+      this.#s.setClaim.run({ event: eventId, at: nowMs });
       return "claimed";
     });
   }
 
   completeSignal(eventId: string, nowMs: number): void {
-    this.#s.completeClaim.run(eventId, nowMs);
+    this.#s.completeClaim.run({ event: eventId, at: nowMs });
   }
 
   estimateStats(): EstimateStats[] {
@@ -745,16 +701,7 @@ export class SqliteStore implements LedgerStore {
   }
 
   saveEstimateStats(s: EstimateStats): void {
-    this.#s.saveEstimate.run(
-      s.judge,
-      s.model,
-      s.samples,
-      s.outputMean,
-      s.outputVar,
-      s.outputMax,
-      s.inputRatio,
-      s.inputRatioMax,
-    );
+    this.#s.saveEstimate.run(s);
   }
 
   close(): void {
@@ -788,17 +735,28 @@ function reservationOf(r: Row): StoredReservation {
   };
 }
 
-/** The columns a late settlement rewrites in a decision. */
-function decisionParams(d: DecisionRecord) {
+/** A decision's columns, as the statements that insert and rewrite one name them. */
+function decisionColumns(d: DecisionRecord) {
   return {
-    decision: d.decision,
+    ts: d.ts,
+    key: d.sessionKey,
+    judge: d.judge,
     model: d.model,
+    decision: d.decision,
+    reason: d.reason,
+    shadow: d.shadow ? 1 : 0,
+    reserved: d.reservedMicros,
     charged: d.chargedMicros,
+    saved: d.savedMicros,
     input: d.inputTokens,
     output: d.outputTokens,
     cacheRead: d.cacheReadTokens,
     cacheWrite: d.cacheWriteTokens,
+    turns: d.turns,
+    chars: d.transcriptChars,
+    hash: d.transcriptHash,
     duration: d.durationMs,
+    episode: d.episodeId,
     costSource: d.costSource ?? null,
     computed: d.computedMicros ?? null,
   };
@@ -873,7 +831,7 @@ function migrate(db: Database.Database): void {
 const orNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
 /** A `guard_config` row as a record. */
-function configOf(r: Row): GuardConfigRecord {
+export function configOf(r: Row): GuardConfigRecord {
   return {
     startedMs: Number(r.started_ms),
     ownerId: String(r.owner_id),
@@ -918,7 +876,7 @@ function prepare(db: Database.Database) {
     commit: db.prepare("COMMIT"),
     rollback: db.prepare("ROLLBACK"),
     usage: db.prepare(
-      "SELECT coalesce(sum(micros), 0) AS m, coalesce(sum(calls), 0) AS c FROM usage WHERE scope = ? AND bucket > ?",
+      "SELECT coalesce(sum(micros), 0) AS m, coalesce(sum(calls), 0) AS c FROM usage WHERE scope = :scope AND bucket > :after",
     ),
     // Open: not charged yet (a reservation charged at its estimate is spend, in `usage`).
     openKey: db.prepare(
@@ -931,7 +889,7 @@ function prepare(db: Database.Database) {
       "SELECT count(*) AS n, coalesce(sum(expected_micros), 0) AS e, coalesce(sum(worst_micros), 0) AS w FROM reservations WHERE charged_micros IS NULL",
     ),
     addUsage: db.prepare(
-      "INSERT INTO usage (scope, bucket, micros, calls) VALUES (?, ?, ?, ?) ON CONFLICT (scope, bucket) DO UPDATE SET micros = micros + excluded.micros, calls = calls + excluded.calls",
+      "INSERT INTO usage (scope, bucket, micros, calls) VALUES (:scope, :bucket, :micros, :calls) ON CONFLICT (scope, bucket) DO UPDATE SET micros = micros + excluded.micros, calls = calls + excluded.calls",
     ),
     prune: db.prepare("DELETE FROM usage WHERE bucket <= ?"),
     pruneCharged: db.prepare("DELETE FROM reservations WHERE charged_ms < ?"),
@@ -958,10 +916,10 @@ function prepare(db: Database.Database) {
       )
       .safeIntegers(true),
     orphanReservation: db.prepare(
-      "UPDATE reservations SET orphaned_ms = ? WHERE ref = ? AND orphaned_ms IS NULL AND charged_micros IS NULL",
+      "UPDATE reservations SET orphaned_ms = :at WHERE ref = :ref AND orphaned_ms IS NULL AND charged_micros IS NULL",
     ),
     markCharged: db.prepare(
-      "UPDATE reservations SET charged_micros = ?, charged_ms = ?, decision_id = ? WHERE ref = ?",
+      "UPDATE reservations SET charged_micros = :micros, charged_ms = :at, decision_id = :decision WHERE ref = :ref",
     ),
     updateDecision: db.prepare(
       `UPDATE decisions SET decision = :decision, model = :model, charged_micros = :charged, input_tokens = :input,
@@ -977,7 +935,8 @@ function prepare(db: Database.Database) {
       `INSERT INTO decisions (id, ts, session_key, judge, model, decision, reason, shadow, reserved_micros, charged_micros,
         saved_micros, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, turns, transcript_chars,
         transcript_hash, duration_ms, episode_id, cost_source, computed_micros)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        VALUES (:id, :ts, :key, :judge, :model, :decision, :reason, :shadow, :reserved, :charged, :saved, :input, :output,
+        :cacheRead, :cacheWrite, :turns, :chars, :hash, :duration, :episode, :costSource, :computed)`,
     ),
     configAt: db.prepare(
       "SELECT * FROM guard_config WHERE started_ms <= ? ORDER BY started_ms DESC, id DESC LIMIT 1",
@@ -985,43 +944,48 @@ function prepare(db: Database.Database) {
     configs: db.prepare("SELECT * FROM guard_config ORDER BY started_ms, id"),
     config: db.prepare(
       `INSERT INTO guard_config (started_ms, owner_id, mode, session_budget_micros, session_max_calls,
-        budget_window_ms, daily_budget_micros, judge_budget_micros, judge_budgets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        budget_window_ms, daily_budget_micros, judge_budget_micros, judge_budgets) VALUES (:startedMs, :ownerId, :mode,
+        :sessionBudgetMicros, :sessionMaxCalls, :budgetWindowMs, :dailyBudgetMicros, :judgeBudgetMicros, :judgeBudgets)`,
     ),
     owner: db.prepare(
       `INSERT OR REPLACE INTO owners (id, pid, hostname, proc_start, boot_id, pid_ns, started_ms, heartbeat_ms, beat)
         VALUES (:id, :pid, :hostname, :procStart, :bootId, :pidNs, :started, :heartbeat, :beat)`,
     ),
-    heartbeat: db.prepare("UPDATE owners SET heartbeat_ms = ?, beat = beat + 1 WHERE id = ?"),
+    heartbeat: db.prepare("UPDATE owners SET heartbeat_ms = :now, beat = beat + 1 WHERE id = :id"),
     removeOwner: db.prepare("DELETE FROM owners WHERE id = ?"),
     owners: db.prepare("SELECT * FROM owners"),
     keyState: db.prepare("SELECT * FROM key_state WHERE session_key = ?"),
     saveKeyState: db.prepare(
-      "INSERT OR REPLACE INTO key_state (session_key, stuck, episode_id, fingerprint, repeats, last_signal_ms, signalled, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      `INSERT OR REPLACE INTO key_state (session_key, stuck, episode_id, fingerprint, repeats, last_signal_ms, signalled, updated_ms)
+        VALUES (:sessionKey, :stuck, :episodeId, :fingerprint, :repeats, :lastSignalMs, :signalled, :updatedMs)`,
     ),
     openEpisode: db.prepare(
-      "INSERT OR IGNORE INTO episodes (id, session_key, fingerprint, evidence, repeats, detected_turn, started_ms, trail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      `INSERT OR IGNORE INTO episodes (id, session_key, fingerprint, evidence, repeats, detected_turn, started_ms, trail)
+        VALUES (:id, :sessionKey, :fingerprint, :evidence, :repeats, :detectedTurn, :startedMs, :trail)`,
     ),
-    closeEpisode: db.prepare("UPDATE episodes SET ended_ms = ? WHERE id = ? AND ended_ms IS NULL"),
+    closeEpisode: db.prepare("UPDATE episodes SET ended_ms = :ended WHERE id = :id AND ended_ms IS NULL"),
     episodes: db.prepare("SELECT * FROM episodes ORDER BY started_ms DESC"),
     canned: db.prepare("SELECT fingerprint FROM canned_fingerprints"),
     addCanned: db.prepare(
-      "INSERT OR IGNORE INTO canned_fingerprints (fingerprint, source, first_seen_ms) VALUES (?, ?, ?)",
+      "INSERT OR IGNORE INTO canned_fingerprints (fingerprint, source, first_seen_ms) VALUES (:fingerprint, :source, :at)",
     ),
     removeCanned: db.prepare("DELETE FROM canned_fingerprints WHERE fingerprint = ?"),
     signal: db.prepare(
-      "INSERT INTO signals (ts, event_id, episode_id, session_key, channel, event, status, attempts, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      `INSERT INTO signals (ts, event_id, episode_id, session_key, channel, event, status, attempts, error)
+        VALUES (:ts, :eventId, :episodeId, :sessionKey, :channel, :event, :status, :attempts, :error)`,
     ),
     claim: db.prepare("SELECT claimed_ms, delivered FROM signal_claims WHERE event_id = ?"),
     setClaim: db.prepare(
-      "INSERT INTO signal_claims (event_id, claimed_ms) VALUES (?, ?) ON CONFLICT (event_id) DO UPDATE SET claimed_ms = excluded.claimed_ms",
+      "INSERT INTO signal_claims (event_id, claimed_ms) VALUES (:event, :at) ON CONFLICT (event_id) DO UPDATE SET claimed_ms = excluded.claimed_ms",
     ),
     completeClaim: db.prepare(
-      "INSERT INTO signal_claims (event_id, claimed_ms, delivered) VALUES (?, ?, 1) ON CONFLICT (event_id) DO UPDATE SET delivered = 1",
+      "INSERT INTO signal_claims (event_id, claimed_ms, delivered) VALUES (:event, :at, 1) ON CONFLICT (event_id) DO UPDATE SET delivered = 1",
     ),
     estimates: db.prepare("SELECT * FROM estimates"),
     delivered: db.prepare("SELECT 1 FROM signals WHERE event_id = ? AND status = 'delivered' LIMIT 1"),
     saveEstimate: db.prepare(
-      "INSERT OR REPLACE INTO estimates (judge, model, samples, output_mean, output_var, output_max, input_ratio, input_ratio_max) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      `INSERT OR REPLACE INTO estimates (judge, model, samples, output_mean, output_var, output_max, input_ratio, input_ratio_max)
+        VALUES (:judge, :model, :samples, :outputMean, :outputVar, :outputMax, :inputRatio, :inputRatioMax)`,
     ),
   };
 }

@@ -1,8 +1,36 @@
-import type { ScopeUsage } from "../budget/admission.js";
-import type { EstimateStats } from "../budget/estimator.js";
 import type { StuckEvidence } from "../detection/evidence.js";
 import type { EvidenceStep } from "../detection/window.js";
 import type { DecisionId } from "./decision-ids.js";
+
+/** What the ledger holds for one scope (a session key, or everything) within its window. */
+export interface ScopeUsage {
+  /** Settled spend within the window, micro-dollars. */
+  readonly spentMicros: number;
+  /** Settled calls within the window. */
+  readonly calls: number;
+  /** Reservations not yet settled. */
+  readonly openCount: number;
+  readonly openExpectedMicros: number;
+  readonly openWorstMicros: number;
+}
+
+/**
+ * Learned token sizes per judge kind and model, so that reservations are realistic: a judge
+ * that answers in 300 tokens is not reserved at its 4096-token ceiling, which would cut a
+ * session off long before its cap.
+ */
+export interface EstimateStats {
+  readonly judge: string;
+  readonly model: string;
+  readonly samples: number;
+  /** Exponentially weighted mean and variance of output tokens. */
+  readonly outputMean: number;
+  readonly outputVar: number;
+  readonly outputMax: number;
+  /** Observed input tokens divided by the character-based guess; weighted mean and maximum. */
+  readonly inputRatio: number;
+  readonly inputRatioMax: number;
+}
 
 /** Why a request was not judged. */
 export type SkipReason =
@@ -180,20 +208,27 @@ export interface LedgerCheck {
 /** What {@link LedgerStore.claimSignal} answers. */
 export type SignalClaim = "claimed" | "taken" | "delivered";
 
-/**
- * Where the guard keeps what must survive a restart and be shared between processes. The
- * SQLite ledger is the default; the in-memory store serves tests and embedding. All methods
- * are synchronous: both implementations are, and it keeps the atomic sections honest.
+/*
+ * The ledger's contract, in the parts its users need: admission and settlement use the budget
+ * and reservation parts, stuck detection the episode part, signal delivery the signal part.
+ * `LedgerStore` is all of them, and what a store implements (`SqliteStore`, `MemoryStore`, and
+ * a store shared across hosts next). All methods are synchronous: both stores are, and it keeps
+ * the atomic sections honest. Reports read through a `LedgerReader` (reader.ts) instead.
  */
-export interface LedgerStore {
-  /** A file path, or ":memory:". */
+
+/** What every part of the ledger has. */
+export interface LedgerBase {
+  /** A file path, or ":memory:" (for logs). */
   readonly location: string;
   /**
    * Runs `fn` so that no other guard sharing the store interleaves its own atomic section
    * (SQLite: one `BEGIN IMMEDIATE` transaction). Nested calls join the outer section.
    */
   atomically<T>(fn: () => T): T;
+}
 
+/** Spend: the usage buckets behind the rolling windows, the decisions, and learned sizes. */
+export interface BudgetLedger extends LedgerBase {
   /** Settled usage since `sinceMs` and open reservations, for one key or (null) for all keys. */
   scopeUsage(sessionKey: string | null, sinceMs: number): ScopeUsage;
   /**
@@ -203,6 +238,27 @@ export interface LedgerStore {
   judgeUsage?(judge: string, sinceMs: number): ScopeUsage;
   /** Charges a key, everything, and (given) the judge kind the call was of. */
   addUsage(sessionKey: string, atMs: number, micros: number, calls: number, judge?: string): void;
+  /** Records a decision; returns its id. */
+  recordDecision(d: DecisionRecord): DecisionId;
+  /** Rewrites a decision (a late settlement of a call charged at its estimate). */
+  updateDecision(id: DecisionId, d: DecisionRecord): void;
+  /**
+   * Drops usage buckets that ended before `beforeMs`, and reservations charged at their
+   * estimate before it (no settlement is coming for them any more).
+   */
+  pruneUsage(beforeMs: number): void;
+  /**
+   * The ledger's prune horizon: nothing older was pruned. Before the first prune, the oldest
+   * usage bucket; null when there is none.
+   */
+  pruneHorizon(): number | null;
+  setPruneHorizon(ms: number): void;
+  estimateStats(): EstimateStats[];
+  saveEstimateStats(s: EstimateStats): void;
+}
+
+/** Calls in flight: their reservations, and the guards (owners) that hold them. */
+export interface ReservationLedger extends LedgerBase {
   openReservation(r: ReservationRecord): void;
   /** Removes a reservation; false when it was no longer there (reclaimed meanwhile). */
   deleteReservation(id: string): boolean;
@@ -219,33 +275,20 @@ export interface LedgerStore {
   orphanReservation(id: string, atMs: number): void;
   /** Marks a reservation as charged at its estimate (see {@link StoredReservation.chargedMicros}). */
   markCharged(id: string, micros: number, decisionId: DecisionId, atMs: number): void;
-  /** Records a decision; returns its id. */
-  recordDecision(d: DecisionRecord): DecisionId;
-  /** Rewrites a decision (a late settlement of a call charged at its estimate). */
-  updateDecision(id: DecisionId, d: DecisionRecord): void;
-  /**
-   * Records the caps of a guard opening the store (unless the latest record says the same).
-   * Optional for stores written before it existed.
-   */
-  recordConfig?(c: GuardConfigRecord): void;
-
   registerOwner(o: OwnerRecord): void;
   /** Refreshes an owner's heartbeat; false when its row is gone (it must register again). */
   heartbeat(ownerId: string, nowMs: number): boolean;
   removeOwner(ownerId: string): void;
   owners(): OwnerRecord[];
   /**
-   * Drops usage buckets that ended before `beforeMs`, and reservations charged at their
-   * estimate before it (no settlement is coming for them any more).
+   * Records the caps of a guard opening the store (unless the latest record says the same).
+   * Optional for stores written before it existed.
    */
-  pruneUsage(beforeMs: number): void;
-  /**
-   * The ledger's prune horizon: nothing older was pruned. Before the first prune, the oldest
-   * usage bucket; null when there is none.
-   */
-  pruneHorizon(): number | null;
-  setPruneHorizon(ms: number): void;
+  recordConfig?(c: GuardConfigRecord): void;
+}
 
+/** Stuck state: each key's state, its episodes, and the registry of canned fingerprints. */
+export interface EpisodeLedger extends LedgerBase {
   keyState(sessionKey: string): KeyStateRecord | undefined;
   saveKeyState(s: KeyStateRecord): void;
   openEpisode(e: EpisodeRecord): void;
@@ -253,6 +296,10 @@ export interface LedgerStore {
   cannedFingerprints(): string[];
   addCannedFingerprint(fingerprint: string, source: "episode" | "operator", atMs: number): void;
   removeCannedFingerprint(fingerprint: string): void;
+}
+
+/** Signal deliveries, and the claims that make one process of those sharing the ledger send each. */
+export interface SignalLedger extends LedgerBase {
   recordSignal(s: SignalRecord): void;
   /** Whether some channel has delivered this event (by any process sharing the ledger). */
   signalDelivered(eventId: string): boolean;
@@ -267,13 +314,17 @@ export interface LedgerStore {
   claimSignal?(eventId: string, nowMs: number, retryAfterMs: number): SignalClaim;
   /** Every channel delivered the event: it is never claimed again. */
   completeSignal?(eventId: string, nowMs: number): void;
-  estimateStats(): EstimateStats[];
-  saveEstimateStats(s: EstimateStats): void;
+}
 
+/**
+ * Where the guard keeps what must survive a restart and be shared between processes: every
+ * part above, and the store's own health. The SQLite ledger is the default; the in-memory store
+ * serves tests and embedding.
+ */
+export interface LedgerStore extends BudgetLedger, ReservationLedger, EpisodeLedger, SignalLedger {
   /** Why the store cannot be used right now, if it can tell (its operations throw meanwhile). */
   readonly fault?: Error | undefined;
   /** Looks at the storage itself, on the guard's heartbeat, and recovers from a fault when it can. */
   check?(): LedgerCheck;
-
   close(): void;
 }

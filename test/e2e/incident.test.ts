@@ -22,6 +22,7 @@ import {
   SESSIONS_SQL,
   type SessionsDb,
 } from "../fixtures/phantom-runtime/runtime.js";
+import { readLedger } from "../helpers/ledger.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
@@ -98,7 +99,9 @@ describe("Phantom issue #25, end to end", () => {
     expect(replies.slice(2).every((r) => r !== CANNED)).toBe(true);
     // Exactly one signal for the episode, on each channel.
     expect(signals).toEqual(["stuck_session"]);
-    const deliveries = store.db.prepare("SELECT channel, status FROM signals ORDER BY id").all();
+    const deliveries = readLedger(store.location, (db) =>
+      db.prepare("SELECT channel, status FROM signals ORDER BY id").all(),
+    );
     expect(deliveries).toHaveLength(2);
     expect(deliveries).toEqual(
       expect.arrayContaining([
@@ -110,11 +113,15 @@ describe("Phantom issue #25, end to end", () => {
     expect(episodes).toHaveLength(1);
     expect(episodes[0]!.endedMs).not.toBeNull(); // it recovered
     // Judging resumed: every later message was judged (2 judges each, both keys).
-    const judgedCli = store.db
-      .prepare(
-        "SELECT count(*) AS n FROM decisions WHERE session_key = 'cli:cli:local' AND decision = 'judged'",
-      )
-      .get() as { n: number };
+    const judgedCli = readLedger(
+      store.location,
+      (db) =>
+        db
+          .prepare(
+            "SELECT count(*) AS n FROM decisions WHERE session_key = 'cli:cli:local' AND decision = 'judged'",
+          )
+          .get() as { n: number },
+    );
     expect(judgedCli.n).toBe((MESSAGES - 1) * 2);
     store.close();
     raw.close();

@@ -15,6 +15,7 @@ import {
   StuckSessionError,
   type StuckSessionEvent,
 } from "../../src/index.js";
+import { readLedger } from "../helpers/ledger.js";
 import { healthyReply } from "../helpers/replies.js";
 import { FakeClock, useTempDir } from "../helpers/tmp.js";
 
@@ -606,9 +607,11 @@ describe("operator actions and options", () => {
     other.exec("COMMIT");
     other.close();
     await guard.close();
-    const decisions = store.db.prepare("SELECT decision, charged_micros AS c FROM decisions").all();
-    expect(decisions).toEqual([{ decision: "judged", c: 15_000 }]);
-    expect(store.db.prepare("SELECT count(*) AS n FROM reservations").get()).toEqual({ n: 0 });
+    readLedger(path, (db) => {
+      const decisions = db.prepare("SELECT decision, charged_micros AS c FROM decisions").all();
+      expect(decisions).toEqual([{ decision: "judged", c: 15_000 }]);
+      expect(db.prepare("SELECT count(*) AS n FROM reservations").get()).toEqual({ n: 0 });
+    });
     expect(guard.session("k").spentUsd).toBeCloseTo(0.015, 9);
     store.close();
   });

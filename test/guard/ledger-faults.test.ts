@@ -6,6 +6,7 @@ import { promisify } from "node:util";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { createGuard, isJudgeSkippedError, type JudgeRequest, SqliteStore } from "../../src/index.js";
+import { connectionOf } from "../../src/store/sqlite.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
@@ -38,7 +39,7 @@ describe("when the ledger itself fails", () => {
       const store = new SqliteStore(join(tmp(), "ledger.db"));
       const { logger, lines } = capturingLogger("warn");
       const guard = createGuard({ ledger: store, logger, onError });
-      store.db.close(); // the file is gone from under the guard
+      connectionOf(store).close(); // the file is gone from under the guard
       let called = 0;
       const out = await guard.run(request(["q"], ["a real answer"]), async () => {
         called++;

@@ -2,7 +2,7 @@
 // JUDGE_GUARD_PHANTOM_SNAPSHOTS), copied once per run to a writable folder and installed there
 // with Bun from the npm registry. In CI the snapshots must be there (a missing one fails the
 // run); in a user's clone without them the tests are skipped with a message saying why.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import {
   cpSync,
   existsSync,
@@ -15,7 +15,6 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";

@@ -55,7 +55,7 @@ function run(command: string, args: readonly string[], cwd: string, timeout = 24
 }
 
 const CONSUMER_MJS = `
-import { createGuard, SqliteStore, isStuckSessionError } from "judge-guard";
+import { createGuard, isStuckSessionError } from "judge-guard";
 import { createClient } from "judge-guard/client";
 import { installPhantomGuard } from "judge-guard/phantom";
 import pkg from "judge-guard/package.json" with { type: "json" };
@@ -66,12 +66,13 @@ const outcome = await guard.run(
   () => ({ usage: { input_tokens: 100, output_tokens: 20 } }),
 );
 await guard.close();
-const store = new SqliteStore("data/ledger.db");
-const decisions = store.db.prepare("SELECT count(*) AS n FROM decisions").get().n;
-store.close();
+// A second guard on the file finds the call the first one charged.
+const again = createGuard({ ledger: "data/ledger.db", logger: "silent" });
+const calls = again.session("k").calls;
+await again.close();
 console.log(JSON.stringify({
   status: outcome.status,
-  decisions,
+  calls,
   version: pkg.version,
   client: typeof createClient,
   phantom: typeof installPhantomGuard,
@@ -99,9 +100,10 @@ if (outcome.status === "skipped") {
 // @ts-expect-error: mode is "enforce" or "shadow"
 createGuard({ mode: "nonsense" });
 const store = new SqliteStore(":memory:");
-const n: unknown = store.db.prepare("SELECT 1").pluck().get();
-// @ts-expect-error: better-sqlite3's Database has no such method
-store.db.noSuchMethod();
+const n: number = store.scopeUsage(null, 0).spentMicros;
+// @ts-expect-error: the store's connection is its own
+store.db.close();
+store.close();
 const client: GuardClient = createClient({ url: "http://127.0.0.1:8787" });
 console.log(n, typeof guardAnthropicClient, client.stats.unreachable);
 await guard.close();
@@ -189,7 +191,7 @@ describe("judge-guard installed from its packed tarball", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({
       status: "judged",
-      decisions: 1,
+      calls: 1,
       version: pkg.version,
       client: "function",
       phantom: "function",

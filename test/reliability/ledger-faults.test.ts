@@ -7,6 +7,8 @@ import Database from "better-sqlite3";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { createGuard, type OnLedgerError, SqliteStore } from "../../src/index.js";
+import { connectionOf } from "../../src/store/sqlite.js";
+import { readLedger } from "../helpers/ledger.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
@@ -43,13 +45,15 @@ const FAULTS: Array<[string, (store: SqliteStore, path: string) => () => void, R
   [
     "a full disk",
     (store) => {
+      // The store's own connection: a page limit holds for the connection that sets it.
+      const db = connectionOf(store);
       // No page left to grow into, and no free space left in the pages there are.
-      const pages = Number(store.db.pragma("page_count", { simple: true }));
-      store.db.pragma(`max_page_count = ${pages + 64}`);
-      store.db.exec("CREATE TABLE filler (b BLOB)");
-      const fill = store.db.prepare("INSERT INTO filler VALUES (randomblob(?))");
+      const pages = Number(db.pragma("page_count", { simple: true }));
+      db.pragma(`max_page_count = ${pages + 64}`);
+      db.exec("CREATE TABLE filler (b BLOB)");
+      const fill = db.prepare("INSERT INTO filler VALUES (randomblob(?))");
       // The reservations' own page too, so that an admission finds no room either.
-      const reserve = store.db.prepare(
+      const reserve = db.prepare(
         "INSERT INTO reservations (ref, owner_id, session_key, judge, model, expected_micros, worst_micros, created_ms) VALUES ('filler', ?, 'filler', 'j', 'm', 0, 0, 0)",
       );
       const untilFull = (insert: () => void) => {
@@ -63,8 +67,8 @@ const FAULTS: Array<[string, (store: SqliteStore, path: string) => () => void, R
       untilFull(() => reserve.run("x".repeat(200)));
       untilFull(() => reserve.run("x"));
       return () => {
-        store.db.pragma("max_page_count = 1073741823");
-        store.db.exec("DROP TABLE filler; DELETE FROM reservations WHERE ref = 'filler'");
+        db.pragma("max_page_count = 1073741823");
+        db.exec("DROP TABLE filler; DELETE FROM reservations WHERE ref = 'filler'");
       };
     },
     /full/i,
@@ -118,9 +122,15 @@ describe.each(FAULTS)("%s", (_name, inject, message) => {
       restore();
       await guard.close(); // retries the settlements the ledger refused
       const judged = outs.filter((o) => o.status === "judged").length;
-      const recorded = store.db
-        .prepare("SELECT count(*) AS n FROM decisions WHERE session_key LIKE 'k%' AND decision = 'judged'")
-        .get() as { n: number };
+      const recorded = readLedger(
+        path,
+        (db) =>
+          db
+            .prepare(
+              "SELECT count(*) AS n FROM decisions WHERE session_key LIKE 'k%' AND decision = 'judged'",
+            )
+            .get() as { n: number },
+      );
       store.close();
       expect(made).toBe(judged);
       if (status === "judged") expect(judged).toBe(20 * calls);

@@ -12,6 +12,7 @@ import {
 import { buildReport } from "../../src/report/report.js";
 import { applyMigration, SCHEMA_VERSION } from "../../src/store/migrations.js";
 import type { DecisionRecord } from "../../src/store/types.js";
+import { readLedger } from "../helpers/ledger.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
@@ -319,12 +320,14 @@ describe("schema v4", () => {
     // Read before the upgrade (the report never migrates)...
     const before = buildReport(path, { since: 0, until: 2000 }).totals;
     const store = new SqliteStore(path, { backgroundCheckpoints: false });
-    expect(store.db.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
-    expect(
-      store.db
+    const upgraded = readLedger(path, (db) => ({
+      version: db.pragma("user_version", { simple: true }),
+      rows: db
         .prepare("SELECT charged_micros, cost_source, computed_micros FROM decisions ORDER BY id")
         .all(),
-    ).toEqual([
+    }));
+    expect(upgraded.version).toBe(SCHEMA_VERSION);
+    expect(upgraded.rows).toEqual([
       { charged_micros: 4500, cost_source: null, computed_micros: null },
       { charged_micros: 7000, cost_source: null, computed_micros: null },
       { charged_micros: 0, cost_source: null, computed_micros: null },

@@ -15,7 +15,9 @@ import {
 } from "../../src/index.js";
 import { buildReport } from "../../src/report/report.js";
 import { applyMigration, SCHEMA_VERSION } from "../../src/store/migrations.js";
+import { connectionOf } from "../../src/store/sqlite.js";
 import type { DecisionRecord } from "../../src/store/types.js";
+import { readLedger } from "../helpers/ledger.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
@@ -88,8 +90,8 @@ describe("SqliteStore", () => {
     expect(existsSync(`${path}-wal`)).toBe(true);
     expect(statSync(`${path}-wal`).mode & 0o777).toBe(0o600);
     const store = guard.store as SqliteStore;
-    expect(store.db.pragma("journal_mode", { simple: true })).toBe("wal");
-    expect(Number(store.db.pragma("busy_timeout", { simple: true }))).toBeGreaterThan(0);
+    expect(readLedger(path, (db) => db.pragma("journal_mode", { simple: true }))).toBe("wal");
+    expect(Number(connectionOf(store).pragma("busy_timeout", { simple: true }))).toBeGreaterThan(0);
     await guard.close();
   });
 
@@ -135,8 +137,10 @@ describe("SqliteStore", () => {
       .run();
     old.close();
     const store = new SqliteStore(path, { backgroundCheckpoints: false });
-    expect(store.db.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
-    expect(store.db.prepare("SELECT count(*) AS n FROM signals").get()).toEqual({ n: 1 });
+    readLedger(path, (db) => {
+      expect(db.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
+      expect(db.prepare("SELECT count(*) AS n FROM signals").get()).toEqual({ n: 1 });
+    });
     store.recordSignal({
       ts: 2,
       eventId: "ep-1",
@@ -170,9 +174,13 @@ describe("SqliteStore", () => {
       .run();
     old.close();
     const store = new SqliteStore(path, { backgroundCheckpoints: false });
-    expect(store.db.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
+    expect(readLedger(path, (db) => db.pragma("user_version", { simple: true }))).toBe(SCHEMA_VERSION);
     expect(store.scopeUsage("k", 0)).toMatchObject({ openCount: 1, openWorstMicros: 900_000 });
-    expect(store.db.prepare("SELECT sum(charged_micros) AS m FROM decisions").get()).toEqual({ m: 42 });
+    expect(
+      readLedger(path, (db) => db.prepare("SELECT sum(charged_micros) AS m FROM decisions").get()),
+    ).toEqual({
+      m: 42,
+    });
     // A reservation written before the upgrade is released by its id, as one written after.
     expect(store.deleteReservation("r-1")).toBe(true);
     store.openReservation({
@@ -205,7 +213,10 @@ describe("SqliteStore", () => {
     // millisecond later (whose own slots the spilled rows may already hold).
     for (let i = 0; i < 1500; i++) (i % 2 === 0 ? a : b).recordDecision(row(at, `k${i % 3}`));
     a.recordDecision(row(at + 1, "later"));
-    const ids = a.db.prepare("SELECT id, ts FROM decisions").all() as Array<{ id: number; ts: number }>;
+    const ids = readLedger(path, (db) => db.prepare("SELECT id, ts FROM decisions").all()) as Array<{
+      id: number;
+      ts: number;
+    }>;
     expect(ids).toHaveLength(1501);
     expect(new Set(ids.map((r) => r.id)).size).toBe(1501);
     for (const r of ids) expect(r.id).toBeGreaterThanOrEqual(r.ts * 1024);
@@ -288,7 +299,9 @@ describe("SqliteStore", () => {
     const store = new SqliteStore(path, { backgroundCheckpoints: false });
     for (const ts of [1.8e15, 1.8e15, 1.8e17, 1.8e17, Number.MAX_VALUE])
       store.recordDecision({ ...decision, ts });
-    const ids = store.db.prepare("SELECT id FROM decisions").safeIntegers(true).all() as Array<{
+    const ids = readLedger(path, (db) =>
+      db.prepare("SELECT id FROM decisions").safeIntegers(true).all(),
+    ) as Array<{
       id: bigint;
     }>;
     store.close();
@@ -301,11 +314,13 @@ describe("SqliteStore", () => {
     const store = new SqliteStore(path, { backgroundCheckpoints: false });
     store.recordDecision({ ...decision, ts: 1000 });
     // What an older process's prepared INSERT does: no id, so SQLite would pick max(id) + 1.
-    store.db
-      .prepare(
-        "INSERT INTO decisions (ts, session_key, judge, model, decision, charged_micros) VALUES (?, 'old', 'j', 'm', 'judged', 5)",
-      )
-      .run(5_000_000);
+    readLedger(path, (db) =>
+      db
+        .prepare(
+          "INSERT INTO decisions (ts, session_key, judge, model, decision, charged_micros) VALUES (?, 'old', 'j', 'm', 'judged', 5)",
+        )
+        .run(5_000_000),
+    );
     store.close();
     expect(buildReport(path, { since: 5_000_000, until: 5_000_001 }).totals.charged_usd).toBe(0.000005);
     expect(buildReport(path, { since: 0, until: 5_000_001 }).totals.calls_judged).toBe(2);
