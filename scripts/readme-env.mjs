@@ -1,6 +1,6 @@
 // The README's table of environment variables, generated from their definitions
 // (src/config/variables.ts, whose defaults and limits are the options table's), so that no default
-// or meaning is written twice. `npm run docs` rewrites the table; test/unit/docs.test.ts fails
+// or meaning is written twice. `npm run docs` rewrites the table; test/docs/readme.test.ts fails
 // while the README differs from what this writes.
 import { readFileSync, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";

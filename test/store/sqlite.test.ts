@@ -500,7 +500,7 @@ describe("restarts", () => {
 
 describe("a ledger path that cannot be opened", () => {
   // Part of the path is a file, which stops root too (read-only files and mounts, which need
-  // another user or a mount namespace, are in test/reliability/ledger-files.test.ts).
+  // another user or a mount namespace, are in test/store/ledger-files.test.ts).
   const unusable = () => join(tmp(), "not-a-folder");
 
   it("new SqliteStore throws a LedgerFaultError naming the file and what to do", () => {
