@@ -1,35 +1,158 @@
+// What the guard does when its ledger fails under it (JUDGE_GUARD_ON_ERROR: closed skips the call,
+// open judges it) and when the file is not a ledger at all. The store's own behaviour on real
+// file faults (read-only, deleted, replaced, overwritten) is in test/store/ledger-files.test.ts.
 import { execFile } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-import { pino } from "pino";
+import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
-import { createGuard, isJudgeSkippedError, type JudgeRequest, SqliteStore } from "../../src/index.js";
+import {
+  createGuard,
+  isJudgeSkippedError,
+  type JudgeRequest,
+  type OnLedgerError,
+  SqliteStore,
+} from "../../src/index.js";
 import { connectionOf } from "../../src/store/sqlite.js";
+import { readLedger } from "../helpers/ledger.js";
+import { captureLogs } from "../helpers/logs.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
 
-/** A pino logger that keeps every line it writes. */
-function capturingLogger(level = "trace") {
-  const lines: string[] = [];
-  const stream = new Writable({
-    write(chunk, _enc, done) {
-      lines.push(...chunk.toString().split("\n").filter(Boolean));
-      done();
+/**
+ * Faults applied to a real ledger file after the guard has opened it, that pass. (A read-only
+ * file, folder or mount, a deleted or replaced file and overwritten bytes are real faults of
+ * the file in ledger-files.test.ts: `PRAGMA query_only` is not what a read-only file does.)
+ */
+const FAULTS: Array<[string, (store: SqliteStore, path: string) => () => void, RegExp]> = [
+  [
+    "a database locked by another process beyond the busy timeout",
+    (_store, path) => {
+      const other = new Database(path);
+      other.exec("BEGIN IMMEDIATE");
+      return () => {
+        other.exec("ROLLBACK");
+        other.close();
+      };
     },
-  });
-  return { logger: pino({ level }, stream), lines };
-}
+    /locked|busy/i,
+  ],
+  [
+    "a full disk",
+    (store) => {
+      // The store's own connection: a page limit holds for the connection that sets it.
+      const db = connectionOf(store);
+      // No page left to grow into, and no free space left in the pages there are.
+      const pages = Number(db.pragma("page_count", { simple: true }));
+      db.pragma(`max_page_count = ${pages + 64}`);
+      db.exec("CREATE TABLE filler (b BLOB)");
+      const fill = db.prepare("INSERT INTO filler VALUES (randomblob(?))");
+      // The reservations' own page too, so that an admission finds no room either.
+      const reserve = db.prepare(
+        "INSERT INTO reservations (ref, owner_id, session_key, judge, model, expected_micros, worst_micros, created_ms) VALUES ('filler', ?, 'filler', 'j', 'm', 0, 0, 0)",
+      );
+      const untilFull = (insert: () => void) => {
+        try {
+          for (;;) insert();
+        } catch (e) {
+          if ((e as { code?: string }).code !== "SQLITE_FULL") throw e;
+        }
+      };
+      for (const size of [4000, 1000, 200, 50, 10, 1]) untilFull(() => fill.run(size));
+      untilFull(() => reserve.run("x".repeat(200)));
+      untilFull(() => reserve.run("x"));
+      return () => {
+        db.pragma("max_page_count = 1073741823");
+        db.exec("DROP TABLE filler; DELETE FROM reservations WHERE ref = 'filler'");
+      };
+    },
+    /full/i,
+  ],
+];
 
-const request = (users: string[], replies: string[], key = "k"): JudgeRequest => ({
-  judge: "observation_extraction",
-  model: "claude-sonnet-4-6",
-  session: { session_key: key, user_messages: users, assistant_messages: replies },
+describe.each(FAULTS)("%s", (_name, inject, message) => {
+  it.each<[OnLedgerError, string, number]>([
+    ["closed", "skipped", 0],
+    ["open", "judged", 1],
+  ])(
+    "JUDGE_GUARD_ON_ERROR=%s: the call is %s, with a log line and a counted error, never a throw",
+    async (onError, status, calls) => {
+      const path = join(tmp(), "ledger.db");
+      const store = new SqliteStore(path, { busyTimeoutMs: 20, backgroundCheckpoints: false });
+      const { logger, lines } = captureLogs();
+      const guard = createGuard({ ledger: store, logger, onError });
+      // Enough activity that new pages are needed (the full-disk case).
+      for (let i = 0; i < 30; i++) {
+        await guard.run(
+          {
+            judge: "j",
+            model: "claude-sonnet-4-6",
+            sessionKey: `warm${i}`,
+            userMessages: [`q${i}`],
+            assistantMessages: [`a${i}`],
+          },
+          async () => ({ inputTokens: 1, outputTokens: 1 }),
+        );
+      }
+      const restore = inject(store, path);
+      let made = 0;
+      const outs = [];
+      for (let i = 0; i < 20; i++) {
+        outs.push(
+          await guard.run(
+            {
+              judge: "j",
+              model: "claude-sonnet-4-6",
+              sessionKey: `k${i}`,
+              userMessages: [`a question ${i} ${"x".repeat(2000)}`],
+              assistantMessages: [`an answer ${i} ${"y".repeat(2000)}`],
+            },
+            async () => {
+              made++;
+              return { inputTokens: 10, outputTokens: 10 };
+            },
+          ),
+        );
+      }
+      restore();
+      await guard.close(); // retries the settlements the ledger refused
+      const judged = outs.filter((o) => o.status === "judged").length;
+      const recorded = readLedger(
+        path,
+        (db) =>
+          db
+            .prepare(
+              "SELECT count(*) AS n FROM decisions WHERE session_key LIKE 'k%' AND decision = 'judged'",
+            )
+            .get() as { n: number },
+      );
+      store.close();
+      expect(made).toBe(judged);
+      if (status === "judged") expect(judged).toBe(20 * calls);
+      else {
+        // Closed: a call the ledger cannot admit is skipped.
+        expect(outs.every((o) => o.status === "skipped" && o.code === "LEDGER_UNAVAILABLE")).toBe(true);
+      }
+      // Whatever ran is in the ledger once it answers again: no spend lost.
+      expect(recorded.n).toBe(judged);
+      expect(guard.stats.ledgerErrors).toBeGreaterThan(0);
+      const failure = lines.find((l) => l.msg === "ledger failure");
+      expect(failure).toBeDefined();
+      expect(String(failure!.err)).toMatch(message);
+      expect(failure!.ledger).toBe(path);
+    },
+  );
 });
 
-describe("when the ledger itself fails", () => {
+describe("a ledger connection closed under the guard", () => {
+  const request: JudgeRequest = {
+    judge: "observation_extraction",
+    model: "claude-sonnet-4-6",
+    session: { session_key: "k", user_messages: ["q"], assistant_messages: ["a real answer"] },
+  };
+
   it.each([
     ["closed", "skipped"],
     ["open", "judged"],
@@ -37,11 +160,11 @@ describe("when the ledger itself fails", () => {
     "JUDGE_GUARD_ON_ERROR=%s: the call is %s, the failure is logged and counted, the host is not thrown at",
     async (onError, status) => {
       const store = new SqliteStore(join(tmp(), "ledger.db"));
-      const { logger, lines } = capturingLogger("warn");
+      const { logger, lines } = captureLogs();
       const guard = createGuard({ ledger: store, logger, onError });
       connectionOf(store).close(); // the file is gone from under the guard
       let called = 0;
-      const out = await guard.run(request(["q"], ["a real answer"]), async () => {
+      const out = await guard.run(request, async () => {
         called++;
         return { inputTokens: 10, outputTokens: 10 };
       });
@@ -53,49 +176,32 @@ describe("when the ledger itself fails", () => {
         expect(out.error.message).toMatch(/ledger failed .*failing closed/);
       }
       expect(guard.stats.ledgerErrors).toBeGreaterThanOrEqual(1);
-      expect(lines.some((l) => JSON.parse(l).msg === "ledger failure")).toBe(true);
+      expect(lines.some((l) => l.msg === "ledger failure")).toBe(true);
       await expect(guard.close()).resolves.toBeUndefined();
     },
   );
 });
 
-describe("logs", () => {
-  it("say what happened with keys, fingerprints and counts, never transcript text", async () => {
-    const { logger, lines } = capturingLogger("trace");
-    const canary = "CANARY-0b5e-tangerine";
-    const guard = createGuard({ ledger: ":memory:", logger, signals: [{ name: "cb", send: () => {} }] });
-    const canned = `Still busy with ${canary}, please wait.`;
-    const users = [`fix ${canary}`, "hello?", "anyone?", "now?"];
-    const replies = [`Fixed ${canary} in api.ts.`, canned, canned, canned];
-    for (let i = 1; i <= 4; i++)
-      await guard.run(
-        request(users.slice(0, i), replies.slice(0, i), "cli:cli:local"),
-        async () => "no usage",
-      );
-    await guard.run(
-      request([...users, "back?"], [...replies, `Back. ${canary} is done.`], "cli:cli:local"),
-      async () => "no usage",
+describe("a corrupt ledger file", () => {
+  it("stops start-up with an error naming the file, and the CLI says so in one line", async () => {
+    const path = join(tmp(), "ledger.db");
+    const garbage = Buffer.alloc(8192, 0x5a);
+    writeFileSync(path, garbage);
+    expect(() => createGuard({ ledger: path, logger: "silent" })).toThrow(
+      `${path} is not a judge-guard ledger (SQLite: file is not a database)`,
     );
-    await guard.close();
-    const text = lines.join("\n");
-    expect(text).not.toContain(canary);
-    expect(text).not.toContain("Still busy");
-    const stuck = lines
-      .map((l) => JSON.parse(l))
-      .find((l) => l.msg === "session is stuck: judging stops until it recovers");
-    expect(stuck).toMatchObject({ sessionKey: "cli:cli:local", repeats: 3, evidence: "repeats" });
-    expect(stuck.fingerprint).toMatch(/^[0-9a-f]{16}$/);
-    expect(lines.some((l) => JSON.parse(l).msg === "session recovered: judging resumes")).toBe(true);
-  });
-
-  it("are quiet by default: nothing below warn", async () => {
-    // The default logger writes to stderr: run a guard created without one in a process of its own.
-    const script = fileURLToPath(new URL("../fixtures/processes/log-default.mjs", import.meta.url));
-    const run = promisify(execFile);
-    const quiet = await run(process.execPath, [script]);
-    expect(quiet.stderr).toBe("");
-    // The same session at level info does log (stuck, then recovered): the quiet run is not empty by accident.
-    const chatty = await run(process.execPath, [script, "info"]);
-    expect(chatty.stderr).toContain("session is stuck: judging stops until it recovers");
+    const bin = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
+    const smallJsonl = fileURLToPath(new URL("../../examples/small.jsonl", import.meta.url));
+    const cli = await new Promise<{ code: number; stderr: string }>((resolve) =>
+      execFile(process.execPath, [bin, "replay", smallJsonl, "--db", path], (err, _out, stderr) =>
+        resolve({ code: err ? Number(err.code) : 0, stderr }),
+      ),
+    );
+    // An unusable --db is a usage error of replay (exit 2), which names --db alone: it never reads JUDGE_GUARD_DB.
+    expect(cli.code).toBe(2);
+    expect(cli.stderr.trim().split("\n")).toEqual([
+      `judge-guard: --db ${path} is not a judge-guard ledger (not a SQLite file): give --db a new file or an existing ledger`,
+    ]);
+    expect(readFileSync(path).equals(garbage)).toBe(true);
   });
 });

@@ -15,10 +15,8 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
-import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import {
   createGuard,
@@ -28,6 +26,7 @@ import {
   SqliteStore,
 } from "../../src/index.js";
 import { ensureBuilt, spawnCli } from "../helpers/cli.js";
+import { captureLogs } from "../helpers/logs.js";
 import {
   AS_OTHER_USER,
   fileModesUnavailable,
@@ -346,18 +345,6 @@ describe
     },
   );
 
-/** A pino logger that keeps its lines. */
-function capture() {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk, _e, done) {
-      for (const l of chunk.toString().split("\n").filter(Boolean)) lines.push(JSON.parse(l));
-      done();
-    },
-  });
-  return { logger: pino({ level: "warn" }, stream), lines };
-}
-
 const until = async (what: () => boolean, ms: number) => {
   const deadline = Date.now() + ms;
   while (!what() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -382,7 +369,7 @@ describe.concurrent("a ledger folder deleted while in use", () => {
       inTempDir(async (tmp) => {
         const folder = join(tmp(), "data");
         const ledger = join(folder, "ledger.db");
-        const { logger, lines } = capture();
+        const { logger, lines } = captureLogs();
         const options = { logger, sessionBudgetUsd: 1, estimator: { defaultOutputTokens: 1 } } as const;
         const a = createGuard({ ledger, ...options });
         let spent = 0;
@@ -442,7 +429,7 @@ describe.concurrent("bytes overwritten in the ledger while in use", () => {
       inTempDir(async (tmp) => {
         const dir = tmp();
         const ledger = join(dir, "ledger.db");
-        const { logger, lines } = capture();
+        const { logger, lines } = captureLogs();
         const store = new SqliteStore(ledger, { whenUnavailable: "retry", integrityCheckMs: 200 });
         const a = createGuard({ ledger: store, logger, onError });
         const work = async (g: Guard, i: number) =>
@@ -502,7 +489,7 @@ describe.concurrent("bytes overwritten in the ledger while in use", () => {
     () =>
       inTempDir(async (tmp) => {
         const ledger = join(tmp(), "ledger.db");
-        const { logger, lines } = capture();
+        const { logger, lines } = captureLogs();
         // A 3 s lease: a heartbeat every second (a third of it), so a loaded machine still finds
         // the fault well within the wait below.
         const a = createGuard({ ledger, logger, leaseMs: 3000 });
@@ -532,7 +519,7 @@ describe.concurrent("a ledger replaced while in use", () => {
         const dir = tmp();
         const folder = join(dir, "data");
         const ledger = join(folder, "ledger.db");
-        const { logger, lines } = capture();
+        const { logger, lines } = captureLogs();
         const a = createGuard({ ledger, logger });
         await a.run(request("k", 1), async () => ({ inputTokens: 1000, outputTokens: 100 }));
         // The volume is swapped: the old folder moves away, a new one with a ledger takes its place.
@@ -568,7 +555,7 @@ describe.concurrent("a ledger replaced while in use", () => {
         const ledger = join(dir, "ledger.db");
         const other = join(dir, "other.db");
         await existingLedger(other);
-        const { logger, lines } = capture();
+        const { logger, lines } = captureLogs();
         const a = createGuard({ ledger, logger });
         await a.run(request("k", 1), async () => ({ inputTokens: 1000, outputTokens: 100 }));
         await new Promise((r) => setTimeout(r, 50));
