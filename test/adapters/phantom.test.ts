@@ -11,8 +11,8 @@ import {
   type PhantomSessionSummary,
   withSession,
 } from "../../src/index.js";
+import { CANNED, CANNED_MAIN } from "../helpers/replies.js";
 
-const CANNED = "I'm still working on your previous message. Please wait.";
 /** Stands for current main's gate result schema object (a zod schema there). */
 const GateSchema = { name: "EvolutionGate" };
 
@@ -205,9 +205,7 @@ describe("guardRunJudgeQuery (current main)", () => {
     });
     const failureSummary = {
       ...stuck,
-      assistant_messages: stuck.assistant_messages.map((a) =>
-        a === CANNED ? "Error: session busy (previous execution still running)" : a,
-      ),
+      assistant_messages: stuck.assistant_messages.map((a) => (a === CANNED ? CANNED_MAIN : a)),
       outcome: "failure" as const,
     };
     const gate = await withSession(failureSummary, () =>

@@ -9,6 +9,7 @@ import { parse } from "csv-parse/sync";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createGuard, type JudgeRequest } from "../../src/index.js";
 import { cli, ensureBuilt } from "../helpers/cli.js";
+import { CANNED } from "../helpers/replies.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
@@ -105,7 +106,6 @@ describe("names with control characters", () => {
   });
 
   it("replay: the summary and the log lines show a stuck key escaped", async () => {
-    const canned = "I'm still working on your previous message. Please wait.";
     const key = HOSTILE_KEYS[0]!;
     const lines = Array.from({ length: 8 }, (_, i) =>
       JSON.stringify({
@@ -115,7 +115,7 @@ describe("names with control characters", () => {
         session: {
           session_key: i % 2 === 0 ? key : HOSTILE_KEYS[1],
           user_messages: Array.from({ length: i + 1 }, (_, j) => `question ${j}`),
-          assistant_messages: Array.from({ length: i + 1 }, () => canned),
+          assistant_messages: Array.from({ length: i + 1 }, () => CANNED),
         },
       }),
     );

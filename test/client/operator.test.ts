@@ -5,6 +5,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "../../src/client/client.js";
 import { InvalidRequestError, isJudgeGuardError, type JudgeRequest } from "../../src/index.js";
 import { ensureBuilt } from "../helpers/cli.js";
+import { CANNED } from "../helpers/replies.js";
 import { freePort, SIDECAR_TOKEN, type Sidecar, startSidecar } from "../helpers/sidecar.js";
 import { useTempDir } from "../helpers/tmp.js";
 
@@ -15,7 +16,6 @@ afterEach(async () => {
   for (const s of sidecars.splice(0)) await s.stop();
 });
 
-const CANNED = "I'm still working on your previous message. Please wait.";
 const KEY = "slack:C07 OPS:1795170600.204";
 
 async function sidecar(env: NodeJS.ProcessEnv = {}): Promise<Sidecar> {

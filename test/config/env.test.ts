@@ -14,6 +14,7 @@ import {
   type GuardOptions,
   isJudgeGuardError,
 } from "../../src/index.js";
+import { CANNED } from "../helpers/replies.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tempDir = useTempDir();
@@ -505,7 +506,6 @@ describe("fromEnv: invalid values", () => {
 
 describe("createGuard honours fromEnv options", () => {
   const UNKNOWN_CANNED = "Sorry, I am unable to process requests right now. Try again later.";
-  const PHANTOM_CANNED = "I'm still working on your previous message. Please wait.";
   const users = ["deploy the api", "now prod", "hello?", "are you there", "???", "status", "ping"];
 
   /**
@@ -574,7 +574,7 @@ describe("createGuard honours fromEnv options", () => {
       UNKNOWN_CANNED,
       [J, J, S, S, S, S, S],
     ],
-    ["Phantom's canned line is known by default", {}, PHANTOM_CANNED, [J, J, S, S, S, S, S]],
+    ["Phantom's canned line is known by default", {}, CANNED, [J, J, S, S, S, S, S]],
     [
       "near-duplicates of an unknown line are one reply by default",
       {},
@@ -596,13 +596,13 @@ describe("createGuard honours fromEnv options", () => {
     [
       "JUDGE_GUARD_BUILTIN_PATTERNS=false forgets Phantom's line",
       { JUDGE_GUARD_BUILTIN_PATTERNS: "false" },
-      PHANTOM_CANNED,
+      CANNED,
       [J, J, J, S, S, S, S],
     ],
     [
       "JUDGE_GUARD_MODE=shadow judges everything and says what it would skip",
       { JUDGE_GUARD_MODE: "shadow" },
-      PHANTOM_CANNED,
+      CANNED,
       [J, J, ...Array(5).fill(`judged (would skip: ${S})`)],
     ],
     [

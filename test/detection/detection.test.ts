@@ -4,6 +4,7 @@ import { type Comparison, weigh } from "../../src/detection/evidence.js";
 import { type ReplyFacts, SessionTracker } from "../../src/detection/tracker.js";
 import { signReply } from "../../src/fingerprint/fingerprint.js";
 import { DEFAULT_SIMILARITY } from "../../src/fingerprint/similarity.js";
+import { CANNED } from "../helpers/replies.js";
 
 const T = { repeatThreshold: 3, knownRepeatThreshold: 2, minReplyChars: 16 };
 
@@ -109,8 +110,6 @@ function feed(
     return t.observe(key, [...users], [...replies], facts);
   });
 }
-
-const CANNED = "I'm still working on your previous message. Please wait.";
 
 describe("SessionTracker", () => {
   it("flags a session at the 3rd repeat of an unknown canned line", () => {
@@ -383,7 +382,7 @@ describe("SessionTracker", () => {
   it("catches three paraphrases in rotation", () => {
     const { t } = tracker([]);
     const lines = [
-      "I'm still working on your previous message. Please wait.",
+      CANNED,
       "Still busy with your last request, please hold on a moment.",
       "Please wait, your earlier message is still being processed.",
     ];

@@ -12,7 +12,6 @@ import {
   SqliteStore,
 } from "../../src/index.js";
 import {
-  CANNED,
   FakeSdk,
   makeAfterSession,
   makeJudge,
@@ -23,6 +22,7 @@ import {
   type SessionsDb,
 } from "../fixtures/phantom-runtime/runtime.js";
 import { readLedger } from "../helpers/ledger.js";
+import { CANNED } from "../helpers/replies.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();

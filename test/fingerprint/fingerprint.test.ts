@@ -2,8 +2,7 @@ import { describe, expect, it } from "vitest";
 import { fingerprint, signReply } from "../../src/fingerprint/fingerprint.js";
 import { normalize } from "../../src/fingerprint/normalize.js";
 import { sameReply, wordDifference } from "../../src/fingerprint/similarity.js";
-
-const PHANTOM = "I'm still working on your previous message. Please wait.";
+import { CANNED } from "../helpers/replies.js";
 
 describe("normalize", () => {
   it.each([
@@ -34,12 +33,12 @@ describe("normalize", () => {
 
 describe("fingerprint", () => {
   it.each([
-    ["the canned line itself", PHANTOM],
+    ["the canned line itself", CANNED],
     ["different case and spacing", "i'm  still working on your previous message.   please wait"],
     ["curly quote", "I\u2019m still working on your previous message. Please wait."],
-    ["trailing whitespace and newline", `${PHANTOM}  \n`],
+    ["trailing whitespace and newline", `${CANNED}  \n`],
   ])("variants of one canned line share a fingerprint: %s", (_name, variant) => {
-    expect(fingerprint(variant)).toBe(fingerprint(PHANTOM));
+    expect(fingerprint(variant)).toBe(fingerprint(CANNED));
   });
 
   it.each([
@@ -63,10 +62,10 @@ describe("sameReply", () => {
   const none = new Set<string>();
 
   it.each([
-    ["exact", PHANTOM, PHANTOM, true],
+    ["exact", CANNED, CANNED, true],
     [
       "a word or two added",
-      PHANTOM,
+      CANNED,
       "I'm still working on your previous message. Please wait a moment.",
       true,
     ],

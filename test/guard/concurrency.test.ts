@@ -7,11 +7,11 @@ import {
   MemoryStore,
   SqliteStore,
 } from "../../src/index.js";
+import { CANNED } from "../helpers/replies.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
 const SONNET = "claude-sonnet-4-6";
-const CANNED = "I'm still working on your previous message. Please wait.";
 const request = (
   key: string,
   users: string[],

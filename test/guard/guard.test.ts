@@ -16,10 +16,9 @@ import {
   type StuckSessionEvent,
 } from "../../src/index.js";
 import { readLedger } from "../helpers/ledger.js";
-import { healthyReply } from "../helpers/replies.js";
+import { CANNED, healthyReply } from "../helpers/replies.js";
 import { FakeClock, useTempDir } from "../helpers/tmp.js";
 
-const CANNED = "I'm still working on your previous message. Please wait.";
 const SONNET = "claude-sonnet-4-6";
 
 /** A session that grows one turn per call, the way Phantom resends it. */

@@ -2,10 +2,10 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { createGuard, type JudgeRequest } from "../../src/index.js";
+import { CANNED } from "../helpers/replies.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
-const CANNED = "I'm still working on your previous message. Please wait.";
 const SONNET = "claude-sonnet-4-6";
 
 const request = (

@@ -5,10 +5,10 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { createGuard } from "../../src/index.js";
+import { CANNED } from "../helpers/replies.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
-const CANNED = "I'm still working on your previous message. Please wait.";
 const bounced = { costUsd: 0, sdkSessionId: "", handled: false } as const;
 
 describe("a turn the runtime did not handle", () => {

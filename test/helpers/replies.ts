@@ -1,4 +1,13 @@
 /**
+ * Phantom v0.18.2's reply to every message on a session whose lock is held (issue #25): the
+ * canned line of the incident, which the guard knows by default.
+ */
+export const CANNED = "I'm still working on your previous message. Please wait.";
+
+/** Phantom main's reply in the same case: a line the guard learns by repetition. */
+export const CANNED_MAIN = "Error: session busy (previous execution still running)";
+
+/**
  * Healthy replies for tests that need many turns of a session that is not stuck: each one
  * differs from every other reply within a detection window in several words, as real answers
  * do (a counter that is the only change would be a canned line's).

@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { CANNED_MAIN } from "../helpers/replies.ts";
 
 const WORK = process.cwd();
 const mod = (p: string) => import(pathToFileURL(join(WORK, p)).href);
@@ -20,7 +21,6 @@ const { loadConfig } = await mod("src/config/loader.ts");
 const { getDatabase } = await mod("src/db/connection.ts");
 const { runMigrations } = await mod("src/db/migrate.ts");
 
-const CANNED = "Error: session busy (previous execution still running)";
 const HEALTHY_TURNS = Number(process.env.SCENARIO_HEALTHY_TURNS ?? 3);
 const STUCK_MESSAGES = Number(process.env.SCENARIO_STUCK_MESSAGES ?? 13);
 const EXTRA_ROUNDS = Number(process.env.SCENARIO_EXTRA_ROUNDS ?? 2);
@@ -49,7 +49,7 @@ const calls: Call[] = [];
 let seq = 0;
 const firstUserToKey = new Map<string, string>();
 const isStuckReply = (s: string | undefined) =>
-  s === CANNED || (s ?? "").startsWith("Error: judge-guard released");
+  s === CANNED_MAIN || (s ?? "").startsWith("Error: judge-guard released");
 
 const stale = new Set<string>();
 const hung: string[] = [];
@@ -344,6 +344,6 @@ try {
   // not guarded
 }
 process.stdout.write(
-  `\n${JSON.stringify({ calls, replies, stuckFromSeq, hung: hung.length, canned: CANNED, recoveries, queueDepth: queue.depth() })}\n`,
+  `\n${JSON.stringify({ calls, replies, stuckFromSeq, hung: hung.length, canned: CANNED_MAIN, recoveries, queueDepth: queue.depth() })}\n`,
 );
 process.exit(0);

@@ -13,6 +13,7 @@
 // Prints one JSON line: what the fake LLM was asked for, per phase and key.
 import { mock, test } from "bun:test";
 import { join } from "node:path";
+import { CANNED } from "../helpers/replies.ts";
 
 const root = process.cwd();
 const env = process.env;
@@ -183,7 +184,6 @@ const calls: Call[] = [];
 let phase = "healthy";
 let currentKey = "";
 let currentCanned = false;
-const CANNED = "I'm still working on your previous message. Please wait.";
 const isCanned = (text: string) => text === CANNED || text.startsWith("Error: judge-guard released");
 // The fake LLM tells judges apart on its own, not with judge-guard's phantomJudgeKind: the
 // counts it reports are what the guard is checked against.

@@ -3,9 +3,9 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_PRICES, PriceTable, type ReplayDecision, replay } from "../../src/index.js";
+import { CANNED } from "../helpers/replies.js";
 import { useTempDir } from "../helpers/tmp.js";
 
-const CANNED = "I'm still working on your previous message. Please wait.";
 const text = gunzipSync(
   readFileSync(new URL("../../examples/phantom-incident.jsonl.gz", import.meta.url)),
 ).toString("utf8");

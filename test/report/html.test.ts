@@ -9,7 +9,7 @@ import type { Report } from "../../src/report/report.js";
 import { SKIP_REASON_TEXT } from "../../src/report/words.js";
 import { formatUsd as usd } from "../../src/util/money.js";
 import { cli, ensureBuilt } from "../helpers/cli.js";
-import { healthyReply } from "../helpers/replies.js";
+import { CANNED, healthyReply } from "../helpers/replies.js";
 
 const INCIDENT = fileURLToPath(new URL("../../examples/phantom-incident.jsonl.gz", import.meta.url));
 const ARTEFACTS = fileURLToPath(new URL("../../test-artifacts/", import.meta.url));
@@ -23,7 +23,6 @@ const TZ = { TZ: "Europe/Berlin" };
 /** A session key a hostile caller could send: markup, a script, quotes, and a bidi override. */
 const HOSTILE = `<script>alert(1)</script><img src=x onerror=alert(2)>"'&\u202e`;
 const HOSTILE_SHOWN = `<script>alert(1)</script><img src=x onerror=alert(2)>"'&\\u202e`;
-const CANNED = "I'm still working on your previous message. Please wait.";
 
 /**
  * Recorded traffic of one key that gets stuck and recovers: five answers, eight canned replies,

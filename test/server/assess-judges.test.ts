@@ -5,11 +5,11 @@ import { createClient } from "../../src/client/client.js";
 import { createGuard } from "../../src/index.js";
 import { createLogger } from "../../src/log/logger.js";
 import { type RunningServer, serve } from "../../src/server/server.js";
+import { CANNED } from "../helpers/replies.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
 const TOKEN = "test-token-0123456789abcdef";
-const CANNED = "I'm still working on your previous message. Please wait.";
 const SONNET = "claude-sonnet-4-6";
 const running: RunningServer[] = [];
 afterEach(async () => {

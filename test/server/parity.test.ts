@@ -5,10 +5,10 @@ import { createClient } from "../../src/client/client.js";
 import { createGuard, type GuardOptions, type JudgeRequest } from "../../src/index.js";
 import { createLogger } from "../../src/log/logger.js";
 import { serve } from "../../src/server/server.js";
+import { CANNED } from "../helpers/replies.js";
 import { FakeClock, useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
-const CANNED = "I'm still working on your previous message. Please wait.";
 const SONNET = "claude-sonnet-4-6";
 const HAIKU = "claude-haiku-4-5";
 const CYCLE = [

@@ -7,11 +7,11 @@ import { createClient } from "../../src/client/client.js";
 import { createGuard, isStuckSessionError, type JudgeRequest } from "../../src/index.js";
 import { createLogger } from "../../src/log/logger.js";
 import { type RunningServer, serve } from "../../src/server/server.js";
+import { CANNED } from "../helpers/replies.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
 const TOKEN = "test-token-0123456789abcdef";
-const CANNED = "I'm still working on your previous message. Please wait.";
 const BIN = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
 const running: RunningServer[] = [];
 const children: ChildProcess[] = [];

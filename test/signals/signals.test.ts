@@ -19,6 +19,7 @@ import {
   webhookSink,
 } from "../../src/index.js";
 import { cli, ensureBuilt } from "../helpers/cli.js";
+import { CANNED } from "../helpers/replies.js";
 import { FakeClock, useTempDir } from "../helpers/tmp.js";
 
 beforeAll(ensureBuilt, 120_000);
@@ -133,7 +134,7 @@ describe("phantomSqliteSink", () => {
     const replies: string[] = [];
     const turn = async (u: string) => {
       users.push(u);
-      replies.push("I'm still working on your previous message. Please wait.");
+      replies.push(CANNED);
       await guard.run(
         {
           judge: "j",

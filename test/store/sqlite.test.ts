@@ -18,6 +18,7 @@ import { applyMigration, SCHEMA_VERSION } from "../../src/store/migrations.js";
 import { connectionOf } from "../../src/store/sqlite.js";
 import type { DecisionRecord } from "../../src/store/types.js";
 import { readLedger } from "../helpers/ledger.js";
+import { CANNED } from "../helpers/replies.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
@@ -366,11 +367,7 @@ describe("SqliteStore", () => {
     const guard = createGuard({ ledger: path, logger: "silent" });
     const canary = "CANARY-7d1e-purple-elephant";
     const users = [`please look at ${canary} now`, `again ${canary}`, `and ${canary}`];
-    const replies = [
-      `I saw ${canary}.`,
-      "I'm still working on your previous message. Please wait.",
-      "I'm still working on your previous message. Please wait.",
-    ];
+    const replies = [`I saw ${canary}.`, CANNED, CANNED];
     for (let i = 1; i <= 3; i++) {
       await guard.run(request(`key-${i}`, users.slice(0, i), replies.slice(0, i)), async () => ({
         inputTokens: 5,
