@@ -3,9 +3,10 @@
 import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "../../src/client/client.js";
-import { InvalidRequestError, isJudgeGuardError, type JudgeRequest } from "../../src/index.js";
+import { InvalidRequestError, isJudgeGuardError } from "../../src/index.js";
 import { ensureBuilt } from "../helpers/cli.js";
 import { CANNED } from "../helpers/replies.js";
+import { sessionRequest } from "../helpers/requests.js";
 import { freePort, SIDECAR_TOKEN, type Sidecar, startSidecar } from "../helpers/sidecar.js";
 import { useTempDir } from "../helpers/tmp.js";
 
@@ -24,11 +25,8 @@ async function sidecar(env: NodeJS.ProcessEnv = {}): Promise<Sidecar> {
   return s;
 }
 
-const turn = (users: string[], replies: string[]): JudgeRequest => ({
-  judge: "quality_assessment",
-  model: "claude-sonnet-4-6",
-  session: { session_key: KEY, user_messages: users, assistant_messages: replies },
-});
+const turn = (users: string[], replies: string[]) =>
+  sessionRequest(KEY, users, replies, "quality_assessment");
 const judge = async () => ({ inputTokens: 2000, outputTokens: 600 }); // $0.015
 
 describe("client.session and client.resetSession", () => {

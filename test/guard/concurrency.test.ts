@@ -1,27 +1,13 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import {
-  createGuard,
-  type GuardEvent,
-  type JudgeRequest,
-  MemoryStore,
-  SqliteStore,
-} from "../../src/index.js";
+import { createGuard, type GuardEvent, MemoryStore, SqliteStore } from "../../src/index.js";
 import { CANNED } from "../helpers/replies.js";
+import { sessionRequest } from "../helpers/requests.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
-const SONNET = "claude-sonnet-4-6";
-const request = (
-  key: string,
-  users: string[],
-  replies: string[],
-  judge = "quality_assessment",
-): JudgeRequest => ({
-  judge,
-  model: SONNET,
-  session: { session_key: key, user_messages: users, assistant_messages: replies },
-});
+const request = (key: string, users: string[], replies: string[], judge = "quality_assessment") =>
+  sessionRequest(key, users, replies, judge);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("calls in flight", () => {

@@ -7,16 +7,11 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
-import {
-  createGuard,
-  isJudgeSkippedError,
-  type JudgeRequest,
-  type OnLedgerError,
-  SqliteStore,
-} from "../../src/index.js";
+import { createGuard, isJudgeSkippedError, type OnLedgerError, SqliteStore } from "../../src/index.js";
 import { connectionOf } from "../../src/store/sqlite.js";
 import { readLedger } from "../helpers/ledger.js";
 import { captureLogs } from "../helpers/logs.js";
+import { sessionRequest } from "../helpers/requests.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
@@ -147,12 +142,6 @@ describe.each(FAULTS)("%s", (_name, inject, message) => {
 });
 
 describe("a ledger connection closed under the guard", () => {
-  const request: JudgeRequest = {
-    judge: "observation_extraction",
-    model: "claude-sonnet-4-6",
-    session: { session_key: "k", user_messages: ["q"], assistant_messages: ["a real answer"] },
-  };
-
   it.each([
     ["closed", "skipped"],
     ["open", "judged"],
@@ -164,7 +153,7 @@ describe("a ledger connection closed under the guard", () => {
       const guard = createGuard({ ledger: store, logger, onError });
       connectionOf(store).close(); // the file is gone from under the guard
       let called = 0;
-      const out = await guard.run(request, async () => {
+      const out = await guard.run(sessionRequest("k", ["q"], ["a real answer"]), async () => {
         called++;
         return { inputTokens: 10, outputTokens: 10 };
       });

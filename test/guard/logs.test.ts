@@ -2,14 +2,9 @@ import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { createGuard, type JudgeRequest } from "../../src/index.js";
+import { createGuard } from "../../src/index.js";
 import { captureLogs } from "../helpers/logs.js";
-
-const request = (users: string[], replies: string[], key = "k"): JudgeRequest => ({
-  judge: "observation_extraction",
-  model: "claude-sonnet-4-6",
-  session: { session_key: key, user_messages: users, assistant_messages: replies },
-});
+import { sessionRequest } from "../helpers/requests.js";
 
 describe("logs", () => {
   it("say what happened with keys, fingerprints and counts, never transcript text", async () => {
@@ -21,11 +16,11 @@ describe("logs", () => {
     const replies = [`Fixed ${canary} in api.ts.`, canned, canned, canned];
     for (let i = 1; i <= 4; i++)
       await guard.run(
-        request(users.slice(0, i), replies.slice(0, i), "cli:cli:local"),
+        sessionRequest("cli:cli:local", users.slice(0, i), replies.slice(0, i)),
         async () => "no usage",
       );
     await guard.run(
-      request([...users, "back?"], [...replies, `Back. ${canary} is done.`], "cli:cli:local"),
+      sessionRequest("cli:cli:local", [...users, "back?"], [...replies, `Back. ${canary} is done.`]),
       async () => "no usage",
     );
     await guard.close();

@@ -1,23 +1,16 @@
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
-import { createGuard, type JudgeRequest } from "../../src/index.js";
+import { createGuard } from "../../src/index.js";
 import { CANNED } from "../helpers/replies.js";
+import { sessionRequest } from "../helpers/requests.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
 const SONNET = "claude-sonnet-4-6";
 
-const request = (
-  key: string,
-  users: string[],
-  replies: string[],
-  judge = "constitution_gate",
-): JudgeRequest => ({
-  judge,
-  model: SONNET,
-  session: { session_key: key, user_messages: users, assistant_messages: replies },
-});
+const request = (key: string, users: string[], replies: string[]) =>
+  sessionRequest(key, users, replies, "constitution_gate");
 
 /** A judge held until `release()`, so calls are in flight together without timing. */
 function heldJudge() {

@@ -4,10 +4,11 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { createClient } from "../../src/client/client.js";
-import { createGuard, isStuckSessionError, type JudgeRequest } from "../../src/index.js";
+import { createGuard, isStuckSessionError } from "../../src/index.js";
 import { createLogger } from "../../src/log/logger.js";
 import { type RunningServer, serve } from "../../src/server/server.js";
 import { CANNED } from "../helpers/replies.js";
+import { sessionRequest } from "../helpers/requests.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
@@ -40,12 +41,6 @@ async function start({
   running.push(r);
   return { ...r, ledger, guard };
 }
-
-const request = (key: string, users: string[], replies: string[]): JudgeRequest => ({
-  judge: "observation_extraction",
-  model: "claude-sonnet-4-6",
-  session: { session_key: key, user_messages: users, assistant_messages: replies },
-});
 
 async function http(
   url: string,
@@ -98,16 +93,16 @@ describe("judge-guard serve", () => {
       calls++;
       return { inputTokens: 2000, outputTokens: 600 };
     };
-    const out = await client.run(request("slack:C1", ["q"], ["A real answer."]), judge);
+    const out = await client.run(sessionRequest("slack:C1", ["q"], ["A real answer."]), judge);
     expect(out).toMatchObject({ status: "judged", costUsd: 0.015 });
-    await client.run(request("cli", ["a"], [CANNED]), judge);
+    await client.run(sessionRequest("cli", ["a"], [CANNED]), judge);
     const err = await client
-      .call(request("cli", ["a", "b"], [CANNED, CANNED]), judge)
+      .call(sessionRequest("cli", ["a", "b"], [CANNED, CANNED]), judge)
       .catch((e: unknown) => e);
     expect(isStuckSessionError(err)).toBe(true);
     expect(calls).toBe(2);
     const gate = await client.call(
-      request("cli", ["a", "b", "c"], [CANNED, CANNED, CANNED]),
+      sessionRequest("cli", ["a", "b", "c"], [CANNED, CANNED, CANNED]),
       async () => ({ evolve: true }),
       {
         substitute: () => ({ evolve: false }),
@@ -229,7 +224,7 @@ describe("judge-guard serve", () => {
       onUnreachable: "closed",
       onError: () => {},
     });
-    const out = await wrongToken.run(request("k", ["q"], ["a"]), async () => ({
+    const out = await wrongToken.run(sessionRequest("k", ["q"], ["a"]), async () => ({
       inputTokens: 1,
       outputTokens: 1,
     }));
@@ -367,7 +362,7 @@ describe("judge-guard serve", () => {
         cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 1_000_000 },
       },
     };
-    const req = request("k", ["q"], ["a real reply here"]);
+    const req = sessionRequest("k", ["q"], ["a real reply here"]);
     const viaSidecar = await client.run(req, () => result);
     const inProcess = await local.run(req, () => result);
     await local.close();
@@ -380,7 +375,7 @@ describe("judge-guard serve", () => {
     const s = await start({ sessionBudgetUsd: 0.02 });
     const client = createClient({ url: s.url, token: TOKEN, timeoutMs: 5000 });
     let finish = () => {};
-    const first = client.run(request("k", ["q"], ["a real reply here"]), async () => {
+    const first = client.run(sessionRequest("k", ["q"], ["a real reply here"]), async () => {
       await new Promise<void>((r) => {
         finish = r;
       });
@@ -442,7 +437,7 @@ describe("judge-guard serve", () => {
     let invoked = 0;
     const work = Array.from({ length: 60 }, (_, i) =>
       client
-        .run(request(`k${i % 6}`, [`q${i}`], [`answer ${i} with substance`]), async () => {
+        .run(sessionRequest(`k${i % 6}`, [`q${i}`], [`answer ${i} with substance`]), async () => {
           invoked++;
           await new Promise((r) => setTimeout(r, 5 + (i % 10) * 3));
           return { inputTokens: 100, outputTokens: 10 };
@@ -494,7 +489,7 @@ describe("judge-guard/client when the sidecar does not answer", () => {
       onError: (e) => errors.push(e.message),
     });
     let made = 0;
-    const out = await client.run(request("k", ["q"], ["a"]), async () => {
+    const out = await client.run(sessionRequest("k", ["q"], ["a"]), async () => {
       made++;
       return { inputTokens: 1, outputTokens: 1 };
     });

@@ -8,7 +8,6 @@ import { afterEach, describe, expect, it } from "vitest";
 import {
   createGuard,
   isLedgerFaultError,
-  type JudgeRequest,
   LedgerFaultError,
   LedgerSchemaError,
   SqliteStore,
@@ -19,6 +18,7 @@ import { connectionOf } from "../../src/store/sqlite.js";
 import type { DecisionRecord } from "../../src/store/types.js";
 import { readLedger } from "../helpers/ledger.js";
 import { CANNED } from "../helpers/replies.js";
+import { sessionRequest } from "../helpers/requests.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 const tmp = useTempDir();
@@ -74,19 +74,11 @@ const reservations = (ledger: string): number => {
   }
 };
 
-function request(key: string, users: string[], replies: string[]): JudgeRequest {
-  return {
-    judge: "observation_extraction",
-    model: "claude-sonnet-4-6",
-    session: { session_key: key, user_messages: users, assistant_messages: replies },
-  };
-}
-
 describe("SqliteStore", () => {
   it("creates the ledger and its folder, readable by the owner only, in WAL mode", async () => {
     const path = join(tmp(), "nested", "dir", "ledger.db");
     const guard = createGuard({ ledger: path, logger: "silent" });
-    await guard.run(request("k", ["q"], ["a"]), async () => ({ inputTokens: 1, outputTokens: 1 }));
+    await guard.run(sessionRequest("k", ["q"], ["a"]), async () => ({ inputTokens: 1, outputTokens: 1 }));
     expect(statSync(path).mode & 0o777).toBe(0o600);
     expect(existsSync(`${path}-wal`)).toBe(true);
     expect(statSync(`${path}-wal`).mode & 0o777).toBe(0o600);
@@ -339,7 +331,7 @@ describe("SqliteStore", () => {
     });
     let largest = 0;
     for (let i = 0; i < 2000; i++) {
-      await guard.run(request(`k${i}`, [`q${i}`], [`a${i}`]), async () => ({
+      await guard.run(sessionRequest(`k${i}`, [`q${i}`], [`a${i}`]), async () => ({
         inputTokens: 10,
         outputTokens: 10,
       }));
@@ -369,11 +361,11 @@ describe("SqliteStore", () => {
     const users = [`please look at ${canary} now`, `again ${canary}`, `and ${canary}`];
     const replies = [`I saw ${canary}.`, CANNED, CANNED];
     for (let i = 1; i <= 3; i++) {
-      await guard.run(request(`key-${i}`, users.slice(0, i), replies.slice(0, i)), async () => ({
+      await guard.run(sessionRequest(`key-${i}`, users.slice(0, i), replies.slice(0, i)), async () => ({
         inputTokens: 5,
         outputTokens: 5,
       }));
-      await guard.run(request("cli", users.slice(0, i), replies.slice(0, i)), async () => ({
+      await guard.run(sessionRequest("cli", users.slice(0, i), replies.slice(0, i)), async () => ({
         inputTokens: 5,
         outputTokens: 5,
       }));
@@ -475,7 +467,7 @@ describe("restarts", () => {
     const a = createGuard({ ledger, logger: "silent", builtinPatterns: false });
     const outs = [];
     for (let i = 1; i <= 4; i++)
-      outs.push((await a.run(request("cli", users.slice(0, i), replies.slice(0, i)), judge)).status);
+      outs.push((await a.run(sessionRequest("cli", users.slice(0, i), replies.slice(0, i)), judge)).status);
     expect(outs).toEqual(["judged", "judged", "judged", "skipped"]);
     const spent = a.session("cli").spentUsd;
     await a.close();
@@ -483,13 +475,13 @@ describe("restarts", () => {
     const b = createGuard({ ledger, logger: "silent", builtinPatterns: false });
     expect(b.session("cli")).toMatchObject({ stuck: true, repeats: 3, spentUsd: spent });
     // The same transcript again (a late request): still stuck, and counted as stuck here too.
-    const again = await b.run(request("cli", users, replies), judge);
+    const again = await b.run(sessionRequest("cli", users, replies), judge);
     expect(again.status).toBe("skipped");
     expect(b.stats.stuckKeys).toBe(1);
-    const next = await b.run(request("cli", [...users, "ping"], [...replies, CANNED]), judge);
+    const next = await b.run(sessionRequest("cli", [...users, "ping"], [...replies, CANNED]), judge);
     expect(next.status).toBe("skipped");
     // Another session meets the registered canned line: it is known after 2 repeats, not 3.
-    const other = await b.run(request("slack:C1", ["hi", "yo"], [CANNED, CANNED]), judge);
+    const other = await b.run(sessionRequest("slack:C1", ["hi", "yo"], [CANNED, CANNED]), judge);
     expect(other.status === "skipped" && other.reason).toBe("stuck_session");
     await b.close();
   });
