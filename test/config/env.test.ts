@@ -14,6 +14,7 @@ import {
   type GuardOptions,
   isJudgeGuardError,
 } from "../../src/index.js";
+import { configErrorOf } from "../helpers/config.js";
 import { CANNED } from "../helpers/replies.js";
 import { useTempDir } from "../helpers/tmp.js";
 
@@ -24,17 +25,6 @@ function file(name: string, text: string): string {
   const path = join(tempDir(), name);
   writeFileSync(path, text);
   return path;
-}
-
-/** Calls `fromEnv` and returns the ConfigError it throws (fails the test when it does not). */
-function configErrorOf(env: Record<string, string>): ConfigError {
-  try {
-    fromEnv(env);
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return e as ConfigError;
-  }
-  throw new Error(`fromEnv(${JSON.stringify(env)}) did not throw`);
 }
 
 /** The options object that sets only `option` ("mode", or a nested "similarity.maxWordDifference"). */

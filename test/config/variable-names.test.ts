@@ -15,20 +15,11 @@ import {
 } from "../../src/index.js";
 import { editDistance, nearest } from "../../src/util/nearest.js";
 import { cli, ensureBuilt, ROOT } from "../helpers/cli.js";
+import { configErrorOf } from "../helpers/config.js";
 
 beforeAll(ensureBuilt, 120_000);
 
 const STACK_FRAME = /^\s+at /m;
-
-function errorOf(env: Record<string, string>): ConfigError {
-  try {
-    fromEnv(env);
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return e as ConfigError;
-  }
-  throw new Error(`fromEnv(${JSON.stringify(env)}) did not throw`);
-}
 
 describe("editDistance and nearest", () => {
   it.each([
@@ -59,7 +50,7 @@ describe("editDistance and nearest", () => {
 
 describe("fromEnv: unknown JUDGE_GUARD_* variables", () => {
   it("a misspelt cap stops start-up, naming it and the variable meant", () => {
-    const e = errorOf({ JUDGE_GUARD_SESION_BUDGET_USD: "1" });
+    const e = configErrorOf({ JUDGE_GUARD_SESION_BUDGET_USD: "1" });
     expect(e.code).toBe("CONFIG_INVALID");
     expect(e.setting).toBe("JUDGE_GUARD_SESION_BUDGET_USD");
     expect(e.message).toMatch(
@@ -75,7 +66,11 @@ describe("fromEnv: unknown JUDGE_GUARD_* variables", () => {
   });
 
   it("names every unknown variable at once, with the likely ones for a name spelt like none", () => {
-    const e = errorOf({ JUDGE_GUARD_MDOE: "shadow", JUDGE_GUARD_BUDGET_USD: "2", JUDGE_GUARD_XYZZY: "1" });
+    const e = configErrorOf({
+      JUDGE_GUARD_MDOE: "shadow",
+      JUDGE_GUARD_BUDGET_USD: "2",
+      JUDGE_GUARD_XYZZY: "1",
+    });
     // The known names sharing most of its words (BUDGET, USD), at most three.
     expect(e.message).toMatch(
       /JUDGE_GUARD_BUDGET_USD \(did you mean one of JUDGE_GUARD_SESSION_BUDGET_USD, JUDGE_GUARD_DAILY_BUDGET_USD(, JUDGE_GUARD_\w+)?\?\)/,
@@ -86,7 +81,7 @@ describe("fromEnv: unknown JUDGE_GUARD_* variables", () => {
   });
 
   it("checks the names before the values: a wrong name is the first thing to fix", () => {
-    const e = errorOf({ JUDGE_GUARD_MODE: "nonsense", JUDGE_GUARD_SESION_BUDGET_USD: "1" });
+    const e = configErrorOf({ JUDGE_GUARD_MODE: "nonsense", JUDGE_GUARD_SESION_BUDGET_USD: "1" });
     expect(e.setting).toBe("JUDGE_GUARD_SESION_BUDGET_USD");
   });
 
@@ -102,7 +97,7 @@ describe("fromEnv: unknown JUDGE_GUARD_* variables", () => {
     expect(() =>
       fromEnv({ ...env, JUDGE_GUARD_ALLOW_UNKNOWN: "JUDGE_GUARD_MY_TOOL_FLAG, JUDGE_GUARD_OTHER" }),
     ).not.toThrow();
-    const e = errorOf({ ...env, JUDGE_GUARD_ALLOW_UNKNOWN: "JUDGE_GUARD_MY_TOOL_FLAG" });
+    const e = configErrorOf({ ...env, JUDGE_GUARD_ALLOW_UNKNOWN: "JUDGE_GUARD_MY_TOOL_FLAG" });
     expect(e.setting).toBe("JUDGE_GUARD_OTHER");
     expect(e.message).not.toContain("JUDGE_GUARD_MY_TOOL_FLAG (");
   });
@@ -112,7 +107,7 @@ describe("fromEnv: unknown JUDGE_GUARD_* variables", () => {
   });
 
   it("a JUDGE_GUARD_ALLOW_UNKNOWN that is neither 1 nor a list of names is refused", () => {
-    const e = errorOf({ JUDGE_GUARD_ALLOW_UNKNOWN: "everything" });
+    const e = configErrorOf({ JUDGE_GUARD_ALLOW_UNKNOWN: "everything" });
     expect(e.setting).toBe("JUDGE_GUARD_ALLOW_UNKNOWN");
     expect(e.message).toMatch(/expected 1, or a comma-separated list of JUDGE_GUARD_\* names/);
   });
