@@ -36,6 +36,7 @@ export {
   type StuckAssessment,
 } from "./detection/tracker.js";
 export type { EvidenceStep } from "./detection/window.js";
+export type { CostSource, SkipReason } from "./domain/decision.js";
 export * from "./errors.js";
 export { fingerprint, type ReplySignature, signReply } from "./fingerprint/fingerprint.js";
 export { normalize, normalizeLine } from "./fingerprint/normalize.js";
@@ -116,5 +117,4 @@ export type {
   ScopeUsage,
   SignalClaim,
   SignalLedger,
-  SkipReason,
 } from "./store/types.js";

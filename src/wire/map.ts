@@ -5,13 +5,13 @@
  */
 
 import type { ReplyFacts } from "../detection/tracker.js";
+import type { SkipReason } from "../domain/decision.js";
 import { type SkipCode, type SkipDetails, skipError } from "../errors.js";
 import type { Assessment, AssessOptions, SessionState, Settlement, Ticket } from "../guard/guard.js";
 import { type SkippedOutcome, skipReasonOf } from "../guard/outcome.js";
 import { type JudgeRequest, type SessionRef, sessionFields } from "../guard/request.js";
 import type { Usage } from "../pricing/prices.js";
 import { type ReportedCost, readUsage } from "../pricing/usage.js";
-import type { SkipReason } from "../store/types.js";
 import type {
   AdmitBody,
   AssessBody,
