@@ -16,11 +16,12 @@ import { DEFAULTS } from "../guard/options.js";
 import type { LogLevel } from "../log/logger.js";
 import { type ExplainedReply, openLines, type ReplaySummary, replay } from "../replay/replay.js";
 import { inspectLedger } from "../store/sqlite-reader.js";
+import { count, percent, plural, usdColumn } from "../util/format.js";
 import { printable } from "../util/printable.js";
 import { fsReason, InputError, UsageError } from "./errors.js";
 import { renderExplainedReplay } from "./explain.js";
-import { count, ProgressBar, percent, plural, usdColumn } from "./format.js";
 import { createCliLogger } from "./log.js";
+import { ProgressBar } from "./progress.js";
 
 export interface ReplayCommandOptions {
   readonly db?: string;

@@ -8,9 +8,9 @@ import { renderCsv, renderTable } from "../report/render.js";
 import { buildReport } from "../report/report.js";
 import { openReader } from "../store/open.js";
 import { LedgerReadError } from "../store/reader.js";
+import { count } from "../util/format.js";
 import { printable } from "../util/printable.js";
 import { fsReason, UsageError } from "./errors.js";
-import { count } from "./format.js";
 
 export interface ReportCommandOptions {
   readonly db?: string;
