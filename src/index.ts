@@ -18,7 +18,6 @@ export {
   PHANTOM_CANNED_PATTERNS,
   RUNTIME_CANNED_PATTERNS,
 } from "./detection/catalog.js";
-export type { StuckVerdict } from "./detection/episodes.js";
 export {
   type Comparison,
   type DetectionThresholds,
@@ -41,6 +40,7 @@ export * from "./errors.js";
 export { fingerprint, type ReplySignature, signReply } from "./fingerprint/fingerprint.js";
 export { normalize, normalizeLine } from "./fingerprint/normalize.js";
 export { DEFAULT_SIMILARITY, type SimilarityLimits, sameReply } from "./fingerprint/similarity.js";
+export type { StuckVerdict } from "./guard/episodes.js";
 export {
   type Assessment,
   type AssessOptions,
