@@ -5,6 +5,7 @@
  */
 
 import { CostEstimator, DEFAULT_ESTIMATOR } from "../budget/estimator.js";
+import { LIMITS } from "../domain/limits.js";
 import { InvalidRequestError, SidecarUnreachableError, type SkipDetails, skipError } from "../errors.js";
 import type { Assessment, AssessOptions, SessionState, Settlement, Ticket } from "../guard/guard.js";
 import {
@@ -27,7 +28,6 @@ import { hasUnreadUsage, type ReportedCost, readUsage } from "../pricing/usage.j
 import { toMicros, toUsd } from "../util/money.js";
 import { printable } from "../util/printable.js";
 import { sleep } from "../util/sleep.js";
-import { LIMITS } from "../wire/limits.js";
 import {
   type AdmissionWire,
   type AssessmentWire,

@@ -3,13 +3,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ZodType } from "zod";
+import { LIMITS } from "../domain/limits.js";
 import { ConfigError, isJudgeGuardError } from "../errors.js";
 import type { Guard } from "../guard/guard.js";
 import { SKIP_CODES } from "../guard/outcome.js";
 import type { Logger } from "../log/logger.js";
 import { jsonErrorMessage } from "../util/json-error.js";
 import { sleep } from "../util/sleep.js";
-import { LIMITS } from "../wire/limits.js";
 import {
   admissionToWire,
   assessmentToWire,
