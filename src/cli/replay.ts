@@ -219,7 +219,11 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
   } catch (e) {
     const fault = inputFailure(file, linesSeen, e);
     if (fault !== undefined) throw fault;
-    if (opts.db !== undefined && isJudgeGuardError(e) && /^LEDGER_(SCHEMA|FAULT)$/.test(e.code))
+    if (
+      opts.db !== undefined &&
+      isJudgeGuardError(e) &&
+      (e.code === "LEDGER_SCHEMA" || e.code === "LEDGER_FAULT")
+    )
       throw new UsageError(namingDb(opts.db, e.message));
     throw e;
   } finally {

@@ -1,6 +1,6 @@
 import { existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { ConfigError } from "../errors.js";
+import { ConfigError, isPhantomDbError } from "../errors.js";
 import {
   type GuardOptions,
   OPTION_RULES,
@@ -52,7 +52,7 @@ function checkPhantomDb(path: string): void {
   try {
     openPhantomDb(path).close();
   } catch (e) {
-    bad(`cannot be used: ${(e as Error).message.replace(`${path} `, "it ")}`);
+    bad(`cannot be used: ${isPhantomDbError(e) ? e.problem : (e as Error).message}`);
   }
 }
 
