@@ -44,7 +44,8 @@ export const EXIT_STATUS: Readonly<Record<ErrorCode, 1 | 2>> = {
 
 /** The exit status for an error that reached the command's top: by its code, else 1. */
 export function exitStatus(e: unknown): 1 | 2 {
-  return isJudgeGuardError(e) ? EXIT_STATUS[e.code] : 1;
+  // A code this copy does not know (another installed version's) is no success either.
+  return (isJudgeGuardError(e) && EXIT_STATUS[e.code]) || 1;
 }
 
 const FS_REASONS: Readonly<Record<string, string>> = {
