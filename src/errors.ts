@@ -19,13 +19,29 @@ export type SkipCode =
 
 export type ErrorCode =
   | SkipCode
+  /** An option, environment variable or deployment setting is wrong: {@link ConfigError}. */
   | "CONFIG_INVALID"
+  /** A judge request (or a sidecar body) is not what it must be: {@link InvalidRequestError}. */
   | "REQUEST_INVALID"
+  /** A path that is no ledger, or a ledger of a newer schema: {@link LedgerSchemaError}. */
   | "LEDGER_SCHEMA"
+  /** The ledger file cannot be used right now: {@link LedgerFaultError}. */
   | "LEDGER_FAULT"
+  /** A report or `explain` cannot read the ledger: {@link LedgerReadError}. */
+  | "LEDGER_UNREADABLE"
   | "GUARD_CLOSED"
   | "SIGNAL_DELIVERY"
-  | "SIDECAR_UNREACHABLE";
+  | "SIDECAR_UNREACHABLE"
+  /** Phantom's database cannot be opened, or is not Phantom's: {@link PhantomDbError}. */
+  | "PHANTOM_DB"
+  /** The guard cannot be installed into this Phantom: {@link PhantomInstallError}. */
+  | "PHANTOM_INSTALL"
+  /** The sidecar refused an HTTP request (its body, path, method or token). */
+  | "HTTP_REFUSED"
+  /** The `judge-guard` command was called wrongly (a flag, a path it cannot use). */
+  | "USAGE_INVALID"
+  /** The `judge-guard` command could not read its input to the end (a truncated file). */
+  | "INPUT_UNREADABLE";
 
 export class JudgeGuardError extends Error {
   readonly code: ErrorCode;
@@ -232,6 +248,47 @@ export function isLedgerFaultError(e: unknown): e is LedgerFaultError {
   return isJudgeGuardError(e) && e.code === "LEDGER_FAULT";
 }
 
+/** The ledger cannot be read: missing, not a ledger, a newer schema, or a read that failed. */
+export class LedgerReadError extends JudgeGuardError {
+  constructor(message: string) {
+    super("LEDGER_UNREADABLE", message);
+  }
+}
+
+export function isLedgerReadError(e: unknown): e is LedgerReadError {
+  return isJudgeGuardError(e) && e.code === "LEDGER_UNREADABLE";
+}
+
+/**
+ * Phantom's database cannot be used: it does not exist, cannot be opened or read, or has no
+ * sessions table with the columns a reset uses.
+ */
+export class PhantomDbError extends JudgeGuardError {
+  readonly path: string;
+  /** What is wrong, the file called "it": for a message that names the file already. */
+  readonly problem: string;
+
+  constructor(path: string, message: string, problem: string = message) {
+    super("PHANTOM_DB", message);
+    this.path = path;
+    this.problem = problem;
+  }
+}
+
+export function isPhantomDbError(e: unknown): e is PhantomDbError {
+  return isJudgeGuardError(e) && e.code === "PHANTOM_DB";
+}
+
+/**
+ * The guard cannot be installed into this Phantom: it is installed already, or a class or
+ * method it wraps is not there (a Phantom version judge-guard does not support).
+ */
+export class PhantomInstallError extends JudgeGuardError {
+  constructor(message: string) {
+    super("PHANTOM_INSTALL", message);
+  }
+}
+
 /** A signal sink could not deliver an event; `attempts` says how many tries were made. */
 export class SignalDeliveryError extends JudgeGuardError {
   readonly attempts: number;
@@ -264,6 +321,10 @@ export class GuardClosedError extends JudgeGuardError {
 
 export function isJudgeGuardError(e: unknown): e is JudgeGuardError {
   return typeof e === "object" && e !== null && (e as Record<symbol, unknown>)[BRAND] === true;
+}
+
+export function isConfigError(e: unknown): e is ConfigError {
+  return isJudgeGuardError(e) && e.code === "CONFIG_INVALID";
 }
 
 /** True for any short-circuit; with `code`, only for that one. */

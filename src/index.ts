@@ -18,7 +18,6 @@ export {
   PHANTOM_CANNED_PATTERNS,
   RUNTIME_CANNED_PATTERNS,
 } from "./detection/catalog.js";
-export type { StuckVerdict } from "./detection/episodes.js";
 export {
   type Comparison,
   type DetectionThresholds,
@@ -36,10 +35,12 @@ export {
   type StuckAssessment,
 } from "./detection/tracker.js";
 export type { EvidenceStep } from "./detection/window.js";
+export type { CostSource, SkipReason } from "./domain/decision.js";
 export * from "./errors.js";
 export { fingerprint, type ReplySignature, signReply } from "./fingerprint/fingerprint.js";
 export { normalize, normalizeLine } from "./fingerprint/normalize.js";
 export { DEFAULT_SIMILARITY, type SimilarityLimits, sameReply } from "./fingerprint/similarity.js";
+export type { StuckVerdict } from "./guard/episodes.js";
 export {
   type Assessment,
   type AssessOptions,
@@ -116,5 +117,4 @@ export type {
   ScopeUsage,
   SignalClaim,
   SignalLedger,
-  SkipReason,
 } from "./store/types.js";

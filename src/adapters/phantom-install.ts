@@ -24,7 +24,14 @@ import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { isBudgetError, isStuckSessionError, type JudgeSkippedError, StuckSessionError } from "../errors.js";
+import {
+  ConfigError,
+  isBudgetError,
+  isStuckSessionError,
+  type JudgeSkippedError,
+  PhantomInstallError,
+  StuckSessionError,
+} from "../errors.js";
 import type { Assessment, AssessOptions } from "../guard/guard.js";
 import type { CallOptions, SkippedOutcome } from "../guard/outcome.js";
 import type { JudgeRequest, PhantomSessionSummary, SessionRef } from "../guard/request.js";
@@ -132,8 +139,8 @@ type Proto = Record<string, unknown>;
 function wrap(restore: Array<() => void>, proto: Proto, name: string, make: (orig: Method) => Method): void {
   const orig = proto[name];
   if (typeof orig !== "function") {
-    throw new TypeError(
-      `judge-guard: Phantom's ${name}() was not found; is this a Phantom version judge-guard supports (v0.18.2 or main)?`,
+    throw new PhantomInstallError(
+      `Phantom's ${name}() was not found; is this a Phantom version judge-guard supports (v0.18.2 or main)?`,
     );
   }
   proto[name] = make(orig as Method);
@@ -152,7 +159,10 @@ function remember<K, V>(map: Map<K, V>, key: K, value: V): void {
 async function load(root: string, path: string): Promise<Record<string, unknown>> {
   const file = join(root, path);
   if (!existsSync(file)) {
-    throw new Error(`judge-guard: ${file} is missing: give the Phantom folder (JUDGE_GUARD_PHANTOM_ROOT)`);
+    throw new ConfigError(
+      "JUDGE_GUARD_PHANTOM_ROOT",
+      `${file} is missing: give the Phantom folder (JUDGE_GUARD_PHANTOM_ROOT)`,
+    );
   }
   return (await import(pathToFileURL(file).href)) as Record<string, unknown>;
 }
@@ -166,12 +176,13 @@ export async function installPhantomGuard(
   options: PhantomInstallOptions = {},
 ): Promise<PhantomGuardHandle> {
   const g = globalThis as Record<symbol, unknown>;
-  if (g[GLOBAL_HANDLE] !== undefined) throw new Error("judge-guard: the Phantom guard is installed already");
+  if (g[GLOBAL_HANDLE] !== undefined) throw new PhantomInstallError("the Phantom guard is installed already");
   const root = resolve(options.root ?? process.cwd());
   const version = options.version ?? detectPhantomVersion(root);
   if (version === undefined) {
-    throw new Error(
-      `judge-guard: ${root} does not look like Phantom (no src/evolution/judges/client.ts or src/evolution/gate.ts): set JUDGE_GUARD_PHANTOM_ROOT to Phantom's folder`,
+    throw new ConfigError(
+      "JUDGE_GUARD_PHANTOM_ROOT",
+      `${root} does not look like Phantom (no src/evolution/judges/client.ts or src/evolution/gate.ts): set JUDGE_GUARD_PHANTOM_ROOT to Phantom's folder`,
     );
   }
   const log = options.log ?? ((line: string) => console.error(line));
@@ -270,7 +281,7 @@ export async function installPhantomGuard(
   // --- the runtime: both versions ------------------------------------------------------------
   const runtimeMod = await load(root, "src/agent/runtime.ts");
   const AgentRuntime = runtimeMod.AgentRuntime as { prototype: Proto } | undefined;
-  if (AgentRuntime === undefined) throw new TypeError("judge-guard: Phantom's AgentRuntime was not found");
+  if (AgentRuntime === undefined) throw new PhantomInstallError("Phantom's AgentRuntime was not found");
   const transcripts = new Map<string, { user: string[]; assistant: string[] }>();
   /** Responses made by a release: the turn that receives one runs no judges. */
   const releasedResponses = new WeakSet<object>();
@@ -355,16 +366,14 @@ export async function installPhantomGuard(
 
   const engineMod = await load(root, "src/evolution/engine.ts");
   const EvolutionEngine = engineMod.EvolutionEngine as { prototype: Proto } | undefined;
-  if (EvolutionEngine === undefined)
-    throw new TypeError("judge-guard: Phantom's EvolutionEngine was not found");
+  if (EvolutionEngine === undefined) throw new PhantomInstallError("Phantom's EvolutionEngine was not found");
   const wrapJudgeClient = <C extends AnthropicLike>(client: C): C => guardAnthropicClient(watched, client);
 
   if (version === "v0.18") {
     // --- v0.18.2: every judge through one client; a stuck session skips the whole cycle --------
     const clientMod = await load(root, "src/evolution/judges/client.ts");
     const setClient = clientMod.setClient as ((c: unknown) => void) | undefined;
-    if (typeof setClient !== "function")
-      throw new TypeError("judge-guard: Phantom's setClient was not found");
+    if (typeof setClient !== "function") throw new PhantomInstallError("Phantom's setClient was not found");
     const judgeClient = options.judgeClient ?? lazyAnthropic(root);
     setClient(wrapJudgeClient(judgeClient));
     restore.push(() => setClient(null));
@@ -632,7 +641,7 @@ function lazyAnthropic(root: string): AnthropicLike {
         Anthropic?: new () => AnthropicLike;
       };
       const Anthropic = mod.default ?? mod.Anthropic;
-      if (Anthropic === undefined) throw new Error("judge-guard: @anthropic-ai/sdk has no Anthropic class");
+      if (Anthropic === undefined) throw new PhantomInstallError("@anthropic-ai/sdk has no Anthropic class");
       client = new Anthropic();
     }
     return client;

@@ -59,5 +59,5 @@ try {
     recover: recover === "on",
   });
 } catch (e) {
-  fail((e as Error).message.replace(/^judge-guard: /, ""));
+  fail((e as Error).message);
 }

@@ -1,4 +1,5 @@
-import { openPhantomDb, PhantomDbError, type ResetRow, type SessionSelector } from "../store/phantom.js";
+import { isPhantomDbError, PhantomDbError } from "../errors.js";
+import { openPhantomDb, type ResetRow, type SessionSelector } from "../store/phantom.js";
 
 /**
  * Clears `sdk_session_id` (and refreshes `last_active_at`) on the selected active rows of
@@ -25,10 +26,10 @@ export function resetPhantomSessions(
       }
     }
   } catch (e) {
-    if (e instanceof PhantomDbError) throw e;
+    if (isPhantomDbError(e)) throw e;
     const locked = /locked|busy/i.test((e as Error).message);
     const advice = locked ? " (Phantom is writing to it: run the command again)" : "";
-    throw new PhantomDbError(`cannot change ${path}: ${(e as Error).message}${advice}`);
+    throw new PhantomDbError(path, `cannot change ${path}: ${(e as Error).message}${advice}`);
   } finally {
     db.close();
   }

@@ -18,6 +18,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { createHash } from "node:crypto";
 import type { ReplyFacts } from "../detection/tracker.js";
+import { ConfigError } from "../errors.js";
 import type { Assessment, AssessOptions, Settlement, Ticket } from "../guard/guard.js";
 import type { CallOptions, SkippedOutcome } from "../guard/outcome.js";
 import type {
@@ -176,8 +177,11 @@ export function guardAfterSession<S extends PhantomSession, R>(
   },
 ): (summary: S) => Promise<R> {
   if (typeof options?.skipped !== "function") {
-    throw new TypeError(
-      "guardAfterSession needs options.skipped: what afterSession returns for a skipped cycle",
+    throw ConfigError.option(
+      "skipped",
+      "a function returning what afterSession returns for a skipped cycle",
+      options?.skipped,
+      "guardAfterSession",
     );
   }
   const judges = options.judges ?? PHANTOM_CYCLE;

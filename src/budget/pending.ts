@@ -1,5 +1,6 @@
+import type { SkipReason } from "../domain/decision.js";
 import type { Usage } from "../pricing/prices.js";
-import type { SkipReason, StoredReservation } from "../store/types.js";
+import type { StoredReservation } from "../store/types.js";
 import type { CallEstimate } from "./admission.js";
 
 /** What every decision record names of a call: its key, judge kind, model and transcript. */

@@ -1,10 +1,10 @@
 import { fromEnv } from "../config/env.js";
 import { REASON_TEXT } from "../detection/reasons.js";
 import type { EvidenceStep } from "../detection/window.js";
+import { isLedgerReadError } from "../errors.js";
 import { DEFAULTS } from "../guard/options.js";
 import type { ExplainedReply } from "../replay/replay.js";
 import { type KeyHistory, keyHistory } from "../report/episodes.js";
-import { LedgerReadError } from "../store/reader.js";
 import { printable } from "../util/printable.js";
 
 export interface ExplainCommandOptions {
@@ -99,7 +99,7 @@ export function explainCommand(sessionKey: string, o: ExplainCommandOptions): nu
   try {
     h = keyHistory(ledger, sessionKey);
   } catch (e) {
-    if (e instanceof LedgerReadError) {
+    if (isLedgerReadError(e)) {
       process.stderr.write(`judge-guard: explain: ${printable(e.message)}\n`);
       return 1;
     }

@@ -4,7 +4,7 @@ import { Command, CommanderError } from "commander";
 import { checkVariableNames } from "../config/variables.js";
 import { isJudgeGuardError } from "../errors.js";
 import { printable } from "../util/printable.js";
-import { InputError, UsageError } from "./errors.js";
+import { exitStatus } from "./errors.js";
 import { explainCommand } from "./explain.js";
 import { replayCommand } from "./replay.js";
 import { reportCommand } from "./report.js";
@@ -15,7 +15,10 @@ const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.ur
   version: string;
 };
 
-/** Exit statuses: 0 ok, 1 data problems (bad lines, unreadable ledger), 2 usage or configuration errors. */
+/**
+ * Exit statuses: 0 ok, 1 data problems (bad lines, unreadable ledger), 2 usage or configuration
+ * errors; an error that reaches here gets the status of its code (`EXIT_STATUS`, cli/errors.ts).
+ */
 async function main(argv: string[]): Promise<number> {
   const program = new Command()
     .name("judge-guard")
@@ -119,13 +122,13 @@ async function main(argv: string[]): Promise<number> {
     }
     const message = (e as Error)?.message ?? String(e);
     process.stderr.write(`judge-guard: ${printable(message)}\n`);
-    // Errors we raise on purpose say all there is to say; a stack helps only with the others.
-    const expected = e instanceof UsageError || e instanceof InputError || isJudgeGuardError(e);
-    if (!expected) {
+    // Errors we raise on purpose (each with a code) say all there is to say; a stack helps only
+    // with the others.
+    if (!isJudgeGuardError(e)) {
       if (argv.includes("--verbose") && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
       else process.stderr.write("(run with --verbose for details)\n");
     }
-    return e instanceof UsageError || (isJudgeGuardError(e) && e.code === "CONFIG_INVALID") ? 2 : 1;
+    return exitStatus(e);
   }
   return code;
 }

@@ -16,11 +16,12 @@ import { DEFAULTS } from "../guard/options.js";
 import type { LogLevel } from "../log/logger.js";
 import { type ExplainedReply, openLines, type ReplaySummary, replay } from "../replay/replay.js";
 import { inspectLedger } from "../store/sqlite-reader.js";
+import { count, percent, plural, usdColumn } from "../util/format.js";
 import { printable } from "../util/printable.js";
 import { fsReason, InputError, UsageError } from "./errors.js";
 import { renderExplainedReplay } from "./explain.js";
-import { count, ProgressBar, percent, plural, usdColumn } from "./format.js";
 import { createCliLogger } from "./log.js";
+import { ProgressBar } from "./progress.js";
 
 export interface ReplayCommandOptions {
   readonly db?: string;
@@ -218,7 +219,11 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
   } catch (e) {
     const fault = inputFailure(file, linesSeen, e);
     if (fault !== undefined) throw fault;
-    if (opts.db !== undefined && isJudgeGuardError(e) && /^LEDGER_(SCHEMA|FAULT)$/.test(e.code))
+    if (
+      opts.db !== undefined &&
+      isJudgeGuardError(e) &&
+      (e.code === "LEDGER_SCHEMA" || e.code === "LEDGER_FAULT")
+    )
       throw new UsageError(namingDb(opts.db, e.message));
     throw e;
   } finally {

@@ -1,16 +1,16 @@
 import { writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fromEnv } from "../config/env.js";
+import { isLedgerReadError } from "../errors.js";
 import { durationMs } from "../guard/option-kinds.js";
 import { DEFAULTS } from "../guard/options.js";
 import { renderHtml } from "../report/html.js";
 import { renderCsv, renderTable } from "../report/render.js";
 import { buildReport } from "../report/report.js";
 import { openReader } from "../store/open.js";
-import { LedgerReadError } from "../store/reader.js";
+import { count } from "../util/format.js";
 import { printable } from "../util/printable.js";
 import { fsReason, UsageError } from "./errors.js";
-import { count } from "./format.js";
 
 export interface ReportCommandOptions {
   readonly db?: string;
@@ -95,7 +95,7 @@ export function reportCommand(o: ReportCommandOptions, now = Date.now()): number
       ...(format === "html" && { detail: true }),
     });
   } catch (e) {
-    if (e instanceof LedgerReadError) {
+    if (isLedgerReadError(e)) {
       process.stderr.write(`judge-guard: report: ${printable(e.message)}\n`);
       return 1;
     }

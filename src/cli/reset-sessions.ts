@@ -1,6 +1,7 @@
 import { existsSync, statSync } from "node:fs";
 import { resetPhantomSessions } from "../adapters/phantom-sessions.js";
-import { PhantomDbError, type ResetRow, type SessionSelector } from "../store/phantom.js";
+import { isPhantomDbError } from "../errors.js";
+import type { ResetRow, SessionSelector } from "../store/phantom.js";
 import { printable } from "../util/printable.js";
 import { UsageError } from "./errors.js";
 import { parseTime } from "./report.js";
@@ -64,7 +65,7 @@ export function resetSessionsCommand(o: ResetSessionsOptions, startedAt = new Da
   try {
     rows = resetPhantomSessions(o.phantomDb, which, { dryRun: o.dryRun === true });
   } catch (e) {
-    if (e instanceof PhantomDbError) {
+    if (isPhantomDbError(e)) {
       process.stderr.write(`judge-guard: reset-sessions: ${printable(e.message)}\n`);
       return 1;
     }

@@ -5,7 +5,15 @@
  */
 
 import { CostEstimator, DEFAULT_ESTIMATOR } from "../budget/estimator.js";
-import { InvalidRequestError, SidecarUnreachableError, type SkipDetails, skipError } from "../errors.js";
+import { LIMITS } from "../domain/limits.js";
+import {
+  ConfigError,
+  InvalidRequestError,
+  JudgeGuardError,
+  SidecarUnreachableError,
+  type SkipDetails,
+  skipError,
+} from "../errors.js";
 import type { Assessment, AssessOptions, SessionState, Settlement, Ticket } from "../guard/guard.js";
 import {
   type CallOptions,
@@ -27,7 +35,6 @@ import { hasUnreadUsage, type ReportedCost, readUsage } from "../pricing/usage.j
 import { toMicros, toUsd } from "../util/money.js";
 import { printable } from "../util/printable.js";
 import { sleep } from "../util/sleep.js";
-import { LIMITS } from "../wire/limits.js";
 import {
   type AdmissionWire,
   type AssessmentWire,
@@ -72,7 +79,16 @@ export interface ClientOptions {
   readonly fetch?: typeof fetch;
 }
 
-class Unreachable extends Error {}
+/**
+ * The sidecar did not answer a request. It does not leave the client: a judge call falls back
+ * (`onUnreachable`), an operator action throws a {@link SidecarUnreachableError}; `onError` is
+ * told of it.
+ */
+class Unreachable extends JudgeGuardError {
+  constructor(message: string) {
+    super("SIDECAR_UNREACHABLE", message);
+  }
+}
 
 /** What a client has done without its sidecar, since it was created. */
 export interface ClientStats {
@@ -132,15 +148,22 @@ export class GuardClient {
     try {
       new URL(options.url);
     } catch {
-      throw new TypeError(`GuardClient: url ${JSON.stringify(options.url)} is not a valid URL`);
+      // The whole URL, however long: it is what the operator must fix.
+      throw new ConfigError(
+        "url",
+        `option url of GuardClient must be a valid URL, got ${JSON.stringify(options.url)}`,
+      );
     }
     this.#o = options;
     this.#base = options.url.replace(/\/+$/, "");
     this.#fetch = options.fetch ?? globalThis.fetch;
     this.#policy = options.onUnreachable ?? "local";
     if (!(this.#policy in POLICY)) {
-      throw new TypeError(
-        `GuardClient: onUnreachable ${JSON.stringify(options.onUnreachable)} is not "local", "closed" or "open"`,
+      throw ConfigError.option(
+        "onUnreachable",
+        '"local", "closed" or "open"',
+        options.onUnreachable,
+        "GuardClient",
       );
     }
     this.#local = new LocalBudget(options.localBudget);
@@ -215,6 +238,8 @@ export class GuardClient {
       async () => {
         admitted();
         const s = await settled;
+        // The judge's own failure, as a judge throws it (run charges the cost it carries): not
+        // a guard error, so no code of ours.
         if (!s.ok) throw Object.assign(new Error("the call failed"), { usage: s.usage, costUsd: s.costUsd });
         return s;
       },

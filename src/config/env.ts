@@ -1,6 +1,6 @@
 import { existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { ConfigError } from "../errors.js";
+import { ConfigError, isPhantomDbError } from "../errors.js";
 import {
   type GuardOptions,
   OPTION_RULES,
@@ -12,6 +12,7 @@ import {
 import { phantomSqliteSink } from "../signals/phantom-sqlite.js";
 import type { SignalSink } from "../signals/types.js";
 import { webhookProblem, webhookSink } from "../signals/webhook.js";
+import { sqliteUnavailable } from "../store/driver.js";
 import { openPhantomDb } from "../store/phantom.js";
 import { checkVariableNames, ENV_VARIABLES, VARIABLE_OF } from "./variables.js";
 
@@ -51,7 +52,7 @@ function checkPhantomDb(path: string): void {
   try {
     openPhantomDb(path).close();
   } catch (e) {
-    bad(`cannot be used: ${(e as Error).message.replace(`${path} `, "it ")}`);
+    bad(`cannot be used: ${isPhantomDbError(e) ? e.problem : (e as Error).message}`);
   }
 }
 
@@ -77,10 +78,11 @@ function sinksFromEnv(env: Env, fromCode: readonly SignalSink[] | undefined): Si
     return v;
   };
   if (channels.includes("phantom-sqlite")) {
-    if (process.versions.bun !== undefined) {
+    const unavailable = sqliteUnavailable();
+    if (unavailable !== undefined) {
       throw new ConfigError(
         "JUDGE_GUARD_SIGNAL",
-        "JUDGE_GUARD_SIGNAL includes phantom-sqlite, which needs Node (better-sqlite3 does not run under Bun): use callback in process, or set it on the judge-guard sidecar",
+        `JUDGE_GUARD_SIGNAL includes phantom-sqlite, which needs ${unavailable}: use callback in process, or set it on the judge-guard sidecar`,
       );
     }
     const path = need("JUDGE_GUARD_PHANTOM_DB", "phantom-sqlite");

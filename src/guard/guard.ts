@@ -4,7 +4,6 @@ import { BudgetLimits, DAY_MS } from "../budget/limits.js";
 import { AdmissionQueue } from "../budget/queue.js";
 import { Settlements } from "../budget/settlement.js";
 import { CannedCatalog } from "../detection/catalog.js";
-import { EpisodeBook } from "../detection/episodes.js";
 import { SessionTracker } from "../detection/tracker.js";
 import type { EvidenceStep } from "../detection/window.js";
 import { ConfigError, GuardClosedError, isLedgerFaultError } from "../errors.js";
@@ -18,6 +17,7 @@ import type { EstimateStats, LedgerStore } from "../store/types.js";
 import { HEARTBEAT_MS, LedgerUpkeep } from "../store/upkeep.js";
 import { toUsd } from "../util/money.js";
 import { Calls } from "./calls.js";
+import { EpisodeBook } from "./episodes.js";
 import { Intake } from "./intake.js";
 import { type GuardOptions, type ResolvedOptions, resolveOptions } from "./options.js";
 import {

@@ -1,10 +1,10 @@
 import type { CostEstimator, Estimate } from "../budget/estimator.js";
-import type { EpisodeBook, StuckVerdict } from "../detection/episodes.js";
 import type { Observation, SessionTracker } from "../detection/tracker.js";
 import { type EvidenceStep, plainStep } from "../detection/window.js";
+import type { SkipReason } from "../domain/decision.js";
 import type { PriceTable, Usage } from "../pricing/prices.js";
-import type { SkipReason } from "../store/types.js";
 import type { Clock } from "../util/clock.js";
+import type { EpisodeBook, StuckVerdict } from "./episodes.js";
 import type { Escalation, GuardMode } from "./options.js";
 import type { SkippedOutcome } from "./outcome.js";
 import {

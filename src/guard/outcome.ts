@@ -1,6 +1,6 @@
+import type { SkipReason } from "../domain/decision.js";
 import type { JudgeSkippedError, SkipCode } from "../errors.js";
 import type { Usage } from "../pricing/prices.js";
-import type { SkipReason } from "../store/types.js";
 
 /** The judge ran; `costUsd` is what was charged to the budgets. */
 export interface JudgedOutcome<T> {

@@ -1,11 +1,35 @@
 import type { ReplyFacts } from "../detection/tracker.js";
+import { LIMITS } from "../domain/limits.js";
 import { InvalidRequestError } from "../errors.js";
 import { LARGEST_CONTEXT_TOKENS } from "../pricing/prices.js";
 import { shape } from "../util/describe.js";
-import { LIMITS } from "../wire/limits.js";
-import type { PhantomSessionData, PhantomSessionSummary } from "../wire/schema.js";
 
-export type { PhantomSessionData, PhantomSessionSummary } from "../wire/schema.js";
+/**
+ * Phantom's `SessionSummary` (evolution engine), field names verbatim. `wire/schema.ts` checks
+ * that its `sessionSummary` shape, which the sidecar and replay read, takes exactly this.
+ */
+export interface PhantomSessionSummary {
+  readonly session_id?: string | undefined;
+  readonly session_key: string;
+  readonly user_id?: string | undefined;
+  readonly user_messages: readonly string[];
+  readonly assistant_messages: readonly string[];
+  readonly tools_used?: readonly string[] | undefined;
+  readonly files_tracked?: readonly string[] | undefined;
+  readonly outcome?: string | undefined;
+  readonly cost_usd?: number | undefined;
+  readonly started_at?: string | undefined;
+  readonly ended_at?: string | undefined;
+}
+
+/** `snake_case` to `camelCase`, as a type. */
+type Camel<S extends string> = S extends `${infer Head}_${infer Tail}`
+  ? `${Head}${Capitalize<Camel<Tail>>}`
+  : S;
+export type CamelCased<T> = { [K in keyof T as Camel<K & string>]: T[K] };
+
+/** Phantom's `SessionData` (memory consolidation): the same data in camelCase. */
+export type PhantomSessionData = CamelCased<PhantomSessionSummary>;
 
 /**
  * One judge call the guard is asked to admit. Give the transcript either as a Phantom

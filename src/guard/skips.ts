@@ -2,11 +2,12 @@ import { LRUCache } from "lru-cache";
 import type { Refusal } from "../budget/admission.js";
 import type { BudgetAlerts } from "../budget/alerts.js";
 import type { CallSubject } from "../budget/pending.js";
-import type { StuckVerdict } from "../detection/episodes.js";
+import type { SkipReason } from "../domain/decision.js";
 import { type SkipDetails, skipError } from "../errors.js";
 import type { SafeLedger } from "../store/safe.js";
-import type { BudgetLedger, SkipReason } from "../store/types.js";
+import type { BudgetLedger } from "../store/types.js";
 import { toUsd } from "../util/money.js";
+import type { StuckVerdict } from "./episodes.js";
 import { SKIP_CODES, type SkippedOutcome } from "./outcome.js";
 
 /** A call the guard may not make: what its decision record names, and its identity. */

@@ -1,6 +1,6 @@
-import type { StuckVerdict } from "../detection/episodes.js";
+import type { SkipReason } from "../domain/decision.js";
 import type { Usage } from "../pricing/prices.js";
-import type { SkipReason } from "../store/types.js";
+import type { StuckVerdict } from "./episodes.js";
 
 /** Read-only counters since the guard was created. */
 export interface GuardStats {

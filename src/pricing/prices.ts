@@ -152,7 +152,8 @@ export class PriceTable {
 
   constructor(prices: Readonly<Record<string, ModelPrice>>, onUnknown: (model: string) => void = () => {}) {
     for (const [model, p] of Object.entries(prices)) this.#prices.set(model.toLowerCase(), complete(p));
-    if (this.#prices.size === 0) throw new TypeError("the price table is empty: give at least one model");
+    if (this.#prices.size === 0)
+      throw new ConfigError("prices", "the price table is empty: give at least one model");
     // Every rate a call may be billed at, long-context ones included.
     const all = [...this.#prices.values()].flatMap((p) => (p.longContext ? [p, p.longContext] : [p]));
     const max = (k: (typeof RATE_KINDS)[number]) => Math.max(...all.map((p) => p[k]));

@@ -1,8 +1,9 @@
+import { LIMITS } from "../domain/limits.js";
+import type { PhantomSessionSummary } from "../guard/request.js";
 import type { Usage } from "../pricing/prices.js";
 import { jsonErrorMessage } from "../util/json-error.js";
-import { LIMITS } from "../wire/limits.js";
 import { usageFromWire } from "../wire/map.js";
-import { missingField, type PhantomSessionSummary, replayLine } from "../wire/schema.js";
+import { missingField, replayLine } from "../wire/schema.js";
 
 export interface ReplayLine {
   readonly ts: number;

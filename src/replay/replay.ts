@@ -4,11 +4,11 @@ import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import type { EvidenceStep } from "../detection/window.js";
+import type { SkipReason } from "../domain/decision.js";
 import { InvalidRequestError } from "../errors.js";
 import { Guard } from "../guard/guard.js";
 import { DEFAULTS, type GuardOptions } from "../guard/options.js";
 import type { GuardEvent } from "../signals/types.js";
-import type { SkipReason } from "../store/types.js";
 import { roundUsd } from "../util/money.js";
 import { parseLine } from "./line.js";
 

@@ -1,6 +1,6 @@
-import { count, percent } from "../cli/format.js";
 import { REASON_TEXT } from "../detection/reasons.js";
 import type { EvidenceStep } from "../detection/window.js";
+import { count, percent } from "../util/format.js";
 import { formatUsd } from "../util/money.js";
 import { costChart, keyTimeline } from "./charts.js";
 import type { EpisodeDetail, ReportDetail, SavedRow } from "./detail.js";

@@ -1,4 +1,4 @@
-import { count, percent, plural, usdColumn } from "../cli/format.js";
+import { count, percent, plural, usdColumn } from "../util/format.js";
 import { formatUsd } from "../util/money.js";
 import { printable } from "../util/printable.js";
 import type { CostSplit, Report, ReportConfig, SessionRow } from "./report.js";

@@ -1,5 +1,5 @@
 import type { StuckEvidence } from "../detection/evidence.js";
-import type { SkipReason } from "../store/types.js";
+import type { SkipReason } from "../domain/decision.js";
 
 /** Why a call was not judged, for people (the ledger's `reason` of a skipped decision). */
 export const SKIP_REASON_TEXT: Readonly<Record<SkipReason, string>> = {

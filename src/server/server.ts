@@ -3,13 +3,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ZodType } from "zod";
-import { ConfigError, isJudgeGuardError } from "../errors.js";
+import { LIMITS } from "../domain/limits.js";
+import { ConfigError, isJudgeGuardError, JudgeGuardError } from "../errors.js";
 import type { Guard } from "../guard/guard.js";
 import { SKIP_CODES } from "../guard/outcome.js";
 import type { Logger } from "../log/logger.js";
 import { jsonErrorMessage } from "../util/json-error.js";
 import { sleep } from "../util/sleep.js";
-import { LIMITS } from "../wire/limits.js";
 import {
   admissionToWire,
   assessmentToWire,
@@ -60,7 +60,7 @@ interface Connection {
 function positiveInt(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value <= 0)
-    throw new TypeError(`serve: ${name} must be a positive whole number, got ${String(value)}`);
+    throw ConfigError.option(name, "a positive whole number", value, "serve");
   return value;
 }
 
@@ -71,15 +71,20 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-class HttpError extends Error {
+/**
+ * A request the sidecar refuses: its HTTP status, and the code the answer carries
+ * (`BODY_TOO_LARGE`, `FIELD_INVALID`, `UNAUTHORIZED`, ...), which is the wire's, not an
+ * error code: the error itself is `HTTP_REFUSED`.
+ */
+class HttpError extends JudgeGuardError {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly answer: string,
     message: string,
     readonly field?: string,
     readonly headers?: Readonly<Record<string, string>>,
   ) {
-    super(message);
+    super("HTTP_REFUSED", message);
   }
 }
 
@@ -201,8 +206,9 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
   const requestTimeout = positiveInt("requestTimeoutMs", o.requestTimeoutMs, 30_000);
   const keepAliveTimeout = positiveInt("keepAliveTimeoutMs", o.keepAliveTimeoutMs, 5_000);
   if (headersTimeout > requestTimeout)
-    throw new TypeError(
-      `serve: headersTimeoutMs (${headersTimeout}) must not exceed requestTimeoutMs (${requestTimeout})`,
+    throw new ConfigError(
+      "headersTimeoutMs",
+      `option headersTimeoutMs of serve (${headersTimeout}) must not exceed requestTimeoutMs (${requestTimeout})`,
     );
   const expected = o.token ? digest(o.token) : undefined;
   const registry = new Registry();
@@ -384,7 +390,7 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
     send(
       res,
       e.status,
-      { error: { code: e.code, message: e.message, ...(e.field && { field: e.field }) } },
+      { error: { code: e.answer, message: e.message, ...(e.field && { field: e.field }) } },
       e.headers,
     );
 

@@ -5,6 +5,8 @@
  * decides when to send and records every delivery in the ledger.
  */
 
+import { ConfigError } from "../errors.js";
+
 /** A session is stuck: force a fresh session for `session_key`. */
 export interface StuckSessionEvent {
   readonly type: "stuck_session";
@@ -69,6 +71,6 @@ export function eventId(event: GuardEvent): string {
 
 /** A sink that calls a function the embedding code supplies. */
 export function callbackSink(fn: (event: GuardEvent) => void | Promise<void>, name = "callback"): SignalSink {
-  if (typeof fn !== "function") throw new TypeError(`callbackSink expects a function, got ${typeof fn}`);
+  if (typeof fn !== "function") throw ConfigError.option("fn", "a function", fn, "callbackSink");
   return { name, send: async (e) => void (await fn(e)) };
 }

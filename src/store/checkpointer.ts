@@ -1,5 +1,11 @@
-import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import type {
+  CheckpointWorkerCommand,
+  CheckpointWorkerData,
+  CheckpointWorkerMessage,
+} from "./checkpoint-worker.js";
 
 /**
  * Moves WAL checkpoints off the guard's thread, and checks the integrity of the tables that
@@ -26,61 +32,18 @@ export interface Checkpointer {
   stopNow(timeoutMs?: number): void;
 }
 
-// Runs as a CommonJS script inside the worker (eval mode), so it needs no file of its own in
-// dist/ and works the same when the library is loaded from TypeScript sources by the tests.
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require("node:worker_threads");
-const Database = require(workerData.driver);
-const { integrityCheckMs, tables } = workerData;
-let db;
-let timer;
-let nextCheck = Date.now() + integrityCheckMs;
-const closed = new Int32Array(workerData.closed);
-function close() {
-  clearInterval(timer);
-  try { if (db && db.open) db.close(); } catch {}
-  Atomics.store(closed, 0, 1);
-  Atomics.notify(closed, 0);
-  process.exit(0);
+/**
+ * The worker's script, `checkpoint-worker.js` beside this module once compiled into dist/. Where
+ * this module runs from its TypeScript source (vitest loads src/ directly), the sibling is a .ts
+ * file, which a worker thread on Node 20 cannot load (it strips no types, and vitest's loader does
+ * not reach worker threads): the copy compiled into dist/ is used instead (`npm test` builds
+ * first). Without one, checkpoints run inline, as when the worker fails.
+ */
+function workerScript(): URL {
+  return import.meta.url.endsWith(".ts")
+    ? new URL("../../dist/store/checkpoint-worker.js", import.meta.url)
+    : new URL("./checkpoint-worker.js", import.meta.url);
 }
-const message = (e) => String((e && e.message) || e);
-const corrupt = (e) => /^SQLITE_(CORRUPT|NOTADB)/.test(String(e && e.code));
-function checkIntegrity() {
-  for (const table of tables) {
-    let verdict;
-    try {
-      verdict = String(db.pragma("quick_check(" + table + ")", { simple: true }));
-    } catch (e) {
-      if (corrupt(e)) return parentPort.postMessage({ corrupt: table + ": " + message(e) });
-      continue; // a table this schema does not have, or a lock: next time
-    }
-    if (verdict !== "ok") {
-      const first = verdict.split("\\n").find((l) => !l.startsWith("*** ")) || verdict;
-      return parentPort.postMessage({ corrupt: "quick_check(" + table + "): " + first });
-    }
-  }
-}
-try {
-  db = new Database(workerData.path, { fileMustExist: true });
-  db.pragma("busy_timeout = 1000");
-  db.pragma("wal_autocheckpoint = 0");
-} catch (e) {
-  parentPort.postMessage({ error: message(e) });
-  close();
-}
-timer = setInterval(() => {
-  try { db.pragma("wal_checkpoint(PASSIVE)"); } catch (e) {
-    parentPort.postMessage(corrupt(e) ? { corrupt: message(e) } : { error: message(e) });
-  }
-  if (integrityCheckMs > 0 && Date.now() >= nextCheck) {
-    nextCheck = Date.now() + integrityCheckMs;
-    checkIntegrity();
-  }
-}, workerData.intervalMs);
-parentPort.on("message", (m) => { if (m === "stop") close(); });
-`;
-
-const require = createRequire(import.meta.url);
 
 /** The tables an integrity check reads: small, and behind every admission. */
 const CHECKED_TABLES = [
@@ -105,21 +68,24 @@ export interface CheckpointerOptions {
 }
 
 export function startCheckpointer(path: string, o: CheckpointerOptions): Checkpointer {
+  const script = workerScript();
+  if (!existsSync(script)) {
+    o.onError(`the checkpoint worker ${fileURLToPath(script)} is missing: run npm run build`);
+    return { async stop() {}, stopNow() {} };
+  }
   const closed = new SharedArrayBuffer(4);
-  const worker = new Worker(WORKER_SOURCE, {
-    eval: true,
-    workerData: {
-      closed,
-      path,
-      intervalMs: o.intervalMs,
-      integrityCheckMs: o.integrityCheckMs,
-      tables: CHECKED_TABLES,
-      driver: require.resolve("better-sqlite3"),
-    },
-  });
-  worker.on("message", (m: { error?: string; corrupt?: string }) => {
-    if (m?.corrupt) o.onCorrupt(m.corrupt);
-    else if (m?.error) o.onError(m.error);
+  const workerData: CheckpointWorkerData = {
+    closed,
+    path,
+    intervalMs: o.intervalMs,
+    integrityCheckMs: o.integrityCheckMs,
+    tables: CHECKED_TABLES,
+  };
+  const worker = new Worker(script, { workerData });
+  const stop: CheckpointWorkerCommand = "stop";
+  worker.on("message", (m: CheckpointWorkerMessage) => {
+    if ("corrupt" in m) o.onCorrupt(m.corrupt);
+    else o.onError(m.error);
   });
   worker.on("error", (e) => o.onError(e.message));
   // After the listeners: adding a "message" listener refs the worker again, and a ledger left
@@ -128,12 +94,12 @@ export function startCheckpointer(path: string, o: CheckpointerOptions): Checkpo
   const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
   return {
     async stop() {
-      worker.postMessage("stop");
+      worker.postMessage(stop);
       await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
       await worker.terminate();
     },
     stopNow(timeoutMs = 2000) {
-      worker.postMessage("stop");
+      worker.postMessage(stop);
       Atomics.wait(new Int32Array(closed), 0, 0, timeoutMs);
       void worker.terminate();
     },

@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import type Database from "better-sqlite3";
+import { PhantomDbError } from "../errors.js";
 import { sqlite } from "./driver.js";
 
 /**
@@ -13,9 +14,8 @@ import { sqlite } from "./driver.js";
  * host only: WAL shared memory does not work over network file systems.
  */
 
-export class PhantomDbError extends Error {
-  override readonly name = "PhantomDbError";
-}
+// Defined with the other errors; re-exported for the callers that import it from here.
+export { PhantomDbError } from "../errors.js";
 
 /** Which rows to reset: one key, every active row last active before a time, or every active row. */
 export type SessionSelector = { sessionKey: string } | { staleBefore: Date } | { allActive: true };
@@ -87,18 +87,23 @@ export function openPhantomDb(
   path: string,
   options: { busyTimeoutMs?: number; readonly?: boolean } = {},
 ): PhantomDb {
-  if (!existsSync(path)) throw new PhantomDbError(`Phantom's database ${path} does not exist`);
+  if (!existsSync(path))
+    throw new PhantomDbError(path, `Phantom's database ${path} does not exist`, "does not exist");
   let db: Database.Database;
   try {
     db = new (sqlite())(path, { fileMustExist: true, readonly: options.readonly === true });
   } catch (e) {
-    throw new PhantomDbError(`cannot open ${path}: ${(e as Error).message}`);
+    throw new PhantomDbError(path, `cannot open ${path}: ${(e as Error).message}`);
   }
   db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 250)}`);
   try {
     const table = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'").get();
     if (table === undefined)
-      throw new PhantomDbError(`${path} has no sessions table: is it Phantom's database?`);
+      throw new PhantomDbError(
+        path,
+        `${path} has no sessions table: is it Phantom's database?`,
+        "it has no sessions table: is it Phantom's database?",
+      );
     const columns = new Set(
       (db.prepare("SELECT name FROM pragma_table_info('sessions')").all() as Array<{ name: string }>).map(
         (c) => c.name,
@@ -107,13 +112,15 @@ export function openPhantomDb(
     const missing = SESSION_COLUMNS.filter((c) => !columns.has(c));
     if (missing.length > 0)
       throw new PhantomDbError(
+        path,
         `${path} has a sessions table without ${missing.join(", ")}: is it Phantom's database?`,
+        `it has a sessions table without ${missing.join(", ")}: is it Phantom's database?`,
       );
   } catch (e) {
     db.close();
     throw e instanceof PhantomDbError
       ? e
-      : new PhantomDbError(`cannot read ${path}: ${(e as Error).message}`);
+      : new PhantomDbError(path, `cannot read ${path}: ${(e as Error).message}`);
   }
   return new PhantomDb(db);
 }

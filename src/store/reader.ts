@@ -168,7 +168,5 @@ export interface LedgerReader {
   close(): void;
 }
 
-/** The ledger cannot be read: missing, not a ledger, a newer schema, or a read that failed. */
-export class LedgerReadError extends Error {
-  override readonly name = "LedgerReadError";
-}
+// Defined with the other errors; re-exported for the readers that import it from here.
+export { LedgerReadError } from "../errors.js";

@@ -1,6 +1,10 @@
 import type { StuckEvidence } from "../detection/evidence.js";
 import type { EvidenceStep } from "../detection/window.js";
+import type { CostSource, SkipReason } from "../domain/decision.js";
 import type { DecisionId } from "./decision-ids.js";
+
+// The domain's words, defined below the store; re-exported for the stores that import them from here.
+export type { CostSource, SkipReason } from "../domain/decision.js";
 
 /** What the ledger holds for one scope (a session key, or everything) within its window. */
 export interface ScopeUsage {
@@ -31,22 +35,6 @@ export interface EstimateStats {
   readonly inputRatio: number;
   readonly inputRatioMax: number;
 }
-
-/** Why a request was not judged. */
-export type SkipReason =
-  | "stuck_session"
-  | "session_budget"
-  | "session_calls"
-  | "judge_budget"
-  | "global_budget"
-  | "duplicate"
-  | "ledger_error";
-
-/**
- * Where a decision's charge came from: `reported`, the judge's own cost; `computed`, its tokens
- * x the price table; `estimate`, nothing was reported and the reservation's estimate was charged.
- */
-export type CostSource = "reported" | "computed" | "estimate";
 
 /** One decision of the guard. Fingerprints, sizes and counts only: never transcript text. */
 export interface DecisionRecord {

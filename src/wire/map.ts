@@ -5,21 +5,20 @@
  */
 
 import type { ReplyFacts } from "../detection/tracker.js";
+import type { SkipReason } from "../domain/decision.js";
 import { type SkipCode, type SkipDetails, skipError } from "../errors.js";
 import type { Assessment, AssessOptions, SessionState, Settlement, Ticket } from "../guard/guard.js";
 import { type SkippedOutcome, skipReasonOf } from "../guard/outcome.js";
-import { type JudgeRequest, type SessionRef, sessionFields } from "../guard/request.js";
+import {
+  type JudgeRequest,
+  type PhantomSessionData,
+  type PhantomSessionSummary,
+  type SessionRef,
+  sessionFields,
+} from "../guard/request.js";
 import type { Usage } from "../pricing/prices.js";
 import { type ReportedCost, readUsage } from "../pricing/usage.js";
-import type { SkipReason } from "../store/types.js";
-import type {
-  AdmitBody,
-  AssessBody,
-  PhantomSessionData,
-  PhantomSessionSummary,
-  ReplyWire,
-  SettleBody,
-} from "./schema.js";
+import type { AdmitBody, AssessBody, ReplyWire, SettleBody } from "./schema.js";
 
 /**
  * Each field of a request and its name on the wire, for errors the guard raises about a request

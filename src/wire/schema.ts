@@ -1,11 +1,13 @@
 import { z } from "zod";
-import { LIMITS } from "./limits.js";
+import { LIMITS } from "../domain/limits.js";
+import type { PhantomSessionSummary } from "../guard/request.js";
 import { usageSchema } from "./usage.js";
 
 /*
  * The snake_case shapes the guard takes from outside: the sidecar's request bodies and the lines
  * of recorded traffic replay reads. Each shape is defined here once, from the limits in
- * `limits.ts`; the types the library takes (`PhantomSessionSummary`) are inferred from them.
+ * `domain/limits.ts`; the types the library takes (`PhantomSessionSummary`, in `guard/request.ts`)
+ * must agree with them, which the type check below enforces.
  */
 
 /** A field that is absent says so, rather than "expected string, received undefined". */
@@ -125,14 +127,9 @@ export type ReplyWire = z.infer<typeof replyFacts>;
 type ReadOnly<T> = { readonly [K in keyof T]: ReadOnlyArray<T[K]> };
 type ReadOnlyArray<V> = V extends readonly (infer E)[] ? readonly E[] : V;
 
-/** `snake_case` to `camelCase`, as a type. */
-type Camel<S extends string> = S extends `${infer Head}_${infer Tail}`
-  ? `${Head}${Capitalize<Camel<Tail>>}`
-  : S;
-export type CamelCased<T> = { [K in keyof T as Camel<K & string>]: T[K] };
-
-/** Phantom's `SessionSummary` (evolution engine), field names verbatim. */
-export type PhantomSessionSummary = ReadOnly<z.infer<typeof sessionSummary>>;
-
-/** Phantom's `SessionData` (memory consolidation): the same data in camelCase. */
-export type PhantomSessionData = CamelCased<PhantomSessionSummary>;
+/** Phantom's `SessionSummary` as the guard takes it (`guard/request.ts`), and the shape read here must agree. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Agrees<T extends true> = T;
+export type SessionSummaryAgrees = Agrees<
+  Same<ReadOnly<z.infer<typeof sessionSummary>>, PhantomSessionSummary>
+>;

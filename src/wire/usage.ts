@@ -1,6 +1,6 @@
 import { z } from "zod";
+import { LIMITS } from "../domain/limits.js";
 import type { readUsage } from "../pricing/usage.js";
-import { LIMITS } from "./limits.js";
 
 /**
  * A usage object as JSON carries it (a judge's response, a sidecar settlement, a recorded replay

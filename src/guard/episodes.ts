@@ -1,12 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { LRUCache } from "lru-cache";
+import type { CannedCatalog } from "../detection/catalog.js";
+import type { Observation } from "../detection/tracker.js";
+import type { EvidenceStep } from "../detection/window.js";
 import type { Logger } from "../log/logger.js";
 import type { SignalDispatcher } from "../signals/dispatcher.js";
 import type { SafeLedger } from "../store/safe.js";
 import type { EpisodeLedger, KeyStateRecord } from "../store/types.js";
-import type { CannedCatalog } from "./catalog.js";
-import type { Observation } from "./tracker.js";
-import type { EvidenceStep } from "./window.js";
 
 /** Whether a key is stuck now, and the episode it is stuck in. */
 export interface StuckVerdict {

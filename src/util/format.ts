@@ -1,3 +1,5 @@
+/* Numbers for people, shared by the CLI's summaries and the report's table and HTML. */
+
 /**
  * Money for figures shown together (a table column, a summary block): one precision for all of
  * them, cents when every amount is a dollar or more (or a whole number of cents), else four
@@ -32,36 +34,4 @@ export function plural(n: number, one: string, many = `${one}s`): string {
 export function percent(part: number, whole: number): string {
   if (whole === 0) return "0.0%";
   return `${((part / whole) * 100).toFixed(1)}%`;
-}
-
-/** A one-line progress bar for a TTY, redrawn in place at most every 100 ms. */
-export class ProgressBar {
-  #last = 0;
-  readonly #stream: NodeJS.WriteStream;
-  readonly #label: string;
-  #drawn = false;
-
-  constructor(stream: NodeJS.WriteStream, label: string) {
-    this.#stream = stream;
-    this.#label = label;
-  }
-
-  update(done: number, total: number, detail: string): void {
-    const now = Date.now();
-    if (now - this.#last < 100) return;
-    this.#last = now;
-    const width = Math.max(10, Math.min(40, (this.#stream.columns ?? 80) - 40 - detail.length));
-    const ratio = total > 0 ? Math.min(1, done / total) : 0;
-    const filled = Math.round(ratio * width);
-    const bar = `${"#".repeat(filled)}${"-".repeat(width - filled)}`;
-    this.#stream.write(
-      `\r${this.#label} [${bar}] ${(ratio * 100).toFixed(0).padStart(3)}% ${detail}\u001b[K`,
-    );
-    this.#drawn = true;
-  }
-
-  clear(): void {
-    if (this.#drawn) this.#stream.write("\r\u001b[K");
-    this.#drawn = false;
-  }
 }
