@@ -435,7 +435,9 @@ describe.concurrent("bytes overwritten in the ledger while in use", () => {
         const work = async (g: Guard, i: number) =>
           g.run(request(`k${i % 5}`, i), async () => ({ inputTokens: 1000, outputTokens: 100 }));
         for (let i = 0; i < 50; i++) await work(a, i);
-        await new Promise((r) => setTimeout(r, 600)); // the worker has checkpointed the WAL
+        // The checkpoint worker copies the WAL into the file in the background: wait for it.
+        for (let waited = 0; statSync(ledger).size <= 4 * 4096 && waited < 15_000; waited += 50)
+          await new Promise((r) => setTimeout(r, 50));
         const size = statSync(ledger).size;
         expect(size).toBeGreaterThan(4 * 4096);
         overwrite(ledger, 4096, size - 4096);
