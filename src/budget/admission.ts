@@ -46,21 +46,28 @@ export interface Refusal {
   readonly concurrency: boolean;
 }
 
-function fits(u: ScopeUsage, want: CallEstimate, cap: number): { ok: boolean; concurrency: boolean } {
-  if (cap === Number.POSITIVE_INFINITY) return { ok: true, concurrency: false };
-  if (u.spentMicros + u.openExpectedMicros + want.expectedMicros > cap) {
+/** Refuses `want` on one money cap, or (undefined) lets it through that cap. */
+function refuseOver(
+  reason: BudgetReason,
+  u: ScopeUsage,
+  want: CallEstimate,
+  cap: number,
+): Refusal | undefined {
+  if (cap === Number.POSITIVE_INFINITY) return undefined;
+  const used = u.spentMicros + u.openExpectedMicros;
+  if (used + want.expectedMicros > cap) {
     // Calls in flight may settle for less than they reserved: while the call would fit without
     // them, the refusal is not final.
-    return { ok: false, concurrency: u.openCount > 0 && u.spentMicros + want.expectedMicros <= cap };
+    return { reason, used, cap, concurrency: u.openCount > 0 && u.spentMicros + want.expectedMicros <= cap };
   }
   if (u.openCount > 0 && u.spentMicros + u.openWorstMicros + want.worstMicros > cap) {
-    return { ok: false, concurrency: true };
+    return { reason, used, cap, concurrency: true };
   }
-  return { ok: true, concurrency: false };
+  return undefined;
 }
 
 export function admit(snapshot: BudgetSnapshot, want: CallEstimate, caps: BudgetCaps): Refusal | null {
-  const { session, global } = snapshot;
+  const { session, global, judge } = snapshot;
   if (session.calls + session.openCount + 1 > caps.sessionMaxCalls) {
     return {
       reason: "session_calls",
@@ -69,35 +76,10 @@ export function admit(snapshot: BudgetSnapshot, want: CallEstimate, caps: Budget
       concurrency: false,
     };
   }
-  const s = fits(session, want, caps.sessionBudgetMicros);
-  if (!s.ok) {
-    return {
-      reason: "session_budget",
-      used: session.spentMicros + session.openExpectedMicros,
-      cap: caps.sessionBudgetMicros,
-      concurrency: s.concurrency,
-    };
-  }
-  const judgeCap = caps.judgeBudgetMicros ?? Number.POSITIVE_INFINITY;
-  if (snapshot.judge !== undefined) {
-    const j = fits(snapshot.judge, want, judgeCap);
-    if (!j.ok) {
-      return {
-        reason: "judge_budget",
-        used: snapshot.judge.spentMicros + snapshot.judge.openExpectedMicros,
-        cap: judgeCap,
-        concurrency: j.concurrency,
-      };
-    }
-  }
-  const g = fits(global, want, caps.globalBudgetMicros);
-  if (!g.ok) {
-    return {
-      reason: "global_budget",
-      used: global.spentMicros + global.openExpectedMicros,
-      cap: caps.globalBudgetMicros,
-      concurrency: g.concurrency,
-    };
-  }
-  return null;
+  return (
+    refuseOver("session_budget", session, want, caps.sessionBudgetMicros) ??
+    (judge && refuseOver("judge_budget", judge, want, caps.judgeBudgetMicros ?? Number.POSITIVE_INFINITY)) ??
+    refuseOver("global_budget", global, want, caps.globalBudgetMicros) ??
+    null
+  );
 }

@@ -7,6 +7,7 @@ import type { Logger } from "../log/logger.js";
 import type { ModelPrice } from "../pricing/prices.js";
 import type { ReportedCost } from "../pricing/usage.js";
 import type { SignalSink } from "../signals/types.js";
+import type { ResolvedCaps } from "../store/guard-config.js";
 import type { LedgerStore } from "../store/types.js";
 import { type Clock, SteadyClock } from "../util/clock.js";
 import { toMicros } from "../util/money.js";
@@ -147,7 +148,8 @@ export interface GuardOptions {
   readonly usageOfError?: (error: unknown) => ReportedCost | undefined;
 }
 
-export interface ResolvedOptions {
+/** Every option resolved: its default filled in, money in micro-dollars, no cap as Infinity. */
+export interface ResolvedOptions extends ResolvedCaps {
   readonly ledger: string | LedgerStore;
   readonly logger: Logger | LogLevel;
   readonly mode: GuardMode;
@@ -156,13 +158,6 @@ export interface ResolvedOptions {
   readonly knownRepeatThreshold: number;
   readonly minReplyChars: number;
   readonly cannedPatterns: readonly RegExp[];
-  readonly sessionBudgetMicros: number;
-  readonly sessionMaxCalls: number;
-  readonly budgetWindowMs: number;
-  readonly dailyBudgetMicros: number;
-  /** The cap of judge kinds `judgeBudgetsMicros` does not name (Infinity: none). */
-  readonly judgeBudgetMicros: number;
-  readonly judgeBudgetsMicros: Readonly<Record<string, number>>;
   readonly concurrency: number;
   readonly prices: Readonly<Record<string, ModelPrice>>;
   readonly signals: readonly SignalSink[];

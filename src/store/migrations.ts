@@ -5,13 +5,10 @@ import { DECISION_ID_SLOTS, idMillisecondSql } from "./decision-ids.js";
 type Migration = string | ((db: Database.Database) => void);
 
 /**
- * Ledger schema, one entry per version; `PRAGMA user_version` records how many have run.
- * Append only: a released migration is never edited.
+ * The decisions table as v1 made it, which v3 makes again (with ids of its own) to copy into:
+ * one text, so that the two cannot drift. Frozen with the migrations that use it.
  */
-export const MIGRATIONS: readonly Migration[] = [
-  // v1
-  `
-  CREATE TABLE decisions (
+const decisionsTable = (name: string): string => `CREATE TABLE ${name} (
     id INTEGER PRIMARY KEY,
     ts INTEGER NOT NULL,
     session_key TEXT NOT NULL,
@@ -32,7 +29,16 @@ export const MIGRATIONS: readonly Migration[] = [
     transcript_hash TEXT NOT NULL DEFAULT '',
     duration_ms INTEGER NOT NULL DEFAULT 0,
     episode_id TEXT
-  );
+  );`;
+
+/**
+ * Ledger schema, one entry per version; `PRAGMA user_version` records how many have run.
+ * Append only: a released migration is never edited.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  // v1
+  `
+  ${decisionsTable("decisions")}
   CREATE INDEX decisions_ts ON decisions (ts);
   CREATE INDEX decisions_key_ts ON decisions (session_key, ts);
 
@@ -149,28 +155,7 @@ export const MIGRATIONS: readonly Migration[] = [
   DROP TABLE reservations;
   ALTER TABLE reservations_v3 RENAME TO reservations;
 
-  CREATE TABLE decisions_v3 (
-    id INTEGER PRIMARY KEY,
-    ts INTEGER NOT NULL,
-    session_key TEXT NOT NULL,
-    judge TEXT NOT NULL,
-    model TEXT NOT NULL,
-    decision TEXT NOT NULL CHECK (decision IN ('judged', 'failed', 'skipped')),
-    reason TEXT,
-    shadow INTEGER NOT NULL DEFAULT 0,
-    reserved_micros INTEGER NOT NULL DEFAULT 0,
-    charged_micros INTEGER NOT NULL DEFAULT 0,
-    saved_micros INTEGER NOT NULL DEFAULT 0,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
-    turns INTEGER NOT NULL DEFAULT 0,
-    transcript_chars INTEGER NOT NULL DEFAULT 0,
-    transcript_hash TEXT NOT NULL DEFAULT '',
-    duration_ms INTEGER NOT NULL DEFAULT 0,
-    episode_id TEXT
-  );
+  ${decisionsTable("decisions_v3")}
     `);
     // A millisecond's rows take its slots in order (fractional times by their whole millisecond,
     // negative ones as 0). Past 1024 rows in one millisecond (a replay on a fixed clock), the
