@@ -386,7 +386,7 @@ describe.concurrent("a ledger folder deleted while in use", () => {
         if (during.status === "skipped")
           expect(during.error.message).toContain(`the ledger ${ledger} was deleted`);
         // The heartbeat puts the ledger back from the open copy.
-        expect(await until(() => a.ledgerFault === null, 8000)).toBe(true);
+        expect(await until(() => a.ledgerFault === null, 20_000)).toBe(true);
         expect(existsSync(ledger)).toBe(true);
         expect(statSync(ledger).mode & 0o777).toBe(0o600);
         const b = createGuard({ ledger, ...options });
@@ -408,7 +408,7 @@ describe.concurrent("a ledger folder deleted while in use", () => {
         expect(db.pragma("integrity_check", { simple: true })).toBe("ok");
         db.close();
       }),
-    30_000,
+    40_000,
   );
 });
 
@@ -500,7 +500,7 @@ describe.concurrent("bytes overwritten in the ledger while in use", () => {
         await new Promise((r) => setTimeout(r, 600)); // the worker has checkpointed the WAL
         overwrite(ledger, 0, 100);
         const overwritten = Date.now();
-        expect(await until(() => a.ledgerFault !== null, 8000)).toBe(true);
+        expect(await until(() => a.ledgerFault !== null, 20_000)).toBe(true);
         console.log(`overwritten header: found ${Date.now() - overwritten} ms later (on the heartbeat)`);
         const out = await a.run(request("k0", 1000), async () => ({ inputTokens: 1, outputTokens: 1 }));
         expect(out.status === "skipped" && out.code).toBe("LEDGER_UNAVAILABLE");
@@ -509,7 +509,7 @@ describe.concurrent("bytes overwritten in the ledger while in use", () => {
         );
         await a.close();
       }),
-    20_000,
+    40_000,
   );
 });
 
@@ -533,7 +533,7 @@ describe.concurrent("a ledger replaced while in use", () => {
         expect(during.status === "skipped" && during.error.message).toContain(
           `the ledger ${ledger} was replaced by another file while in use`,
         );
-        expect(await until(() => a.ledgerFault === null, 8000)).toBe(true);
+        expect(await until(() => a.ledgerFault === null, 20_000)).toBe(true);
         expect((await a.run(request("k", 3), async () => ({ inputTokens: 1, outputTokens: 1 }))).status).toBe(
           "judged",
         );
@@ -546,7 +546,7 @@ describe.concurrent("a ledger replaced while in use", () => {
         db.close();
         expect(keys).toEqual(["seed", "k"]); // the new file has the seed and the call made after the switch
       }),
-    20_000,
+    40_000,
   );
 
   it(
