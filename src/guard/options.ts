@@ -11,6 +11,7 @@ import type { ResolvedCaps } from "../store/guard-config.js";
 import type { LedgerStore } from "../store/types.js";
 import { type Clock, SteadyClock } from "../util/clock.js";
 import { toMicros } from "../util/money.js";
+import { nearest } from "../util/nearest.js";
 import {
   choice,
   decimal,
@@ -287,8 +288,72 @@ export const OPTION_RULES: readonly OptionRule[] = [
 ];
 
 /** Validates options once, at construction; errors name the option and the value received. */
+/** Every option's name, once: the compiler holds it to GuardOptions (a missing or extra name fails). */
+const OPTION_NAMES = Object.keys({
+  ledger: 1,
+  mode: 1,
+  onError: 1,
+  repeatThreshold: 1,
+  knownRepeatThreshold: 1,
+  minReplyChars: 1,
+  cannedPatterns: 1,
+  builtinPatterns: 1,
+  sessionBudgetUsd: 1,
+  sessionMaxCalls: 1,
+  budgetWindowMs: 1,
+  dailyBudgetUsd: 1,
+  judgeBudgetUsd: 1,
+  judgeBudgetsUsd: 1,
+  concurrency: 1,
+  prices: 1,
+  signals: 1,
+  alertAt: 1,
+  signalCooldownMs: 1,
+  verdictTtlMs: 1,
+  verdictCacheSize: 1,
+  maxSessions: 1,
+  similarity: 1,
+  estimator: 1,
+  maxTranscriptTokens: 1,
+  admissionWaitMs: 1,
+  leaseMs: 1,
+  escalation: 1,
+  clock: 1,
+  logger: 1,
+  usageOf: 1,
+  usageOfError: 1,
+} satisfies Record<keyof GuardOptions, 1>);
+
+/**
+ * A misspelt option would be ignored, and its cap with it: it stops construction instead, naming
+ * the option it looks like.
+ */
+function rejectUnknown(o: object, names: readonly string[], of: string | undefined): void {
+  for (const key of Object.keys(o)) {
+    if (names.includes(key)) continue;
+    // A name short of its unit (judgeBudgets for judgeBudgetsUsd) is that name, before any near spelling.
+    const longer = names.filter((n) => n.startsWith(key));
+    const like = longer.length === 1 ? longer[0] : nearest(key, names);
+    const where = of === undefined ? "" : ` of ${of}`;
+    throw new ConfigError(
+      of === undefined ? key : `${of}.${key}`,
+      `unknown option ${key}${where}: ${like === undefined ? `the options are ${names.join(", ")}` : `did you mean ${like}?`}`,
+    );
+  }
+}
+
 export function resolveOptions(o: GuardOptions): ResolvedOptions {
   if (o === null || typeof o !== "object") throw ConfigError.option("options", "an object", o);
+  rejectUnknown(o, OPTION_NAMES, undefined);
+  for (const head of ["similarity", "estimator"] as const satisfies readonly Nested[]) {
+    const group = o[head];
+    if (group !== null && typeof group === "object") {
+      const fields = (Object.keys(OPTIONS) as OptionPath[])
+        .filter((p) => p.startsWith(`${head}.`))
+        .map((p) => p.slice(head.length + 1));
+      rejectUnknown(group, fields, head);
+    }
+  }
   const given = (path: OptionPath): unknown => {
     const value = optionAt(o, path);
     return value === undefined ? OPTIONS[path].default : value;

@@ -105,3 +105,40 @@ describe("a limit reads the same in code and in its variable", () => {
     );
   });
 });
+
+describe("an option the guard does not know", () => {
+  const refused = (options: object): ConfigError => {
+    try {
+      createGuard({ ledger: ":memory:", ...options } as GuardOptions).close();
+    } catch (e) {
+      return e as ConfigError;
+    }
+    throw new Error(`createGuard took ${JSON.stringify(options)}`);
+  };
+
+  it("stops construction, naming the option it looks like: a misspelt cap is not silently no cap", () => {
+    const e = refused({ judgeBudgets: { gate: 0.2 } });
+    expect(e).toBeInstanceOf(ConfigError);
+    expect(e.code).toBe("CONFIG_INVALID");
+    expect(e.message).toBe("unknown option judgeBudgets: did you mean judgeBudgetsUsd?");
+    expect(refused({ sessionBudget: 1 }).message).toContain("did you mean sessionBudgetUsd?");
+  });
+
+  it("lists the options when nothing is close", () => {
+    const e = refused({ zzz: 1 });
+    expect(e.message).toMatch(/^unknown option zzz: the options are ledger, mode, onError, /);
+  });
+
+  it("is checked inside the nested options too", () => {
+    const field = Object.keys(OPTIONS)
+      .find((p) => p.startsWith("similarity."))!
+      .slice("similarity.".length);
+    const e = refused({ similarity: { [`${field}x`]: 1 } });
+    expect(e.message).toBe(`unknown option ${field}x of similarity: did you mean ${field}?`);
+  });
+
+  it("every option GuardOptions declares is taken", () => {
+    const g = createGuard({ ledger: ":memory:", builtinPatterns: true, maxSessions: 10, leaseMs: 30_000 });
+    return g.close();
+  });
+});
