@@ -25,7 +25,11 @@ export interface Variable {
 
 /** The variable of each option, and what it says, in documentation order. */
 const OPTION_VARIABLES: ReadonlyArray<{ name: string; option: OptionPath; doc: string }> = [
-  { name: "JUDGE_GUARD_DB", option: "ledger", doc: 'SQLite ledger path (":memory:" for none)' },
+  {
+    name: "JUDGE_GUARD_DB",
+    option: "ledger",
+    doc: 'SQLite ledger path, or a PostgreSQL URL (`postgres://user:password@host/db`) for one ledger shared by a fleet of hosts (see docs/postgres.md); ":memory:" for none',
+  },
   {
     name: "JUDGE_GUARD_MODE",
     option: "mode",

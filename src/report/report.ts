@@ -347,7 +347,7 @@ function collect(reader: LedgerReader, path: string, o: ReportOptions): Report {
   const est = reader.estimates(range);
 
   return {
-    ledger: path,
+    ledger: reader.location,
     range: { since: iso(o.since), until: iso(o.until) },
     session_key: key,
     totals: {
