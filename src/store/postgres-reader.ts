@@ -1,6 +1,6 @@
-import type { StuckEvidence } from "../detection/evidence.js";
 import { type EvidenceStep, parseTrail } from "../detection/window.js";
 import { firstDecisionId } from "./decision-ids.js";
+import { SCHEMA_VERSION as SQLITE_SCHEMA_VERSION } from "./migrations.js";
 import { configOf } from "./postgres.js";
 import { PgConnection, redactIn, redactUrl } from "./postgres-connection.js";
 import { pgSchemaProblem, pgSchemaVersion, PG_SCHEMA as S } from "./postgres-migrations.js";
@@ -21,58 +21,17 @@ import {
   type TimelineSums,
   type TokenSums,
 } from "./reader.js";
+import { episodeOf, splitOf, splitSql } from "./sqlite-reader.js";
 import type { GuardConfigRecord } from "./types.js";
 
 type Row = Record<string, unknown>;
 const num = (v: unknown): number => Number(v ?? 0);
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
-const SPLIT_COLUMNS: Readonly<Record<keyof CostSplitSums, string>> = {
-  reportedMicros: "s_rep",
-  reportedComputedMicros: "s_rep_comp",
-  computedMicros: "s_comp",
-  estimatedMicros: "s_est",
-  unknownMicros: "s_unk",
-  reportedCalls: "n_rep",
-  computedCalls: "n_comp",
-  estimatedCalls: "n_est",
-  unknownCalls: "n_unk",
-};
-
-function splitOf(r: Row): CostSplitSums {
-  const sums = {} as Record<keyof CostSplitSums, number>;
-  for (const [field, column] of Object.entries(SPLIT_COLUMNS))
-    sums[field as keyof CostSplitSums] = num(r[column]);
-  return sums;
-}
-
-/** Sums of the charges by source, as the SQLite reader's (every PostgreSQL ledger records sources). */
-const SPLIT = (() => {
-  const tokens =
-    "(decision <> 'skipped' AND input_tokens + output_tokens + cache_read_tokens + cache_write_tokens > 0)";
-  const src = `coalesce(cost_source, CASE WHEN ${tokens} THEN 'computed' END)`;
-  const computed = `coalesce(computed_micros, CASE WHEN cost_source IS NULL AND ${tokens} THEN charged_micros END)`;
-  const by = (source: string, what = "charged_micros") =>
-    `coalesce(sum(CASE WHEN ${src} = '${source}' THEN ${what} END), 0)`;
-  return `${by("reported")} AS s_rep, ${by("reported", computed)} AS s_rep_comp, ${by("computed")} AS s_comp,
-    ${by("estimate")} AS s_est, coalesce(sum(CASE WHEN ${src} IS NULL THEN charged_micros END), 0) AS s_unk,
-    ${by("reported", "1")} AS n_rep, ${by("computed", "1")} AS n_comp, ${by("estimate", "1")} AS n_est,
-    coalesce(sum(CASE WHEN ${src} IS NULL AND decision <> 'skipped' THEN 1 END), 0) AS n_unk`;
-})();
+/** Sums of the charges by source: the SQLite reader's for its current schema, whose columns this one has. */
+const SPLIT = splitSql(SQLITE_SCHEMA_VERSION);
 
 const count = (cond: string) => `count(*) FILTER (WHERE ${cond})`;
-
-function episodeOf(r: Row): KeyEpisodeRow {
-  return {
-    id: String(r.id),
-    fingerprint: String(r.fingerprint),
-    evidence: String(r.evidence) as StuckEvidence,
-    repeats: num(r.repeats),
-    detectedTurn: num(r.detected_turn),
-    startedMs: num(r.started_ms),
-    endedMs: numOrNull(r.ended_ms),
-  };
-}
 
 /**
  * A PostgreSQL ledger read for reports, on a connection of its own whose transactions are all

@@ -42,15 +42,15 @@ const SPLIT_COLUMNS: Readonly<Record<keyof CostSplitSums, string>> = {
   unknownCalls: "n_unk",
 };
 
-function splitOf(r: Row): CostSplitSums {
+export function splitOf(r: Row): CostSplitSums {
   const sums = {} as Record<keyof CostSplitSums, number>;
   for (const [field, column] of Object.entries(SPLIT_COLUMNS))
     sums[field as keyof CostSplitSums] = num(r[column]);
   return sums;
 }
 
-/** Sums, per group, of the charges by source (the columns {@link splitOf} reads back). */
-function splitSql(version: number): string {
+/** Sums, per group, of the charges by source (the columns {@link splitOf} reads back); PostgreSQL's reader uses it too. */
+export function splitSql(version: number): string {
   // Rows with tokens and no recorded source (before v4, or from an older process still
   // writing) were charged tokens x price: that was the only use of tokens then.
   const tokens =
@@ -69,7 +69,7 @@ function splitSql(version: number): string {
     coalesce(sum(CASE WHEN ${src} IS NULL AND decision != 'skipped' THEN 1 END), 0) AS n_unk`;
 }
 
-function episodeOf(r: Row): KeyEpisodeRow {
+export function episodeOf(r: Row): KeyEpisodeRow {
   return {
     id: String(r.id),
     fingerprint: String(r.fingerprint),
