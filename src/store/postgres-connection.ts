@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { createSyncFn } from "synckit";
+import { ConfigError } from "../errors.js";
 import type { BeginAnswer, PoolSettings, QueryAnswer, WorkerOp } from "./postgres-worker.js";
 
 /*
@@ -84,7 +85,16 @@ export class PgConnection {
   #open = true;
   #inTx = false;
 
+  /** Throws a `ConfigError` naming JUDGE_GUARD_DB (without the password) when `url` is no URL. */
   constructor(url: string, o: PgConnectionOptions = {}) {
+    try {
+      new URL(url);
+    } catch {
+      throw new ConfigError(
+        "ledger",
+        `JUDGE_GUARD_DB (--db) ${redactUrl(url)} is not a valid PostgreSQL URL: write it as postgres://user:password@host:port/database, with special characters of the password percent-encoded`,
+      );
+    }
     call ??= createSyncFn(workerPath(), { timeout: ANSWER_TIMEOUT_MS }) as unknown as Call;
     this.#handle = nextHandle++;
     const settings: PoolSettings = {

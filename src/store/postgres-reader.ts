@@ -1,4 +1,5 @@
 import { type EvidenceStep, parseTrail } from "../detection/window.js";
+import { isJudgeGuardError } from "../errors.js";
 import { firstDecisionId } from "./decision-ids.js";
 import { SCHEMA_VERSION as SQLITE_SCHEMA_VERSION } from "./migrations.js";
 import { configOf } from "./postgres.js";
@@ -67,6 +68,7 @@ export class PostgresReader implements LedgerReader {
 
   #unreadable(e: unknown): LedgerReadError {
     if (e instanceof LedgerReadError) return e;
+    if (isJudgeGuardError(e) && e.code === "CONFIG_INVALID") return new LedgerReadError(e.message);
     const code = String((e as { code?: unknown })?.code ?? "");
     const message = redactIn((e as Error)?.message ?? String(e), this.#url);
     const hint =

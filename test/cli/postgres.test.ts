@@ -82,6 +82,23 @@ describe.skipIf(noPostgres !== undefined)("the CLI on a PostgreSQL ledger", () =
     }
   });
 
+  it("a URL that is no URL: one line saying how to write it, without the password; serve refuses to start", async () => {
+    ensureBuilt();
+    const db = `postgres://postgres:${PG_PASSWORD}@127.0.0.1:99999/db`;
+    const report = await cli(["report", ...RANGE], { env: { JUDGE_GUARD_DB: db } });
+    expect(report.code).toBe(1);
+    expect(report.stderr.trim()).toBe(
+      "judge-guard: report: JUDGE_GUARD_DB (--db) postgres://***@127.0.0.1:99999/db is not a valid PostgreSQL URL: write it as postgres://user:password@host:port/database, with special characters of the password percent-encoded",
+    );
+    const serve = await cli(["serve", "--port", "0"], { env: { JUDGE_GUARD_DB: db }, timeoutMs: 20_000 });
+    expect(serve.code).toBe(2);
+    expect(serve.stderr).toMatch(
+      /^judge-guard: JUDGE_GUARD_DB \(--db\) postgres:\/\/\*\*\*@.* is not a valid PostgreSQL URL/,
+    );
+    noSecret(report);
+    noSecret(serve);
+  });
+
   it("serve guards on the database: /healthz says ok, a call is admitted and settled into it", async () => {
     ensureBuilt();
     const url = await cluster().database();

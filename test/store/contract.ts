@@ -4,6 +4,7 @@ import { promisify } from "node:util";
 import { expect, it } from "vitest";
 import type { GuardEvent } from "../../src/index.js";
 import { callbackSink, createGuard } from "../../src/index.js";
+import { openReader } from "../../src/store/open.js";
 import type { LedgerStore, OwnerRecord, ReservationRecord } from "../../src/store/types.js";
 import { ensureBuilt } from "../helpers/cli.js";
 
@@ -296,8 +297,8 @@ export function storeContract(s: StoreUnderTest): void {
       expect(other.claimSignal!("ev2", T0, 1_000)).toBe("delivered");
     }));
 
-  it("decisions: recorded with distinct ids in one millisecond, and rewritten by a late settlement", () =>
-    withLedger(s, (_, store) => {
+  it("decisions: recorded with distinct ids in one millisecond, rewritten by a late settlement, read by reports", () =>
+    withLedger(s, (l, store) => {
       const ids = Array.from({ length: 20 }, () => store.recordDecision(decision()));
       expect(new Set(ids.map(String)).size).toBe(20);
       store.updateDecision(
@@ -306,6 +307,26 @@ export function storeContract(s: StoreUnderTest): void {
       );
       const read = (store as { decisions?: unknown }).decisions;
       if (Array.isArray(read)) expect(read[0]).toMatchObject({ decision: "failed", chargedMicros: 1_234 });
+      if (l.setting === undefined) return;
+      // What a report reads of them, through the store's reader.
+      const reader = openReader(l.setting);
+      try {
+        const range = { since: T0, until: T0 + 1 };
+        const groups = reader.decisionGroups(range).sort((a, b) => a.decision.localeCompare(b.decision));
+        expect(groups).toEqual([
+          { decision: "failed", reason: null, calls: 1, chargedMicros: 1_234, savedMicros: 0 },
+          { decision: "judged", reason: null, calls: 19, chargedMicros: 19 * 900, savedMicros: 0 },
+        ]);
+        expect(reader.costSplit(range)).toMatchObject({
+          reportedMicros: 1_234,
+          computedMicros: 19 * 900,
+          reportedCalls: 1,
+          computedCalls: 19,
+        });
+        expect(reader.decisionSpan()).toEqual({ count: 20, firstMs: T0, lastMs: T0 });
+      } finally {
+        reader.close();
+      }
     }));
 
   it("prune: drops buckets that ended before the cut and reservations charged before it; the horizon only advances", () =>
