@@ -22,12 +22,23 @@ import {
   type TimelineSums,
   type TokenSums,
 } from "./reader.js";
-import { episodeOf, splitOf, splitSql } from "./sqlite-reader.js";
+import {
+  episodeOf,
+  episodeSignalOf,
+  estimateSumsOf,
+  groupOf,
+  keySumsOf,
+  num,
+  numOrNull,
+  periodOf,
+  type Row,
+  skipOf,
+  splitOf,
+  splitSql,
+  timelineOf,
+  tokenSumsOf,
+} from "./reader-rows.js";
 import type { GuardConfigRecord } from "./types.js";
-
-type Row = Record<string, unknown>;
-const num = (v: unknown): number => Number(v ?? 0);
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
 /** Sums of the charges by source: the SQLite reader's for its current schema, whose columns this one has. */
 const SPLIT = splitSql(SQLITE_SCHEMA_VERSION);
@@ -123,13 +134,7 @@ export class PostgresReader implements LedgerReader {
       `SELECT decision, reason, count(*) AS n, sum(charged_micros) AS charged, sum(saved_micros) AS saved
        FROM ${S}.decisions WHERE ${w.sql} GROUP BY decision, reason`,
       w.args,
-    ).map((g) => ({
-      decision: String(g.decision),
-      reason: g.reason === null ? null : String(g.reason),
-      calls: num(g.n),
-      chargedMicros: num(g.charged),
-      savedMicros: num(g.saved),
-    }));
+    ).map(groupOf);
   }
 
   costSplit(r: DecisionRange): CostSplitSums {
@@ -145,15 +150,7 @@ export class PostgresReader implements LedgerReader {
        FROM ${S}.decisions WHERE ${w.sql} GROUP BY session_key
        ORDER BY sum(charged_micros) + sum(saved_micros) DESC, session_key COLLATE "C"`,
       w.args,
-    ).map((k) => ({
-      sessionKey: String(k.session_key),
-      calls: num(k.calls),
-      skipped: num(k.skipped),
-      failed: num(k.failed),
-      chargedMicros: num(k.charged),
-      savedMicros: num(k.saved),
-      ...splitOf(k),
-    }));
+    ).map(keySumsOf);
   }
 
   chargedBy(column: "session_key" | "judge", r: DecisionRange): Map<string, number> {
@@ -173,16 +170,7 @@ export class PostgresReader implements LedgerReader {
        FROM ${S}.decisions WHERE ${w.sql} AND decision <> 'skipped' GROUP BY ${column}
        ORDER BY sum(charged_micros) DESC, ${column} COLLATE "C"`,
       w.args,
-    ).map((t) => ({
-      name: String(t.name),
-      calls: num(t.calls),
-      inputTokens: num(t.i),
-      outputTokens: num(t.o),
-      cacheReadTokens: num(t.cr),
-      cacheWriteTokens: num(t.cw),
-      chargedMicros: num(t.charged),
-      ...splitOf(t),
-    }));
+    ).map(tokenSumsOf);
   }
 
   series(r: DecisionRange, widthMs: number): PeriodSums[] {
@@ -192,7 +180,7 @@ export class PostgresReader implements LedgerReader {
       `SELECT (ts / ${width}) * ${width} AS start, sum(charged_micros) AS charged, sum(saved_micros) AS saved
        FROM ${S}.decisions WHERE ${w.sql} GROUP BY ts / ${width} ORDER BY start`,
       w.args,
-    ).map((p) => ({ startMs: num(p.start), chargedMicros: num(p.charged), savedMicros: num(p.saved) }));
+    ).map(periodOf);
   }
 
   estimates(r: DecisionRange): EstimateSums {
@@ -203,12 +191,7 @@ export class PostgresReader implements LedgerReader {
        FROM ${S}.decisions WHERE ${w.sql} AND decision = 'judged' AND reserved_micros > 0`,
       w.args,
     )[0]!;
-    return {
-      calls: num(e.n),
-      reservedMicros: numOrNull(e.reserved),
-      chargedMicros: numOrNull(e.charged),
-      meanAbsErrorMicros: numOrNull(e.mae),
-    };
+    return estimateSumsOf(e);
   }
 
   episodes(r: DecisionRange): EpisodeRow[] {
@@ -224,13 +207,7 @@ export class PostgresReader implements LedgerReader {
   episodeSignals(): EpisodeSignalRow[] {
     return this.#all(
       `SELECT episode_id, ts, channel, status, attempts FROM ${S}.signals WHERE episode_id IS NOT NULL ORDER BY id`,
-    ).map((s) => ({
-      episodeId: String(s.episode_id),
-      ts: num(s.ts),
-      channel: String(s.channel),
-      status: String(s.status),
-      attempts: num(s.attempts),
-    }));
+    ).map(episodeSignalOf);
   }
 
   configs(): GuardConfigRecord[] {
@@ -243,13 +220,7 @@ export class PostgresReader implements LedgerReader {
       `SELECT judge, model, episode_id AS episode, count(*) AS n, sum(saved_micros) AS saved FROM ${S}.decisions
        WHERE ${w.sql} AND decision = 'skipped' GROUP BY judge, model, episode_id`,
       w.args,
-    ).map((s) => ({
-      judge: String(s.judge),
-      model: String(s.model),
-      episodeId: s.episode === null ? null : String(s.episode),
-      calls: num(s.n),
-      savedMicros: num(s.saved),
-    }));
+    ).map(skipOf);
   }
 
   timeline(r: DecisionRange, startMs: number, stepMs: number, keys: readonly string[]): TimelineSums[] {
@@ -262,13 +233,7 @@ export class PostgresReader implements LedgerReader {
        FROM ${S}.decisions WHERE ${w.sql} AND session_key = ANY($${n + 3}::text[])
        GROUP BY k, c ORDER BY c`,
       [...w.args, startMs, stepMs, [...keys]],
-    ).map((t) => ({
-      sessionKey: String(t.k),
-      column: num(t.c),
-      judged: num(t.j),
-      failed: num(t.f),
-      skipped: num(t.s),
-    }));
+    ).map(timelineOf);
   }
 
   trails(episodeIds: readonly string[]): Map<string, EvidenceStep[] | null> {
