@@ -1,6 +1,5 @@
 import { existsSync, statSync } from "node:fs";
 import type Database from "better-sqlite3";
-import type { StuckEvidence } from "../detection/evidence.js";
 import { type EvidenceStep, parseTrail } from "../detection/window.js";
 import { firstDecisionId } from "./decision-ids.js";
 import { sqlite } from "./driver.js";
@@ -22,64 +21,24 @@ import {
   type TimelineSums,
   type TokenSums,
 } from "./reader.js";
+import {
+  episodeOf,
+  episodeSignalOf,
+  estimateSumsOf,
+  groupOf,
+  keySumsOf,
+  num,
+  numOrNull,
+  periodOf,
+  type Row,
+  skipOf,
+  splitOf,
+  splitSql,
+  timelineOf,
+  tokenSumsOf,
+} from "./reader-rows.js";
 import { configOf } from "./sqlite.js";
 import type { GuardConfigRecord } from "./types.js";
-
-type Row = Record<string, unknown>;
-const num = (v: unknown): number => Number(v ?? 0);
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-
-/** The columns {@link splitSql} selects, by the sum each holds. */
-const SPLIT_COLUMNS: Readonly<Record<keyof CostSplitSums, string>> = {
-  reportedMicros: "s_rep",
-  reportedComputedMicros: "s_rep_comp",
-  computedMicros: "s_comp",
-  estimatedMicros: "s_est",
-  unknownMicros: "s_unk",
-  reportedCalls: "n_rep",
-  computedCalls: "n_comp",
-  estimatedCalls: "n_est",
-  unknownCalls: "n_unk",
-};
-
-function splitOf(r: Row): CostSplitSums {
-  const sums = {} as Record<keyof CostSplitSums, number>;
-  for (const [field, column] of Object.entries(SPLIT_COLUMNS))
-    sums[field as keyof CostSplitSums] = num(r[column]);
-  return sums;
-}
-
-/** Sums, per group, of the charges by source (the columns {@link splitOf} reads back). */
-function splitSql(version: number): string {
-  // Rows with tokens and no recorded source (before v4, or from an older process still
-  // writing) were charged tokens x price: that was the only use of tokens then.
-  const tokens =
-    "(decision != 'skipped' AND input_tokens + output_tokens + cache_read_tokens + cache_write_tokens > 0)";
-  const legacy = `CASE WHEN ${tokens} THEN 'computed' END`;
-  const src = version >= 4 ? `coalesce(cost_source, ${legacy})` : `(${legacy})`;
-  const computed =
-    version >= 4
-      ? `coalesce(computed_micros, CASE WHEN cost_source IS NULL AND ${tokens} THEN charged_micros END)`
-      : `(CASE WHEN ${tokens} THEN charged_micros END)`;
-  const by = (source: string, what = "charged_micros") =>
-    `coalesce(sum(CASE WHEN ${src} = '${source}' THEN ${what} END), 0)`;
-  return `${by("reported")} AS s_rep, ${by("reported", computed)} AS s_rep_comp, ${by("computed")} AS s_comp,
-    ${by("estimate")} AS s_est, coalesce(sum(CASE WHEN ${src} IS NULL THEN charged_micros END), 0) AS s_unk,
-    ${by("reported", "1")} AS n_rep, ${by("computed", "1")} AS n_comp, ${by("estimate", "1")} AS n_est,
-    coalesce(sum(CASE WHEN ${src} IS NULL AND decision != 'skipped' THEN 1 END), 0) AS n_unk`;
-}
-
-function episodeOf(r: Row): KeyEpisodeRow {
-  return {
-    id: String(r.id),
-    fingerprint: String(r.fingerprint),
-    evidence: String(r.evidence) as StuckEvidence,
-    repeats: Number(r.repeats),
-    detectedTurn: Number(r.detected_turn),
-    startedMs: Number(r.started_ms),
-    endedMs: numOrNull(r.ended_ms),
-  };
-}
 
 /** How many decisions the ledger holds (for one key), and the first's and last's times. */
 function spanOf(db: Database.Database, sessionKey?: string): DecisionSpan {
@@ -176,13 +135,7 @@ export class SqliteReader implements LedgerReader {
       `SELECT decision, reason, count(*) AS n, sum(charged_micros) AS charged, sum(saved_micros) AS saved
        FROM decisions WHERE ${w.sql} GROUP BY decision, reason`,
       w.args,
-    ).map((g) => ({
-      decision: String(g.decision),
-      reason: g.reason === null ? null : String(g.reason),
-      calls: num(g.n),
-      chargedMicros: num(g.charged),
-      savedMicros: num(g.saved),
-    }));
+    ).map(groupOf);
   }
 
   costSplit(r: DecisionRange): CostSplitSums {
@@ -197,15 +150,7 @@ export class SqliteReader implements LedgerReader {
               sum(charged_micros) AS charged, sum(saved_micros) AS saved, ${this.#split}
        FROM decisions WHERE ${w.sql} GROUP BY session_key ORDER BY sum(charged_micros) + sum(saved_micros) DESC, session_key`,
       w.args,
-    ).map((k) => ({
-      sessionKey: String(k.session_key),
-      calls: num(k.calls),
-      skipped: num(k.skipped),
-      failed: num(k.failed),
-      chargedMicros: num(k.charged),
-      savedMicros: num(k.saved),
-      ...splitOf(k),
-    }));
+    ).map(keySumsOf);
   }
 
   chargedBy(column: "session_key" | "judge", r: DecisionRange): Map<string, number> {
@@ -225,16 +170,7 @@ export class SqliteReader implements LedgerReader {
               ${this.#split}
        FROM decisions WHERE ${w.sql} AND decision != 'skipped' GROUP BY ${column} ORDER BY sum(charged_micros) DESC, ${column}`,
       w.args,
-    ).map((t) => ({
-      name: String(t.name),
-      calls: num(t.calls),
-      inputTokens: num(t.i),
-      outputTokens: num(t.o),
-      cacheReadTokens: num(t.cr),
-      cacheWriteTokens: num(t.cw),
-      chargedMicros: num(t.charged),
-      ...splitOf(t),
-    }));
+    ).map(tokenSumsOf);
   }
 
   series(r: DecisionRange, widthMs: number): PeriodSums[] {
@@ -245,7 +181,7 @@ export class SqliteReader implements LedgerReader {
       `SELECT (ts / ${width}) * ${width} AS start, sum(charged_micros) AS charged, sum(saved_micros) AS saved
        FROM decisions WHERE ${w.sql} GROUP BY ts / ${width} ORDER BY start`,
       w.args,
-    ).map((p) => ({ startMs: num(p.start), chargedMicros: num(p.charged), savedMicros: num(p.saved) }));
+    ).map(periodOf);
   }
 
   estimates(r: DecisionRange): EstimateSums {
@@ -256,12 +192,7 @@ export class SqliteReader implements LedgerReader {
        FROM decisions WHERE ${w.sql} AND decision = 'judged' AND reserved_micros > 0`,
       w.args,
     )[0]!;
-    return {
-      calls: num(e.n),
-      reservedMicros: numOrNull(e.reserved),
-      chargedMicros: numOrNull(e.charged),
-      meanAbsErrorMicros: numOrNull(e.mae),
-    };
+    return estimateSumsOf(e);
   }
 
   episodes(r: DecisionRange): EpisodeRow[] {
@@ -277,13 +208,7 @@ export class SqliteReader implements LedgerReader {
   episodeSignals(): EpisodeSignalRow[] {
     return this.#all(
       "SELECT episode_id, ts, channel, status, attempts FROM signals WHERE episode_id IS NOT NULL ORDER BY id",
-    ).map((s) => ({
-      episodeId: String(s.episode_id),
-      ts: num(s.ts),
-      channel: String(s.channel),
-      status: String(s.status),
-      attempts: num(s.attempts),
-    }));
+    ).map(episodeSignalOf);
   }
 
   configs(): GuardConfigRecord[] {
@@ -297,13 +222,7 @@ export class SqliteReader implements LedgerReader {
       `SELECT judge, model, episode_id AS episode, count(*) AS n, sum(saved_micros) AS saved FROM decisions
        WHERE ${w.sql} AND decision = 'skipped' GROUP BY judge, model, episode_id`,
       w.args,
-    ).map((s) => ({
-      judge: String(s.judge),
-      model: String(s.model),
-      episodeId: s.episode === null ? null : String(s.episode),
-      calls: num(s.n),
-      savedMicros: num(s.saved),
-    }));
+    ).map(skipOf);
   }
 
   timeline(r: DecisionRange, startMs: number, stepMs: number, keys: readonly string[]): TimelineSums[] {
@@ -314,13 +233,7 @@ export class SqliteReader implements LedgerReader {
        FROM decisions WHERE ${w.sql} AND session_key IN (SELECT value FROM json_each(@keys))
        GROUP BY k, c ORDER BY c`,
       { ...w.args, t0: startMs, step: stepMs, keys: JSON.stringify(keys) },
-    ).map((t) => ({
-      sessionKey: String(t.k),
-      column: num(t.c),
-      judged: num(t.j),
-      failed: num(t.f),
-      skipped: num(t.s),
-    }));
+    ).map(timelineOf);
   }
 
   trails(episodeIds: readonly string[]): Map<string, EvidenceStep[] | null> {

@@ -1,0 +1,154 @@
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { createSyncFn } from "synckit";
+import { ConfigError } from "../errors.js";
+import type { BeginAnswer, PoolSettings, QueryAnswer, WorkerOp } from "./postgres-worker.js";
+
+/*
+ * A synchronous connection to PostgreSQL: node-postgres runs on a worker thread and this thread
+ * waits for each answer (synckit). The ledger's interface stays synchronous, and an atomic
+ * section stays one uninterrupted run of this thread, as with SQLite.
+ */
+
+/** Whether a ledger setting names a PostgreSQL database rather than a SQLite file. */
+export function isPostgresUrl(ledger: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(ledger);
+}
+
+/** A URL as it may be shown: its password replaced by `***` (never log a password). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== "") u.password = "***";
+    for (const key of [...u.searchParams.keys()])
+      if (/pass|secret|key|token/i.test(key)) u.searchParams.set(key, "***");
+    return u.toString();
+  } catch {
+    // Not parseable as a URL: hide whatever sits between the scheme's "//" and the "@".
+    return url.replace(/\/\/[^@/]*@/, "//***@");
+  }
+}
+
+/** Removes a URL's password from any text (a driver's message may quote its input). */
+export function redactIn(text: string, url: string): string {
+  let out = text;
+  try {
+    const password = decodeURIComponent(new URL(url).password);
+    if (password !== "") out = out.split(password).join("***");
+    const raw = new URL(url).password;
+    if (raw !== "") out = out.split(raw).join("***");
+  } catch {}
+  return out.split(url).join(redactUrl(url));
+}
+
+/**
+ * The worker's file: beside this module when built; when this module runs from the TypeScript
+ * sources (the test suite), the built copy in dist/ (`npm test` builds first).
+ */
+function workerPath(): string {
+  const beside = fileURLToPath(new URL("./postgres-worker.js", import.meta.url));
+  if (existsSync(beside)) return beside;
+  const built = fileURLToPath(new URL("../../dist/store/postgres-worker.js", import.meta.url));
+  if (existsSync(built)) return built;
+  throw new Error(`the PostgreSQL ledger's worker is missing (${beside}): build judge-guard (npm run build)`);
+}
+
+type Call = (o: WorkerOp) => QueryAnswer | BeginAnswer | null;
+let call: Call | undefined;
+let nextHandle = 1;
+
+/** How long this thread waits for any one answer before giving up: past every server timeout. */
+const ANSWER_TIMEOUT_MS = 120_000;
+
+export interface PgConnectionOptions {
+  /** Connections in the pool (the guard's thread uses one at a time). @default 2 */
+  readonly max?: number;
+  /** How long connecting may take. @default 5000 */
+  readonly connectTimeoutMs?: number;
+  /** How long a section waits for the ledger's lock (held by another host's section). @default 10000 */
+  readonly lockTimeoutMs?: number;
+  /** A statement running longer than this is cancelled. @default 30000 */
+  readonly statementTimeoutMs?: number;
+  /**
+   * The server ends a session idle inside a transaction this long (a host stopped mid-section),
+   * releasing its lock for the others. @default 15000
+   */
+  readonly idleInTransactionMs?: number;
+  /** PostgreSQL's `synchronous_commit` for this ledger's sessions; the server's own setting by default. */
+  readonly synchronousCommit?: "on" | "off" | "local" | "remote_write" | "remote_apply";
+  /** Every transaction is read-only (a report's reader). @default false */
+  readonly readOnly?: boolean;
+}
+
+export class PgConnection {
+  readonly #handle: number;
+  #open = true;
+  #inTx = false;
+
+  /** Throws a `ConfigError` naming JUDGE_GUARD_DB (without the password) when `url` is no URL. */
+  constructor(url: string, o: PgConnectionOptions = {}) {
+    try {
+      new URL(url);
+    } catch {
+      throw new ConfigError(
+        "ledger",
+        `JUDGE_GUARD_DB (--db) ${redactUrl(url)} is not a valid PostgreSQL URL: write it as postgres://user:password@host:port/database, with special characters of the password percent-encoded`,
+      );
+    }
+    call ??= createSyncFn(workerPath(), { timeout: ANSWER_TIMEOUT_MS }) as unknown as Call;
+    this.#handle = nextHandle++;
+    const settings: PoolSettings = {
+      url,
+      max: o.max ?? 2,
+      connectTimeoutMs: o.connectTimeoutMs ?? 5000,
+      lockTimeoutMs: o.lockTimeoutMs ?? 10_000,
+      statementTimeoutMs: o.statementTimeoutMs ?? 30_000,
+      idleInTransactionMs: o.idleInTransactionMs ?? 15_000,
+      applicationName: "judge-guard",
+      synchronousCommit: o.synchronousCommit,
+      readOnly: o.readOnly === true,
+    };
+    call({ op: "open", handle: this.#handle, settings });
+  }
+
+  get inTransaction(): boolean {
+    return this.#inTx;
+  }
+
+  query(sql: string, params: readonly unknown[] = []): QueryAnswer {
+    return call!({ op: "query", handle: this.#handle, sql, params }) as QueryAnswer;
+  }
+
+  /** BEGIN, and the advisory lock `lockKey` for the transaction; answers the database's clock. */
+  begin(lockKey: bigint | null, readOnly = false): number {
+    const a = call!({
+      op: "begin",
+      handle: this.#handle,
+      lockKey: lockKey === null ? null : String(lockKey),
+      readOnly,
+    }) as BeginAnswer;
+    this.#inTx = true;
+    return a.dbNowMs;
+  }
+
+  commit(): void {
+    this.#inTx = false;
+    call!({ op: "commit", handle: this.#handle });
+  }
+
+  /** Never throws: a transaction that cannot be rolled back is ended with its connection. */
+  rollback(): void {
+    this.#inTx = false;
+    try {
+      call!({ op: "rollback", handle: this.#handle });
+    } catch {}
+  }
+
+  close(): void {
+    if (!this.#open) return;
+    this.#open = false;
+    try {
+      call!({ op: "close", handle: this.#handle });
+    } catch {}
+  }
+}
