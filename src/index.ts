@@ -103,6 +103,8 @@ export {
   webhookSink,
 } from "./signals/webhook.js";
 export { MemoryStore } from "./store/memory.js";
+export { DatabaseClock, PostgresStore, type PostgresStoreOptions } from "./store/postgres.js";
+export { PostgresReader } from "./store/postgres-reader.js";
 export { SqliteStore, type SqliteStoreOptions } from "./store/sqlite.js";
 export type {
   BudgetLedger,

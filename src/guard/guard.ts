@@ -72,12 +72,16 @@ export class Guard {
   #closed = false;
 
   constructor(options: GuardOptions = {}) {
-    const o = resolveOptions(options);
-    const { clock, logger, ledger } = o;
-    this.#o = o;
+    const resolved = resolveOptions(options);
+    const { logger, ledger } = resolved;
     const log = typeof logger === "string" ? createLogger(logger) : logger;
     this.#ownsStore = typeof ledger === "string";
     this.#store = typeof ledger === "string" ? openStore(ledger) : ledger;
+    // A store with a clock of its own (a database shared by hosts) dates everything, unless the
+    // caller gave a clock: a host's wrong system clock then cannot move budgets.
+    const clock = options.clock ?? this.#store.clock ?? resolved.clock;
+    const o: ResolvedOptions = { ...resolved, clock };
+    this.#o = o;
     this.#ledger = new SafeLedger(this.#store, log, { quietMs: HEARTBEAT_MS });
     const limits = new BudgetLimits(o, this.#store);
     if (limits.judgeCapped && typeof this.#store.judgeUsage !== "function") {

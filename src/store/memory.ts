@@ -256,7 +256,8 @@ export class MemoryStore implements LedgerStore {
   }
 
   openEpisode(e: EpisodeRecord): void {
-    this.episodes.set(e.id, { ...e, endedMs: null });
+    // Opened once, as the ledger's other stores do: a second opening must not reopen it.
+    if (!this.episodes.has(e.id)) this.episodes.set(e.id, { ...e, endedMs: null });
   }
 
   closeEpisode(id: string, endedMs: number): void {

@@ -75,6 +75,8 @@ export interface PgConnectionOptions {
   readonly idleInTransactionMs?: number;
   /** PostgreSQL's `synchronous_commit` for this ledger's sessions; the server's own setting by default. */
   readonly synchronousCommit?: "on" | "off" | "local" | "remote_write" | "remote_apply";
+  /** Every transaction is read-only (a report's reader). @default false */
+  readonly readOnly?: boolean;
 }
 
 export class PgConnection {
@@ -94,6 +96,7 @@ export class PgConnection {
       idleInTransactionMs: o.idleInTransactionMs ?? 15_000,
       applicationName: "judge-guard",
       synchronousCommit: o.synchronousCommit,
+      readOnly: o.readOnly === true,
     };
     call({ op: "open", handle: this.#handle, settings });
   }

@@ -19,6 +19,8 @@ export interface PoolSettings {
   readonly applicationName: string;
   /** `off`/`local`/...: set per session; undefined keeps the server's setting. */
   readonly synchronousCommit: string | undefined;
+  /** Every transaction of the pool's sessions is read-only (a report's reader). */
+  readonly readOnly: boolean;
 }
 
 export type WorkerOp =
@@ -85,6 +87,14 @@ function plainError(e: unknown): Error {
   return out;
 }
 
+/** Settings given to the server at connection (startup options). */
+function sessionOptions(s: PoolSettings): string {
+  const set: string[] = [];
+  if (s.synchronousCommit !== undefined) set.push(`-c synchronous_commit=${s.synchronousCommit}`);
+  if (s.readOnly) set.push("-c default_transaction_read_only=on");
+  return set.join(" ");
+}
+
 async function run(o: WorkerOp): Promise<QueryAnswer | BeginAnswer | null> {
   switch (o.op) {
     case "open": {
@@ -98,9 +108,7 @@ async function run(o: WorkerOp): Promise<QueryAnswer | BeginAnswer | null> {
         statement_timeout: s.statementTimeoutMs,
         idle_in_transaction_session_timeout: s.idleInTransactionMs,
         application_name: s.applicationName,
-        ...(s.synchronousCommit === undefined
-          ? {}
-          : { options: `-c synchronous_commit=${s.synchronousCommit}` }),
+        ...(sessionOptions(s) === "" ? {} : { options: sessionOptions(s) }),
       });
       // A pooled connection the server drops (a restart) errors here while idle: the pool
       // discards it and connects anew; the next operation says what happened, not the process.

@@ -1,5 +1,6 @@
 import type { StuckEvidence } from "../detection/evidence.js";
 import type { EvidenceStep } from "../detection/window.js";
+import type { Clock } from "../util/clock.js";
 import type { DecisionId } from "./decision-ids.js";
 
 /** What the ledger holds for one scope (a session key, or everything) within its window. */
@@ -212,13 +213,13 @@ export type SignalClaim = "claimed" | "taken" | "delivered";
  * The ledger's contract, in the parts its users need: admission and settlement use the budget
  * and reservation parts, stuck detection the episode part, signal delivery the signal part.
  * `LedgerStore` is all of them, and what a store implements (`SqliteStore`, `MemoryStore`, and
- * a store shared across hosts next). All methods are synchronous: both stores are, and it keeps
- * the atomic sections honest. Reports read through a `LedgerReader` (reader.ts) instead.
+ * `PostgresStore`, shared across hosts). All methods are synchronous: the stores are (PostgreSQL
+ * through a worker thread), and it keeps the atomic sections honest. Reports read through a `LedgerReader` (reader.ts) instead.
  */
 
 /** What every part of the ledger has. */
 export interface LedgerBase {
-  /** A file path, or ":memory:" (for logs). */
+  /** A file path, ":memory:", or a database URL without its password (for logs). */
   readonly location: string;
   /**
    * Runs `fn` so that no other guard sharing the store interleaves its own atomic section
@@ -281,6 +282,15 @@ export interface ReservationLedger extends LedgerBase {
   removeOwner(ownerId: string): void;
   owners(): OwnerRecord[];
   /**
+   * Liveness by lease, for a store shared across hosts (where a pid proves nothing and each
+   * host's clocks differ): extends the owner's lease to the store's own now + `leaseMs`; false
+   * when its row is gone. A store with `renewLease` and `expiredOwners` has owners watched by
+   * lease alone; without them, by pid and heartbeat counter (owners.ts).
+   */
+  renewLease?(ownerId: string, leaseMs: number): boolean;
+  /** Owners whose lease expired, by the store's own clock. */
+  expiredOwners?(): string[];
+  /**
    * Records the caps of a guard opening the store (unless the latest record says the same).
    * Optional for stores written before it existed.
    */
@@ -326,5 +336,11 @@ export interface LedgerStore extends BudgetLedger, ReservationLedger, EpisodeLed
   readonly fault?: Error | undefined;
   /** Looks at the storage itself, on the guard's heartbeat, and recovers from a fault when it can. */
   check?(): LedgerCheck;
+  /**
+   * The store's own clock (a database's, shared by every host using it): the guard dates
+   * windows, reservations and alerts on it unless it was given a clock of its own, so that a
+   * host's wrong system clock cannot move budgets. Without it, the guard keeps its SteadyClock.
+   */
+  readonly clock?: Clock;
   close(): void;
 }

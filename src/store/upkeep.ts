@@ -59,6 +59,7 @@ export class LedgerUpkeep {
   open(): void {
     const store = this.#ledger.store;
     store.registerOwner(this.owner);
+    store.renewLease?.(this.owner.id, this.#o.leaseMs);
     store.recordConfig?.(guardConfigRecord(this.#o.caps, this.owner.id));
     this.#reclaim();
   }
@@ -97,6 +98,7 @@ export class LedgerUpkeep {
       // A row removed while this process stalled is put back: its reservations are live.
       const now = this.#o.clock.now();
       if (!s.heartbeat(this.owner.id, now)) s.registerOwner({ ...this.owner, heartbeatMs: now });
+      s.renewLease?.(this.owner.id, this.#o.leaseMs);
       this.#reclaim();
       this.#prune();
       also();
@@ -114,15 +116,25 @@ export class LedgerUpkeep {
   #reclaim(): void {
     const store = this.#ledger.store;
     const now = this.#o.clock.now();
-    const owners = store.owners();
-    this.#watch.forgetExcept(new Set(owners.map((o) => o.id)));
     const silent = new Set<string>();
     const dead: string[] = [];
-    for (const o of owners) {
-      const v = this.#watch.verdict(o);
-      if (v === "alive") continue;
-      dead.push(o.id);
-      if (v === "silent") silent.add(o.id);
+    if (store.renewLease !== undefined && store.expiredOwners !== undefined) {
+      // A store shared across hosts: an owner is gone when the store's clock says its lease
+      // expired. That proves nothing of its process (it may only have stalled): silent.
+      for (const id of store.expiredOwners()) {
+        if (id === this.owner.id) continue;
+        dead.push(id);
+        silent.add(id);
+      }
+    } else {
+      const owners = store.owners();
+      this.#watch.forgetExcept(new Set(owners.map((o) => o.id)));
+      for (const o of owners) {
+        const v = this.#watch.verdict(o);
+        if (v === "alive") continue;
+        dead.push(o.id);
+        if (v === "silent") silent.add(o.id);
+      }
     }
     let orphaned = 0;
     let charged = 0;
