@@ -152,7 +152,7 @@ export interface Seen {
   readonly reason?: string;
   /** What the guard said it charged. */
   readonly costUsd?: number;
-  /** What it reserved before the call: 0 when the call ran unguarded (the ledger failed, `open`). */
+  /** The call's estimate (the outcome says the same whether the call was reserved or, the ledger down, `open`, not). */
   readonly reservedUsd?: number;
   /** What the fake judge reported (micro-dollars), when it ran. */
   readonly reportedMicros?: number;
