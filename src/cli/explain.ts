@@ -4,6 +4,7 @@ import type { EvidenceStep } from "../detection/window.js";
 import { DEFAULTS } from "../guard/options.js";
 import type { ExplainedReply } from "../replay/replay.js";
 import { type KeyHistory, keyHistory } from "../report/episodes.js";
+import { ledgerName } from "../store/open.js";
 import { LedgerReadError } from "../store/reader.js";
 import { printable } from "../util/printable.js";
 
@@ -105,6 +106,9 @@ export function explainCommand(sessionKey: string, o: ExplainCommandOptions): nu
     }
     throw e;
   }
-  process.stdout.write(o.json ? `${JSON.stringify({ ledger, ...h }, null, 2)}\n` : renderHistory(ledger, h));
+  const shown = ledgerName(ledger);
+  process.stdout.write(
+    o.json ? `${JSON.stringify({ ledger: shown, ...h }, null, 2)}\n` : renderHistory(shown, h),
+  );
   return 0;
 }

@@ -15,6 +15,9 @@ import { isJudgeGuardError } from "../errors.js";
 import { DEFAULTS } from "../guard/options.js";
 import type { LogLevel } from "../log/logger.js";
 import { type ExplainedReply, openLines, type ReplaySummary, replay } from "../replay/replay.js";
+import { ledgerName } from "../store/open.js";
+import { isPostgresUrl } from "../store/postgres-connection.js";
+import { inspectPostgres } from "../store/postgres-reader.js";
 import { inspectLedger } from "../store/sqlite-reader.js";
 import { printable } from "../util/printable.js";
 import { fsReason, InputError, UsageError } from "./errors.js";
@@ -98,7 +101,8 @@ function makeFolders(path: string, folders: readonly string[]): void {
  * The ledger's own messages name `--db (or JUDGE_GUARD_DB)`, as a guard reads either. A replay
  * reads only --db: name that alone, and the path once.
  */
-function namingDb(path: string, message: string): string {
+function namingDb(setting: string, message: string): string {
+  const path = ledgerName(setting);
   const m = message
     .replace(/--db \(or JUDGE_GUARD_DB\)/g, "--db")
     .replace(/JUDGE_GUARD_DB \(--db\)/g, "--db")
@@ -112,10 +116,12 @@ function namingDb(path: string, message: string): string {
  * ledger is refused, and so is one that holds decisions already, unless `append`: a second replay
  * into one ledger would double every figure of its report without a word.
  */
-function checkExistingLedger(path: string, append: boolean): void {
-  if (path === ":memory:" || !existsSync(path) || statSync(path).size === 0) return;
-  const found = inspectLedger(path);
-  if (found.kind === "foreign") throw new UsageError(namingDb(path, found.problem));
+function checkExistingLedger(setting: string, append: boolean): void {
+  const database = isPostgresUrl(setting);
+  if (!database && (setting === ":memory:" || !existsSync(setting) || statSync(setting).size === 0)) return;
+  const found = database ? inspectPostgres(setting) : inspectLedger(setting);
+  const path = ledgerName(setting);
+  if (found.kind === "foreign") throw new UsageError(namingDb(setting, found.problem));
   if (found.kind === "not-sqlite")
     throw new UsageError(
       `--db ${path} is not a judge-guard ledger (not a SQLite file): give --db a new file or an existing ledger`,
@@ -154,7 +160,7 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
   const options = fromEnv(process.env);
   if (opts.append && opts.db === undefined)
     throw new UsageError("--append adds to the ledger given by --db: give --db PATH too");
-  const folders = opts.db === undefined ? [] : checkDbPath(opts.db);
+  const folders = opts.db === undefined || isPostgresUrl(opts.db) ? [] : checkDbPath(opts.db);
   if (opts.db !== undefined) checkExistingLedger(opts.db, opts.append === true);
   let input: Awaited<ReturnType<typeof openLines>>;
   try {
@@ -229,7 +235,7 @@ export async function replayCommand(file: string, opts: ReplayCommandOptions): P
   if (invalidTotal > invalidShown) {
     process.stderr.write(`${file}: ${plural(invalidTotal - invalidShown, "more invalid line")} not shown\n`);
   }
-  const shown = { ...summary, ledger: opts.db ?? "(temporary, removed)" };
+  const shown = { ...summary, ledger: opts.db === undefined ? "(temporary, removed)" : ledgerName(opts.db) };
   if (opts.json) {
     const withExplain =
       opts.explain === undefined

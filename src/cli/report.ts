@@ -6,7 +6,7 @@ import { DEFAULTS } from "../guard/options.js";
 import { renderHtml } from "../report/html.js";
 import { renderCsv, renderTable } from "../report/render.js";
 import { buildReport } from "../report/report.js";
-import { openReader } from "../store/open.js";
+import { ledgerName, openReader } from "../store/open.js";
 import { LedgerReadError } from "../store/reader.js";
 import { printable } from "../util/printable.js";
 import { fsReason, UsageError } from "./errors.js";
@@ -44,11 +44,12 @@ const second = (ms: number): string => new Date(ms).toISOString().replace(/\.\d{
  * the --since and --until that show it. The bundled incident is dated 2026-11-20, so the
  * default "last 24 hours" after replaying it is empty.
  */
-function heldElsewhere(ledger: string, since: number, until: number, o: ReportCommandOptions): string {
+function heldElsewhere(setting: string, since: number, until: number, o: ReportCommandOptions): string {
+  const ledger = ledgerName(setting);
   const range = `no decisions from ${second(since)} to ${second(until)}`;
   const key = o.sessionKey;
   const forKey = key === undefined ? "" : ` for session key ${key}`;
-  const reader = openReader(ledger);
+  const reader = openReader(setting);
   let held: ReturnType<typeof reader.decisionSpan>;
   try {
     held = reader.decisionSpan(key);

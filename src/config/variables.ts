@@ -25,7 +25,11 @@ export interface Variable {
 
 /** The variable of each option, and what it says, in documentation order. */
 const OPTION_VARIABLES: ReadonlyArray<{ name: string; option: OptionPath; doc: string }> = [
-  { name: "JUDGE_GUARD_DB", option: "ledger", doc: 'SQLite ledger path (":memory:" for none)' },
+  {
+    name: "JUDGE_GUARD_DB",
+    option: "ledger",
+    doc: 'SQLite ledger path, or a PostgreSQL URL (`postgres://user:password@host/db`) for one ledger shared by a fleet of hosts (see docs/postgres.md); ":memory:" for none',
+  },
   {
     name: "JUDGE_GUARD_MODE",
     option: "mode",
@@ -246,6 +250,7 @@ export const OTHER_VARIABLES = [
   { name: "JUDGE_GUARD_ALLOW_UNKNOWN", usedBy: "the names of unknown variables to allow (below)" },
   { name: "JUDGE_GUARD_LONG_TESTS", usedBy: "this package's tests: the long variants (CI)" },
   { name: "JUDGE_GUARD_REQUIRE_CHROMIUM", usedBy: "this package's tests: fail without Chromium (CI)" },
+  { name: "JUDGE_GUARD_REQUIRE_POSTGRES", usedBy: "this package's tests: fail without PostgreSQL (CI)" },
   { name: "JUDGE_GUARD_PHANTOM_SNAPSHOTS", usedBy: "this package's tests: Phantom checkouts to test on" },
   { name: "JUDGE_GUARD_REPO", usedBy: "this package's tests: the checkout, for Phantom scenarios" },
 ] as const;

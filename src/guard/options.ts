@@ -41,7 +41,8 @@ export type OnLedgerError = "closed" | "open";
 export interface GuardOptions {
   /**
    * Where decisions, budgets and stuck state are kept. A path opens (or creates) a SQLite
-   * ledger; ":memory:" keeps everything in process memory; or pass a store.
+   * ledger; a `postgres://` or `postgresql://` URL a PostgreSQL ledger shared by every host using
+   * it (docs/postgres.md); ":memory:" keeps everything in process memory; or pass a store.
    * @default "./data/judge-guard.db"
    */
   readonly ledger?: string | LedgerStore;

@@ -234,13 +234,13 @@ function configOf(rows: readonly GuardConfigRecord[], o: ReportOptions): ReportC
 export function buildReport(path: string, o: ReportOptions): Report {
   const reader = openReader(path);
   try {
-    return reader.snapshot(() => collect(reader, path, o));
+    return reader.snapshot(() => collect(reader, o));
   } finally {
     reader.close();
   }
 }
 
-function collect(reader: LedgerReader, path: string, o: ReportOptions): Report {
+function collect(reader: LedgerReader, o: ReportOptions): Report {
   const key = o.sessionKey ?? null;
   // One range for every read: the time range, and the key when one is asked for.
   const range: DecisionRange = { since: o.since, until: o.until, sessionKey: key };
@@ -347,7 +347,7 @@ function collect(reader: LedgerReader, path: string, o: ReportOptions): Report {
   const est = reader.estimates(range);
 
   return {
-    ledger: path,
+    ledger: reader.location,
     range: { since: iso(o.since), until: iso(o.until) },
     session_key: key,
     totals: {

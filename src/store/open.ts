@@ -1,6 +1,6 @@
 import { MemoryStore } from "./memory.js";
 import { PostgresStore } from "./postgres.js";
-import { isPostgresUrl } from "./postgres-connection.js";
+import { isPostgresUrl, redactUrl } from "./postgres-connection.js";
 import { PostgresReader } from "./postgres-reader.js";
 import type { LedgerReader } from "./reader.js";
 import { SqliteStore } from "./sqlite.js";
@@ -20,6 +20,11 @@ export function openStore(ledger: string): LedgerStore {
   if (ledger === ":memory:") return new MemoryStore();
   if (isPostgresUrl(ledger)) return new PostgresStore(ledger, { whenUnavailable: "retry" });
   return new SqliteStore(ledger, { whenUnavailable: "retry" });
+}
+
+/** A ledger setting as messages and reports may show it: a database URL without its password. */
+export function ledgerName(ledger: string): string {
+  return isPostgresUrl(ledger) ? redactUrl(ledger) : ledger;
 }
 
 /**

@@ -343,3 +343,33 @@ export class PostgresReader implements LedgerReader {
     this.#c.close();
   }
 }
+
+/**
+ * What the database at `url` holds, before a guard opens (and migrates) it, as `inspectLedger`
+ * tells of a SQLite file: `empty` (no ledger yet), a `ledger` with its decisions, `foreign` with
+ * why it cannot be used, or `unreadable` (the guard that opens it next says what is wrong).
+ */
+export function inspectPostgres(
+  url: string,
+):
+  | { readonly kind: "foreign"; readonly problem: string }
+  | { readonly kind: "empty" | "unreadable" }
+  | { readonly kind: "ledger"; readonly decisions: DecisionSpan } {
+  let reader: PostgresReader;
+  try {
+    reader = new PostgresReader(url);
+  } catch (e) {
+    const message = (e as Error).message;
+    if (/holds no judge-guard ledger yet/.test(message)) return { kind: "empty" };
+    if (/newer than this judge-guard|no judge-guard ledger \(no schema_version/.test(message))
+      return { kind: "foreign", problem: message };
+    return { kind: "unreadable" };
+  }
+  try {
+    return { kind: "ledger", decisions: reader.decisionSpan() };
+  } catch {
+    return { kind: "unreadable" };
+  } finally {
+    reader.close();
+  }
+}

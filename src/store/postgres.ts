@@ -272,35 +272,29 @@ export class PostgresStore implements LedgerStore {
   }
 
   scopeUsage(sessionKey: string | null, sinceMs: number): ScopeUsage {
-    const open =
-      sessionKey === null
-        ? this.#q(`SELECT ${OPEN_SUMS} FROM ${S}.reservations WHERE charged_micros IS NULL`)
-        : this.#q(
-            `SELECT ${OPEN_SUMS} FROM ${S}.reservations WHERE session_key = $1 AND charged_micros IS NULL`,
-            [sessionKey],
-          );
-    return this.#usage(scopeOf(sessionKey), sinceMs, open[0]!);
+    return sessionKey === null
+      ? this.#usage(scopeOf(null), sinceMs, "true", [])
+      : this.#usage(scopeOf(sessionKey), sinceMs, "session_key = $3", [sessionKey]);
   }
 
   judgeUsage(judge: string, sinceMs: number): ScopeUsage {
-    const open = this.#q(
-      `SELECT ${OPEN_SUMS} FROM ${S}.reservations WHERE judge = $1 AND charged_micros IS NULL`,
-      [judge],
-    );
-    return this.#usage(judgeScope(judge), sinceMs, open[0]!);
+    return this.#usage(judgeScope(judge), sinceMs, "judge = $3", [judge]);
   }
 
-  #usage(scope: string, sinceMs: number, open: Row): ScopeUsage {
-    const u = this.#q(
-      `SELECT coalesce(sum(micros), 0) AS m, coalesce(sum(calls), 0) AS c FROM ${S}.usage WHERE scope = $1 AND bucket > $2`,
-      [scope, ms(sinceMs) - this.#bucketMs],
+  /** A scope's settled usage since `sinceMs` and the open reservations `open` selects: one round trip. */
+  #usage(scope: string, sinceMs: number, open: string, args: readonly unknown[]): ScopeUsage {
+    const r = this.#q(
+      `SELECT u.m, u.c, o.n, o.e, o.w FROM
+         (SELECT coalesce(sum(micros), 0) AS m, coalesce(sum(calls), 0) AS c FROM ${S}.usage WHERE scope = $1 AND bucket > $2) u,
+         (SELECT ${OPEN_SUMS} FROM ${S}.reservations WHERE charged_micros IS NULL AND ${open}) o`,
+      [scope, ms(sinceMs) - this.#bucketMs, ...args],
     )[0]!;
     return {
-      spentMicros: num(u.m),
-      calls: num(u.c),
-      openCount: num(open.n),
-      openExpectedMicros: num(open.e),
-      openWorstMicros: num(open.w),
+      spentMicros: num(r.m),
+      calls: num(r.c),
+      openCount: num(r.n),
+      openExpectedMicros: num(r.e),
+      openWorstMicros: num(r.w),
     };
   }
 
