@@ -4,72 +4,17 @@
 // brings one new turn to a 20-turn session (as Phantom does after every message): fingerprinting,
 // the stuck check, the reservation (one transaction), the settlement (another) and the decision.
 // Several rounds, a fresh guard and ledger each; the medians of the rounds' percentiles.
-import pg from "pg";
-import { createGuard } from "../dist/index.js";
-import { conversation, fmt, now, summarize, table, tempDir, UNCAPPED, us } from "./lib.mjs";
+import { overheadOn } from "./decision-overhead.mjs";
+import { fmt, table, tempDir } from "./lib.mjs";
 import { postgresAvailable, startPostgres } from "./postgres.mjs";
 
 const ITERATIONS = Number(process.env.BENCH_ITERATIONS ?? 2000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const WARMUP = 200;
 const TURNS = 20;
-const noop = async () => ({ inputTokens: 1200, outputTokens: 300 });
+let databases = 0;
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
-async function measure(ledger) {
-  const guard = createGuard({ ledger, logger: "silent", ...UNCAPPED, maxSessions: ITERATIONS + WARMUP + 10 });
-  const { users, replies } = conversation(TURNS, TURNS);
-  const total = ITERATIONS + WARMUP;
-  const requests = [];
-  for (let k = 0; k < total; k++) {
-    const sessionKey = `slack:C${k}`;
-    // Unmeasured: bring the key to TURNS - 1 turns, so the measured call adds the last one.
-    await guard.run(
-      {
-        judge: "observation_extraction",
-        model: "claude-sonnet-4-6",
-        sessionKey,
-        userMessages: users.slice(0, TURNS - 1),
-        assistantMessages: replies.slice(0, TURNS - 1),
-      },
-      noop,
-    );
-    requests.push({
-      judge: "observation_extraction",
-      model: "claude-sonnet-4-6",
-      sessionKey,
-      userMessages: users,
-      assistantMessages: replies,
-    });
-  }
-  const guarded = [];
-  const bare = [];
-  for (let i = 0; i < total; i++) {
-    const t0 = now();
-    await noop();
-    const t1 = now();
-    await guard.run(requests[i], noop);
-    const t2 = now();
-    if (i >= WARMUP) {
-      bare.push(us(t1 - t0));
-      guarded.push(us(t2 - t1));
-    }
-  }
-  await guard.close();
-  return { guarded: summarize(guarded), bare: summarize(bare) };
-}
-
-let databases = 0;
-async function freshDatabase(url) {
-  const name = `bench_overhead_${++databases}`;
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  await c.query(`CREATE DATABASE ${name}`);
-  await c.end();
-  const u = new URL(url);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
+const measure = (ledger) => overheadOn(ledger, TURNS, ITERATIONS);
 
 export async function run() {
   if (!postgresAvailable()) {
@@ -90,7 +35,7 @@ export async function run() {
           tmp.remove();
         }
       },
-      "PostgreSQL, loopback": async () => measure(await freshDatabase(cluster.url)),
+      "PostgreSQL, loopback": async () => measure(await cluster.database(`bench_overhead_${++databases}`)),
     };
     const results = Object.fromEntries(Object.keys(cases).map((name) => [name, []]));
     // Rounds alternate between the stores, so a noisy minute of the machine hits both.

@@ -10,22 +10,12 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import pg from "pg";
 import { createGuard } from "../dist/index.js";
-import { fmt, table, UNCAPPED } from "./lib.mjs";
+import { fmt, inBatches, table, UNCAPPED } from "./lib.mjs";
 import { postgresAvailable, startPostgres } from "./postgres.mjs";
 
 const N = Number(process.env.BENCH_PG_CALLS ?? 3000);
 const POOL = 2; // the store's pool (PgConnection's default `max`)
 const noop = async () => ({ inputTokens: 1200, outputTokens: 300 });
-
-async function createDatabase(url, name) {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  await c.query(`CREATE DATABASE ${name}`);
-  await c.end();
-  const u = new URL(url);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
 
 const request = (i, keys) => ({
   judge: "observation_extraction",
@@ -45,13 +35,7 @@ async function guardRate(ledger, calls, inFlight) {
   });
   // Warm-up: the schema, the first owner heartbeat, the first usage rows.
   for (let i = 0; i < 50; i++) await guard.run(request(-1 - i, 100), noop);
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < calls; i += inFlight) {
-    const batch = [];
-    for (let j = i; j < Math.min(calls, i + inFlight); j++) batch.push(guard.run(request(j, 100), noop));
-    await Promise.all(batch);
-  }
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  const s = await inBatches(calls, inFlight, (j) => guard.run(request(j, 100), noop));
   await guard.close();
   return calls / s;
 }
@@ -92,13 +76,7 @@ async function rawRate(ledger, rows, inFlight) {
       ],
     );
   for (let i = 0; i < 50; i++) await insert(-1 - i);
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < rows; i += inFlight) {
-    const batch = [];
-    for (let j = i; j < Math.min(rows, i + inFlight); j++) batch.push(insert(j));
-    await Promise.all(batch);
-  }
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  const s = await inBatches(rows, inFlight, insert);
   await pool.end();
   return rows / s;
 }
@@ -127,7 +105,7 @@ export async function run() {
   }
   const cluster = await startPostgres();
   try {
-    const ledger = await createDatabase(cluster.url, "bench_throughput");
+    const ledger = await cluster.database("bench_throughput");
     const seq = await guardRate(ledger, N, 1);
     const par = await guardRate(ledger, N, 32);
     const rawSeq = await rawRate(ledger, N, 1);

@@ -38,7 +38,7 @@ export function postgresAvailable() {
 }
 
 /**
- * Starts a cluster and returns `{ url, stop }`; `url` is a postgres:// URL with no password.
+ * Starts a cluster and returns `{ url, database(name), stop }`; `url` is a postgres:// URL with no password.
  * `settings` are extra `-c name=value` server settings.
  */
 export async function startPostgres(settings = {}) {
@@ -73,9 +73,19 @@ export async function startPostgres(settings = {}) {
     .join(" ");
   run(pgCtl, ["-D", data, "-l", join(root, "server.log"), "-o", options, "-w", "-t", "60", "start"]);
   let stopped = false;
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   return {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    url,
     port,
+    /** Creates database `name` and returns its URL. */
+    async database(name) {
+      const { default: pg } = await import("pg");
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      await c.query(`CREATE DATABASE ${name}`);
+      await c.end();
+      return url.replace(/\/postgres$/, `/${name}`);
+    },
     stop() {
       if (stopped) return;
       stopped = true;
