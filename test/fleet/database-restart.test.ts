@@ -38,7 +38,7 @@ const plan = (h: number, onError: "closed" | "open"): LoadPlan => ({
   inFlight: 64,
   keys: ["a", "b", "c"],
   judges: ["quality", "gate"],
-  judgeMs: 200,
+  judgeMs: 1000,
   guard: {
     onError,
     verdictTtlMs: 0,
@@ -84,7 +84,7 @@ describe.skipIf(skip !== undefined)("the shared database restarted mid-load", ()
       since(closed, beforeStop.closed).some((o) => o.reason === "ledger_error") ? true : undefined,
     );
     await until("the open host to judge calls without the ledger", () =>
-      since(open, beforeStop.open).filter(judged).length > 64 + 16 ? true : undefined,
+      since(open, beforeStop.open).filter(judged).length > 64 + 32 ? true : undefined,
     );
     const beforeStart = outcomes(closed).length;
     cluster.start();
@@ -95,7 +95,9 @@ describe.skipIf(skip !== undefined)("the shared database restarted mid-load", ()
       () => (since(closed, beforeStart).some(judged) ? true : undefined),
       45_000,
     ).catch((e: Error) => {
-      throw new Error(`${e.message}; it saw ${tally(since(closed, beforeStart))}; stderr: ${closed.stderr().slice(-600)}`);
+      throw new Error(
+        `${e.message}; it saw ${tally(since(closed, beforeStart))}; stderr: ${closed.stderr().slice(-600)}`,
+      );
     });
     const [lo, hi] = ofHost(1);
     await until(

@@ -135,6 +135,8 @@ export interface LoadPlan {
   readonly judges: readonly string[];
   /** How long each fake judge call takes. */
   readonly judgeMs: number;
+  /** Workers start this far apart (default 0: all at once). */
+  readonly rampMs?: number;
   readonly guard: Record<string, unknown>;
 }
 
