@@ -57,14 +57,25 @@ function referenceLoop(count) {
 
 async function measure(storeKind, turns) {
   const tmp = tempDir();
+  const times = await overheadOn(storeKind === "sqlite" ? `${tmp.dir}/ledger.db` : ":memory:", turns);
+  const reference = referenceLoop(ITERATIONS);
+  tmp.remove();
+  return { ...times, reference: summarize(reference) };
+}
+
+/**
+ * Times `iterations` calls of guard.run (after a warm-up), each bringing one new turn to a key
+ * of `turns` turns, on `ledger`, and the bare no-op call in the same loop iterations.
+ */
+export async function overheadOn(ledger, turns, iterations = ITERATIONS) {
   const guard = createGuard({
-    ledger: storeKind === "sqlite" ? `${tmp.dir}/ledger.db` : ":memory:",
+    ledger,
     logger: "silent",
     ...UNCAPPED,
-    maxSessions: ITERATIONS + WARMUP + 10,
+    maxSessions: iterations + WARMUP + 10,
   });
   const { users, replies } = conversation(turns, turns);
-  const total = ITERATIONS + WARMUP;
+  const total = iterations + WARMUP;
   // Bring every key to turns-1 turns (unmeasured), so the measured call adds the last turn.
   const before = { users: users.slice(0, turns - 1), replies: replies.slice(0, turns - 1) };
   const requests = [];
@@ -104,9 +115,7 @@ async function measure(storeKind, turns) {
     }
   }
   await guard.close();
-  const reference = referenceLoop(ITERATIONS);
-  tmp.remove();
-  return { guarded: summarize(guarded), bare: summarize(bare), reference: summarize(reference) };
+  return { guarded: summarize(guarded), bare: summarize(bare) };
 }
 
 let work = 1;

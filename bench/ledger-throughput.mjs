@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { createGuard } from "../dist/index.js";
-import { fmt, table, tempDir, UNCAPPED } from "./lib.mjs";
+import { fmt, inBatches, table, tempDir, UNCAPPED } from "./lib.mjs";
 
 const N = Number(process.env.BENCH_LEDGER_CALLS ?? 5000);
 const noop = async () => ({ inputTokens: 1200, outputTokens: 300 });
@@ -27,13 +27,7 @@ async function guardRate(path, calls, keys, concurrency = 1) {
     userMessages: [`q${i}`],
     assistantMessages: [`answer ${i} with enough substance to count`],
   });
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < calls; i += concurrency) {
-    const batch = [];
-    for (let j = i; j < Math.min(calls, i + concurrency); j++) batch.push(guard.run(request(j), noop));
-    await Promise.all(batch);
-  }
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  const s = await inBatches(calls, concurrency, (j) => guard.run(request(j), noop));
   await guard.close();
   return calls / s;
 }

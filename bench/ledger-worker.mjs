@@ -1,10 +1,11 @@
-// One of the processes of the shared-ledger case in ledger-throughput.mjs.
+// One of the processes of the shared-ledger case in ledger-throughput.mjs (and of the fleet case
+// in postgres-throughput.mjs, which gives the ledger as BENCH_LEDGER: its URL holds a password).
 import { createGuard } from "../dist/index.js";
 import { UNCAPPED } from "./lib.mjs";
 
 const [path, calls, id] = process.argv.slice(2);
 const guard = createGuard({
-  ledger: path,
+  ledger: path === "-" ? process.env.BENCH_LEDGER : path,
   logger: "silent",
   ...UNCAPPED,
   verdictTtlMs: 0,

@@ -75,3 +75,14 @@ export function conversation(turns, seed = 1) {
   }
   return { users, replies };
 }
+
+/** Runs `f(i)` for i in 0..n-1, `inFlight` at a time (each batch awaited whole), and returns the seconds it took. */
+export async function inBatches(n, inFlight, f) {
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i += inFlight) {
+    const batch = [];
+    for (let j = i; j < Math.min(n, i + inFlight); j++) batch.push(f(j));
+    await Promise.all(batch);
+  }
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}

@@ -14,6 +14,8 @@ const SCENARIOS = [
   "report-scale",
   "sidecar",
   "detection-quality",
+  "postgres-throughput",
+  "postgres-overhead",
 ];
 
 const args = process.argv.slice(2);
