@@ -1,26 +1,22 @@
-import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
 import { checkVariableNames } from "../../src/index.js";
 import { ROOT } from "../helpers/cli.js";
 
 /**
  * The README's fleet example (examples/fleet/*.yaml), checked as far as possible without a
- * Docker engine: both files parse as YAML (PyYAML, which Debian's python3-yaml provides; no YAML
- * parser is a dependency here), set only variables judge-guard knows, build the sidecar from this
- * repository's Dockerfile, keep the database's password out of the agent's environment, and name
- * one database and one user on both sides.
+ * Docker engine: both files parse as YAML (strictly: a duplicate key or a bad indent fails), set
+ * only variables judge-guard knows, build the sidecar from this repository's Dockerfile, keep the
+ * database's password out of the agent's environment, and name one database and one user on both
+ * sides.
  */
-const parse = (file: string): Record<string, unknown> | string => {
-  const r = spawnSync(
-    "python3",
-    ["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))", join(ROOT, file)],
-    { encoding: "utf8" },
-  );
-  return r.status === 0 ? (JSON.parse(r.stdout) as Record<string, unknown>) : r.stderr || String(r.error);
-};
-const noYaml = spawnSync("python3", ["-c", "import yaml"]).status !== 0;
+const parse = (file: string): Record<string, unknown> =>
+  parseYaml(readFileSync(join(ROOT, file), "utf8"), { uniqueKeys: true, strict: true }) as Record<
+    string,
+    unknown
+  >;
 
 interface Service {
   build?: string;
@@ -31,12 +27,10 @@ interface Service {
   environment?: Record<string, string>;
   volumes?: string[];
 }
-const services = (doc: Record<string, unknown> | string): Record<string, Service> => {
-  if (typeof doc === "string") throw new Error(doc);
-  return doc.services as Record<string, Service>;
-};
+const services = (doc: Record<string, unknown>): Record<string, Service> =>
+  doc.services as Record<string, Service>;
 
-describe.skipIf(noYaml)("the fleet's Compose files (skipped without python3's yaml module)", () => {
+describe("the fleet's Compose files", () => {
   it("the agent host: the sidecar built from the Dockerfile, the ledger from a file Phantom does not read", () => {
     const s = services(parse("examples/fleet/agent-host.yaml"));
     expect(Object.keys(s)).toEqual(["judge-guard", "judge-guard-preload", "phantom"]);
