@@ -57,7 +57,7 @@ describe.skipIf(noPostgres !== undefined)("the CLI on a PostgreSQL ledger", () =
     expect(again.code).toBe(2);
     expect(again.stderr).toMatch(/--db postgres:\/\/postgres:\*\*\*@.* already holds 1,076 decisions/);
     noSecret(again);
-  });
+  }, 120_000);
 
   it("a wrong password, an unreachable server, a missing database: one line naming JUDGE_GUARD_DB, no stack, exit 1", async () => {
     ensureBuilt();
