@@ -2,7 +2,6 @@ import { type EvidenceStep, parseTrail } from "../detection/window.js";
 import { isJudgeGuardError } from "../errors.js";
 import { firstDecisionId } from "./decision-ids.js";
 import { SCHEMA_VERSION as SQLITE_SCHEMA_VERSION } from "./migrations.js";
-import { configOf } from "./postgres.js";
 import { PgConnection, redactIn, redactUrl } from "./postgres-connection.js";
 import { pgSchemaProblem, pgSchemaVersion, PG_SCHEMA as S } from "./postgres-migrations.js";
 import {
@@ -38,6 +37,7 @@ import {
   timelineOf,
   tokenSumsOf,
 } from "./reader-rows.js";
+import { configOf } from "./rows.js";
 import type { GuardConfigRecord } from "./types.js";
 
 /** Sums of the charges by source: the SQLite reader's for its current schema, whose columns this one has. */

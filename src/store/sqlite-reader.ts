@@ -37,7 +37,7 @@ import {
   timelineOf,
   tokenSumsOf,
 } from "./reader-rows.js";
-import { configOf } from "./sqlite.js";
+import { configOf } from "./rows.js";
 import type { GuardConfigRecord } from "./types.js";
 
 /** How many decisions the ledger holds (for one key), and the first's and last's times. */
