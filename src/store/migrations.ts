@@ -32,6 +32,21 @@ const decisionsTable = (name: string): string => `CREATE TABLE ${name} (
   );`;
 
 /**
+ * The reservations table as v1 made it, keyed by `key` (its id, or v3's id and ref), which v3
+ * makes again to copy into: one text, as the decisions table's. Frozen with the migrations.
+ */
+const reservationsTable = (name: string, key: string): string => `CREATE TABLE ${name} (
+    ${key},
+    owner_id TEXT NOT NULL,
+    session_key TEXT NOT NULL,
+    judge TEXT NOT NULL,
+    model TEXT NOT NULL,
+    expected_micros INTEGER NOT NULL,
+    worst_micros INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+  );`;
+
+/**
  * Ledger schema, one entry per version; `PRAGMA user_version` records how many have run.
  * Append only: a released migration is never edited.
  */
@@ -50,16 +65,7 @@ export const MIGRATIONS: readonly Migration[] = [
     PRIMARY KEY (scope, bucket)
   ) WITHOUT ROWID;
 
-  CREATE TABLE reservations (
-    id TEXT PRIMARY KEY,
-    owner_id TEXT NOT NULL,
-    session_key TEXT NOT NULL,
-    judge TEXT NOT NULL,
-    model TEXT NOT NULL,
-    expected_micros INTEGER NOT NULL,
-    worst_micros INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
-  );
+  ${reservationsTable("reservations", "id TEXT PRIMARY KEY")}
   CREATE INDEX reservations_key ON reservations (session_key);
 
   CREATE TABLE owners (
@@ -139,17 +145,7 @@ export const MIGRATIONS: readonly Migration[] = [
   //   (session_key, ts) index is written on every decision.
   (db) => {
     db.exec(`
-  CREATE TABLE reservations_v3 (
-    id INTEGER PRIMARY KEY,
-    ref TEXT NOT NULL,
-    owner_id TEXT NOT NULL,
-    session_key TEXT NOT NULL,
-    judge TEXT NOT NULL,
-    model TEXT NOT NULL,
-    expected_micros INTEGER NOT NULL,
-    worst_micros INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
-  );
+  ${reservationsTable("reservations_v3", "id INTEGER PRIMARY KEY,\n    ref TEXT NOT NULL")}
   INSERT INTO reservations_v3 (ref, owner_id, session_key, judge, model, expected_micros, worst_micros, created_ms)
     SELECT id, owner_id, session_key, judge, model, expected_micros, worst_micros, created_ms FROM reservations;
   DROP TABLE reservations;

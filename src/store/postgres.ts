@@ -8,6 +8,7 @@ import { addToId, DECISION_ID_SLOTS, type DecisionId, firstDecisionId } from "./
 import { judgeBudgetsText, sameCaps } from "./guard-config.js";
 import { PgConnection, type PgConnectionOptions, redactIn, redactUrl } from "./postgres-connection.js";
 import { migratePostgres, PG_SCHEMA as S, SECTION_LOCK } from "./postgres-migrations.js";
+import { configOf, idOf, num, numOrNull, type Row, reservationOf } from "./rows.js";
 import type {
   DecisionRecord,
   EpisodeRecord,
@@ -36,17 +37,8 @@ export interface PostgresStoreOptions extends PgConnectionOptions {
   readonly whenUnavailable?: "throw" | "retry";
 }
 
-type Row = Record<string, unknown>;
-
 /** Times are whole milliseconds in the database (decision ids start with the floor of theirs). */
 const ms = (t: number): number => Math.floor(t);
-const num = (v: unknown): number => Number(v ?? 0);
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-/** A bigint column as a decision id: a number while exact, else a bigint. */
-function idOf(v: unknown): DecisionId {
-  const b = BigInt(v as string);
-  return b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
-}
 const idParam = (id: DecisionId): string => String(id);
 
 /** SQLSTATE classes and driver errors that mean the database cannot be reached or used. */
@@ -746,43 +738,4 @@ function decisionValues(d: DecisionRecord): unknown[] {
     d.costSource ?? null,
     d.computedMicros == null ? null : Math.round(d.computedMicros),
   ];
-}
-
-function reservationOf(r: Row): StoredReservation {
-  return {
-    id: String(r.ref),
-    ownerId: String(r.owner_id),
-    sessionKey: String(r.session_key),
-    judge: String(r.judge),
-    model: String(r.model),
-    expectedMicros: num(r.expected_micros),
-    worstMicros: num(r.worst_micros),
-    createdMs: num(r.created_ms),
-    remote: r.remote === true,
-    ttlMs: num(r.ttl_ms),
-    turns: num(r.turns),
-    transcriptChars: num(r.transcript_chars),
-    transcriptHash: String(r.transcript_hash),
-    orphanedMs: numOrNull(r.orphaned_ms),
-    chargedMicros: numOrNull(r.charged_micros),
-    decisionId: r.decision_id == null ? null : idOf(r.decision_id),
-  };
-}
-
-/** A `guard_config` row as a record. */
-export function configOf(r: Row): GuardConfigRecord {
-  return {
-    startedMs: num(r.started_ms),
-    ownerId: String(r.owner_id),
-    mode: String(r.mode),
-    sessionBudgetMicros: numOrNull(r.session_budget_micros),
-    sessionMaxCalls: numOrNull(r.session_max_calls),
-    budgetWindowMs: num(r.budget_window_ms),
-    dailyBudgetMicros: numOrNull(r.daily_budget_micros),
-    judgeBudgetMicros: numOrNull(r.judge_budget_micros),
-    judgeBudgets:
-      typeof r.judge_budgets === "string"
-        ? (JSON.parse(r.judge_budgets) as Record<string, number | null>)
-        : null,
-  };
 }

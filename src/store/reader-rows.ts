@@ -11,16 +11,13 @@ import type {
   TimelineSums,
   TokenSums,
 } from "./reader.js";
+import { num, numOrNull, type Row } from "./rows.js";
 
 /*
  * The rows the readers' queries return (SQLite's and PostgreSQL's name their columns alike), as
  * the sums of reader.ts. Drivers return sums as numbers, bigints or numeric strings: all read
- * as numbers.
+ * as numbers (rows.ts).
  */
-
-export type Row = Record<string, unknown>;
-export const num = (v: unknown): number => Number(v ?? 0);
-export const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
 /** The columns {@link splitSql} selects, by the sum each holds. */
 const SPLIT_COLUMNS: Readonly<Record<keyof CostSplitSums, string>> = {

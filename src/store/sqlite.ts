@@ -23,6 +23,7 @@ import { sqlite } from "./driver.js";
 import { faultKind, ledgerFault, openFault } from "./faults.js";
 import { judgeBudgetsText, sameCaps } from "./guard-config.js";
 import { applyMigration, ledgerProblem, SCHEMA_VERSION } from "./migrations.js";
+import { configOf, type Row, reservationOf } from "./rows.js";
 import type {
   DecisionRecord,
   EpisodeRecord,
@@ -74,7 +75,6 @@ export interface SqliteStoreOptions {
   readonly integrityCheckMs?: number;
 }
 
-type Row = Record<string, unknown>;
 type Statements = ReturnType<typeof prepare>;
 
 /** One open connection to the file, and what tells whether the file is still the one opened. */
@@ -709,32 +709,6 @@ export class SqliteStore implements LedgerStore {
   }
 }
 
-function reservationOf(r: Row): StoredReservation {
-  return {
-    id: String(r.ref),
-    ownerId: String(r.owner_id),
-    sessionKey: String(r.session_key),
-    judge: String(r.judge),
-    model: String(r.model),
-    expectedMicros: Number(r.expected_micros),
-    worstMicros: Number(r.worst_micros),
-    createdMs: Number(r.created_ms),
-    remote: Number(r.remote) === 1,
-    ttlMs: Number(r.ttl_ms),
-    turns: Number(r.turns),
-    transcriptChars: Number(r.transcript_chars),
-    transcriptHash: String(r.transcript_hash),
-    orphanedMs: r.orphaned_ms == null ? null : Number(r.orphaned_ms),
-    chargedMicros: r.charged_micros == null ? null : Number(r.charged_micros),
-    decisionId:
-      r.decision_id == null
-        ? null
-        : (r.decision_id as bigint) <= BigInt(Number.MAX_SAFE_INTEGER)
-          ? Number(r.decision_id)
-          : (r.decision_id as bigint),
-  };
-}
-
 /** A decision's columns, as the statements that insert and rewrite one name them. */
 function decisionColumns(d: DecisionRecord) {
   return {
@@ -826,26 +800,6 @@ function migrate(db: Database.Database): void {
     for (let v = current; v < SCHEMA_VERSION; v++) applyMigration(db, v);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
-}
-
-const orNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
-
-/** A `guard_config` row as a record. */
-export function configOf(r: Row): GuardConfigRecord {
-  return {
-    startedMs: Number(r.started_ms),
-    ownerId: String(r.owner_id),
-    mode: String(r.mode),
-    sessionBudgetMicros: orNull(r.session_budget_micros),
-    sessionMaxCalls: orNull(r.session_max_calls),
-    budgetWindowMs: Number(r.budget_window_ms),
-    dailyBudgetMicros: orNull(r.daily_budget_micros),
-    judgeBudgetMicros: orNull(r.judge_budget_micros),
-    judgeBudgets:
-      typeof r.judge_budgets === "string"
-        ? (JSON.parse(r.judge_budgets) as Record<string, number | null>)
-        : null,
-  };
 }
 
 /** Statements whose errors go through `fail` first (which may make them a ledger fault). */
