@@ -83,7 +83,7 @@ export class Calls {
     return {
       status: "admitted",
       reservationId: call.reservationId,
-      reservedUsd: toUsd(call.estimate.expectedMicros),
+      reservedUsd: call.reserved ? toUsd(call.estimate.expectedMicros) : 0,
       shadowReason: call.shadowReason,
     };
   }
@@ -181,7 +181,7 @@ export class Calls {
       value,
       costUsd: toUsd(charged.micros),
       usage: charged.usage,
-      reservedUsd: toUsd(call.estimate.expectedMicros),
+      reservedUsd: call.reserved ? toUsd(call.estimate.expectedMicros) : 0,
       shadowReason: call.shadowReason,
     };
   }

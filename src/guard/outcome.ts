@@ -9,7 +9,7 @@ export interface JudgedOutcome<T> {
   readonly costUsd: number;
   /** Token usage as reported by the judge, where it reported any. */
   readonly usage: Usage | null;
-  /** What was reserved before the call. */
+  /** What was reserved before the call: 0 when the ledger failed and it ran unguarded (`onError: "open"`). */
   readonly reservedUsd: number;
   /** In shadow mode, why enforce mode would have skipped this call; otherwise null. */
   readonly shadowReason: SkipReason | null;

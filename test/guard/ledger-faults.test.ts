@@ -125,8 +125,24 @@ describe.each(FAULTS)("%s", (_name, inject, message) => {
       );
       store.close();
       expect(made).toBe(judged);
-      if (status === "judged") expect(judged).toBe(20 * calls);
-      else {
+      if (status === "judged") {
+        expect(judged).toBe(20 * calls);
+        // A call the ledger could not admit ran unguarded, and its outcome says so: nothing reserved.
+        const unreserved = outs.filter((o) => o.status === "judged" && o.reservedUsd === 0).length;
+        const unreservedRows = readLedger(
+          path,
+          (db) =>
+            (
+              db
+                .prepare(
+                  "SELECT count(*) AS n FROM decisions WHERE session_key LIKE 'k%' AND decision = 'judged' AND reserved_micros = 0",
+                )
+                .get() as { n: number }
+            ).n,
+        );
+        expect(unreserved).toBeGreaterThan(0);
+        expect(unreserved).toBe(unreservedRows);
+      } else {
         // Closed: a call the ledger cannot admit is skipped.
         expect(outs.every((o) => o.status === "skipped" && o.code === "LEDGER_UNAVAILABLE")).toBe(true);
       }
