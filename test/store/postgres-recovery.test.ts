@@ -1,0 +1,163 @@
+import { describe, expect, it } from "vitest";
+import { createGuard, isLedgerFaultError } from "../../src/index.js";
+import { PostgresStore } from "../../src/store/postgres.js";
+import { PgConnection } from "../../src/store/postgres-connection.js";
+import { ensureBuilt } from "../helpers/cli.js";
+import { postgresUnavailable, usePostgres } from "../helpers/postgres.js";
+
+/**
+ * A PostgreSQL ledger whose connection the server ends while a section holds it (a restart, an
+ * operator's pg_terminate_backend): the section fails whole, the server releases the section's
+ * lock, and the store, and every store in the process, works again once the database answers.
+ * The server's message reaches the worker thread while no statement is running on that
+ * connection, the case that once killed the worker and with it the ledger until the process
+ * restarted. Each test waits on a condition with a generous deadline, never on a duration.
+ */
+const noPostgres = postgresUnavailable();
+
+/** Waits until `what()` holds, running `also` between looks (the heartbeat's `check()`, here). */
+const until = async (what: () => boolean, ms = 60_000, also: () => void = () => {}) => {
+  const end = Date.now() + ms;
+  for (;;) {
+    also();
+    if (what()) return;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+};
+
+/** Blocks this thread (as a section does), letting the worker thread read what the server sent. */
+const blockFor = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+const request = (key: string, i: number) => ({
+  judge: "quality_assessment",
+  model: "claude-sonnet-4-6",
+  sessionKey: key,
+  userMessages: [`question ${i} about topic ${i * 7}`],
+  assistantMessages: [`a distinct answer ${i}, number ${i * 31}`],
+  maxTokens: 100,
+});
+
+describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger: a connection ended inside a section", () => {
+  const cluster = usePostgres();
+
+  it("a restart while a section holds the lock: the section fails whole, and the store recovers", async () => {
+    ensureBuilt();
+    const url = await cluster().database();
+    const store = new PostgresStore(url);
+    const other = new PostgresStore(url);
+    store.addUsage("k", Date.now(), 1000, 1);
+    let thrown: unknown;
+    try {
+      store.atomically(() => {
+        store.addUsage("k", Date.now(), 5000, 1);
+        // The server goes down and comes back while this section is between statements.
+        cluster().restart();
+        blockFor(200);
+        store.addUsage("k", Date.now(), 7000, 1);
+      });
+    } catch (e) {
+      thrown = e;
+    }
+    expect(isLedgerFaultError(thrown), String(thrown)).toBe(true);
+    // Both stores of this process (one worker thread) recover on their heartbeat's check().
+    for (const s of [store, other])
+      await until(
+        () => s.fault === undefined,
+        60_000,
+        () => s.check(),
+      );
+    // Nothing of the section was applied; the lock went with its session.
+    expect(other.scopeUsage("k", 0)).toMatchObject({ spentMicros: 1000, calls: 1 });
+    other.atomically(() => other.addUsage("k", Date.now(), 2000, 1));
+    expect(store.scopeUsage("k", 0)).toMatchObject({ spentMicros: 3000, calls: 2 });
+    store.close();
+    other.close();
+  }, 120_000);
+
+  it("pg_terminate_backend of the section's session: the lock is released, nothing half-applied, the store recovers", async () => {
+    const url = await cluster().database();
+    const store = new PostgresStore(url);
+    const admin = new PgConnection(url);
+    store.addUsage("k", Date.now(), 1000, 1);
+    let thrown: unknown;
+    try {
+      store.atomically(() => {
+        store.addUsage("k", Date.now(), 5000, 1);
+        const [held] = admin.query(
+          "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+        ).rows;
+        expect(held).toBeDefined();
+        admin.query("SELECT pg_terminate_backend($1)", [held!.pid]);
+        // Wait for that session to end (its lock with it), as another host would.
+        for (let i = 0; i < 600; i++) {
+          const n = admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1", [held!.pid])
+            .rows[0]!.n;
+          if (n === 0) break;
+          blockFor(50);
+        }
+        blockFor(200);
+        store.addUsage("k", Date.now(), 7000, 1);
+      });
+    } catch (e) {
+      thrown = e;
+    }
+    expect(isLedgerFaultError(thrown), String(thrown)).toBe(true);
+    const locks = admin.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'").rows[0]!;
+    expect(locks.n).toBe(0);
+    await until(
+      () => store.fault === undefined,
+      60_000,
+      () => store.check(),
+    );
+    expect(store.scopeUsage("k", 0)).toMatchObject({ spentMicros: 1000, calls: 1 });
+    store.atomically(() => store.addUsage("k", Date.now(), 2000, 1));
+    expect(store.scopeUsage("k", 0)).toMatchObject({ spentMicros: 3000, calls: 2 });
+    admin.close();
+    store.close();
+  }, 120_000);
+
+  it("a guard with many calls in flight judges again once a restarted database is back", async () => {
+    const url = await cluster().database();
+    const guard = createGuard({
+      ledger: url,
+      logger: "silent",
+      verdictTtlMs: 0,
+      concurrency: 32,
+      sessionMaxCalls: 1_000_000,
+    });
+    let judged = 0;
+    let skipped = 0;
+    let stop = false;
+    let next = 0;
+    const worker = async () => {
+      while (!stop) {
+        const i = next++;
+        const out = await guard.run(request(`k${i % 8}`, i), async () => {
+          await new Promise((r) => setTimeout(r, 20));
+          return { costUsd: 0.0001 };
+        });
+        if (out.status === "judged") judged++;
+        else {
+          skipped++;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    };
+    const workers = Array.from({ length: 32 }, worker);
+    try {
+      await until(() => judged >= 64);
+      // pg_ctl runs in another process: this thread goes on running the calls' sections
+      // while the server ends their sessions, and while it is down.
+      await cluster().restartInBackground();
+      expect(skipped).toBeGreaterThan(0);
+      const before = judged;
+      await until(() => judged >= before + 64);
+      expect(guard.ledgerFault).toBeNull();
+    } finally {
+      stop = true;
+      await Promise.all(workers);
+      await guard.close();
+    }
+  }, 120_000);
+});
