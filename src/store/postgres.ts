@@ -69,6 +69,15 @@ const LOST =
   /Connection terminated|connection error|Connection is closed|timeout exceeded when trying to connect|terminating connection|not queryable/i;
 
 /**
+ * After a fault, a call (outside any section) tries the connection again once this long has
+ * passed, then twice as long after each failure, up to {@link RETRY_MAX_MS}, and never sooner
+ * than four times what the last attempt took (a server that does not answer costs the guard's
+ * thread up to `connectTimeoutMs` per attempt). The heartbeat's `check()` tries as well.
+ */
+const RETRY_FIRST_MS = 250;
+const RETRY_MAX_MS = 5000;
+
+/**
  * The database's clock as the guard's budgets need it: read from PostgreSQL (`clock_timestamp()`)
  * when the store connects and again on every heartbeat, and carried forward between readings by
  * this process's monotonic clock, never backwards. Every host of a fleet then dates charges,
@@ -119,6 +128,12 @@ export class PostgresStore implements LedgerStore {
   readonly #bucketMs: number;
   #c: PgConnection | undefined;
   #fault: LedgerFaultError | undefined;
+  #closed = false;
+  /** When a call may next try to reconnect (performance.now()), and the back-off after that. */
+  #retryAt = 0;
+  #retryDelay = RETRY_FIRST_MS;
+  /** A call reconnected since the last `check()`, which reports it. */
+  #recovered = false;
   #depth = 0;
   #slot = randomInt(DECISION_ID_SLOTS);
 
@@ -131,7 +146,7 @@ export class PostgresStore implements LedgerStore {
       this.#c = this.#connect();
     } catch (e) {
       if (!(e instanceof LedgerFaultError) || options.whenUnavailable !== "retry") throw e;
-      this.#fault = e;
+      this.#setFault(e);
     }
   }
 
@@ -183,11 +198,19 @@ export class PostgresStore implements LedgerStore {
     return undefined;
   }
 
+  /** Marks the store unavailable; the first fault is kept, and calls try again after a back-off. */
+  #setFault(fault: LedgerFaultError): void {
+    if (this.#fault !== undefined) return;
+    this.#fault = fault;
+    this.#retryDelay = RETRY_FIRST_MS;
+    this.#retryAt = performance.now() + RETRY_FIRST_MS;
+  }
+
   /** Marks the store unavailable when `e` means so; returns what to throw (never the password). */
   #failed(e: unknown): unknown {
     const fault = this.#faultOf(e);
     if (fault !== undefined) {
-      this.#fault ??= fault;
+      this.#setFault(fault);
       return this.#fault;
     }
     if (isJudgeGuardError(e)) return e;
@@ -198,9 +221,35 @@ export class PostgresStore implements LedgerStore {
     return err;
   }
 
+  /**
+   * The connection, or the fault. A call outside any section whose back-off has passed tries to
+   * reconnect first; never inside a section, whose transaction went with the lost connection.
+   */
   #live(): PgConnection {
+    if (this.#fault !== undefined && this.#depth === 0 && !this.#closed && performance.now() >= this.#retryAt)
+      this.#recovered = this.#reconnect() || this.#recovered;
     if (this.#fault !== undefined) throw this.#fault;
     return this.#c!;
+  }
+
+  /** Connects anew (migrating, reading the clock) and replaces the lost connection: whether it did. */
+  #reconnect(): boolean {
+    const started = performance.now();
+    try {
+      const c = this.#connect();
+      this.#c?.close();
+      this.#c = c;
+      this.#fault = undefined;
+      return true;
+    } catch (e) {
+      // A fault replaces the one kept (it says what is wrong now); any other error keeps it.
+      const fault = this.#faultOf(e);
+      if (fault !== undefined) this.#fault = fault;
+      const now = performance.now();
+      this.#retryAt = now + Math.max(this.#retryDelay, 4 * (now - started));
+      this.#retryDelay = Math.min(2 * this.#retryDelay, RETRY_MAX_MS);
+      return false;
+    }
   }
 
   #q(sql: string, params: readonly unknown[] = []): Row[] {
@@ -222,28 +271,22 @@ export class PostgresStore implements LedgerStore {
   }
 
   check(): LedgerCheck {
+    if (this.#closed) return { fault: this.#fault! };
     if (this.#fault === undefined) {
       try {
-        this.#anchorClock(this.#live());
-        return {};
+        this.#anchorClock(this.#c!);
+        if (!this.#recovered) return {};
+        this.#recovered = false;
+        return { recovered: "reconnected to the database" };
       } catch (e) {
         const fault = this.#faultOf(e);
         if (fault === undefined) return {};
-        this.#fault = fault;
+        this.#setFault(fault);
       }
     }
-    const found = this.#fault!;
-    try {
-      const c = this.#connect();
-      this.#c?.close();
-      this.#c = c;
-      this.#fault = undefined;
-      return { recovered: "reconnected to the database" };
-    } catch (e) {
-      const fault = this.#faultOf(e);
-      if (fault !== undefined) this.#fault = fault;
-      return { fault: this.#fault ?? found };
-    }
+    if (!this.#reconnect()) return { fault: this.#fault! };
+    this.#recovered = false;
+    return { recovered: "reconnected to the database" };
   }
 
   atomically<T>(fn: () => T): T {
@@ -715,6 +758,7 @@ export class PostgresStore implements LedgerStore {
   }
 
   close(): void {
+    this.#closed = true;
     this.#c?.close();
     this.#c = undefined;
     this.#fault ??= new LedgerFaultError(

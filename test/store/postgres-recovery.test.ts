@@ -117,6 +117,36 @@ describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger: a connection ended
     store.close();
   }, 120_000);
 
+  it("once the database is back, the next call reconnects (after a back-off), without waiting for the heartbeat", async () => {
+    const url = await cluster().database();
+    const store = new PostgresStore(url, { connectTimeoutMs: 2000 });
+    store.addUsage("k", Date.now(), 1000, 1);
+    cluster().stop();
+    try {
+      expect(() => store.scopeUsage("k", 0)).toThrow(/cannot be reached/);
+      expect(store.fault).toBeDefined();
+      // While it is down, calls fail fast with the fault (the back-off spares the server).
+      expect(() => store.scopeUsage("k", 0)).toThrow(/cannot be reached/);
+    } finally {
+      cluster().start();
+    }
+    // No check() here: only calls.
+    const usable = () => {
+      try {
+        return store.scopeUsage("k", 0).spentMicros === 1000;
+      } catch {
+        return false;
+      }
+    };
+    await until(usable);
+    expect(store.fault).toBeUndefined();
+    // The heartbeat still hears of the recovery (it logs it and records the caps again).
+    expect(store.check()).toEqual({ recovered: "reconnected to the database" });
+    expect(store.check()).toEqual({});
+    store.close();
+    expect(store.check().fault?.message).toMatch(/is closed/);
+  }, 120_000);
+
   it("a guard with many calls in flight judges again once a restarted database is back", async () => {
     const url = await cluster().database();
     const guard = createGuard({
