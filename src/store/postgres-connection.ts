@@ -57,6 +57,9 @@ type Call = (o: WorkerOp) => QueryAnswer | BeginAnswer | null;
 let call: Call | undefined;
 let nextHandle = 1;
 
+/** How long a section waits for the ledger's lock by default (PostgreSQL's `lock_timeout`). */
+export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
+
 /** How long this thread waits for any one answer before giving up: past every server timeout. */
 const ANSWER_TIMEOUT_MS = 120_000;
 
@@ -101,7 +104,7 @@ export class PgConnection {
       url,
       max: o.max ?? 2,
       connectTimeoutMs: o.connectTimeoutMs ?? 5000,
-      lockTimeoutMs: o.lockTimeoutMs ?? 10_000,
+      lockTimeoutMs: o.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
       statementTimeoutMs: o.statementTimeoutMs ?? 30_000,
       idleInTransactionMs: o.idleInTransactionMs ?? 15_000,
       applicationName: "judge-guard",

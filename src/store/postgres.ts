@@ -6,7 +6,13 @@ import type { Clock } from "../util/clock.js";
 import { bucketStart, DEFAULT_BUCKET_MS, judgeScope, scopeOf } from "./buckets.js";
 import { addToId, DECISION_ID_SLOTS, type DecisionId, firstDecisionId } from "./decision-ids.js";
 import { judgeBudgetsText, sameCaps } from "./guard-config.js";
-import { PgConnection, type PgConnectionOptions, redactIn, redactUrl } from "./postgres-connection.js";
+import {
+  DEFAULT_LOCK_TIMEOUT_MS,
+  PgConnection,
+  type PgConnectionOptions,
+  redactIn,
+  redactUrl,
+} from "./postgres-connection.js";
 import { migratePostgres, PG_SCHEMA as S, SECTION_LOCK } from "./postgres-migrations.js";
 import type {
   DecisionRecord,
@@ -123,6 +129,8 @@ export class PostgresStore implements LedgerStore {
   readonly location: string;
   /** The database's clock: the guard's windows and times use it when no clock is given. */
   readonly clock = new DatabaseClock();
+  /** How long a section waits for the ledger's lock (held by another host's section) before failing. */
+  readonly lockTimeoutMs: number;
   readonly #url: string;
   readonly #o: PostgresStoreOptions;
   readonly #bucketMs: number;
@@ -142,6 +150,7 @@ export class PostgresStore implements LedgerStore {
     this.location = redactUrl(url);
     this.#o = options;
     this.#bucketMs = options.bucketMs ?? DEFAULT_BUCKET_MS;
+    this.lockTimeoutMs = options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
     try {
       this.#c = this.#connect();
     } catch (e) {

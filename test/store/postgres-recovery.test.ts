@@ -3,6 +3,7 @@ import { createGuard, isLedgerFaultError } from "../../src/index.js";
 import { PostgresStore } from "../../src/store/postgres.js";
 import { PgConnection } from "../../src/store/postgres-connection.js";
 import { ensureBuilt } from "../helpers/cli.js";
+import { captureLogs } from "../helpers/logs.js";
 import { postgresUnavailable, usePostgres } from "../helpers/postgres.js";
 
 /**
@@ -190,4 +191,19 @@ describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger: a connection ended
       await guard.close();
     }
   }, 120_000);
+
+  it("a lease shorter than the lock timeout plus one heartbeat is named in a warning at start-up, with the minimum", async () => {
+    const url = await cluster().database();
+    for (const [leaseMs, warned] of [
+      [1000, true],
+      [15_000, false],
+    ] as const) {
+      const logs = captureLogs("warn");
+      const guard = createGuard({ ledger: url, logger: logs.logger, leaseMs });
+      const line = logs.lines.find((l) => String(l.msg).includes("JUDGE_GUARD_LEASE"));
+      expect(line !== undefined).toBe(warned);
+      if (warned) expect(line).toMatchObject({ leaseMs, minimumMs: 15_000 });
+      await guard.close();
+    }
+  });
 });
