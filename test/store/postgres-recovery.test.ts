@@ -30,6 +30,39 @@ const until = async (what: () => boolean, ms = 60_000, also: () => void = () => 
 /** Blocks this thread (as a section does), letting the worker thread read what the server sent. */
 const blockFor = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
+/**
+ * Charges 1,000 for key "k", then runs a section that charges 5,000, lets `cut` end its
+ * connection, and charges 7,000: the error the section threw.
+ */
+function cutSection(store: PostgresStore, cut: () => void): unknown {
+  store.addUsage("k", Date.now(), 1000, 1);
+  try {
+    store.atomically(() => {
+      store.addUsage("k", Date.now(), 5000, 1);
+      cut();
+      blockFor(200);
+      store.addUsage("k", Date.now(), 7000, 1);
+    });
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
+/** After {@link cutSection}: each store recovers on check(), and none of the section's writes is there. */
+async function expectRecoveredWhole(stores: readonly PostgresStore[]): Promise<void> {
+  for (const s of stores)
+    await until(
+      () => s.fault === undefined,
+      60_000,
+      () => s.check(),
+    );
+  const [first, last] = [stores[0]!, stores[stores.length - 1]!];
+  expect(last.scopeUsage("k", 0)).toMatchObject({ spentMicros: 1000, calls: 1 });
+  last.atomically(() => last.addUsage("k", Date.now(), 2000, 1));
+  expect(first.scopeUsage("k", 0)).toMatchObject({ spentMicros: 3000, calls: 2 });
+}
+
 const request = (key: string, i: number) => ({
   judge: "quality_assessment",
   model: "claude-sonnet-4-6",
@@ -47,31 +80,11 @@ describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger: a connection ended
     const url = await cluster().database();
     const store = new PostgresStore(url);
     const other = new PostgresStore(url);
-    store.addUsage("k", Date.now(), 1000, 1);
-    let thrown: unknown;
-    try {
-      store.atomically(() => {
-        store.addUsage("k", Date.now(), 5000, 1);
-        // The server goes down and comes back while this section is between statements.
-        cluster().restart();
-        blockFor(200);
-        store.addUsage("k", Date.now(), 7000, 1);
-      });
-    } catch (e) {
-      thrown = e;
-    }
+    // The server goes down and comes back while the section is between statements.
+    const thrown = cutSection(store, () => cluster().restart());
     expect(isLedgerFaultError(thrown), String(thrown)).toBe(true);
-    // Both stores of this process (one worker thread) recover on their heartbeat's check().
-    for (const s of [store, other])
-      await until(
-        () => s.fault === undefined,
-        60_000,
-        () => s.check(),
-      );
-    // Nothing of the section was applied; the lock went with its session.
-    expect(other.scopeUsage("k", 0)).toMatchObject({ spentMicros: 1000, calls: 1 });
-    other.atomically(() => other.addUsage("k", Date.now(), 2000, 1));
-    expect(store.scopeUsage("k", 0)).toMatchObject({ spentMicros: 3000, calls: 2 });
+    // Both stores of this process (one worker thread) recover; the lock went with the session.
+    await expectRecoveredWhole([store, other]);
     store.close();
     other.close();
   }, 120_000);
@@ -80,40 +93,24 @@ describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger: a connection ended
     const url = await cluster().database();
     const store = new PostgresStore(url);
     const admin = new PgConnection(url);
-    store.addUsage("k", Date.now(), 1000, 1);
-    let thrown: unknown;
-    try {
-      store.atomically(() => {
-        store.addUsage("k", Date.now(), 5000, 1);
-        const [held] = admin.query(
-          "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
-        ).rows;
-        expect(held).toBeDefined();
-        admin.query("SELECT pg_terminate_backend($1)", [held!.pid]);
-        // Wait for that session to end (its lock with it), as another host would.
-        for (let i = 0; i < 600; i++) {
-          const n = admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1", [held!.pid])
-            .rows[0]!.n;
-          if (n === 0) break;
-          blockFor(50);
-        }
-        blockFor(200);
-        store.addUsage("k", Date.now(), 7000, 1);
-      });
-    } catch (e) {
-      thrown = e;
-    }
+    const thrown = cutSection(store, () => {
+      const [held] = admin.query(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+      ).rows;
+      expect(held).toBeDefined();
+      admin.query("SELECT pg_terminate_backend($1)", [held!.pid]);
+      // Wait for that session to end (its lock with it), as another host would.
+      for (let i = 0; i < 600; i++) {
+        const n = admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1", [held!.pid])
+          .rows[0]!.n;
+        if (n === 0) break;
+        blockFor(50);
+      }
+    });
     expect(isLedgerFaultError(thrown), String(thrown)).toBe(true);
     const locks = admin.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'").rows[0]!;
     expect(locks.n).toBe(0);
-    await until(
-      () => store.fault === undefined,
-      60_000,
-      () => store.check(),
-    );
-    expect(store.scopeUsage("k", 0)).toMatchObject({ spentMicros: 1000, calls: 1 });
-    store.atomically(() => store.addUsage("k", Date.now(), 2000, 1));
-    expect(store.scopeUsage("k", 0)).toMatchObject({ spentMicros: 3000, calls: 2 });
+    await expectRecoveredWhole([store]);
     admin.close();
     store.close();
   }, 120_000);
