@@ -7,11 +7,12 @@ import { CannedCatalog } from "../detection/catalog.js";
 import { SessionTracker } from "../detection/tracker.js";
 import type { EvidenceStep } from "../detection/window.js";
 import { ConfigError, GuardClosedError, isLedgerFaultError } from "../errors.js";
-import { createLogger } from "../log/logger.js";
+import { createLogger, type Logger } from "../log/logger.js";
 import { PriceTable, type Usage } from "../pricing/prices.js";
 import { readUsage } from "../pricing/usage.js";
 import { SignalDispatcher } from "../signals/dispatcher.js";
 import { openStore } from "../store/open.js";
+import { PostgresStore } from "../store/postgres.js";
 import { SafeLedger } from "../store/safe.js";
 import type { EstimateStats, LedgerStore } from "../store/types.js";
 import { HEARTBEAT_MS, LedgerUpkeep } from "../store/upkeep.js";
@@ -94,6 +95,7 @@ export class Guard {
     const prices = new PriceTable(o.prices, (model) =>
       log.warn({ model }, "no price for this model: charging it at the highest known rate"),
     );
+    warnShortLease(this.#store, o.leaseMs, log);
     const retainMs = Math.max(o.budgetWindowMs, DAY_MS) * 2;
     this.#upkeep = new LedgerUpkeep(this.#ledger, log, { clock, leaseMs: o.leaseMs, retainMs, caps: o });
     let known: { stats: EstimateStats[]; canned: string[] } = { stats: [], canned: [] };
@@ -341,6 +343,24 @@ export class Guard {
     });
     this.#settlements.saveLearned();
   }
+}
+
+/**
+ * On a PostgreSQL ledger, this guard renews its lease on its own thread, which waits while a
+ * section waits for the fleet's lock (up to `lock_timeout`): a lease shorter than that wait plus
+ * one heartbeat can lapse on a live host, whose calls in flight other hosts then set aside (still
+ * counted at their worst case, never freed; charged at their estimate after ten leases, corrected
+ * by their settlement). Not refused: the lease only decides when silence is taken for death, and a
+ * short one is how tests and drills see a dead host reclaimed in seconds. See docs/postgres.md.
+ */
+function warnShortLease(store: LedgerStore, leaseMs: number, log: Logger): void {
+  if (!(store instanceof PostgresStore)) return;
+  const minimumMs = store.lockTimeoutMs + HEARTBEAT_MS;
+  if (leaseMs >= minimumMs) return;
+  log.warn(
+    { leaseMs, minimumMs },
+    `leaseMs (JUDGE_GUARD_LEASE) is shorter than the ledger's lock timeout plus one heartbeat: while this guard waits for the lock, other hosts may take it for gone and set its calls in flight aside (they keep counting); use at least ${minimumMs} ms`,
+  );
 }
 
 /** Creates a guard. See {@link GuardOptions}; `fromEnv()` builds the options from the environment. */

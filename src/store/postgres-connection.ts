@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createSyncFn } from "synckit";
 import { ConfigError } from "../errors.js";
@@ -53,9 +54,25 @@ function workerPath(): string {
   throw new Error(`the PostgreSQL ledger's worker is missing (${beside}): build judge-guard (npm run build)`);
 }
 
+/**
+ * Why the worker thread cannot start in this process, or undefined. A CommonJS script given to
+ * `node -e`, `node -p` or on standard input has a global `__dirname` ("."), which synckit's ES
+ * module build takes for its own directory: it then asks the worker to preload `../register.cjs`
+ * from the current directory, the worker fails before it can report anything, and this thread
+ * would wait for the answer timeout (two minutes). Said at once instead.
+ */
+function workerUnstartable(): string | undefined {
+  const dir = (globalThis as { __dirname?: unknown }).__dirname;
+  if (typeof dir !== "string" || existsSync(resolve(dir, "../register.cjs"))) return undefined;
+  return "the PostgreSQL ledger's worker thread cannot start from a CommonJS script given to `node -e`, `node -p` or on standard input (synckit resolves its preload against that script's global __dirname): run the code as an ES module (`node --input-type=module -e ...`) or from a file";
+}
+
 type Call = (o: WorkerOp) => QueryAnswer | BeginAnswer | null;
 let call: Call | undefined;
 let nextHandle = 1;
+
+/** How long a section waits for the ledger's lock by default (PostgreSQL's `lock_timeout`). */
+export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
 
 /** How long this thread waits for any one answer before giving up: past every server timeout. */
 const ANSWER_TIMEOUT_MS = 120_000;
@@ -95,13 +112,17 @@ export class PgConnection {
         `JUDGE_GUARD_DB (--db) ${redactUrl(url)} is not a valid PostgreSQL URL: write it as postgres://user:password@host:port/database, with special characters of the password percent-encoded`,
       );
     }
-    call ??= createSyncFn(workerPath(), { timeout: ANSWER_TIMEOUT_MS }) as unknown as Call;
+    if (call === undefined) {
+      const why = workerUnstartable();
+      if (why !== undefined) throw new ConfigError("ledger", why);
+      call = createSyncFn(workerPath(), { timeout: ANSWER_TIMEOUT_MS }) as unknown as Call;
+    }
     this.#handle = nextHandle++;
     const settings: PoolSettings = {
       url,
       max: o.max ?? 2,
       connectTimeoutMs: o.connectTimeoutMs ?? 5000,
-      lockTimeoutMs: o.lockTimeoutMs ?? 10_000,
+      lockTimeoutMs: o.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS,
       statementTimeoutMs: o.statementTimeoutMs ?? 30_000,
       idleInTransactionMs: o.idleInTransactionMs ?? 15_000,
       applicationName: "judge-guard",

@@ -56,6 +56,27 @@ interface Handle {
 
 const handles = new Map<number, Handle>();
 
+/**
+ * What ended a client's connection while none of our statements ran on it: the server's
+ * message (57P01 on a restart or pg_terminate_backend, 25P03 after idle_in_transaction) or the
+ * socket's end. Kept until the client is next used, then thrown, and the client destroyed.
+ */
+const lost = new WeakMap<pg.Client, Error>();
+
+/**
+ * Every client listens for `error` for as long as it lives. node-postgres emits `error` on a
+ * client whose connection ends while no query runs on it, and the pool listens only while the
+ * client is idle in it: a section's client between two statements had no listener, so a restart
+ * or a terminated session threw in this thread, synckit took that for a fatal failure of the
+ * worker and ended it, and every later call of the process (every store, every reconnection)
+ * threw that same error: the ledger stayed down until the process restarted.
+ */
+function watch(client: pg.Client): void {
+  client.on("error", (e: Error) => {
+    if (!lost.has(client)) lost.set(client, e);
+  });
+}
+
 function handleOf(id: number): Handle {
   const h = handles.get(id);
   if (h === undefined) throw new Error("the PostgreSQL ledger connection is closed");
@@ -67,6 +88,13 @@ async function endTx(h: Handle, how: "COMMIT" | "ROLLBACK"): Promise<void> {
   const c = h.tx;
   if (c === undefined) return;
   h.tx = undefined;
+  const gone = lost.get(c);
+  if (gone !== undefined) {
+    // Its session is over: the server rolled the transaction back and released its lock.
+    c.release(gone);
+    if (how === "COMMIT") throw gone;
+    return;
+  }
   try {
     await c.query(how);
     c.release();
@@ -113,6 +141,7 @@ async function run(o: WorkerOp): Promise<QueryAnswer | BeginAnswer | null> {
       // A pooled connection the server drops (a restart) errors here while idle: the pool
       // discards it and connects anew; the next operation says what happened, not the process.
       pool.on("error", () => {});
+      pool.on("connect", watch);
       handles.set(o.handle, { pool, tx: undefined });
       return null;
     }
@@ -138,6 +167,8 @@ async function run(o: WorkerOp): Promise<QueryAnswer | BeginAnswer | null> {
     }
     case "query": {
       const h = handleOf(o.handle);
+      const gone = h.tx === undefined ? undefined : lost.get(h.tx);
+      if (gone !== undefined) throw gone; // the section's connection ended between statements
       const r = await (h.tx ?? h.pool).query({ text: o.sql, values: o.params as unknown[] });
       return { rows: r.rows, rowCount: r.rowCount ?? 0 };
     }

@@ -6,7 +6,13 @@ import type { Clock } from "../util/clock.js";
 import { bucketStart, DEFAULT_BUCKET_MS, judgeScope, scopeOf } from "./buckets.js";
 import { addToId, DECISION_ID_SLOTS, type DecisionId, firstDecisionId } from "./decision-ids.js";
 import { judgeBudgetsText, sameCaps } from "./guard-config.js";
-import { PgConnection, type PgConnectionOptions, redactIn, redactUrl } from "./postgres-connection.js";
+import {
+  DEFAULT_LOCK_TIMEOUT_MS,
+  PgConnection,
+  type PgConnectionOptions,
+  redactIn,
+  redactUrl,
+} from "./postgres-connection.js";
 import { migratePostgres, PG_SCHEMA as S, SECTION_LOCK } from "./postgres-migrations.js";
 import { configOf, idOf, num, numOrNull, type Row, reservationOf } from "./rows.js";
 import type {
@@ -61,6 +67,15 @@ const LOST =
   /Connection terminated|connection error|Connection is closed|timeout exceeded when trying to connect|terminating connection|not queryable/i;
 
 /**
+ * After a fault, a call (outside any section) tries the connection again once this long has
+ * passed, then twice as long after each failure, up to {@link RETRY_MAX_MS}, and never sooner
+ * than four times what the last attempt took (a server that does not answer costs the guard's
+ * thread up to `connectTimeoutMs` per attempt). The heartbeat's `check()` tries as well.
+ */
+const RETRY_FIRST_MS = 250;
+const RETRY_MAX_MS = 5000;
+
+/**
  * The database's clock as the guard's budgets need it: read from PostgreSQL (`clock_timestamp()`)
  * when the store connects and again on every heartbeat, and carried forward between readings by
  * this process's monotonic clock, never backwards. Every host of a fleet then dates charges,
@@ -106,11 +121,19 @@ export class PostgresStore implements LedgerStore {
   readonly location: string;
   /** The database's clock: the guard's windows and times use it when no clock is given. */
   readonly clock = new DatabaseClock();
+  /** How long a section waits for the ledger's lock (held by another host's section) before failing. */
+  readonly lockTimeoutMs: number;
   readonly #url: string;
   readonly #o: PostgresStoreOptions;
   readonly #bucketMs: number;
   #c: PgConnection | undefined;
   #fault: LedgerFaultError | undefined;
+  #closed = false;
+  /** When a call may next try to reconnect (performance.now()), and the back-off after that. */
+  #retryAt = 0;
+  #retryDelay = RETRY_FIRST_MS;
+  /** A call reconnected since the last `check()`, which reports it. */
+  #recovered = false;
   #depth = 0;
   #slot = randomInt(DECISION_ID_SLOTS);
 
@@ -119,11 +142,12 @@ export class PostgresStore implements LedgerStore {
     this.location = redactUrl(url);
     this.#o = options;
     this.#bucketMs = options.bucketMs ?? DEFAULT_BUCKET_MS;
+    this.lockTimeoutMs = options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
     try {
       this.#c = this.#connect();
     } catch (e) {
       if (!(e instanceof LedgerFaultError) || options.whenUnavailable !== "retry") throw e;
-      this.#fault = e;
+      this.#setFault(e);
     }
   }
 
@@ -175,11 +199,19 @@ export class PostgresStore implements LedgerStore {
     return undefined;
   }
 
+  /** Marks the store unavailable; the first fault is kept, and calls try again after a back-off. */
+  #setFault(fault: LedgerFaultError): void {
+    if (this.#fault !== undefined) return;
+    this.#fault = fault;
+    this.#retryDelay = RETRY_FIRST_MS;
+    this.#retryAt = performance.now() + RETRY_FIRST_MS;
+  }
+
   /** Marks the store unavailable when `e` means so; returns what to throw (never the password). */
   #failed(e: unknown): unknown {
     const fault = this.#faultOf(e);
     if (fault !== undefined) {
-      this.#fault ??= fault;
+      this.#setFault(fault);
       return this.#fault;
     }
     if (isJudgeGuardError(e)) return e;
@@ -190,9 +222,35 @@ export class PostgresStore implements LedgerStore {
     return err;
   }
 
+  /**
+   * The connection, or the fault. A call outside any section whose back-off has passed tries to
+   * reconnect first; never inside a section, whose transaction went with the lost connection.
+   */
   #live(): PgConnection {
+    if (this.#fault !== undefined && this.#depth === 0 && !this.#closed && performance.now() >= this.#retryAt)
+      this.#recovered = this.#reconnect() || this.#recovered;
     if (this.#fault !== undefined) throw this.#fault;
     return this.#c!;
+  }
+
+  /** Connects anew (migrating, reading the clock) and replaces the lost connection: whether it did. */
+  #reconnect(): boolean {
+    const started = performance.now();
+    try {
+      const c = this.#connect();
+      this.#c?.close();
+      this.#c = c;
+      this.#fault = undefined;
+      return true;
+    } catch (e) {
+      // A fault replaces the one kept (it says what is wrong now); any other error keeps it.
+      const fault = this.#faultOf(e);
+      if (fault !== undefined) this.#fault = fault;
+      const now = performance.now();
+      this.#retryAt = now + Math.max(this.#retryDelay, 4 * (now - started));
+      this.#retryDelay = Math.min(2 * this.#retryDelay, RETRY_MAX_MS);
+      return false;
+    }
   }
 
   #q(sql: string, params: readonly unknown[] = []): Row[] {
@@ -214,28 +272,22 @@ export class PostgresStore implements LedgerStore {
   }
 
   check(): LedgerCheck {
+    if (this.#closed) return { fault: this.#fault! };
     if (this.#fault === undefined) {
       try {
-        this.#anchorClock(this.#live());
-        return {};
+        this.#anchorClock(this.#c!);
+        if (!this.#recovered) return {};
+        this.#recovered = false;
+        return { recovered: "reconnected to the database" };
       } catch (e) {
         const fault = this.#faultOf(e);
         if (fault === undefined) return {};
-        this.#fault = fault;
+        this.#setFault(fault);
       }
     }
-    const found = this.#fault!;
-    try {
-      const c = this.#connect();
-      this.#c?.close();
-      this.#c = c;
-      this.#fault = undefined;
-      return { recovered: "reconnected to the database" };
-    } catch (e) {
-      const fault = this.#faultOf(e);
-      if (fault !== undefined) this.#fault = fault;
-      return { fault: this.#fault ?? found };
-    }
+    if (!this.#reconnect()) return { fault: this.#fault! };
+    this.#recovered = false;
+    return { recovered: "reconnected to the database" };
   }
 
   atomically<T>(fn: () => T): T {
@@ -707,6 +759,7 @@ export class PostgresStore implements LedgerStore {
   }
 
   close(): void {
+    this.#closed = true;
     this.#c?.close();
     this.#c = undefined;
     this.#fault ??= new LedgerFaultError(

@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFile, execFileSync, spawnSync } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -55,6 +55,8 @@ export interface PgCluster {
   start(): void;
   /** Stops and starts the server: every open connection is lost. */
   restart(): void;
+  /** {@link restart} without blocking this thread (the caller's guard goes on running sections meanwhile). */
+  restartInBackground(): Promise<void>;
   /** Stops the server and removes its folder. */
   destroy(): void;
 }
@@ -114,9 +116,21 @@ export async function startCluster(): Promise<PgCluster> {
     "-c full_page_writes=off",
     "-c max_connections=200",
   ].join(" ");
-  const ctl = (...args: string[]) => as(join(bin, "pg_ctl"), ["-D", data, "-w", "-t", "60", ...args]);
-  const start = () => ctl("-o", options, "-l", join(dir, "server.log"), "start");
+  const ctlArgs = (...args: string[]) => ["-D", data, "-w", "-t", "60", ...args];
+  const ctl = (...args: string[]) => as(join(bin, "pg_ctl"), ctlArgs(...args));
+  const startArgs = ["-o", options, "-l", join(dir, "server.log"), "start"];
+  const start = () => ctl(...startArgs);
   const stop = () => ctl("-m", "fast", "stop");
+  const ctlInBackground = (args: string[]) =>
+    new Promise<void>((resolve, reject) => {
+      const cmd = join(bin, "pg_ctl");
+      const [file, argv] = root ? ["runuser", ["-u", "postgres", "--", cmd, ...args]] : [cmd, args];
+      execFile(file, argv, { encoding: "utf8", timeout: 120_000 }, (err, stdout, stderr) =>
+        err
+          ? reject(new Error(`pg_ctl ${args.join(" ")} failed: ${err.message}\n${stdout}${stderr}`))
+          : resolve(),
+      );
+    });
   start();
   let n = 0;
   const url = (db: string) =>
@@ -151,6 +165,12 @@ export async function startCluster(): Promise<PgCluster> {
     restart() {
       if (running) stop();
       start();
+      running = true;
+    },
+    async restartInBackground() {
+      if (running) await ctlInBackground(ctlArgs("-m", "fast", "stop"));
+      running = false;
+      await ctlInBackground(ctlArgs(...startArgs));
       running = true;
     },
     destroy() {

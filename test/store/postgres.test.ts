@@ -63,6 +63,26 @@ describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger", () => {
     store.close();
   });
 
+  it("a CommonJS `node -e` script (where synckit's worker cannot start) gets a ConfigError saying what to do, not a two-minute hang", async () => {
+    ensureBuilt();
+    const url = await cluster().database();
+    const index = fileURLToPath(new URL("../../dist/index.js", import.meta.url));
+    const script = `import(${JSON.stringify(index)}).then((m) => {
+      try { m.createGuard({ ledger: process.argv[1], logger: "silent" }); console.log("started"); }
+      catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })); }
+      process.exit(0);
+    })`;
+    // Well under the answer timeout (two minutes) that a hang would run into.
+    const { stdout } = await run(process.execPath, ["-e", script, url], {
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    const out = JSON.parse(stdout) as { name: string; code: string; message: string };
+    expect(out).toMatchObject({ name: "ConfigError", code: "CONFIG_INVALID" });
+    expect(out.message).toMatch(/node --input-type=module -e/);
+    expect(out.message).not.toContain(PG_PASSWORD);
+  });
+
   it("a ledger written by a newer judge-guard is refused, naming both versions and what to do", async () => {
     const url = await cluster().database();
     new PostgresStore(url).close();
