@@ -121,7 +121,7 @@ export class Settlements {
     reported: ReportedCost | undefined,
     started: number,
     keep = false,
-  ): { micros: number; usage: Usage | null } {
+  ): { micros: number; usage: Usage | null; moot?: true } {
     const failed = decision === "failed";
     const c = chargeOf(call, failed, reported, this.#p.prices);
     const charged = c.micros;
@@ -169,6 +169,13 @@ export class Settlements {
           moot = true;
           return;
         }
+        if (!keep && call.reserved && prior === undefined) {
+          // Its reservation is gone: settled already, through another guard sharing the ledger (a
+          // call admitted on one sidecar and settled on another), or by a write of this one whose
+          // commit was not acknowledged. Charging it again would count the call twice.
+          moot = true;
+          return;
+        }
         if (!keep && prior?.chargedMicros != null && prior.decisionId !== null) {
           // Charged at its estimate meanwhile (its owner was presumed gone, or it timed out):
           // correct that charge to this one, in the same decision.
@@ -195,7 +202,7 @@ export class Settlements {
       this.#ledger.failed(e, "settlement");
       this.#unsettled.push(write);
     }
-    if (moot) return { micros: 0, usage: null };
+    if (moot) return { micros: 0, usage: null, moot: true };
     if (failed) this.failed++;
     else this.judged++;
     this.chargedMicros += charged;

@@ -97,10 +97,7 @@ export class Calls {
       // its estimate after its timeout: the call was made, so its settlement counts.
       const row = this.#p.ledger.attempt((s) => s.reservation(reservationId));
       if (row === undefined || (row.chargedMicros !== null && result.expired)) {
-        throw new InvalidRequestError(
-          "reservation_id",
-          `no open reservation ${JSON.stringify(reservationId)}: it was settled already, or never made`,
-        );
+        throw settledAlready(reservationId);
       }
       const started = performance.now() - Math.max(0, this.#o.clock.now() - row.createdMs);
       ticket = { call: pendingCallOfRow(row), started };
@@ -113,6 +110,7 @@ export class Calls {
       : result;
     const decision = result.ok && !result.expired ? "judged" : "failed";
     const charged = this.#p.settlements.settle(call, decision, reported, started, result.expired === true);
+    if (charged.moot === true && result.expired !== true) throw settledAlready(reservationId);
     return { costUsd: toUsd(charged.micros) };
   }
 
@@ -200,3 +198,9 @@ export class Calls {
     );
   }
 }
+
+const settledAlready = (reservationId: string): InvalidRequestError =>
+  new InvalidRequestError(
+    "reservation_id",
+    `no open reservation ${JSON.stringify(reservationId)}: it was settled already, or never made`,
+  );
