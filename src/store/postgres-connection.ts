@@ -18,28 +18,57 @@ export function isPostgresUrl(ledger: string): boolean {
 
 /** A URL as it may be shown: its password replaced by `***` (never log a password). */
 export function redactUrl(url: string): string {
+  const masked = withPassword(url, "***");
   try {
-    const u = new URL(url);
-    if (u.password !== "") u.password = "***";
-    for (const key of [...u.searchParams.keys()])
-      if (/pass|secret|key|token/i.test(key)) u.searchParams.set(key, "***");
+    const u = new URL(masked);
+    for (const key of [...u.searchParams.keys()]) if (SECRET_PARAM.test(key)) u.searchParams.set(key, "***");
     return u.toString();
   } catch {
-    // Not parseable as a URL: hide whatever sits between the scheme's "//" and the "@".
-    return url.replace(/\/\/[^@/]*@/, "//***@");
+    return masked === url ? url.replace(/\/\/[^@/]*@/, "//***@") : masked;
   }
 }
 
-/** Removes a URL's password from any text (a driver's message may quote its input). */
-export function redactIn(text: string, url: string): string {
-  let out = text;
+/** Parameters whose value is a secret (`?password=...`). */
+const SECRET_PARAM = /pass|secret|key|token/i;
+
+/**
+ * The password of `url` as written, found by position: the userinfo runs from the scheme's "//"
+ * to the last "@", the password from its first ":". A password with an unencoded "/", "#", "?" or
+ * "@" would otherwise be parsed as part of the host or the path, and shown.
+ */
+function passwordOf(url: string): { password: string; at: number } | undefined {
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0];
+  const at = url.lastIndexOf("@");
+  if (scheme === undefined || at < scheme.length) return undefined;
+  const colon = url.slice(scheme.length, at).indexOf(":");
+  return colon === -1 ? undefined : { password: url.slice(scheme.length + colon + 1, at), at };
+}
+
+/** `url` with its password replaced by `text`. */
+function withPassword(url: string, text: string): string {
+  const p = passwordOf(url);
+  return p === undefined ? url : `${url.slice(0, p.at - p.password.length)}${text}${url.slice(p.at)}`;
+}
+
+const decoded = (s: string): string => {
   try {
-    const password = decodeURIComponent(new URL(url).password);
-    if (password !== "") out = out.split(password).join("***");
-    const raw = new URL(url).password;
-    if (raw !== "") out = out.split(raw).join("***");
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+};
+
+/** Removes a URL's password and secret parameters from any text (a driver's message may quote its input). */
+export function redactIn(text: string, url: string): string {
+  const secrets = [passwordOf(url)?.password ?? ""];
+  try {
+    for (const [key, value] of new URL(withPassword(url, "")).searchParams)
+      if (SECRET_PARAM.test(key)) secrets.push(value);
   } catch {}
-  return out.split(url).join(redactUrl(url));
+  let out = text.split(url).join(redactUrl(url));
+  for (const secret of secrets.flatMap((s) => [s, decoded(s)]))
+    if (secret !== "") out = out.split(secret).join("***");
+  return out;
 }
 
 /**

@@ -88,12 +88,12 @@ describe.skipIf(noPostgres !== undefined)("the CLI on a PostgreSQL ledger", () =
     const report = await cli(["report", ...RANGE], { env: { JUDGE_GUARD_DB: db } });
     expect(report.code).toBe(1);
     expect(report.stderr.trim()).toBe(
-      "judge-guard: report: JUDGE_GUARD_DB (--db) postgres://***@127.0.0.1:99999/db is not a valid PostgreSQL URL: write it as postgres://user:password@host:port/database, with special characters of the password percent-encoded",
+      "judge-guard: report: JUDGE_GUARD_DB (--db) postgres://postgres:***@127.0.0.1:99999/db is not a valid PostgreSQL URL: write it as postgres://user:password@host:port/database, with special characters of the password percent-encoded",
     );
     const serve = await cli(["serve", "--port", "0"], { env: { JUDGE_GUARD_DB: db }, timeoutMs: 20_000 });
     expect(serve.code).toBe(2);
     expect(serve.stderr).toMatch(
-      /^judge-guard: JUDGE_GUARD_DB \(--db\) postgres:\/\/\*\*\*@.* is not a valid PostgreSQL URL/,
+      /^judge-guard: JUDGE_GUARD_DB \(--db\) postgres:\/\/postgres:\*\*\*@.* is not a valid PostgreSQL URL/,
     );
     noSecret(report);
     noSecret(serve);
