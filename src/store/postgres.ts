@@ -189,6 +189,13 @@ export class PostgresStore implements LedgerStore {
         `${where} refused the connection (${message}): check the user and password in JUDGE_GUARD_DB (--db)`,
         { cause },
       );
+    if (code === "42501")
+      return new LedgerFaultError(
+        this.location,
+        "cannot-open",
+        `${where} refused an operation (${message}): the user in JUDGE_GUARD_DB (--db) needs CREATE on the database for the first start, which creates the schema judge_guard, and then USAGE on that schema and read and write on its tables (docs/postgres.md)`,
+        { cause },
+      );
     if (code.startsWith("08") || UNREACHABLE.has(code) || LOST.test(message))
       return new LedgerFaultError(
         this.location,

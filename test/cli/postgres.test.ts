@@ -82,6 +82,27 @@ describe.skipIf(noPostgres !== undefined)("the CLI on a PostgreSQL ledger", () =
     }
   });
 
+  it("a user who may not create the ledger's schema: one line saying which privilege it needs, no stack", async () => {
+    ensureBuilt();
+    const url = await cluster().database();
+    const dbName = new URL(url).pathname.slice(1);
+    await cluster().sql("postgres", "DROP ROLE IF EXISTS jg_nocreate");
+    await cluster().sql("postgres", "CREATE ROLE jg_nocreate LOGIN PASSWORD 'nocreate-pw-42'");
+    await cluster().sql("postgres", `REVOKE CREATE ON DATABASE ${dbName} FROM PUBLIC`);
+    const db = cluster()
+      .url(dbName)
+      .replace(/\/\/postgres:[^@]+@/, "//jg_nocreate:nocreate-pw-42@");
+    const r = await cli(["replay", "examples/phantom-incident.jsonl.gz", "--db", db, "--no-progress"]);
+    expect(r.code).not.toBe(0);
+    // The guard's log line of the fault, and the command's own line: each says what to grant.
+    const last = r.stderr.trim().split("\n").at(-1)!;
+    expect(last).toMatch(/^judge-guard: --db postgres:\/\/jg_nocreate:\*\*\*@.*permission denied/);
+    expect(last).toContain("needs CREATE on the database");
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.stderr).not.toContain("--verbose");
+    expect(r.stderr).not.toContain("nocreate-pw-42");
+  }, 60_000);
+
   it("a URL that is no URL: one line saying how to write it, without the password; serve refuses to start", async () => {
     ensureBuilt();
     const db = `postgres://postgres:${PG_PASSWORD}@127.0.0.1:99999/db`;
