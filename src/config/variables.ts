@@ -223,7 +223,7 @@ export const SERVE_VARIABLES = [
   {
     name: "JUDGE_GUARD_TOKEN",
     defaultText: "(none)",
-    doc: "`serve`: bearer token for every route but /healthz (16+ characters); required to listen beyond loopback",
+    doc: "`serve`: bearer token for every route but /healthz and /readyz (16+ characters); required to listen beyond loopback",
   },
 ] as const;
 

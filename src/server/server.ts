@@ -28,7 +28,7 @@ export interface ServeOptions {
   readonly host?: string;
   /** 0 picks a free port. @default 8787 */
   readonly port?: number;
-  /** Required on every route but /healthz when set; required to bind a non-loopback address. */
+  /** Required on every route but /healthz and /readyz when set; required to bind a non-loopback address. */
   readonly token?: string;
   /** A reservation not settled within this long is released (its client died). @default 600000 */
   readonly reservationTimeoutMs?: number;
@@ -90,7 +90,7 @@ class HttpError extends JudgeGuardError {
 
 /** The method a route answers, for a 405 naming it (`Allow`) rather than a 404; undefined for no route. */
 function allowedMethod(path: string): "GET" | "POST" | undefined {
-  if (path === "/healthz" || path === "/metrics") return "GET";
+  if (path === "/healthz" || path === "/readyz" || path === "/metrics") return "GET";
   if (path === "/v1/admit" || path === "/v1/settle" || path === "/v1/assess") return "POST";
   if (/^\/v1\/sessions\/[^/]+\/reset$/.test(path)) return "POST";
   if (/^\/v1\/sessions\/[^/]+$/.test(path)) return "GET";
@@ -301,6 +301,13 @@ export async function serve(o: ServeOptions): Promise<RunningServer> {
       // The sidecar answers (failing as JUDGE_GUARD_ON_ERROR says) even while its ledger does not.
       send(res, 200, { ok: true, ledger: guard.ledgerFault === null ? "ok" : "unavailable" });
       return "/healthz";
+    }
+    if (path === "/readyz" && req.method === "GET") {
+      // Ready: guarding with its ledger. A probe that should hold an agent back (a fleet's
+      // database unreachable, a wrong password) asks this, not /healthz. Why is in the log.
+      const ready = guard.ledgerFault === null;
+      send(res, ready ? 200 : 503, { ready, ledger: ready ? "ok" : "unavailable" });
+      return "/readyz";
     }
     if (expected) {
       const auth = req.headers.authorization ?? "";

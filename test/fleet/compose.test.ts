@@ -19,6 +19,7 @@ const parse = (file: string): Record<string, unknown> =>
   >;
 
 interface Service {
+  healthcheck?: { test?: string[] };
   build?: string;
   image?: string;
   command?: unknown;
@@ -37,6 +38,8 @@ describe("the fleet's Compose files", () => {
     expect(s["judge-guard"]!.build).toBe("./judge-guard");
     expect(s["judge-guard"]!.command).toBeUndefined();
     expect(s["judge-guard"]!.env_file).toBe("./judge-guard.env");
+    // Healthy means guarding on the shared database: /readyz (503 while it cannot be used).
+    expect(s["judge-guard"]!.healthcheck?.test?.join(" ")).toContain("http://127.0.0.1:8787/readyz");
     for (const svc of Object.values(s)) expect(() => checkVariableNames(svc.environment ?? {})).not.toThrow();
     // The database URL (and its password) only reaches the sidecar.
     const phantom = s.phantom!;

@@ -75,9 +75,10 @@ describe("judge-guard serve", () => {
     await guard.close();
   });
 
-  it("requires the bearer token everywhere but /healthz", async () => {
+  it("requires the bearer token everywhere but /healthz and /readyz", async () => {
     const s = await start();
     expect((await http(s.url, "/healthz", { token: null })).status).toBe(200);
+    expect((await http(s.url, "/readyz", { token: null })).json).toEqual({ ready: true, ledger: "ok" });
     expect((await http(s.url, "/v1/sessions/k", { token: null })).json).toEqual({
       error: { code: "UNAUTHORIZED", message: "missing or wrong bearer token" },
     });

@@ -296,6 +296,9 @@ describe
               });
               const health = await http(url, "/healthz");
               expect(health.json).toEqual({ ok: true, ledger: "unavailable" });
+              // Alive, but not ready: a probe that holds agents back until the ledger answers.
+              const ready = await http(url, "/readyz");
+              expect([ready.status, ready.json]).toEqual([503, { ready: false, ledger: "unavailable" }]);
               const first = await http(url, "/v1/admit", admitBody(1));
               expect(first.status).toBe(200);
               expect(first.json.decision).toBe(decision);
@@ -321,6 +324,8 @@ describe
               while ((await http(url, "/healthz")).json.ledger !== "ok" && Date.now() < deadline)
                 await new Promise((r) => setTimeout(r, 100));
               expect((await http(url, "/healthz")).json).toEqual({ ok: true, ledger: "ok" });
+              const readyNow = await http(url, "/readyz");
+              expect([readyNow.status, readyNow.json]).toEqual([200, { ready: true, ledger: "ok" }]);
               const second = await http(url, "/v1/admit", admitBody(2));
               expect(second.json.decision).toBe("judge");
               await http(url, "/v1/settle", { reservation_id: second.json.reservation_id, ok: true });
