@@ -86,11 +86,21 @@ export class DatabaseClock implements Clock {
   #anchorDb = Date.now();
   #anchorMono = performance.now();
   #last = Number.NEGATIVE_INFINITY;
+  #anchored = false;
 
-  /** Adopts a reading of the database's clock taken at `mono` (this process's monotonic clock). */
+  /**
+   * Adopts a reading of the database's clock taken at `mono` (this process's monotonic clock).
+   * The first reading replaces the host's clock outright, backwards too: a host whose clock runs
+   * hours ahead and that started while the database was away must not keep its own time (its
+   * windows would not see the fleet's recent spend); from then on the clock never goes back.
+   */
   anchor(dbMs: number, mono: number): void {
     this.#anchorDb = dbMs;
     this.#anchorMono = mono;
+    if (!this.#anchored) {
+      this.#anchored = true;
+      this.#last = Number.NEGATIVE_INFINITY;
+    }
   }
 
   now(): number {

@@ -212,4 +212,51 @@ describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger", () => {
       expect(Math.abs(Number(ts.rows[0].ts) - Date.now())).toBeLessThan(60_000);
     },
   );
+
+  it("a host whose clock is 5 hours ahead and that starts while the database is down takes the database's time once it answers: the fleet's spend still counts against it", async () => {
+    ensureBuilt();
+    expect(LIBFAKETIME, "libfaketime (Debian package faketime) is needed").toBeDefined();
+    const url = await cluster().database();
+    const honest = createGuard({
+      ledger: url,
+      logger: "silent",
+      budgetWindowMs: 3_600_000,
+      sessionBudgetUsd: 0.3,
+    });
+    expect((await honest.run(request("k", 1), async () => ({ costUsd: 0.3 }))).status).toBe("judged");
+    await honest.close();
+    cluster().stop();
+    let out = "";
+    const child = spawn(
+      process.execPath,
+      [fixture("charge-when-ready.mjs"), url, "k", "0.1", "3600000", "0.3"],
+      {
+        env: { ...process.env, LD_PRELOAD: LIBFAKETIME!, FAKETIME: "+5h", DONT_FAKE_MONOTONIC: "1" },
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
+    const exited = new Promise<number | null>((done) => child.on("exit", done));
+    child.stdout!.setEncoding("utf8").on("data", (d: string) => {
+      out += d;
+    });
+    try {
+      await until(() => out.startsWith("started"), 30_000);
+    } finally {
+      cluster().start();
+    }
+    expect(await exited).toBe(0);
+    const r = JSON.parse(out.split("\n")[1]!) as {
+      systemMs: number;
+      status: string;
+      reason: string;
+      spentUsd: number;
+    };
+    expect(r.systemMs - Date.now()).toBeGreaterThan(4.9 * 3_600_000); // the fault was real
+    // The $0.30 spent within the hour counts on that host too: the key is at its cap.
+    expect({ status: r.status, reason: r.reason, spentUsd: r.spentUsd }).toEqual({
+      status: "skipped",
+      reason: "session_budget",
+      spentUsd: 0.3,
+    });
+  }, 90_000);
 });
