@@ -118,15 +118,11 @@ export class LedgerUpkeep {
     const now = this.#o.clock.now();
     const silent = new Set<string>();
     const dead: string[] = [];
-    if (store.renewLease !== undefined && store.expiredOwners !== undefined) {
-      // A store shared across hosts: an owner is gone when the store's clock says its lease
-      // expired. That proves nothing of its process (it may only have stalled): silent.
-      for (const id of store.expiredOwners()) {
-        if (id === this.owner.id) continue;
-        dead.push(id);
-        silent.add(id);
-      }
-    } else {
+    // A store shared across hosts: an owner is gone when the store's clock says its lease
+    // expired. That proves nothing of its process (it may only have stalled): silent. Read in the
+    // section that acts on it, so that a lease renewed meanwhile is seen.
+    const leased = store.renewLease !== undefined && store.expiredOwners !== undefined;
+    if (!leased) {
       const owners = store.owners();
       this.#watch.forgetExcept(new Set(owners.map((o) => o.id)));
       for (const o of owners) {
@@ -139,13 +135,24 @@ export class LedgerUpkeep {
     let orphaned = 0;
     let charged = 0;
     store.atomically(() => {
+      if (leased) {
+        for (const id of store.expiredOwners!()) {
+          if (id === this.owner.id) continue;
+          dead.push(id);
+          silent.add(id);
+        }
+      }
       for (const r of store.deadReservations(dead)) {
+        // This guard is alive: its calls are its own to settle, whatever its owner row says.
+        if (r.ownerId === this.owner.id) continue;
+        // Without an owner row, on a store shared across hosts, nothing is proven of its process.
+        const stalled = silent.has(r.ownerId) || (leased && !dead.includes(r.ownerId));
         if (r.orphanedMs !== null) {
           // Waiting for a settlement: its time to live (a remote call's timeout; for a call of
           // an owner that only went silent, ten leases) decides when it is charged instead.
           const ttl = r.remote ? (r.ttlMs ?? 0) : 10 * this.#o.leaseMs;
           if (now - r.orphanedMs >= ttl) this.#chargeEstimate(r, now);
-        } else if (r.remote || silent.has(r.ownerId)) {
+        } else if (r.remote || stalled) {
           // The call may go on (a sidecar's client) or its owner may only have stalled: it keeps
           // counting, at its worst case, until it settles or its time runs out.
           store.orphanReservation(r.id, now);

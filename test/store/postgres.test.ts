@@ -259,4 +259,50 @@ describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger", () => {
       spentUsd: 0.3,
     });
   }, 90_000);
+
+  it("a live host's calls in flight, its owner row gone (another host took its lease for expired), are never charged at their estimate while it runs", async () => {
+    ensureBuilt();
+    const url = await cluster().database();
+    const db = new URL(url).pathname.slice(1);
+    const q = async (text: string) => (await cluster().sql(db, text)).rows;
+    const watcher = createGuard({ ledger: url, logger: "silent", leaseMs: 1000 });
+    let out = "";
+    const holder = spawn(process.execPath, [fixture("hold-calls.mjs"), url, "60000", "4", "6000", "held"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const exited = new Promise<number | null>((done) => holder.on("exit", done));
+    holder.stdout!.setEncoding("utf8").on("data", (d: string) => {
+      out += d;
+    });
+    try {
+      // Its 4 calls are in flight; then it stalls, and its owner row goes, as when another host
+      // found its lease expired.
+      const open = async () => Number((await q("SELECT count(*) AS n FROM judge_guard.reservations"))[0].n);
+      for (const end = Date.now() + 30_000; (await open()) < 4 && Date.now() < end; )
+        await new Promise((r) => setTimeout(r, 50));
+      expect(await open()).toBe(4);
+      holder.kill("SIGSTOP");
+      await q("DELETE FROM judge_guard.owners WHERE id IN (SELECT owner_id FROM judge_guard.reservations)");
+      // The watcher beats every third of its lease: several reclaims while the holder is stopped.
+      const set = async () =>
+        Number(
+          (await q("SELECT count(*) AS n FROM judge_guard.reservations WHERE orphaned_ms IS NOT NULL"))[0].n,
+        );
+      for (const end = Date.now() + 15_000; (await set()) < 4 && Date.now() < end; )
+        await new Promise((r) => setTimeout(r, 100));
+      // Set aside, still counting at their worst case; nothing charged: no owner row proves no death.
+      expect(await set()).toBe(4);
+      expect(await q("SELECT count(*)::int AS n FROM judge_guard.decisions")).toEqual([{ n: 0 }]);
+    } finally {
+      holder.kill("SIGCONT");
+    }
+    expect(await exited).toBe(0);
+    expect(JSON.parse(out)).toEqual(["judged", "judged", "judged", "judged"]);
+    await watcher.close();
+    // Each call charged once, what its judge reported.
+    const rows = await q(
+      "SELECT decision, charged_micros::int AS m FROM judge_guard.decisions ORDER BY charged_micros",
+    );
+    expect(rows).toEqual([10_000, 20_000, 30_000, 40_000].map((m) => ({ decision: "judged", m })));
+  }, 90_000);
 });
