@@ -64,6 +64,13 @@ export class AdmissionQueue {
   /** Admissions waiting for calls in flight to settle, in arrival order. */
   #queue: Waiter[] = [];
   #timer: NodeJS.Timeout | undefined;
+  /**
+   * Reservations whose admission failed with the ledger (a lost connection at COMMIT): the row
+   * may have been written after all, though its call was skipped (closed) or runs unreserved
+   * (open, charged by its own decision). Withdrawn once the ledger answers, before anyone takes
+   * such a row for a live call and charges it.
+   */
+  #uncertain: string[] = [];
 
   constructor(
     ledger: SafeLedger<BudgetLedger & ReservationLedger>,
@@ -111,8 +118,10 @@ export class AdmissionQueue {
       return { kind: "admitted", call };
     };
     let refusal: Refusal | null;
+    const withdrawn = this.#uncertain.length;
     try {
       refusal = store.atomically(() => {
+        this.#withdraw(withdrawn);
         const usage = this.#limits.usage(call.sessionKey, now, call.judge);
         const r = admit(usage, call.estimate, this.#limits.caps(call.judge));
         if (r !== null && !shadow) return r;
@@ -135,9 +144,11 @@ export class AdmissionQueue {
       });
     } catch (e) {
       this.#ledger.failed(e, "admission");
+      this.#uncertain.push(call.reservationId);
       if (this.#o.onError === "closed") return { kind: "unavailable", cause: e, at: now };
       return admitted(false);
     }
+    this.#uncertain.splice(0, withdrawn);
     if (refusal === null) return admitted(true);
     if (shadow) return admitted(true, call.shadowReason ?? refusal.reason);
     if (refusal.concurrency && performance.now() < w.deadline) {
@@ -145,6 +156,19 @@ export class AdmissionQueue {
       return "wait";
     }
     return { kind: "refused", refusal, at: now };
+  }
+
+  /** Withdraws the reservations of failed admissions, if the ledger answers (on the heartbeat and at close). */
+  withdrawUncertain(): void {
+    const n = this.#uncertain.length;
+    if (n > 0 && this.#ledger.attempt((s) => s.atomically(() => this.#withdraw(n))))
+      this.#uncertain.splice(0, n);
+  }
+
+  /** Deletes the first `n` uncertain reservations, inside the caller's section; true when done. */
+  #withdraw(n: number): true {
+    for (const id of this.#uncertain.slice(0, n)) this.#ledger.store.deleteReservation(id);
+    return true;
   }
 
   #schedule(ms: number): void {

@@ -65,6 +65,7 @@ export class Guard {
   readonly #signals: SignalDispatcher;
   readonly #upkeep: LedgerUpkeep;
   readonly #settlements: Settlements;
+  readonly #queue: AdmissionQueue;
   readonly #skips: Skips;
   readonly #intake: Intake;
   readonly #reuse: VerdictReuse;
@@ -131,6 +132,7 @@ export class Guard {
       onError: o.onError,
       ownerId: this.#upkeep.owner.id,
     });
+    this.#queue = queue;
     const settled = () => queue.wake();
     this.#settlements = new Settlements(this.#ledger, {
       prices,
@@ -313,6 +315,7 @@ export class Guard {
     this.#upkeep.stop();
     this.#upkeep.checkLedger(); // a ledger that can be used again takes the settlements it refused
     this.#settlements.retry();
+    this.#queue.withdrawUncertain();
     this.#settlements.saveLearned();
     await this.#signals.close();
     this.#upkeep.release();
@@ -337,6 +340,7 @@ export class Guard {
   #tick(): void {
     this.#upkeep.checkLedger();
     this.#settlements.retry();
+    this.#queue.withdrawUncertain();
     // Canned lines confirmed by other processes sharing the ledger.
     this.#upkeep.beat(() => {
       for (const f of this.#store.cannedFingerprints()) this.#catalog.addFingerprint(f);

@@ -305,4 +305,67 @@ describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger", () => {
     );
     expect(rows).toEqual([10_000, 20_000, 30_000, 40_000].map((m) => ({ decision: "judged", m })));
   }, 90_000);
+
+  it.each(["closed", "open"] as const)(
+    "an admission whose COMMIT reached the database but whose answer was lost (onError %s): its reservation is withdrawn once the database answers, never charged",
+    async (onError) => {
+      const url = await cluster().database();
+      const db = new URL(url).pathname.slice(1);
+      const cutter = await commitCutter(cluster().port);
+      const via = url.replace(`:${cluster().port}/`, `:${cutter.port}/`);
+      const guard = createGuard({ ledger: via, logger: "silent", onError, verdictTtlMs: 0 });
+      try {
+        const first = await guard.run(request("k", 0), async () => ({ costUsd: 0.01 }));
+        expect(first.status === "skipped" ? `${first.code}: ${first.error.message}` : first.status).toBe(
+          "judged",
+        );
+        cutter.arm();
+        await new Promise((r) => setTimeout(r, 200)); // the line reaches the proxy
+        const cut = await guard.run(request("k", 1), async () => ({ costUsd: 0.02 }));
+        await until(() => cutter.cuts === 1, 5_000);
+        expect(cut.status).toBe(onError === "closed" ? "skipped" : "judged");
+        // The row was committed: the database holds a reservation for a call that was skipped, or
+        // that ran unreserved and is charged by its own decision.
+        const reservations = async () =>
+          Number((await cluster().sql(db, "SELECT count(*) AS n FROM judge_guard.reservations")).rows[0].n);
+        expect(await reservations()).toBe(1);
+        // The next admission, once the database answers, withdraws it first.
+        for (const end = Date.now() + 20_000; guard.ledgerFault !== null && Date.now() < end; )
+          await new Promise((r) => setTimeout(r, 100));
+        const after = await guard.run(request("k", 2), async () => ({ costUsd: 0.03 }));
+        expect(after.status).toBe("judged");
+        expect(await reservations()).toBe(0);
+      } finally {
+        await guard.close();
+        cutter.close();
+      }
+      const charged = await cluster().sql(
+        db,
+        "SELECT charged_micros::int AS m, cost_source AS source FROM judge_guard.decisions WHERE decision <> 'skipped' ORDER BY id",
+      );
+      const expected = onError === "closed" ? [10_000, 30_000] : [10_000, 20_000, 30_000];
+      expect(charged.rows).toEqual(expected.map((m) => ({ m, source: "reported" })));
+    },
+    60_000,
+  );
 });
+
+/** The commit cutter (fixtures/processes/commit-cutter.mjs), in a process of its own. */
+async function commitCutter(target: number) {
+  const child = spawn(process.execPath, [fixture("commit-cutter.mjs"), String(target)], {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout!.setEncoding("utf8").on("data", (d: string) => {
+    out += d;
+  });
+  await until(() => /port \d+/.test(out), 10_000);
+  return {
+    port: Number(/port (\d+)/.exec(out)![1]),
+    arm: () => child.stdin!.write("arm\n"),
+    get cuts() {
+      return out.split("\n").filter((l) => l === "cut").length;
+    },
+    close: () => child.kill(),
+  };
+}
