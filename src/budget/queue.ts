@@ -121,7 +121,7 @@ export class AdmissionQueue {
     const withdrawn = this.#uncertain.length;
     try {
       refusal = store.atomically(() => {
-        this.#withdraw(withdrawn);
+        if (withdrawn > 0) this.#withdraw(withdrawn);
         const usage = this.#limits.usage(call.sessionKey, now, call.judge);
         const r = admit(usage, call.estimate, this.#limits.caps(call.judge));
         if (r !== null && !shadow) return r;
@@ -148,7 +148,7 @@ export class AdmissionQueue {
       if (this.#o.onError === "closed") return { kind: "unavailable", cause: e, at: now };
       return admitted(false);
     }
-    this.#uncertain.splice(0, withdrawn);
+    if (withdrawn > 0) this.#uncertain.splice(0, withdrawn);
     if (refusal === null) return admitted(true);
     if (shadow) return admitted(true, call.shadowReason ?? refusal.reason);
     if (refusal.concurrency && performance.now() < w.deadline) {

@@ -290,7 +290,7 @@ export const OPTION_RULES: readonly OptionRule[] = [
 
 /** Validates options once, at construction; errors name the option and the value received. */
 /** Every option's name, once: the compiler holds it to GuardOptions (a missing or extra name fails). */
-const OPTION_NAMES = Object.keys({
+export const OPTION_NAMES = Object.keys({
   ledger: 1,
   mode: 1,
   onError: 1,

@@ -3,7 +3,7 @@
 // its variable.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { OPTIONS, type OptionPath } from "../../src/guard/options.js";
+import { OPTION_NAMES, OPTIONS, type OptionPath } from "../../src/guard/options.js";
 import {
   ConfigError,
   createGuard,
@@ -137,8 +137,14 @@ describe("an option the guard does not know", () => {
     expect(e.message).toBe(`unknown option ${field}x of similarity: did you mean ${field}?`);
   });
 
-  it("every option GuardOptions declares is taken", () => {
-    const g = createGuard({ ledger: ":memory:", builtinPatterns: true, maxSessions: 10, leaseMs: 30_000 });
-    return g.close();
+  it("every option GuardOptions declares is taken (given as undefined, each takes its default)", async () => {
+    expect(OPTION_NAMES).toHaveLength(32);
+    const every = Object.fromEntries(OPTION_NAMES.map((name) => [name, undefined]));
+    const g = createGuard({ ...every, ledger: ":memory:" } as GuardOptions);
+    expect(g.session("k")).toMatchObject({
+      budgetUsd: DEFAULTS.sessionBudgetUsd,
+      maxCalls: DEFAULTS.sessionMaxCalls,
+    });
+    await g.close();
   });
 });

@@ -1,11 +1,11 @@
 import { execFile, spawnSync } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { createGuard } from "../../src/index.js";
 import { ensureBuilt } from "../helpers/cli.js";
+import { LIBFAKETIME, processFixture } from "../helpers/processes.js";
 import { FakeClock, useTempDir } from "../helpers/tmp.js";
 
 /**
@@ -14,12 +14,6 @@ import { FakeClock, useTempDir } from "../helpers/tmp.js";
  * clock jumping may erase spend or open a window early.
  */
 const tmp = useTempDir();
-const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/processes/${name}`, import.meta.url));
-const LIBFAKETIME = [
-  "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-  "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
-  "/usr/lib/faketime/libfaketime.so.1",
-].find((p) => existsSync(p));
 const request = (key: string, i: number) => ({
   judge: "quality_assessment",
   model: "claude-sonnet-4-6",
@@ -107,7 +101,7 @@ describe("clock faults", () => {
       writeFileSync(offset, "+0\n");
       const { stdout } = await promisify(execFile)(
         process.execPath,
-        [fixture("clock-jump.mjs"), join(dir, "l.db")],
+        [processFixture("clock-jump.mjs"), join(dir, "l.db")],
         {
           env: {
             ...process.env,

@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../helpers/cli.js";
+import { processFixture } from "../helpers/processes.js";
 import { useTempDir } from "../helpers/tmp.js";
 
 /**
@@ -14,7 +14,6 @@ import { useTempDir } from "../helpers/tmp.js";
  * where both are pid 1, on one ledger file.
  */
 const tmp = useTempDir();
-const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/processes/${name}`, import.meta.url));
 const canUnshare =
   spawnSync("unshare", ["--pid", "--fork", "--mount-proc", "true"], { stdio: "ignore" }).status === 0;
 const children: ChildProcess[] = [];
@@ -27,7 +26,7 @@ afterEach(() => {
 function inNamespace(script: string, args: string[]): { child: ChildProcess; lines: string[] } {
   const child = spawn(
     "unshare",
-    ["--pid", "--fork", "--kill-child", "--mount-proc", process.execPath, fixture(script), ...args],
+    ["--pid", "--fork", "--kill-child", "--mount-proc", process.execPath, processFixture(script), ...args],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
   children.push(child);

@@ -1,5 +1,4 @@
 import { execFile, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
@@ -8,6 +7,7 @@ import { PostgresStore } from "../../src/store/postgres.js";
 import { PG_SCHEMA_VERSION } from "../../src/store/postgres-migrations.js";
 import { ensureBuilt } from "../helpers/cli.js";
 import { PG_PASSWORD, postgresUnavailable, usePostgres } from "../helpers/postgres.js";
+import { LIBFAKETIME, processFixture } from "../helpers/processes.js";
 
 /**
  * What the PostgreSQL ledger adds to the contract every store passes (contract.test.ts): several
@@ -15,13 +15,7 @@ import { PG_PASSWORD, postgresUnavailable, usePostgres } from "../helpers/postgr
  * password in any message, a dead host's calls reclaimed by its lease, and the database's clock
  * deciding which window a charge falls in whatever the host's clock says.
  */
-const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/processes/${name}`, import.meta.url));
 const run = promisify(execFile);
-const LIBFAKETIME = [
-  "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-  "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
-  "/usr/lib/faketime/libfaketime.so.1",
-].find((p) => existsSync(p));
 const request = (key: string, i: number) => ({
   judge: "quality_assessment",
   model: "claude-sonnet-4-6",
@@ -48,7 +42,7 @@ describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger", () => {
     // Each host opens the store (migrating it if it must) and charges 5 x 1,000 in sections.
     const outs = await Promise.all(
       [1, 2, 3, 4].map(() =>
-        run(process.execPath, [fixture("contract-section.mjs"), url, "5", "1000000"], {
+        run(process.execPath, [processFixture("contract-section.mjs"), url, "5", "1000000"], {
           encoding: "utf8",
           timeout: 60_000,
         }),
@@ -161,7 +155,7 @@ describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger", () => {
   it("a host that dies mid-call: its reservation is reclaimed by its lease on the database's clock, never freed", async () => {
     ensureBuilt();
     const url = await cluster().database();
-    const child = spawn(process.execPath, [fixture("hold-reservation.mjs"), url, "held-key", "1000"], {
+    const child = spawn(process.execPath, [processFixture("hold-reservation.mjs"), url, "held-key", "1000"], {
       stdio: ["ignore", "pipe", "inherit"],
     });
     let out = "";
@@ -192,14 +186,18 @@ describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger", () => {
       const url = await cluster().database();
       const { stdout } = await run(
         process.execPath,
-        [fixture("charge-once.mjs"), url, "k", "0.1", "3600000"],
+        [processFixture("charge-once.mjs"), url, "k", "0.1", "3600000"],
         {
           encoding: "utf8",
           env: { ...process.env, LD_PRELOAD: LIBFAKETIME!, FAKETIME: "-5h", DONT_FAKE_MONOTONIC: "1" },
           timeout: 60_000,
         },
       );
-      const r = JSON.parse(stdout) as { systemMs: number; status: string; spentUsd: number };
+      const r = JSON.parse(stdout.trim().split("\n").at(-1)!) as {
+        systemMs: number;
+        status: string;
+        spentUsd: number;
+      };
       // The fault was real: that host's clock is 5 hours behind this one.
       expect(Date.now() - r.systemMs).toBeGreaterThan(4.9 * 3_600_000);
       expect(r).toMatchObject({ status: "judged", spentUsd: 0.1 });
@@ -229,7 +227,7 @@ describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger", () => {
     let out = "";
     const child = spawn(
       process.execPath,
-      [fixture("charge-when-ready.mjs"), url, "k", "0.1", "3600000", "0.3"],
+      [processFixture("charge-once.mjs"), url, "k", "0.1", "3600000", "0.3"],
       {
         env: { ...process.env, LD_PRELOAD: LIBFAKETIME!, FAKETIME: "+5h", DONT_FAKE_MONOTONIC: "1" },
         stdio: ["ignore", "pipe", "inherit"],
@@ -245,7 +243,7 @@ describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger", () => {
       cluster().start();
     }
     expect(await exited).toBe(0);
-    const r = JSON.parse(out.split("\n")[1]!) as {
+    const r = JSON.parse(out.trim().split("\n").at(-1)!) as {
       systemMs: number;
       status: string;
       reason: string;
@@ -267,9 +265,13 @@ describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger", () => {
     const q = async (text: string) => (await cluster().sql(db, text)).rows;
     const watcher = createGuard({ ledger: url, logger: "silent", leaseMs: 1000 });
     let out = "";
-    const holder = spawn(process.execPath, [fixture("hold-calls.mjs"), url, "60000", "4", "6000", "held"], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const holder = spawn(
+      process.execPath,
+      [processFixture("hold-calls.mjs"), url, "60000", "4", "6000", "held"],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
     const exited = new Promise<number | null>((done) => holder.on("exit", done));
     holder.stdout!.setEncoding("utf8").on("data", (d: string) => {
       out += d;
@@ -352,7 +354,7 @@ describe.skipIf(noPostgres !== undefined)("PostgreSQL ledger", () => {
 
 /** The commit cutter (fixtures/processes/commit-cutter.mjs), in a process of its own. */
 async function commitCutter(target: number) {
-  const child = spawn(process.execPath, [fixture("commit-cutter.mjs"), String(target)], {
+  const child = spawn(process.execPath, [processFixture("commit-cutter.mjs"), String(target)], {
     stdio: ["pipe", "pipe", "inherit"],
   });
   let out = "";

@@ -1,7 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
@@ -17,6 +16,7 @@ import { applyMigration, SCHEMA_VERSION } from "../../src/store/migrations.js";
 import { connectionOf } from "../../src/store/sqlite.js";
 import type { DecisionRecord } from "../../src/store/types.js";
 import { readLedger } from "../helpers/ledger.js";
+import { processFixture } from "../helpers/processes.js";
 import { CANNED } from "../helpers/replies.js";
 import { sessionRequest } from "../helpers/requests.js";
 import { useTempDir } from "../helpers/tmp.js";
@@ -43,7 +43,6 @@ const decision: DecisionRecord = {
   durationMs: 1,
   episodeId: null,
 };
-const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/processes/${name}`, import.meta.url));
 const children: ChildProcess[] = [];
 afterEach(() => {
   for (const c of children.splice(0)) c.kill("SIGKILL");
@@ -51,7 +50,7 @@ afterEach(() => {
 
 /** Starts a guard process that holds one open reservation; resolves once it holds it. */
 async function holder(ledger: string, key: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [fixture("hold-reservation.mjs"), ledger, key], {
+  const child = spawn(process.execPath, [processFixture("hold-reservation.mjs"), ledger, key], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   children.push(child);
@@ -263,7 +262,7 @@ describe("SqliteStore", () => {
 
   it("does not keep a process alive when the ledger is left open", async () => {
     const run = promisify(execFile);
-    const { stdout } = await run(process.execPath, [fixture("leave-open.mjs"), join(tmp(), "open.db")], {
+    const { stdout } = await run(process.execPath, [processFixture("leave-open.mjs"), join(tmp(), "open.db")], {
       timeout: 10_000,
     });
     expect(stdout.trim()).toBe("judged");
@@ -438,7 +437,7 @@ describe("reservations across processes", () => {
     const run = promisify(execFile);
     // 3 processes x 24 concurrent calls over 2 keys; caps $1.50 per key and $2.50 in all; a call is $0.3015.
     const results = await Promise.all(
-      [0, 1, 2].map(() => run(process.execPath, [fixture("spend.mjs"), ledger, "24", "2", "1.5", "2.5"])),
+      [0, 1, 2].map(() => run(process.execPath, [processFixture("spend.mjs"), ledger, "24", "2", "1.5", "2.5"])),
     );
     const judged = results.map((r) => JSON.parse(r.stdout).judged as number).reduce((a, b) => a + b, 0);
     const db = new Database(ledger, { readonly: true });
