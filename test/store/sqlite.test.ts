@@ -262,9 +262,13 @@ describe("SqliteStore", () => {
 
   it("does not keep a process alive when the ledger is left open", async () => {
     const run = promisify(execFile);
-    const { stdout } = await run(process.execPath, [processFixture("leave-open.mjs"), join(tmp(), "open.db")], {
-      timeout: 10_000,
-    });
+    const { stdout } = await run(
+      process.execPath,
+      [processFixture("leave-open.mjs"), join(tmp(), "open.db")],
+      {
+        timeout: 10_000,
+      },
+    );
     expect(stdout.trim()).toBe("judged");
   });
 
@@ -437,7 +441,9 @@ describe("reservations across processes", () => {
     const run = promisify(execFile);
     // 3 processes x 24 concurrent calls over 2 keys; caps $1.50 per key and $2.50 in all; a call is $0.3015.
     const results = await Promise.all(
-      [0, 1, 2].map(() => run(process.execPath, [processFixture("spend.mjs"), ledger, "24", "2", "1.5", "2.5"])),
+      [0, 1, 2].map(() =>
+        run(process.execPath, [processFixture("spend.mjs"), ledger, "24", "2", "1.5", "2.5"]),
+      ),
     );
     const judged = results.map((r) => JSON.parse(r.stdout).judged as number).reduce((a, b) => a + b, 0);
     const db = new Database(ledger, { readonly: true });
